@@ -1,0 +1,25 @@
+"""Datasets for image sentiment: the CrowdFlower data, an offline emoji set, your own images.
+
+- :func:`fetch_image_sentiment`: the CrowdFlower "Image Sentiment Polarity" data
+  (metadata shipped; images downloaded on demand with :func:`download_images`).
+- :func:`load_emoji_sentiment`: 922 emoji images shipped with the package (offline).
+- :func:`load_image_folder` / :func:`load_image_csv`: your own labelled images.
+- :func:`stratified_split` / :func:`balance`: per-class splits and class balancing.
+"""
+
+from wjsentiment.datasets.crowdflower import fetch_image_sentiment
+from wjsentiment.datasets.download import DownloadReport, download_images
+from wjsentiment.datasets.emoji import load_emoji_sentiment
+from wjsentiment.datasets.folders import load_image_csv, load_image_folder
+from wjsentiment.datasets.splits import balance, stratified_split
+
+__all__ = [
+    "DownloadReport",
+    "balance",
+    "download_images",
+    "fetch_image_sentiment",
+    "load_emoji_sentiment",
+    "load_image_csv",
+    "load_image_folder",
+    "stratified_split",
+]

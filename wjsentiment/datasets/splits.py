@@ -1,0 +1,236 @@
+"""Per-class (stratified) splits and class balancing, returning index arrays."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from sklearn.utils import check_random_state
+
+__all__ = ["balance", "stratified_split"]
+
+_BALANCE_STRATEGIES = ("undersample", "oversample")
+
+
+def _as_labels(y: Any, name: str = "y") -> np.ndarray:
+    arr = np.asarray(y)
+    if arr.ndim != 1:
+        raise ValueError(
+            f"{name} must be one-dimensional (one label per sample), got shape {arr.shape}."
+        )
+    if arr.shape[0] == 0:
+        raise ValueError(f"{name} is empty; pass at least one label.")
+    return arr
+
+
+def _encode(arr: np.ndarray, name: str) -> tuple[np.ndarray, int]:
+    """Return integer codes for ``arr`` (in sorted order of its values) and their count."""
+    try:
+        uniques, codes = np.unique(arr, return_inverse=True)
+    except TypeError as exc:
+        raise ValueError(
+            f"{name} mixes values that cannot be compared ({exc}); use labels of one type."
+        ) from None
+    return codes.reshape(-1), len(uniques)
+
+
+def _rng(random_state: Any) -> np.random.Generator | np.random.RandomState:
+    if isinstance(random_state, np.random.Generator):
+        return random_state
+    return check_random_state(random_state)
+
+
+def _check_fractions(fractions: Sequence[float]) -> list[float]:
+    if isinstance(fractions, (str, bytes)) or not isinstance(fractions, Sequence):
+        raise ValueError(
+            f"fractions must be a sequence of floats such as (0.8, 0.2), got {fractions!r}."
+        )
+    values = []
+    for f in fractions:
+        try:
+            value = float(f)
+        except (TypeError, ValueError):
+            raise ValueError(f"fractions must hold numbers, got {f!r} in {fractions!r}.") from None
+        if not math.isfinite(value) or value <= 0:
+            raise ValueError(f"fractions must all be positive, got {f!r} in {fractions!r}.")
+        values.append(value)
+    if not values:
+        raise ValueError("fractions is empty; pass e.g. (0.8, 0.2).")
+    if abs(sum(values) - 1.0) > 1e-6:
+        raise ValueError(f"fractions must sum to 1, but {fractions!r} sums to {sum(values):.6g}.")
+    return values
+
+
+def _part_size(fraction: float, n: int) -> int:
+    """``floor(fraction * n)``, forgiving float error just below an integer."""
+    return int(math.floor(fraction * n + 1e-9))
+
+
+def stratified_split(
+    y: Any,
+    fractions: Sequence[float] = (0.8, 0.15, 0.05),
+    *,
+    random_state: Any = None,
+    groups: Any = None,
+) -> tuple[np.ndarray, ...]:
+    """Split sample indices into parts with the same class proportions.
+
+    Within each class, indices are shuffled; every part after the first receives
+    ``floor(fraction * n_class)`` of them and the first part receives the rest. So
+    ``(0.8, 0.2)`` gives a test part of exactly ``floor(0.2 * n)`` samples per class.
+
+    Parameters
+    ----------
+    y : array-like of shape (n_samples,)
+        Class labels.
+    fractions : sequence of float, default=(0.8, 0.15, 0.05)
+        Relative size of each part (for example train, validation, test). All must be
+        positive and they must sum to 1.
+    random_state : int, RandomState, Generator or None, default=None
+        Controls the shuffling; pass an int for reproducible splits.
+    groups : array-like of shape (n_samples,), optional
+        Group of each sample (for example the emoji id shared by its two drawings).
+        When given, whole groups go to one part: each group counts for the class most
+        of its samples have, and parts after the first are filled with whole groups
+        to about ``fraction * n_class`` samples, so counts are approximate.
+
+    Returns
+    -------
+    tuple of ndarray of int
+        One sorted index array per fraction; together they hold every index once.
+
+    Raises
+    ------
+    ValueError
+        If ``y`` is empty or not one-dimensional, if ``fractions`` are not positive
+        numbers summing to 1, or if ``groups`` does not match ``y`` in length.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> y = np.array(["a"] * 10 + ["b"] * 5)
+    >>> train, test = stratified_split(y, (0.8, 0.2), random_state=0)
+    >>> len(train), len(test)
+    (12, 3)
+    >>> np.unique(y[test], return_counts=True)[1].tolist()
+    [2, 1]
+    """
+    labels = _as_labels(y)
+    parts = _check_fractions(fractions)
+    rng = _rng(random_state)
+    codes, n_classes = _encode(labels, "y")
+
+    if groups is not None:
+        return _grouped_split(codes, n_classes, groups, parts, rng)
+
+    out: list[list[np.ndarray]] = [[] for _ in parts]
+    for c in range(n_classes):
+        members = rng.permutation(np.flatnonzero(codes == c))
+        n = len(members)
+        start = 0
+        for j in range(1, len(parts)):
+            size = _part_size(parts[j], n)
+            out[j].append(members[start : start + size])
+            start += size
+        out[0].append(members[start:])
+    return tuple(np.sort(np.concatenate(chunks)).astype(np.intp) for chunks in out)
+
+
+def _grouped_split(
+    codes: np.ndarray,
+    n_classes: int,
+    groups: Any,
+    parts: list[float],
+    rng: np.random.Generator | np.random.RandomState,
+) -> tuple[np.ndarray, ...]:
+    group_arr = _as_labels(groups, "groups")
+    if group_arr.shape[0] != codes.shape[0]:
+        raise ValueError(
+            f"groups has {group_arr.shape[0]} entries but y has {codes.shape[0]}; "
+            "pass one group per sample."
+        )
+    gcodes, n_groups = _encode(group_arr, "groups")
+    # Majority class of each group (ties go to the smallest class code).
+    pair = gcodes.astype(np.int64) * n_classes + codes
+    uniq, counts = np.unique(pair, return_counts=True)
+    pg, pc = uniq // n_classes, uniq % n_classes
+    order = np.lexsort((pc, -counts, pg))
+    first = np.ones(len(order), dtype=bool)
+    first[1:] = pg[order][1:] != pg[order][:-1]
+    group_class = np.empty(n_groups, dtype=np.int64)
+    group_class[pg[order][first]] = pc[order][first]
+    group_size = np.bincount(gcodes, minlength=n_groups)
+
+    assignment = np.zeros(n_groups, dtype=np.intp)
+    for c in range(n_classes):
+        class_groups = rng.permutation(np.flatnonzero(group_class == c))
+        n = int(group_size[class_groups].sum())
+        targets = [_part_size(f, n) for f in parts]
+        filled = [0] * len(parts)
+        for g in class_groups:
+            size = int(group_size[g])
+            for j in range(1, len(parts)):
+                if filled[j] + size / 2 <= targets[j]:
+                    assignment[g] = j
+                    filled[j] += size
+                    break
+    sample_part = assignment[gcodes]
+    return tuple(np.flatnonzero(sample_part == j).astype(np.intp) for j in range(len(parts)))
+
+
+def balance(y: Any, strategy: str = "undersample", *, random_state: Any = None) -> np.ndarray:
+    """Return sample indices that give every class the same count.
+
+    Parameters
+    ----------
+    y : array-like of shape (n_samples,)
+        Class labels.
+    strategy : {"undersample", "oversample"}, default="undersample"
+        ``"undersample"`` draws, without replacement, as many samples of each class
+        as the rarest class has. ``"oversample"`` keeps every sample and tops each
+        class up to the size of the largest class by drawing with replacement.
+    random_state : int, RandomState, Generator or None, default=None
+        Controls the sampling; pass an int for reproducible results.
+
+    Returns
+    -------
+    ndarray of int
+        Sorted indices into ``y`` (with repeats when oversampling).
+
+    Raises
+    ------
+    ValueError
+        If ``strategy`` is unknown or ``y`` is empty or not one-dimensional.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> y = np.array(["a", "a", "a", "b"])
+    >>> idx = balance(y, random_state=0)
+    >>> sorted(y[idx].tolist())
+    ['a', 'b']
+    >>> sorted(y[balance(y, "oversample", random_state=0)].tolist())
+    ['a', 'a', 'a', 'b', 'b', 'b']
+    """
+    if strategy not in _BALANCE_STRATEGIES:
+        raise ValueError(
+            f"Unknown strategy {strategy!r}; expected one of {list(_BALANCE_STRATEGIES)}."
+        )
+    labels = _as_labels(y)
+    rng = _rng(random_state)
+    codes, n_classes = _encode(labels, "y")
+    members = [np.flatnonzero(codes == c) for c in range(n_classes)]
+    sizes = [len(m) for m in members]
+    chosen = []
+    if strategy == "undersample":
+        target = min(sizes)
+        for m in members:
+            chosen.append(rng.choice(m, size=target, replace=False))
+    else:
+        target = max(sizes)
+        for m in members:
+            chosen.append(m)
+            chosen.append(rng.choice(m, size=target - len(m), replace=True))
+    return np.sort(np.concatenate(chosen)).astype(np.intp)
