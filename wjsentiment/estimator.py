@@ -177,7 +177,7 @@ class SentimentClassifier(ClassifierMixin, BaseEstimator):
         The trained network (normalisation, backbone, head).
     history_ : list of dict
         Per epoch: ``train_loss``, ``train_accuracy``, ``train_f1`` (on the augmented training
-        batches), ``lr``, ``seconds``, ``images_per_second``, and with a validation set
+        batches), ``samples`` (images trained on), ``lr``, ``seconds``, ``images_per_second``, and with a validation set
         ``valid_loss``, ``valid_accuracy``, ``valid_f1``.
     n_epochs_ : int
         Epochs run.
@@ -544,7 +544,8 @@ class SentimentClassifier(ClassifierMixin, BaseEstimator):
         numpy.ndarray of shape (n,)
             Labels from ``classes_``.
         """
-        return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
+        proba = self.predict_proba(X)
+        return self.classes_[np.argmax(proba, axis=1)]
 
     # ------------------------------------------------------------------ pickling and saving
     def __getstate__(self) -> dict:

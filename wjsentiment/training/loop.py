@@ -179,6 +179,7 @@ def train_model(
             "train_accuracy": float((pairs[0] == pairs[1]).mean()) if seen else float("nan"),
             "train_f1": float(f1_score(pairs[1], pairs[0], labels=np.arange(n_classes),
                                        average="macro", zero_division=0)),
+            "samples": seen,
             "lr": float(optimizer.param_groups[0]["lr"]),
             "seconds": seconds,
             "images_per_second": seen / seconds if seconds > 0 else float("nan"),

@@ -1,0 +1,816 @@
+"""SentimentEnsemble: a soft vote over fitted classifiers, with optional calibration and weights.
+
+The ensemble averages its members' class probabilities. With ``calibrate=True`` each member's
+probabilities are first sharpened or softened by a temperature fitted on a held-out set; with
+``weights="auto"`` the members' weights are fitted on that set too. Members are fitted one after
+the other, or in threads on separate GPUs when several exist.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator, Sequence
+from numbers import Integral, Real
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from joblib import Parallel, delayed
+from scipy.optimize import minimize, minimize_scalar
+from sklearn.base import ClassifierMixin, clone
+from sklearn.model_selection import train_test_split
+from sklearn.utils import Bunch, _safe_indexing
+from sklearn.utils._tags import get_tags
+from sklearn.utils.metaestimators import _BaseComposition
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import check_is_fitted
+from tqdm.auto import tqdm
+
+from .estimator import SentimentClassifier
+from .persistence import decode_classes, encode_classes
+
+#: File holding the ensemble's own settings inside a saved ensemble folder.
+ENSEMBLE_FILE = "ensemble.json"
+#: Version of the saved-ensemble layout.
+ENSEMBLE_FORMAT_VERSION = 1
+#: Seed of the calibration/weighting holdout split when no member has an int random_state.
+DEFAULT_HOLDOUT_SEED = 0
+#: Member classes a saved ensemble may contain (load never imports anything else).
+SAVABLE_MEMBERS: dict[str, type] = {"SentimentClassifier": SentimentClassifier}
+
+_EPS = 1e-12
+_TEMPERATURE_BOUNDS = (1e-2, 1e2)
+_SAFE_FOLDER = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$")
+
+
+def default_estimators() -> list[tuple[str, SentimentClassifier]]:
+    """The reference study's pair of members, unfitted.
+
+    A ResNet-18 with the MLP head trained on class-balanced (undersampled) epochs, and a
+    ResNet-152 with a linear head trained on grayscale images.
+
+    Returns
+    -------
+    list of (str, SentimentClassifier)
+        ``[("resnet18", ...), ("resnet152", ...)]``.
+
+    Examples
+    --------
+    >>> [name for name, _ in default_estimators()]
+    ['resnet18', 'resnet152']
+    >>> default_estimators()[1][1].grayscale
+    True
+    """
+    return [
+        ("resnet18", SentimentClassifier(backbone="resnet18", head="mlp", sampling="undersample")),
+        ("resnet152", SentimentClassifier(backbone="resnet152", grayscale=True, head="linear")),
+    ]
+
+
+# ------------------------------------------------------------------------ probability tools
+def _check_proba_targets(proba: Any, y: Any, name: str = "proba") -> tuple[np.ndarray, np.ndarray]:
+    proba = np.asarray(proba, dtype=float)
+    if proba.ndim != 2 or proba.shape[0] == 0 or proba.shape[1] < 2:
+        raise ValueError(f"{name} must be a 2-D array (n_samples, n_classes) with at least one "
+                         f"row and two columns, got shape {proba.shape}.")
+    if not np.all(np.isfinite(proba)) or np.any(proba < 0):
+        raise ValueError(f"{name} must hold finite, non-negative probabilities.")
+    y = np.asarray(y)
+    if y.shape != (proba.shape[0],):
+        raise ValueError(f"y must be 1-D with one class index per row of {name} "
+                         f"({proba.shape[0]}), got shape {y.shape}.")
+    if y.dtype.kind not in "iu" or y.min() < 0 or y.max() >= proba.shape[1]:
+        raise ValueError(f"y must hold integer column indices of {name} in [0, "
+                         f"{proba.shape[1] - 1}]; encode labels with their position in classes_.")
+    return proba, y.astype(np.intp)
+
+
+def _nll(proba: np.ndarray, y: np.ndarray) -> float:
+    """Mean negative log-likelihood of the true class (probabilities clipped at 1e-12)."""
+    picked = proba[np.arange(len(y)), y]
+    return float(-np.mean(np.log(np.clip(picked, _EPS, None))))
+
+
+def apply_temperature(proba: Any, temperature: float) -> np.ndarray:
+    """Temperature-scale probabilities: ``softmax(log(proba) / temperature)`` per row.
+
+    A temperature above 1 softens the probabilities, below 1 sharpens them; 1 returns them
+    unchanged.
+
+    Parameters
+    ----------
+    proba : array-like of shape (n_samples, n_classes)
+        Probabilities (rows summing to 1).
+    temperature : float
+        Positive temperature.
+
+    Returns
+    -------
+    numpy.ndarray of shape (n_samples, n_classes)
+        Rows sum to 1.
+
+    Raises
+    ------
+    ValueError
+        If ``temperature`` is not a positive finite number.
+
+    Examples
+    --------
+    >>> apply_temperature([[0.8, 0.2]], 2.0).round(3)
+    array([[0.667, 0.333]])
+    """
+    if isinstance(temperature, bool) or not isinstance(temperature, Real) \
+            or not np.isfinite(temperature) or temperature <= 0:
+        raise ValueError(f"temperature must be a positive number, got {temperature!r}.")
+    proba = np.asarray(proba, dtype=float)
+    if temperature == 1.0:
+        return proba
+    z = np.log(np.clip(proba, _EPS, None)) / float(temperature)
+    z -= z.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def fit_temperature(proba: Any, y: Any) -> float:
+    """Fit the temperature that minimises the log-loss of :func:`apply_temperature`.
+
+    The search runs over ``log T`` in ``[log 0.01, log 100]``. The result is never worse than
+    ``T = 1`` (no scaling) on the data it was fitted on: if the search finds nothing better,
+    1.0 is returned.
+
+    Parameters
+    ----------
+    proba : array-like of shape (n_samples, n_classes)
+        Held-out probabilities of one classifier.
+    y : array-like of int, shape (n_samples,)
+        The true class of each row, as a column index of ``proba``.
+
+    Returns
+    -------
+    float
+        The temperature.
+
+    Raises
+    ------
+    ValueError
+        If ``proba`` is not a 2-D probability array or ``y`` not matching column indices.
+
+    Examples
+    --------
+    >>> proba = [[0.6, 0.4], [0.4, 0.6], [0.6, 0.4], [0.4, 0.6]]
+    >>> fit_temperature(proba, [0, 1, 0, 1]) < 1.0  # right but timid: sharpen
+    True
+    """
+    proba, y = _check_proba_targets(proba, y)
+    baseline = _nll(proba, y)
+
+    def objective(log_t: float) -> float:
+        return _nll(apply_temperature(proba, float(np.exp(log_t))), y)
+
+    lo, hi = np.log(_TEMPERATURE_BOUNDS)
+    result = minimize_scalar(objective, bounds=(lo, hi), method="bounded",
+                             options={"xatol": 1e-5})
+    if not np.isfinite(result.fun) or result.fun >= baseline:
+        return 1.0
+    return float(np.exp(result.x))
+
+
+def fit_weights(probas: Sequence[Any], y: Any) -> np.ndarray:
+    """Fit non-negative member weights, summing to 1, that minimise the soft vote's log-loss.
+
+    The weights are a softmax of free parameters, fitted by L-BFGS from equal weights. The
+    result is never worse than equal weights on the data it was fitted on: if the optimiser
+    does not improve on them, equal weights are returned.
+
+    Parameters
+    ----------
+    probas : sequence of array-like of shape (n_samples, n_classes)
+        Held-out probabilities of each member, columns in the same class order.
+    y : array-like of int, shape (n_samples,)
+        The true class of each row, as a column index.
+
+    Returns
+    -------
+    numpy.ndarray of shape (n_members,)
+        Non-negative weights summing to 1.
+
+    Raises
+    ------
+    ValueError
+        If ``probas`` is empty or its arrays differ in shape.
+
+    Examples
+    --------
+    >>> good = [[0.9, 0.1], [0.1, 0.9], [0.8, 0.2], [0.3, 0.7]]
+    >>> noise = [[0.5, 0.5], [0.7, 0.3], [0.2, 0.8], [0.5, 0.5]]
+    >>> w = fit_weights([good, noise], [0, 1, 0, 1])
+    >>> bool(w[0] > 0.9), float(w.sum())
+    (True, 1.0)
+    """
+    if len(probas) == 0:
+        raise ValueError("probas is empty: pass one probability array per member.")
+    checked = [_check_proba_targets(p, y, name=f"probas[{i}]") for i, p in enumerate(probas)]
+    shapes = {p.shape for p, _ in checked}
+    if len(shapes) != 1:
+        raise ValueError(f"Every array of probas must have the same shape, got {sorted(shapes)}.")
+    y = checked[0][1]
+    n_members = len(checked)
+    equal = np.full(n_members, 1.0 / n_members)
+    if n_members == 1:
+        return equal
+    # Probability each member gives the true class: (n_members, n_samples).
+    q = np.stack([p[np.arange(len(y)), y] for p, _ in checked])
+
+    def objective(theta: np.ndarray) -> tuple[float, np.ndarray]:
+        w = np.exp(theta - theta.max())
+        w /= w.sum()
+        mix = np.clip(w @ q, _EPS, None)
+        grad_w = -np.mean(q / mix, axis=1)
+        return float(-np.mean(np.log(mix))), w * (grad_w - w @ grad_w)
+
+    baseline = objective(np.zeros(n_members))[0]
+    result = minimize(objective, np.zeros(n_members), jac=True, method="L-BFGS-B")
+    theta = np.asarray(result.x, dtype=float)
+    if not np.all(np.isfinite(theta)):
+        return equal
+    weights = np.exp(theta - theta.max())
+    weights /= weights.sum()
+    if objective(np.log(np.clip(weights, 1e-300, None)))[0] >= baseline:
+        return equal
+    return weights
+
+
+# ------------------------------------------------------------------------------ the ensemble
+class SentimentEnsemble(ClassifierMixin, _BaseComposition):
+    """Soft vote over classifiers: the (weighted) mean of their class probabilities.
+
+    Members are cloned and fitted in :meth:`fit`. With ``calibrate=True`` or ``weights="auto"``
+    a stratified ``validation_fraction`` of the data is held out: members are fitted on the
+    rest, then each member gets a temperature (``calibrate``) and the members get weights
+    (``"auto"``) that minimise the log-loss on the holdout. Members are not refitted on the
+    holdout afterwards.
+
+    Any scikit-learn classifier with ``predict_proba`` can be a member; all members must end up
+    with the same ``classes_``. Member parameters are reachable as ``<name>__<param>`` (e.g. for
+    ``GridSearchCV``: ``{"resnet18__lr": [1e-3, 1e-4]}``).
+
+    Parameters
+    ----------
+    estimators : list of (str, estimator), default=None
+        The members, by name. None: the reference study's pair, see :func:`default_estimators`
+        (a ResNet-18 with an MLP head on undersampled epochs and a grayscale ResNet-152 with a
+        linear head).
+    weights : None, "auto" or array-like of shape (n_members,), default=None
+        None: equal weights. "auto": fitted on the holdout to minimise its log-loss (never
+        worse there than equal weights). A list: fixed non-negative weights (normalised to
+        sum to 1).
+    calibrate : bool, default=False
+        Fit one temperature per member on the holdout (temperature scaling).
+    validation_fraction : float, default=0.15
+        Size of the stratified holdout used by ``calibrate`` and ``weights="auto"``. Its seed is
+        the first int ``random_state`` among the members, else 0.
+    n_jobs : int, default=None
+        Threads that fit and run members side by side, used only when several CUDA devices
+        exist: then member ``i`` whose ``device`` is "auto" runs on ``cuda:{i % n_gpus}``.
+        None means one thread per GPU. With one or no GPU members run one after the other.
+    verbose : int, default=1
+        0 is silent; 1 shows progress over members. Members keep their own ``verbose``.
+
+    Attributes
+    ----------
+    estimators_ : list of estimators
+        The fitted members.
+    named_estimators_ : Bunch
+        The fitted members by name.
+    classes_ : numpy.ndarray
+        The class labels, shared by all members.
+    weights_ : numpy.ndarray of shape (n_members,)
+        Member weights used by the vote; they sum to 1.
+    temperatures_ : numpy.ndarray of shape (n_members,)
+        Member temperatures (all 1.0 without ``calibrate``).
+    validation_log_loss_ : dict or None
+        With a holdout: its log-loss for each member (``"members"``, after calibration), for
+        equal weights (``"equal_weights"``) and for the fitted vote (``"ensemble"``).
+
+    Examples
+    --------
+    Any probabilistic classifiers can vote:
+
+    >>> import numpy as np
+    >>> from sklearn.linear_model import LogisticRegression
+    >>> from sklearn.naive_bayes import GaussianNB
+    >>> rng = np.random.default_rng(0)
+    >>> X = np.r_[rng.normal(-1, 1, (30, 2)), rng.normal(1, 1, (30, 2))]
+    >>> y = np.array(["Negative"] * 30 + ["Positive"] * 30)
+    >>> ens = SentimentEnsemble([("lr", LogisticRegression()), ("nb", GaussianNB())],
+    ...                         weights="auto", calibrate=True, verbose=0).fit(X, y)
+    >>> ens.predict_proba(X[:3]).shape, float(ens.weights_.sum())
+    ((3, 2), 1.0)
+
+    The reference study's pair on images (slow: two ImageNet backbones):
+
+    >>> ens = SentimentEnsemble(weights="auto").fit(paths, labels)  # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        estimators: list[tuple[str, Any]] | None = None,
+        *,
+        weights: str | Sequence[float] | None = None,
+        calibrate: bool = False,
+        validation_fraction: float = 0.15,
+        n_jobs: int | None = None,
+        verbose: int = 1,
+    ) -> None:
+        self.estimators = estimators
+        self.weights = weights
+        self.calibrate = calibrate
+        self.validation_fraction = validation_fraction
+        self.n_jobs = n_jobs
+        self.verbose = verbose
+
+    # --------------------------------------------------------------- parameters of members
+    def _members_spec(self) -> list[tuple[str, Any]]:
+        return default_estimators() if self.estimators is None else self.estimators
+
+    @property
+    def named_estimators(self) -> Bunch:
+        """The unfitted members by name (the defaults when ``estimators`` is None)."""
+        return Bunch(**dict(self._members_spec()))
+
+    def get_params(self, deep: bool = True) -> dict:
+        """Parameters of the ensemble and, with ``deep``, of its members as ``name__param``.
+
+        Parameters
+        ----------
+        deep : bool, default=True
+            Include the members and their parameters.
+
+        Returns
+        -------
+        dict
+        """
+        if deep and self.estimators is None:
+            out = super().get_params(deep=False)
+            for name, est in default_estimators():
+                out[name] = est
+                out.update({f"{name}__{k}": v for k, v in est.get_params(deep=True).items()})
+            return out
+        return self._get_params("estimators", deep=deep)
+
+    def set_params(self, **params: Any) -> SentimentEnsemble:
+        """Set parameters of the ensemble or of its members (``name__param``).
+
+        With ``estimators=None``, setting a parameter of a default member first replaces
+        ``estimators`` by :func:`default_estimators`.
+
+        Returns
+        -------
+        self : SentimentEnsemble
+        """
+        if self.estimators is None and "estimators" not in params:
+            names = {name for name, _ in default_estimators()}
+            if any(key.split("__", 1)[0] in names for key in params):
+                self.estimators = default_estimators()
+        return self._set_params("estimators", **params)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        with contextlib.suppress(Exception):
+            member_tags = [get_tags(est) for _, est in self._members_spec()]
+            tags.input_tags = member_tags[0].input_tags
+            tags.non_deterministic = any(t.non_deterministic for t in member_tags)
+            tags.classifier_tags.poor_score = any(t.classifier_tags.poor_score
+                                                  for t in member_tags)
+        return tags
+
+    # ---------------------------------------------------------------------------- checks
+    def _validate(self) -> tuple[list[str], list[Any]]:
+        spec = self._members_spec()
+        if not isinstance(spec, (list, tuple)) or len(spec) == 0:
+            raise ValueError("estimators must be a non-empty list of (name, estimator) pairs, "
+                             f"got {spec!r}; or None for the default pair.")
+        if not all(isinstance(pair, tuple) and len(pair) == 2 for pair in spec):
+            raise ValueError("estimators must be a list of (name, estimator) tuples, e.g. "
+                             "[('a', SentimentClassifier()), ('b', SentimentClassifier())].")
+        names, members = (list(part) for part in zip(*spec))
+        if not all(isinstance(name, str) and name for name in names):
+            raise ValueError(f"Member names must be non-empty strings, got {names!r}.")
+        self._validate_names(names)
+        self._check_estimators_are_instances(members)
+        for name, est in zip(names, members):
+            if not (hasattr(est, "fit") and hasattr(est, "predict_proba")):
+                raise ValueError(f"Member {name!r} ({type(est).__name__}) has no fit/"
+                                 "predict_proba; every member must be a probabilistic "
+                                 "classifier.")
+        if isinstance(self.weights, str):
+            if self.weights != "auto":
+                raise ValueError(f"weights must be None, 'auto' or a list of numbers, got "
+                                 f"{self.weights!r}.")
+        elif self.weights is not None:
+            w = np.asarray(self.weights, dtype=float) if _is_numeric_list(self.weights) else None
+            if w is None or w.ndim != 1:
+                raise ValueError(f"weights must be None, 'auto' or a list of numbers, got "
+                                 f"{self.weights!r}.")
+            if len(w) != len(members):
+                raise ValueError(f"weights has {len(w)} values but there are {len(members)} "
+                                 f"members ({names}); give one weight per member.")
+            if not np.all(np.isfinite(w)) or np.any(w < 0) or w.sum() <= 0:
+                raise ValueError(f"weights must be finite, non-negative and not all zero, got "
+                                 f"{list(w)}.")
+        if not isinstance(self.calibrate, (bool, np.bool_)):
+            raise ValueError(f"calibrate must be True or False, got {self.calibrate!r}.")
+        if isinstance(self.validation_fraction, bool) or \
+                not isinstance(self.validation_fraction, Real) or \
+                not 0 < self.validation_fraction < 1:
+            raise ValueError(f"validation_fraction must be in (0, 1), got "
+                             f"{self.validation_fraction!r}.")
+        if self.n_jobs is not None and (isinstance(self.n_jobs, bool)
+                                        or not isinstance(self.n_jobs, Integral)
+                                        or self.n_jobs == 0):
+            raise ValueError(f"n_jobs must be None or a non-zero int, got {self.n_jobs!r}.")
+        if isinstance(self.verbose, bool) or not isinstance(self.verbose, Integral) \
+                or self.verbose < 0:
+            raise ValueError(f"verbose must be an int >= 0, got {self.verbose!r}.")
+        return names, members
+
+    def _holdout_seed(self, members: list[Any]) -> int:
+        for est in members:
+            seed = est.get_params(deep=False).get("random_state") \
+                if hasattr(est, "get_params") else None
+            if isinstance(seed, Integral) and not isinstance(seed, bool):
+                return int(seed)
+        return DEFAULT_HOLDOUT_SEED
+
+    # ---------------------------------------------------------------- running the members
+    @staticmethod
+    def _n_gpus() -> int:
+        import torch
+
+        return torch.cuda.device_count() if torch.cuda.is_available() else 0
+
+    def _spread_over_gpus(self, members: list[Any]) -> dict[int, Any]:
+        """Put members with device="auto" on separate GPUs; return their original devices."""
+        n_gpus = self._n_gpus()
+        moved = {}
+        if n_gpus < 2:
+            return moved
+        for i, est in enumerate(members):
+            if hasattr(est, "get_params") and est.get_params(deep=False).get("device") == "auto":
+                est.set_params(device=f"cuda:{i % n_gpus}")
+                moved[i] = "auto"
+        return moved
+
+    def _run(self, fn: Callable[[Any], Any], members: list[Any], desc: str) -> list[Any]:
+        n_gpus = self._n_gpus()
+        bar = tqdm(total=len(members), desc=desc, unit="member", disable=self.verbose == 0,
+                   leave=False)
+        with bar:
+            if n_gpus > 1 and len(members) > 1:
+                n_jobs = self.n_jobs if self.n_jobs is not None else n_gpus
+                results = []
+                gen = Parallel(n_jobs=n_jobs, backend="threading", return_as="generator")(
+                    delayed(fn)(est) for est in members)
+                for res in gen:
+                    results.append(res)
+                    bar.update()
+                return results
+            results = []
+            for est in members:
+                results.append(fn(est))
+                bar.update()
+            return results
+
+    def _member_probas(self, X: Any, members: list[Any], names: list[str]) -> list[np.ndarray]:
+        probas = self._run(lambda est: np.asarray(est.predict_proba(X), dtype=float), members,
+                           desc="Predicting members")
+        n_classes = len(self.classes_)
+        for name, proba in zip(names, probas):
+            if proba.ndim != 2 or proba.shape[1] != n_classes:
+                raise ValueError(f"Member {name!r} returned probabilities of shape "
+                                 f"{proba.shape}; expected (n_samples, {n_classes}).")
+        return probas
+
+    # --------------------------------------------------------------------------- fitting
+    def fit(self, X: Any, y: Any) -> SentimentEnsemble:
+        """Clone and fit every member; with a holdout, fit temperatures and/or weights.
+
+        Parameters
+        ----------
+        X : sequence of paths or PIL images, uint8 array (n, H, W, 3), or what the members take
+        y : array-like of shape (n,)
+            Class labels.
+
+        Returns
+        -------
+        self : SentimentEnsemble
+
+        Raises
+        ------
+        ValueError
+            For bad parameters, an X/y length mismatch, a holdout that cannot be stratified,
+            or members that disagree on ``classes_``.
+        """
+        names, specs = self._validate()
+        y = np.asarray(y)
+        if y.ndim != 1:
+            raise ValueError(f"y must be 1-D (one label per sample), got shape {y.shape}.")
+        n = X.shape[0] if hasattr(X, "shape") else len(X)
+        if n != len(y):
+            raise ValueError(f"X has {n} samples but y has {len(y)} labels; they must match.")
+        check_classification_targets(y)
+
+        members = [clone(est) for est in specs]
+        self._moved_devices = self._spread_over_gpus(members)
+        holdout = isinstance(self.weights, str) or bool(self.calibrate)
+        X_fit, y_fit = X, y
+        if holdout:
+            try:
+                fit_idx, val_idx = train_test_split(
+                    np.arange(n), test_size=self.validation_fraction, stratify=y,
+                    random_state=self._holdout_seed(specs))
+            except ValueError as exc:
+                raise ValueError(
+                    f"validation_fraction={self.validation_fraction} cannot hold out a "
+                    f"stratified set for calibrate/weights='auto' ({exc}). Use more samples per "
+                    "class, a larger fraction, or weights=None with calibrate=False."
+                ) from exc
+            X_fit, y_fit = _safe_indexing(X, fit_idx), y[fit_idx]
+
+        fitted = self._run(lambda est: est.fit(X_fit, y_fit), members, desc="Fitting members")
+        self.estimators_ = fitted
+        self.named_estimators_ = Bunch(**dict(zip(names, fitted)))
+        self.classes_ = _shared_classes(names, fitted)
+
+        n_members = len(fitted)
+        self.temperatures_ = np.ones(n_members)
+        self.validation_log_loss_ = None
+        if not holdout:
+            self.weights_ = _normalised(self.weights, n_members)
+            return self
+
+        y_val = y[val_idx]
+        index = {c: i for i, c in enumerate(self.classes_.tolist())}
+        unknown = sorted({str(v) for v in y_val.tolist() if v not in index})
+        if unknown:
+            raise ValueError(f"y has labels {unknown} that are not in the members' classes_ "
+                             f"({list(self.classes_)}).")
+        y_idx = np.array([index[v] for v in y_val.tolist()], dtype=np.intp)
+        probas = self._member_probas(_safe_indexing(X, val_idx), fitted, names)
+        if self.calibrate:
+            self.temperatures_ = np.array([fit_temperature(p, y_idx) for p in probas])
+            probas = [apply_temperature(p, t) for p, t in zip(probas, self.temperatures_)]
+        if isinstance(self.weights, str):
+            self.weights_ = fit_weights(probas, y_idx)
+        else:
+            self.weights_ = _normalised(self.weights, n_members)
+        equal = np.mean(probas, axis=0)
+        self.validation_log_loss_ = {
+            "members": {name: _nll(p, y_idx) for name, p in zip(names, probas)},
+            "equal_weights": _nll(equal, y_idx),
+            "ensemble": _nll(np.average(probas, axis=0, weights=self.weights_), y_idx),
+        }
+        return self
+
+    # ------------------------------------------------------------------------ predicting
+    def predict_proba(self, X: Any) -> np.ndarray:
+        """Weighted mean of the members' (temperature-scaled) class probabilities.
+
+        Parameters
+        ----------
+        X : what the members take (image paths, PIL images, uint8 array, ...)
+
+        Returns
+        -------
+        numpy.ndarray of shape (n, n_classes)
+            Columns in the order of ``classes_``; rows sum to 1.
+
+        Raises
+        ------
+        sklearn.exceptions.NotFittedError
+            Before ``fit``.
+        """
+        check_is_fitted(self, "estimators_")
+        names = list(self.named_estimators_)
+        probas = self._member_probas(X, self.estimators_, names)
+        scaled = [apply_temperature(p, float(t)) for p, t in zip(probas, self.temperatures_)]
+        return np.average(np.stack(scaled), axis=0, weights=self.weights_)
+
+    def predict(self, X: Any) -> np.ndarray:
+        """Class with the highest soft-vote probability.
+
+        Returns
+        -------
+        numpy.ndarray of shape (n,)
+            Labels from ``classes_``.
+
+        Raises
+        ------
+        sklearn.exceptions.NotFittedError
+            Before ``fit``.
+        """
+        return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
+
+    # ------------------------------------------------------------------------ save / load
+    @contextlib.contextmanager
+    def _portable_devices(self) -> Iterator[None]:
+        """Save members with the device they were given, not the GPU fit assigned them."""
+        moved = getattr(self, "_moved_devices", {})
+        assigned = {i: self.estimators_[i].device for i in moved}
+        try:
+            for i, device in moved.items():
+                self.estimators_[i].set_params(device=device)
+            yield
+        finally:
+            for i, device in assigned.items():
+                self.estimators_[i].set_params(device=device)
+
+    def save(self, path: str | os.PathLike) -> str:
+        """Save the fitted ensemble to a folder: one sub-folder per member and a JSON file.
+
+        Each member is written by its own ``save`` (safetensors + JSON); ``ensemble.json`` holds
+        the ensemble's parameters, member names, ``weights_``, ``temperatures_`` and classes.
+        The folder is built beside ``path`` and renamed into place, so an interrupted save
+        never leaves a half-written ensemble.
+
+        Parameters
+        ----------
+        path : path-like
+            Folder to write (created; replaced if it exists).
+
+        Returns
+        -------
+        str
+            The folder written.
+
+        Raises
+        ------
+        sklearn.exceptions.NotFittedError
+            Before ``fit``.
+        TypeError
+            If a member is not a :class:`~wjsentiment.SentimentClassifier` (pickle or joblib
+            can store such ensembles).
+        """
+        check_is_fitted(self, "estimators_")
+        names = list(self.named_estimators_)
+        for name, est in zip(names, self.estimators_):
+            if type(est).__name__ not in SAVABLE_MEMBERS or \
+                    not isinstance(est, SAVABLE_MEMBERS[type(est).__name__]):
+                raise TypeError(f"Member {name!r} is a {type(est).__name__}; save() stores only "
+                                f"{sorted(SAVABLE_MEMBERS)} members. Use joblib.dump for other "
+                                "ensembles.")
+        folders = _member_folders(names)
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+        try:
+            with self._portable_devices():
+                for folder, est in zip(folders, self.estimators_):
+                    est.save(tmp / folder)
+            config = {
+                "format_version": ENSEMBLE_FORMAT_VERSION,
+                "estimator": type(self).__name__,
+                "params": {
+                    "weights": _json_weights(self.weights),
+                    "calibrate": bool(self.calibrate),
+                    "validation_fraction": float(self.validation_fraction),
+                    "n_jobs": None if self.n_jobs is None else int(self.n_jobs),
+                    "verbose": int(self.verbose),
+                },
+                "default_estimators": self.estimators is None,
+                "members": [{"name": name, "folder": folder, "estimator": type(est).__name__}
+                            for name, folder, est in zip(names, folders, self.estimators_)],
+                "classes": encode_classes(np.asarray(self.classes_)),
+                "weights": [float(w) for w in self.weights_],
+                "temperatures": [float(t) for t in self.temperatures_],
+                "validation_log_loss": self.validation_log_loss_,
+            }
+            (tmp / ENSEMBLE_FILE).write_text(json.dumps(config, indent=2))
+            _replace_folder(tmp, path)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        return str(path)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, device: str | None = None) -> SentimentEnsemble:
+        """Load an ensemble written by :meth:`save`. Nothing is unpickled or executed.
+
+        Parameters
+        ----------
+        path : path-like
+            Folder written by :meth:`save`.
+        device : str, optional
+            Override every member's saved ``device`` (e.g. "cpu").
+
+        Returns
+        -------
+        SentimentEnsemble
+            Fitted, predicting exactly as the saved one.
+
+        Raises
+        ------
+        FileNotFoundError
+            If ``path`` holds no saved ensemble.
+        ValueError
+            If the folder holds something else or was written by a newer wjsentiment.
+        """
+        path = Path(path)
+        if not (path / ENSEMBLE_FILE).is_file():
+            raise FileNotFoundError(f"No saved SentimentEnsemble at {str(path)!r}: "
+                                    f"{ENSEMBLE_FILE} is missing. Pass the folder written by "
+                                    "SentimentEnsemble.save().")
+        config = json.loads((path / ENSEMBLE_FILE).read_text())
+        if config.get("estimator") != cls.__name__:
+            raise ValueError(f"{str(path)!r} holds a {config.get('estimator')}, not a "
+                             f"{cls.__name__}.")
+        if config.get("format_version", 0) > ENSEMBLE_FORMAT_VERSION:
+            raise ValueError(f"The ensemble at {str(path)!r} was saved by a newer wjsentiment "
+                             f"(format {config['format_version']}); upgrade wjsentiment to "
+                             "load it.")
+        names, members = [], []
+        for meta in config["members"]:
+            member_cls = SAVABLE_MEMBERS.get(meta["estimator"])
+            folder = meta["folder"]
+            if member_cls is None or not _SAFE_FOLDER.match(folder):
+                raise ValueError(f"{str(path)!r} lists a member {meta!r} that cannot be loaded.")
+            names.append(meta["name"])
+            members.append(member_cls.load(path / folder, device=device))
+        params = dict(config["params"])
+        estimators = None if config["default_estimators"] else \
+            [(name, clone(est)) for name, est in zip(names, members)]
+        ens = cls(estimators, **params)
+        ens.estimators_ = members
+        ens.named_estimators_ = Bunch(**dict(zip(names, members)))
+        ens.classes_ = decode_classes(config["classes"])
+        ens.weights_ = np.array(config["weights"], dtype=float)
+        ens.temperatures_ = np.array(config["temperatures"], dtype=float)
+        ens.validation_log_loss_ = config.get("validation_log_loss")
+        ens._moved_devices = {}
+        return ens
+
+
+# ---------------------------------------------------------------------------------- helpers
+def _is_numeric_list(value: Any) -> bool:
+    try:
+        arr = np.asarray(value)
+    except (TypeError, ValueError):
+        return False
+    return arr.dtype.kind in "iuf" and arr.dtype != bool
+
+
+def _normalised(weights: Any, n_members: int) -> np.ndarray:
+    if weights is None:
+        return np.full(n_members, 1.0 / n_members)
+    w = np.asarray(weights, dtype=float)
+    return w / w.sum()
+
+
+def _shared_classes(names: list[str], members: list[Any]) -> np.ndarray:
+    classes = [np.asarray(est.classes_) for est in members]
+    ref = classes[0]
+    differ = [(name, c) for name, c in zip(names[1:], classes[1:])
+              if c.shape != ref.shape or not np.array_equal(c, ref)]
+    if differ:
+        others = "; ".join(f"{name!r} has {list(c)}" for name, c in differ)
+        raise ValueError(f"The members disagree on classes_: {names[0]!r} has {list(ref)}; "
+                         f"{others}. Every member must be fitted on the same labels.")
+    return ref
+
+
+def _json_weights(weights: Any) -> Any:
+    if weights is None or isinstance(weights, str):
+        return weights
+    return [float(w) for w in np.asarray(weights, dtype=float)]
+
+
+def _member_folders(names: list[str]) -> list[str]:
+    folders, seen = [], set()
+    for i, name in enumerate(names):
+        folder = name if _SAFE_FOLDER.match(name) and name != ENSEMBLE_FILE else f"member_{i}"
+        while folder.lower() in seen:
+            folder += "_"
+        seen.add(folder.lower())
+        folders.append(folder)
+    return folders
+
+
+def _replace_folder(tmp: Path, path: Path) -> None:
+    if path.exists():
+        old = path.with_name(f".{path.name}.old")
+        if old.exists():
+            shutil.rmtree(old)
+        os.replace(path, old)
+        os.replace(tmp, path)
+        shutil.rmtree(old)
+    else:
+        os.replace(tmp, path)
+
+
+__all__ = ["SentimentEnsemble", "apply_temperature", "default_estimators", "fit_temperature",
+           "fit_weights"]

@@ -1,0 +1,419 @@
+"""evaluate(): accuracy, per-class and ordinal metrics, and the 3-way polarity view, in one report.
+
+:func:`report_from_predictions` builds the report from probabilities already computed, so the
+command line and the ensemble can report without predicting twice.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.exceptions import UndefinedMetricWarning
+from sklearn.metrics import (
+    accuracy_score,
+    cohen_kappa_score,
+    confusion_matrix,
+    f1_score,
+    log_loss,
+    precision_recall_fscore_support,
+)
+from sklearn.utils.validation import check_is_fitted
+
+from .labels import SENTIMENT_LABELS, normalize_label
+
+#: The 3-way polarity of each sentiment label.
+POLARITY: dict[str, str] = {
+    "Highly negative": "negative",
+    "Negative": "negative",
+    "Neutral": "neutral",
+    "Positive": "positive",
+    "Highly positive": "positive",
+}
+#: The polarity classes, in order.
+POLARITY_LABELS: tuple[str, ...] = ("negative", "neutral", "positive")
+
+
+def sentiment_positions(labels: Sequence[Any]) -> list[int] | None:
+    """Ordinal position (0 = Highly negative .. 4 = Highly positive) of each label.
+
+    Spelling is normalised as in :func:`wjsentiment.labels.normalize_label`.
+
+    Parameters
+    ----------
+    labels : sequence
+        Class labels.
+
+    Returns
+    -------
+    list of int or None
+        None if any label is not a sentiment label.
+
+    Examples
+    --------
+    >>> sentiment_positions(["Positive", "highly_negative"])
+    [3, 0]
+    >>> sentiment_positions(["cat", "dog"]) is None
+    True
+    """
+    positions = []
+    for label in labels:
+        try:
+            positions.append(SENTIMENT_LABELS.index(normalize_label(label)))
+        except ValueError:
+            return None
+    return positions
+
+
+def to_polarity(labels: Any) -> np.ndarray:
+    """Map sentiment labels to polarity: negative, neutral or positive.
+
+    Highly negative and Negative become "negative", Positive and Highly positive "positive".
+
+    Parameters
+    ----------
+    labels : array-like of str
+        Sentiment labels (any spelling :func:`~wjsentiment.labels.normalize_label` accepts).
+
+    Returns
+    -------
+    numpy.ndarray of str
+
+    Raises
+    ------
+    ValueError
+        If a label is not a sentiment label.
+
+    Examples
+    --------
+    >>> to_polarity(["Highly negative", "Neutral", "positive"]).tolist()
+    ['negative', 'neutral', 'positive']
+    """
+    return np.array([POLARITY[normalize_label(v)] for v in np.asarray(labels).tolist()],
+                    dtype=object).astype(str)
+
+
+def ordinal_labels(classes: Sequence[Any]) -> list[Any]:
+    """Classes in ordinal sentiment order when they are all sentiment labels, else as given.
+
+    Examples
+    --------
+    >>> ordinal_labels(["Negative", "Highly positive", "Neutral"])
+    ['Negative', 'Neutral', 'Highly positive']
+    >>> ordinal_labels(["b", "a"])
+    ['b', 'a']
+    """
+    classes = list(classes)
+    positions = sentiment_positions(classes)
+    if positions is None:
+        return classes
+    return [classes[i] for i in sorted(range(len(classes)), key=lambda i: positions[i])]
+
+
+@dataclass
+class PolarityReport:
+    """Metrics after mapping labels to negative / neutral / positive.
+
+    Attributes
+    ----------
+    labels : list of str
+        The polarity classes present among the report's labels, in order.
+    accuracy : float
+    macro_f1 : float
+    confusion_matrix : numpy.ndarray
+        Rows: true polarity, columns: predicted polarity, in the order of ``labels``.
+    """
+
+    labels: list[str]
+    accuracy: float
+    macro_f1: float
+    confusion_matrix: np.ndarray
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-serialisable form."""
+        return {"labels": list(self.labels), "accuracy": _num(self.accuracy),
+                "macro_f1": _num(self.macro_f1),
+                "confusion_matrix": self.confusion_matrix.tolist()}
+
+
+@dataclass
+class EvaluationReport:
+    """Classification metrics of one model on one labelled set.
+
+    Attributes
+    ----------
+    labels : list
+        Classes, in ordinal order for sentiment labels; the order of every per-class array and
+        of the confusion matrix.
+    n_samples : int
+    accuracy : float
+    macro_f1 : float
+    precision, recall, f1 : numpy.ndarray of shape (n_labels,)
+        Per class.
+    support : numpy.ndarray of shape (n_labels,)
+        True samples per class.
+    confusion_matrix : numpy.ndarray of shape (n_labels, n_labels)
+        Rows: true class, columns: predicted class.
+    log_loss : float
+    mean_absolute_error : float or None
+        For sentiment labels: mean distance, in classes of the five-point scale, between the
+        true and predicted class.
+    quadratic_kappa : float or None
+        For sentiment labels: quadratic-weighted Cohen's kappa.
+    polarity : PolarityReport or None
+        For sentiment labels: the negative / neutral / positive view.
+    """
+
+    labels: list[Any]
+    n_samples: int
+    accuracy: float
+    macro_f1: float
+    precision: np.ndarray
+    recall: np.ndarray
+    f1: np.ndarray
+    support: np.ndarray
+    confusion_matrix: np.ndarray
+    log_loss: float
+    mean_absolute_error: float | None = None
+    quadratic_kappa: float | None = None
+    polarity: PolarityReport | None = field(default=None)
+
+    def to_frame(self) -> pd.DataFrame:
+        """Per-class precision, recall, F1 and support, one row per label.
+
+        Returns
+        -------
+        pandas.DataFrame
+            Indexed by label.
+        """
+        return pd.DataFrame(
+            {"precision": self.precision, "recall": self.recall, "f1": self.f1,
+             "support": self.support},
+            index=pd.Index(self.labels, name="label"),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-serialisable form (NaN becomes None).
+
+        Returns
+        -------
+        dict
+        """
+        labels = [_plain(v) for v in self.labels]
+        return {
+            "n_samples": int(self.n_samples),
+            "labels": labels,
+            "accuracy": _num(self.accuracy),
+            "macro_f1": _num(self.macro_f1),
+            "log_loss": _num(self.log_loss),
+            "per_class": {
+                str(label): {"precision": _num(p), "recall": _num(r), "f1": _num(f),
+                             "support": int(s)}
+                for label, p, r, f, s in zip(labels, self.precision, self.recall, self.f1,
+                                             self.support)
+            },
+            "confusion_matrix": self.confusion_matrix.tolist(),
+            "mean_absolute_error": _num(self.mean_absolute_error),
+            "quadratic_kappa": _num(self.quadratic_kappa),
+            "polarity": None if self.polarity is None else self.polarity.to_dict(),
+        }
+
+    def __str__(self) -> str:
+        lines = [f"Evaluation on {self.n_samples} samples",
+                 f"accuracy  {self.accuracy:.4f}    macro-F1  {self.macro_f1:.4f}    "
+                 f"log-loss  {self.log_loss:.4f}"]
+        if self.mean_absolute_error is not None:
+            lines.append(f"mean absolute error (classes)  {self.mean_absolute_error:.4f}    "
+                         f"quadratic kappa  {_fmt(self.quadratic_kappa)}")
+        lines += ["", self.to_frame().to_string(float_format=lambda v: f"{v:.4f}"), "",
+                  "confusion matrix (rows: true, columns: predicted)",
+                  _matrix_text(self.confusion_matrix, self.labels)]
+        if self.polarity is not None:
+            p = self.polarity
+            lines += ["", f"polarity  accuracy  {p.accuracy:.4f}    macro-F1  {p.macro_f1:.4f}",
+                      _matrix_text(p.confusion_matrix, p.labels)]
+        return "\n".join(lines)
+
+
+def report_from_predictions(y_true: Any, proba: Any, classes: Sequence[Any], *,
+                            labels: Sequence[Any] | None = None) -> EvaluationReport:
+    """Build an :class:`EvaluationReport` from true labels and predicted probabilities.
+
+    Parameters
+    ----------
+    y_true : array-like of shape (n,)
+        True labels, each one of ``labels``.
+    proba : array-like of shape (n, n_classes)
+        Predicted probabilities, columns in the order of ``classes``.
+    classes : sequence
+        The model's ``classes_``.
+    labels : sequence, optional
+        The labels to report, in order: every class of ``classes``, plus any the model does not
+        know (e.g. all of :data:`~wjsentiment.labels.SENTIMENT_LABELS` for a model trained on
+        four of them; it gives them probability 0). Default: ``classes`` in ordinal sentiment
+        order when every class is a sentiment label, else in the order of ``classes``.
+
+    Returns
+    -------
+    EvaluationReport
+
+    Raises
+    ------
+    ValueError
+        If shapes disagree, ``y_true`` holds labels outside ``labels``, or ``labels`` misses
+        a class of ``classes``.
+
+    Examples
+    --------
+    >>> report = report_from_predictions(
+    ...     ["Positive", "Negative", "Neutral"],
+    ...     [[0.1, 0.2, 0.7], [0.8, 0.1, 0.1], [0.3, 0.4, 0.3]],
+    ...     ["Negative", "Neutral", "Positive"])
+    >>> report.accuracy, report.labels
+    (1.0, ['Negative', 'Neutral', 'Positive'])
+    """
+    classes_arr = np.asarray(classes)
+    if classes_arr.ndim != 1 or len(classes_arr) < 2:
+        raise ValueError(f"classes must list at least two classes, got {list(classes_arr)}.")
+    if len(set(classes_arr.tolist())) != len(classes_arr):
+        raise ValueError(f"classes has duplicates: {list(classes_arr)}.")
+    proba = np.asarray(proba, dtype=float)
+    y_true = np.asarray(y_true)
+    if y_true.ndim != 1 or len(y_true) == 0:
+        raise ValueError(f"y must be a non-empty 1-D array of labels, got shape {y_true.shape}.")
+    if proba.shape != (len(y_true), len(classes_arr)):
+        raise ValueError(f"proba must have shape (n_samples, n_classes) = ({len(y_true)}, "
+                         f"{len(classes_arr)}), got {proba.shape}.")
+    class_list = classes_arr.tolist()
+    known = set(class_list)
+    if labels is None:
+        labels = ordinal_labels(class_list)
+    else:
+        labels = list(np.asarray(labels).tolist())
+        missing = [c for c in class_list if c not in set(labels)]
+        if missing or len(set(labels)) != len(labels):
+            raise ValueError(f"labels must list every class of the model once (it may add "
+                             f"more); got {labels}, classes are {class_list}.")
+    allowed = set(labels)
+    unknown = sorted({str(v) for v in y_true.tolist() if v not in allowed})
+    if unknown:
+        raise ValueError(f"y has labels {unknown} that are not classes of the model "
+                         f"({class_list}); evaluate on labels the model was trained on, or "
+                         "list them in labels.")
+
+    y_pred = classes_arr[np.argmax(proba, axis=1)]
+    # Labels the model does not know get probability 0; log_loss reads columns in sorted order.
+    extra = [v for v in labels if v not in known]
+    all_classes = np.asarray(class_list + extra)
+    all_proba = np.hstack([proba, np.zeros((len(proba), len(extra)))])
+    order = np.argsort(all_classes, kind="stable")
+    precision, recall, f1, support = precision_recall_fscore_support(
+        y_true, y_pred, labels=labels, zero_division=0)
+    report = EvaluationReport(
+        labels=labels,
+        n_samples=len(y_true),
+        accuracy=float(accuracy_score(y_true, y_pred)),
+        macro_f1=float(f1_score(y_true, y_pred, labels=labels, average="macro",
+                                zero_division=0)),
+        precision=precision, recall=recall, f1=f1, support=support,
+        confusion_matrix=confusion_matrix(y_true, y_pred, labels=labels),
+        log_loss=float(log_loss(y_true, all_proba[:, order], labels=all_classes[order])),
+    )
+    positions = sentiment_positions(labels)
+    if positions is not None:
+        position = dict(zip(labels, positions))
+        true_pos = np.array([position[v] for v in y_true.tolist()])
+        pred_pos = np.array([position[v] for v in y_pred.tolist()])
+        report.mean_absolute_error = float(np.mean(np.abs(true_pos - pred_pos)))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            warnings.simplefilter("ignore", UndefinedMetricWarning)
+            report.quadratic_kappa = float(cohen_kappa_score(y_true, y_pred, labels=labels,
+                                                             weights="quadratic"))
+        report.polarity = _polarity_report(y_true, y_pred, labels)
+    return report
+
+
+def evaluate(estimator: Any, X: Any, y: Any, *,
+             labels: Sequence[Any] | None = None) -> EvaluationReport:
+    """Evaluate a fitted classifier on images X with true labels y.
+
+    Parameters
+    ----------
+    estimator : fitted classifier with ``predict_proba`` and ``classes_``
+        E.g. a :class:`~wjsentiment.SentimentClassifier` or
+        :class:`~wjsentiment.ensemble.SentimentEnsemble`.
+    X : what the estimator takes (image paths, PIL images, uint8 array, ...)
+    y : array-like of shape (n,)
+        True labels.
+    labels : sequence, optional
+        The classes in the order to report them; see :func:`report_from_predictions`.
+
+    Returns
+    -------
+    EvaluationReport
+        ``print(report)`` shows a table; ``report.to_dict()`` and ``report.to_frame()`` give
+        the numbers.
+
+    Raises
+    ------
+    sklearn.exceptions.NotFittedError
+        If the estimator is not fitted.
+    ValueError
+        If y holds labels the estimator was not trained on.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn.linear_model import LogisticRegression
+    >>> X = np.array([[0.0], [1.0], [2.0], [3.0]])
+    >>> y = ["Negative", "Negative", "Positive", "Positive"]
+    >>> report = evaluate(LogisticRegression().fit(X, y), X, y)
+    >>> report.accuracy, report.polarity.labels
+    (1.0, ['negative', 'positive'])
+    """
+    check_is_fitted(estimator)
+    proba = estimator.predict_proba(X)
+    return report_from_predictions(y, proba, estimator.classes_, labels=labels)
+
+
+def _polarity_report(y_true: np.ndarray, y_pred: np.ndarray,
+                     labels: Sequence[Any]) -> PolarityReport:
+    present = {POLARITY[normalize_label(v)] for v in labels}
+    pol_labels = [p for p in POLARITY_LABELS if p in present]
+    t, p = to_polarity(y_true), to_polarity(y_pred)
+    return PolarityReport(
+        labels=pol_labels,
+        accuracy=float(accuracy_score(t, p)),
+        macro_f1=float(f1_score(t, p, labels=pol_labels, average="macro", zero_division=0)),
+        confusion_matrix=confusion_matrix(t, p, labels=pol_labels),
+    )
+
+
+def _plain(value: Any) -> Any:
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def _num(value: Any) -> float | None:
+    if value is None:
+        return None
+    value = float(value)
+    return None if math.isnan(value) else value
+
+
+def _fmt(value: float | None) -> str:
+    return "n/a" if value is None or math.isnan(value) else f"{value:.4f}"
+
+
+def _matrix_text(matrix: np.ndarray, labels: Sequence[Any]) -> str:
+    names = [str(v) for v in labels]
+    return pd.DataFrame(matrix, index=names, columns=names).to_string()
+
+
+__all__ = ["POLARITY", "POLARITY_LABELS", "EvaluationReport", "PolarityReport", "evaluate",
+           "ordinal_labels", "report_from_predictions", "sentiment_positions", "to_polarity"]

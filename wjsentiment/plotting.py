@@ -1,0 +1,287 @@
+"""Plots: training curves, confusion matrix, class distribution; and an atomic figure save.
+
+Figures are built with :class:`matplotlib.figure.Figure` rather than pyplot, so the functions
+work on any backend (Agg included), keep no global state and show once in notebooks.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+
+from .evaluation import EvaluationReport, ordinal_labels
+
+#: (panel title, history key suffix) of the three training-curve panels.
+CURVE_PANELS: tuple[tuple[str, str], ...] = (
+    ("Loss", "loss"), ("Accuracy", "accuracy"), ("Macro-F1", "f1"))
+
+_NORMALIZE = (None, "true", "pred", "all")
+
+
+def plot_training_curves(history: Any, *, axes: Sequence[Axes] | None = None) -> Figure:
+    """Loss, accuracy and macro-F1 per epoch, training vs validation, in three panels.
+
+    Parameters
+    ----------
+    history : list of dict, or a fitted estimator with ``history_``
+        One entry per epoch with ``train_loss``, ``train_accuracy``, ``train_f1`` and,
+        when a validation set was used, ``valid_loss``, ``valid_accuracy``, ``valid_f1``
+        (the shape of :attr:`SentimentClassifier.history_`).
+    axes : sequence of 3 matplotlib Axes, optional
+        Where to draw; by default a new figure with three panels side by side.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+
+    Raises
+    ------
+    ValueError
+        If ``history`` is empty or lacks a training metric, or ``axes`` is not three Axes.
+
+    Examples
+    --------
+    >>> history = [{"train_loss": 1.0, "train_accuracy": 0.5, "train_f1": 0.4},
+    ...            {"train_loss": 0.7, "train_accuracy": 0.7, "train_f1": 0.6}]
+    >>> len(plot_training_curves(history).axes)
+    3
+    """
+    if hasattr(history, "history_"):
+        history = history.history_
+    if not isinstance(history, Sequence) or isinstance(history, str) or len(history) == 0 \
+            or not all(isinstance(entry, dict) for entry in history):
+        raise ValueError("history must be a non-empty list of per-epoch dicts (an estimator's "
+                         "history_), e.g. clf.history_.")
+    missing = [f"train_{key}" for _, key in CURVE_PANELS
+               if any(f"train_{key}" not in entry for entry in history)]
+    if missing:
+        raise ValueError(f"history entries lack {missing}; pass an estimator's history_.")
+    if axes is None:
+        fig = Figure(figsize=(13, 3.8), layout="constrained")
+        axes = fig.subplots(1, len(CURVE_PANELS))
+    else:
+        axes = list(axes)
+        if len(axes) != len(CURVE_PANELS):
+            raise ValueError(f"axes must be {len(CURVE_PANELS)} Axes (loss, accuracy, "
+                             f"macro-F1), got {len(axes)}.")
+        fig = axes[0].figure
+    epochs = np.arange(1, len(history) + 1)
+    for ax, (title, key) in zip(axes, CURVE_PANELS):
+        ax.plot(epochs, [entry[f"train_{key}"] for entry in history], marker="o",
+                label="train")
+        valid = [entry.get(f"valid_{key}") for entry in history]
+        if all(v is not None for v in valid):
+            ax.plot(epochs, valid, marker="o", label="valid")
+        ax.set_title(title)
+        ax.set_xlabel("epoch")
+        ax.grid(alpha=0.3)
+        if len(epochs) < 15:
+            ax.set_xticks(epochs)
+        ax.legend()
+    return fig
+
+
+def plot_confusion_matrix(report_or_y_true: Any, y_pred: Any = None, *,
+                          labels: Sequence[Any] | None = None, normalize: str | None = None,
+                          ax: Axes | None = None) -> Figure:
+    """Confusion matrix, classes in ordinal order, drawn with ConfusionMatrixDisplay.
+
+    Parameters
+    ----------
+    report_or_y_true : EvaluationReport or array-like of shape (n,)
+        A report from :func:`wjsentiment.evaluation.evaluate`, or the true labels.
+    y_pred : array-like of shape (n,), optional
+        Predicted labels; required with true labels, not allowed with a report.
+    labels : sequence, optional
+        Classes and their order. Default: the report's labels, or the labels present in
+        ``y_true`` and ``y_pred`` (ordinal order for sentiment labels, else sorted). With a
+        report, a reordering of its labels.
+    normalize : {None, "true", "pred", "all"}, default=None
+        Show counts, or fractions over true classes (rows), predicted classes (columns) or
+        all samples.
+    ax : matplotlib Axes, optional
+        Where to draw; by default a new figure.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+
+    Raises
+    ------
+    ValueError
+        For a bad ``normalize``, a missing or extra ``y_pred``, or unknown ``labels``.
+
+    Examples
+    --------
+    >>> fig = plot_confusion_matrix(["Positive", "Negative"], ["Positive", "Positive"])
+    >>> [t.get_text() for t in fig.axes[0].get_xticklabels()]
+    ['Negative', 'Positive']
+    """
+    from sklearn.metrics import ConfusionMatrixDisplay, confusion_matrix
+
+    if normalize not in _NORMALIZE:
+        raise ValueError(f"normalize must be one of {list(_NORMALIZE)}, got {normalize!r}.")
+    if isinstance(report_or_y_true, EvaluationReport):
+        if y_pred is not None:
+            raise ValueError("Pass either a report or y_true and y_pred, not a report and "
+                             "y_pred.")
+        report = report_or_y_true
+        cm = np.asarray(report.confusion_matrix, dtype=float)
+        if labels is not None:
+            labels = list(labels)
+            if sorted(map(str, labels)) != sorted(map(str, report.labels)):
+                raise ValueError(f"labels must reorder the report's labels {report.labels}, "
+                                 f"got {labels}.")
+            order = [list(map(str, report.labels)).index(str(v)) for v in labels]
+            cm = cm[np.ix_(order, order)]
+        else:
+            labels = list(report.labels)
+        cm = _normalized(cm, normalize)
+        if normalize is None:
+            cm = cm.astype(int)
+    else:
+        if y_pred is None:
+            raise ValueError("y_pred is missing: pass y_true and y_pred, or an "
+                             "EvaluationReport.")
+        y_true, y_pred = np.asarray(report_or_y_true), np.asarray(y_pred)
+        if y_true.shape != y_pred.shape or y_true.ndim != 1:
+            raise ValueError(f"y_true and y_pred must be 1-D of the same length, got shapes "
+                             f"{y_true.shape} and {y_pred.shape}.")
+        if labels is None:
+            labels = ordinal_labels(sorted(set(y_true.tolist()) | set(y_pred.tolist()),
+                                           key=str))
+        cm = confusion_matrix(y_true, y_pred, labels=list(labels), normalize=normalize)
+    fig, ax = _figure_and_axes(ax, (6.5, 5.5))
+    display = ConfusionMatrixDisplay(confusion_matrix=cm, display_labels=[str(v) for v in labels])
+    display.plot(ax=ax, xticks_rotation=30, values_format=None if normalize is None else ".2f",
+                 colorbar=True, cmap="Blues")
+    ax.set_title("Confusion matrix" + ("" if normalize is None else f" (normalized: {normalize})"))
+    return fig
+
+
+def plot_class_distribution(y: Any, *, labels: Sequence[Any] | None = None,
+                            ax: Axes | None = None) -> Figure:
+    """Bar chart of the number of samples per class, in ordinal order.
+
+    Parameters
+    ----------
+    y : array-like of shape (n,)
+        Labels.
+    labels : sequence, optional
+        Classes to show, in order (absent ones show 0). Default: the classes in ``y``,
+        ordinal order for sentiment labels, else sorted.
+    ax : matplotlib Axes, optional
+        Where to draw; by default a new figure.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+
+    Raises
+    ------
+    ValueError
+        If ``y`` is empty or not 1-D.
+
+    Examples
+    --------
+    >>> fig = plot_class_distribution(["Positive", "Negative", "Positive"])
+    >>> [int(bar.get_height()) for bar in fig.axes[0].patches]
+    [1, 2]
+    """
+    y = np.asarray(y)
+    if y.ndim != 1 or len(y) == 0:
+        raise ValueError(f"y must be a non-empty 1-D array of labels, got shape {y.shape}.")
+    values = y.tolist()
+    if labels is None:
+        labels = ordinal_labels(sorted(set(values), key=str))
+    labels = list(labels)
+    counts = [sum(1 for v in values if v == label) for label in labels]
+    fig, ax = _figure_and_axes(ax, (7, 4))
+    bars = ax.bar([str(v) for v in labels], counts, color="tab:blue")
+    ax.bar_label(bars)
+    ax.set_ylabel("samples")
+    ax.set_title(f"Class distribution ({len(values)} samples)")
+    ax.tick_params(axis="x", labelrotation=20)
+    return fig
+
+
+def save_figure(fig: Figure, path: str | os.PathLike, **savefig_kwargs: Any) -> str:
+    """Save a figure atomically: written under a temporary name, then renamed into place.
+
+    Parameters
+    ----------
+    fig : matplotlib.figure.Figure
+    path : path-like
+        Target file; its suffix gives the format (``.png``, ``.pdf``, ``.svg``, ...) unless
+        ``format`` is passed. Parent folders are created.
+    **savefig_kwargs
+        Passed to :meth:`matplotlib.figure.Figure.savefig` (``dpi``, ``format``, ...);
+        ``bbox_inches`` defaults to "tight".
+
+    Returns
+    -------
+    str
+        The file written.
+
+    Raises
+    ------
+    ValueError
+        If ``path`` has no suffix and no ``format`` is given.
+
+    Examples
+    --------
+    >>> import tempfile, os
+    >>> fig = plot_class_distribution(["Neutral", "Positive"])
+    >>> with tempfile.TemporaryDirectory() as d:
+    ...     os.path.getsize(save_figure(fig, os.path.join(d, "classes.png"))) > 0
+    True
+    """
+    path = Path(path)
+    fmt = savefig_kwargs.pop("format", None) or path.suffix.lstrip(".").lower()
+    if not fmt:
+        raise ValueError(f"path {str(path)!r} has no suffix; add one (e.g. .png) or pass "
+                         "format='png'.")
+    savefig_kwargs.setdefault("bbox_inches", "tight")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            fig.savefig(handle, format=fmt, **savefig_kwargs)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    return str(path)
+
+
+def _figure_and_axes(ax: Axes | None, figsize: tuple[float, float]) -> tuple[Figure, Axes]:
+    if ax is not None:
+        return ax.figure, ax
+    fig = Figure(figsize=figsize, layout="constrained")
+    return fig, fig.add_subplot()
+
+
+def _normalized(cm: np.ndarray, normalize: str | None) -> np.ndarray:
+    if normalize is None:
+        return cm
+    if normalize == "true":
+        total = cm.sum(axis=1, keepdims=True)
+    elif normalize == "pred":
+        total = cm.sum(axis=0, keepdims=True)
+    else:
+        total = cm.sum()
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.nan_to_num(cm / total)
+
+
+__all__ = ["CURVE_PANELS", "plot_class_distribution", "plot_confusion_matrix",
+           "plot_training_curves", "save_figure"]
