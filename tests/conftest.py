@@ -41,7 +41,7 @@ def image_files(tmp_path):
     """Twelve small JPEG and PNG files of two classes, and their labels."""
     X, y = make_bright_dark(6, size=40, seed=1)
     paths = []
-    for i, (pixels, label) in enumerate(zip(X, y)):
+    for i, pixels in enumerate(X):
         path = tmp_path / f"img_{i}.{'jpg' if i % 2 else 'png'}"
         Image.fromarray(pixels).save(path)
         paths.append(str(path))

@@ -12,8 +12,6 @@ import contextlib
 import json
 import os
 import re
-import shutil
-import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from numbers import Integral, Real
 from pathlib import Path
@@ -32,7 +30,7 @@ from sklearn.utils.validation import check_is_fitted
 from tqdm.auto import tqdm
 
 from .estimator import SentimentClassifier
-from .persistence import decode_classes, encode_classes
+from .persistence import atomic_folder, decode_classes, encode_classes
 
 #: File holding the ensemble's own settings inside a saved ensemble folder.
 ENSEMBLE_FILE = "ensemble.json"
@@ -666,9 +664,7 @@ class SentimentEnsemble(ClassifierMixin, _BaseComposition):
                                 "ensembles.")
         folders = _member_folders(names)
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
-        try:
+        with atomic_folder(path) as tmp:
             with self._portable_devices():
                 for folder, est in zip(folders, self.estimators_):
                     est.save(tmp / folder)
@@ -691,10 +687,6 @@ class SentimentEnsemble(ClassifierMixin, _BaseComposition):
                 "validation_log_loss": self.validation_log_loss_,
             }
             (tmp / ENSEMBLE_FILE).write_text(json.dumps(config, indent=2))
-            _replace_folder(tmp, path)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
         return str(path)
 
     @classmethod
@@ -798,18 +790,6 @@ def _member_folders(names: list[str]) -> list[str]:
         seen.add(folder.lower())
         folders.append(folder)
     return folders
-
-
-def _replace_folder(tmp: Path, path: Path) -> None:
-    if path.exists():
-        old = path.with_name(f".{path.name}.old")
-        if old.exists():
-            shutil.rmtree(old)
-        os.replace(path, old)
-        os.replace(tmp, path)
-        shutil.rmtree(old)
-    else:
-        os.replace(tmp, path)
 
 
 __all__ = ["SentimentEnsemble", "apply_temperature", "default_estimators", "fit_temperature",

@@ -177,7 +177,8 @@ class SentimentClassifier(ClassifierMixin, BaseEstimator):
         The trained network (normalisation, backbone, head).
     history_ : list of dict
         Per epoch: ``train_loss``, ``train_accuracy``, ``train_f1`` (on the augmented training
-        batches), ``samples`` (images trained on), ``lr``, ``seconds``, ``images_per_second``, and with a validation set
+        batches), ``samples`` (images trained on), ``lr``, ``seconds``, ``images_per_second``,
+        and with a validation set
         ``valid_loss``, ``valid_accuracy``, ``valid_f1``.
     n_epochs_ : int
         Epochs run.

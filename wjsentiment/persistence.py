@@ -6,10 +6,12 @@ the target and renames it into place, so an interrupted save never leaves a half
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -37,22 +39,19 @@ def decode_classes(data: dict[str, Any]) -> np.ndarray:
     return np.array(data["values"], dtype=data["dtype"])
 
 
-def save_bundle(path: str | os.PathLike, tensors: dict[str, torch.Tensor],
-                config: dict[str, Any]) -> Path:
-    """Write ``tensors`` (safetensors) and ``config`` (JSON) into the folder ``path``, atomically.
+@contextlib.contextmanager
+def atomic_folder(path: str | os.PathLike) -> Iterator[Path]:
+    """Build a folder under a temporary name beside ``path``, then swap it into place.
 
-    An existing model at ``path`` is replaced only once the new one is complete.
+    The caller writes into the yielded folder. On success it replaces ``path`` (an existing
+    folder there is removed only after the new one is complete); on any error the temporary
+    folder is deleted and ``path`` is left as it was.
     """
-    from safetensors.torch import save_file
-
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
     try:
-        flat = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
-        save_file(flat, str(tmp / WEIGHTS_FILE))
-        payload = {"format_version": FORMAT_VERSION, **config}
-        (tmp / CONFIG_FILE).write_text(json.dumps(payload, indent=2, default=_json_default))
+        yield tmp
         if path.exists():
             old = path.with_name(f".{path.name}.old")
             if old.exists():
@@ -65,7 +64,22 @@ def save_bundle(path: str | os.PathLike, tensors: dict[str, torch.Tensor],
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    return path
+
+
+def save_bundle(path: str | os.PathLike, tensors: dict[str, torch.Tensor],
+                config: dict[str, Any]) -> Path:
+    """Write ``tensors`` (safetensors) and ``config`` (JSON) into the folder ``path``, atomically.
+
+    An existing model at ``path`` is replaced only once the new one is complete.
+    """
+    from safetensors.torch import save_file
+
+    with atomic_folder(path) as tmp:
+        flat = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
+        save_file(flat, str(tmp / WEIGHTS_FILE))
+        payload = {"format_version": FORMAT_VERSION, **config}
+        (tmp / CONFIG_FILE).write_text(json.dumps(payload, indent=2, default=_json_default))
+    return Path(path)
 
 
 def load_bundle(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:

@@ -1,0 +1,627 @@
+"""The ``wjsentiment`` command: download data, fit, predict, evaluate and run the demo.
+
+Each subcommand is a thin layer over the library: it parses arguments, calls the public API
+and turns the library's errors into a one-line message and exit status 1. Usage errors exit
+with status 2 (argparse's convention); success exits 0.
+
+Run ``wjsentiment --help`` or ``wjsentiment <command> --help`` for the options, or use
+``python -m wjsentiment`` when the entry point is not on ``PATH``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import os
+import re
+import sys
+import tempfile
+import time
+import traceback
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from . import __version__
+
+PROG = "wjsentiment"
+
+#: File extensions ``predict`` picks up inside folders (any case).
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
+
+
+def _fit_defaults() -> dict[str, Any]:
+    """SentimentClassifier's defaults, so ``fit --help`` shows what the estimator uses."""
+    from .estimator import SentimentClassifier
+
+    return SentimentClassifier().get_params()
+
+
+class CommandError(Exception):
+    """A failure the command reports in one line (exit status 1)."""
+
+
+# ----------------------------------------------------------------------------- output helpers
+def _info(args: argparse.Namespace, message: str) -> None:
+    """Status message on stderr (stdout may carry a CSV); silent with --quiet."""
+    if args.verbose > 0:
+        print(message, file=sys.stderr, flush=True)
+
+
+def _atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file in the same folder."""
+    path = Path(path)
+    if path.parent and not path.parent.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+# ---------------------------------------------------------------------------- argument types
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def _fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number from 0 to 1, got {text!r}") from None
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"expected a number from 0 to 1, got {text!r}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return value
+
+
+def _non_negative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}") from None
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}")
+    return value
+
+
+def _workers(text: str) -> int | str:
+    return "auto" if text == "auto" else _positive_int(text)
+
+
+def _weights(text: str) -> str | None:
+    return None if text.lower() == "none" else text
+
+
+def _none_or(text: str) -> str | None:
+    return None if text.lower() == "none" else text
+
+
+# ------------------------------------------------------------------------------ the parser
+class _Formatter(argparse.RawDescriptionHelpFormatter):
+    """Keep the hand-wrapped descriptions and examples; show the defaults that say something."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if (not action.option_strings or action.nargs == 0 or "default" in text
+                or action.default is None or action.default is argparse.SUPPRESS):
+            return text
+        return f"{text} (default: %(default)s)" if text else "default: %(default)s"
+
+
+def _add_common(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("output")
+    loud = group.add_mutually_exclusive_group()
+    loud.add_argument("-v", "--verbose", dest="verbose", action="store_const", const=2,
+                      default=1, help="more detail; on failure also print the traceback")
+    loud.add_argument("-q", "--quiet", dest="verbose", action="store_const", const=0,
+                      help="no progress bars or status messages (results are still written)")
+
+
+def _add_data_source(parser: argparse.ArgumentParser, *, crowdflower: bool) -> None:
+    group = parser.add_argument_group(
+        "labelled images (give --folder" + (", --csv or --crowdflower)" if crowdflower
+                                             else " or --csv)"))
+    source = group.add_mutually_exclusive_group(required=True)
+    if crowdflower:
+        source.add_argument("--crowdflower", action="store_true",
+                            help="train on the downloaded CrowdFlower images")
+    source.add_argument("--folder", metavar="DIR",
+                        help="folder with one sub-folder per class (DIR/positive/a.jpg, ...)")
+    source.add_argument("--csv", metavar="FILE", help="CSV file of image paths and labels")
+    group.add_argument("--image-col", default="path", metavar="COL",
+                       help="CSV column with image paths (with --csv)")
+    group.add_argument("--label-col", default="label", metavar="COL",
+                       help="CSV column with labels (with --csv)")
+    group.add_argument("--root", metavar="DIR", default=None,
+                       help="folder that relative CSV paths start from (default: the CSV's "
+                            "folder)")
+    if crowdflower:
+        group.add_argument("--data-home", metavar="DIR", default=None,
+                           help="where `wjsentiment download` put the data (default: "
+                                "$WJSENTIMENT_DATA or ~/wjsentiment_data)")
+        group.add_argument("--min-confidence", type=_fraction, default=0.0, metavar="P",
+                           help="keep CrowdFlower images whose label confidence is >= P")
+
+
+def _add_download(sub: Any) -> None:
+    p = sub.add_parser(
+        "download", formatter_class=_Formatter,
+        help="download the CrowdFlower image sentiment photos",
+        description="Download the CrowdFlower 'Image Sentiment Polarity' photos (15,613 "
+                    "Flickr images;\nthe labels ship with wjsentiment). Only missing images "
+                    "are fetched, so running it\nagain resumes. Many Flickr links are dead: "
+                    "the summary says how many images you have.",
+        epilog="examples:\n"
+               "  wjsentiment download --data-home data --min-confidence 0.66\n"
+               "  wjsentiment download --data-home data --no-download   # count what is there",
+    )
+    p.add_argument("--data-home", metavar="DIR", default=None,
+                   help="where to store the data (default: $WJSENTIMENT_DATA or "
+                        "~/wjsentiment_data)")
+    p.add_argument("--min-confidence", type=_fraction, default=0.0, metavar="P",
+                   help="only images whose label confidence is >= P (0 to 1)")
+    p.add_argument("--no-golden", dest="include_golden", action="store_false",
+                   help="leave out the 613 'golden' test-question rows")
+    p.add_argument("--n-jobs", type=_positive_int, default=16, metavar="N",
+                   help="downloads in flight at once")
+    p.add_argument("--timeout", type=_positive_float, default=10.0, metavar="SECONDS",
+                   help="socket timeout per request")
+    p.add_argument("--retries", type=int, default=3, metavar="N",
+                   help="extra attempts for transient failures")
+    p.add_argument("--no-download", dest="download", action="store_false",
+                   help="fetch nothing; only report which images are already on disk")
+    _add_common(p)
+    p.set_defaults(handler=cmd_download, parser=p)
+
+
+def _add_fit(sub: Any) -> None:
+    d = _fit_defaults()
+    p = sub.add_parser(
+        "fit", formatter_class=_Formatter,
+        help="train a SentimentClassifier and save it",
+        description="Fine-tune a timm backbone on labelled images and save the model to "
+                    "OUT/model\n(load it with SentimentClassifier.load), with its training "
+                    "curves in OUT/training_curves.png.",
+        epilog="examples:\n"
+               "  wjsentiment fit --folder photos/ --out runs/photos\n"
+               "  wjsentiment fit --csv labels.csv --image-col file --label-col sentiment \\\n"
+               "      --backbone tf_efficientnet_lite0 --finetune head --epochs 30 --out runs/csv\n"
+               "  wjsentiment fit --crowdflower --data-home data --min-confidence 0.66 \\\n"
+               "      --sampling undersample --head mlp --validation-fraction 0.15 --out runs/cf",
+    )
+    _add_data_source(p, crowdflower=True)
+    p.add_argument("--out", required=True, metavar="DIR",
+                   help="output folder: OUT/model and OUT/training_curves.png")
+    m = p.add_argument_group("model")
+    m.add_argument("--backbone", default=d["backbone"], metavar="NAME",
+                   help="any timm model name, e.g. resnet18, resnet152, tf_efficientnet_lite0")
+    m.add_argument("--weights", type=_weights, default=d["weights"], metavar="SOURCE",
+                   help="'imagenet' (pretrained, from the cache or downloaded), 'none' "
+                        "(random initialisation) or a .pth/.safetensors file")
+    m.add_argument("--head", choices=("linear", "mlp"), default=d["head"],
+                   help="classification head")
+    m.add_argument("--finetune", choices=("full", "head"), default=d["finetune"],
+                   help="'full' trains every layer; 'head' freezes the backbone (fast)")
+    m.add_argument("--image-size", type=_positive_int, default=d["image_size"], metavar="PX",
+                   help="side of the square the images are resized to")
+    m.add_argument("--grayscale", action="store_true", help="train on grayscale images")
+    m.add_argument("--no-augment", dest="augment", action="store_false",
+                   help="turn off random resized crops and flips")
+    t = p.add_argument_group("training")
+    t.add_argument("--epochs", type=_positive_int, default=d["epochs"], metavar="N",
+                   help="passes over the training images")
+    t.add_argument("--batch-size", type=_positive_int, default=d["batch_size"], metavar="N",
+                   help="images per training step")
+    t.add_argument("--lr", type=_positive_float, default=d["lr"], help="learning rate")
+    t.add_argument("--weight-decay", type=_non_negative_float, default=d["weight_decay"],
+                   metavar="WD", help="weight decay of the optimizer")
+    t.add_argument("--optimizer", choices=("adamw", "sgd"), default=d["optimizer"],
+                   help="optimizer")
+    t.add_argument("--lr-schedule", choices=("cosine", "constant"), default=d["lr_schedule"],
+                   help="'cosine': linear warm-up, then cosine decay to 0")
+    t.add_argument("--label-smoothing", type=_non_negative_float, default=d["label_smoothing"],
+                   metavar="EPS", help="label smoothing of the loss, in [0, 1)")
+    t.add_argument("--class-weight", choices=("none", "balanced"), default="none",
+                   help="'balanced' weighs classes inversely to their frequency in the loss")
+    t.add_argument("--sampling", choices=("none", "undersample", "oversample"), default="none",
+                   help="draw the same number of images of every class per epoch")
+    t.add_argument("--validation-fraction", type=_fraction, default=d["validation_fraction"],
+                   metavar="F", help="stratified holdout for validation curves")
+    t.add_argument("--early-stopping", action="store_true",
+                   help="stop when validation macro-F1 stops improving (needs "
+                        "--validation-fraction)")
+    t.add_argument("--n-iter-no-change", type=_positive_int, default=d["n_iter_no_change"],
+                   metavar="N", help="patience of --early-stopping, in epochs")
+    t.add_argument("--on-bad-image", choices=("raise", "skip"), default=d["on_bad_image"],
+                   help="stop at an unreadable image, or skip it with a warning")
+    t.add_argument("--random-state", type=int, default=None, metavar="SEED",
+                   help="seed for reproducible training")
+    r = p.add_argument_group("hardware")
+    r.add_argument("--device", default=d["device"], help="auto, cpu, cuda, cuda:1, ...")
+    r.add_argument("--precision", choices=("auto", "fp32", "bf16"), default=d["precision"],
+                   help="'auto': bf16 autocast on CUDA, fp32 on CPU")
+    r.add_argument("--num-workers", type=_workers, default=d["num_workers"], metavar="N",
+                   help="image decoding threads ('auto': every core, at most 16)")
+    _add_common(p)
+    p.set_defaults(handler=cmd_fit, parser=p)
+
+
+def _add_predict(sub: Any) -> None:
+    p = sub.add_parser(
+        "predict", formatter_class=_Formatter,
+        help="predict the sentiment of images with a saved model",
+        description="Predict with a model saved by `wjsentiment fit` (or .save()). Inputs are "
+                    "image files\nand/or folders (searched recursively for image files). "
+                    "Writes a CSV with the columns\npath, label and one proba_<class> column "
+                    "per class.",
+        epilog="examples:\n"
+               "  wjsentiment predict runs/photos/model new_photos/ --output predictions.csv\n"
+               "  wjsentiment predict runs/photos/model a.jpg b.png > predictions.csv",
+    )
+    p.add_argument("model", help="folder of a saved model (e.g. runs/photos/model)")
+    p.add_argument("inputs", nargs="+", metavar="IMAGE_OR_FOLDER",
+                   help="image files and/or folders of images")
+    p.add_argument("-o", "--output", metavar="FILE", default=None,
+                   help="CSV file to write (written atomically); default: standard output")
+    p.add_argument("--batch-size", type=_positive_int, default=256, metavar="N",
+                   help="images decoded and classified per step")
+    p.add_argument("--device", default=None,
+                   help="device to predict on (default: the one the model was saved with; "
+                        "'auto' picks CUDA when available)")
+    _add_common(p)
+    p.set_defaults(handler=cmd_predict, parser=p)
+
+
+def _add_evaluate(sub: Any) -> None:
+    p = sub.add_parser(
+        "evaluate", formatter_class=_Formatter,
+        help="score a saved model on labelled images",
+        description="Evaluate a saved model on labelled images: prints accuracy, macro-F1 and "
+                    "a per-class\nreport; with --out also saves OUT/report.json and "
+                    "OUT/confusion_matrix.png.",
+        epilog="examples:\n"
+               "  wjsentiment evaluate runs/photos/model --folder test_photos/ --out runs/eval\n"
+               "  wjsentiment evaluate runs/photos/model --csv test.csv --label-col sentiment",
+    )
+    p.add_argument("model", help="folder of a saved model (e.g. runs/photos/model)")
+    _add_data_source(p, crowdflower=False)
+    p.add_argument("--out", metavar="DIR", default=None,
+                   help="folder for report.json and confusion_matrix.png")
+    p.add_argument("--device", default=None,
+                   help="device to predict on (default: the one the model was saved with)")
+    _add_common(p)
+    p.set_defaults(handler=cmd_evaluate, parser=p)
+
+
+def _add_demo(sub: Any) -> None:
+    p = sub.add_parser(
+        "demo", formatter_class=_Formatter,
+        help="train and evaluate on the shipped emoji images (offline)",
+        description="The end-to-end demo, offline: fine-tune tf_efficientnet_lite0 (ImageNet "
+                    "weights) on the\nshipped emoji sentiment images, evaluate on emoji held "
+                    "out of training, and save the\nmodel, plots and metrics.json in OUT. A "
+                    "few minutes on a laptop CPU.",
+        epilog="examples:\n"
+               "  wjsentiment demo\n"
+               "  wjsentiment demo --out /tmp/demo --quiet",
+    )
+    p.add_argument("--out", metavar="DIR", default="runs/demo", help="output folder")
+    p.add_argument("--smoke", action="store_true",
+                   help="a tiny, seconds-long run of the same code (for testing)")
+    _add_common(p)
+    p.set_defaults(handler=cmd_demo, parser=p)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``wjsentiment`` argument parser with its subcommands.
+
+    Returns
+    -------
+    argparse.ArgumentParser
+
+    Examples
+    --------
+    >>> args = build_parser().parse_args(["demo", "--out", "x", "--quiet"])
+    >>> args.command, args.out, args.verbose
+    ('demo', 'x', 0)
+    """
+    parser = argparse.ArgumentParser(
+        prog=PROG, formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Image sentiment classification (Highly negative .. Highly positive) with "
+                    "fine-tuned\ntimm backbones. Run `wjsentiment <command> --help` for the "
+                    "options of a command.",
+        epilog="examples:\n"
+               "  wjsentiment demo                          # offline, a few minutes\n"
+               "  wjsentiment fit --folder photos/ --out runs/photos\n"
+               "  wjsentiment predict runs/photos/model new/ --output predictions.csv\n"
+               "  wjsentiment evaluate runs/photos/model --folder test/ --out runs/eval",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="<command>", required=True)
+    _add_download(sub)
+    _add_fit(sub)
+    _add_predict(sub)
+    _add_evaluate(sub)
+    _add_demo(sub)
+    return parser
+
+
+# ------------------------------------------------------------------------------ shared steps
+def _load_labelled(args: argparse.Namespace, parser: argparse.ArgumentParser):
+    """The Bunch of labelled images named by --folder / --csv / --crowdflower."""
+    from .datasets import fetch_image_sentiment, load_image_csv, load_image_folder
+
+    if args.csv is None:
+        for flag, value, default in (("--image-col", args.image_col, "path"),
+                                     ("--label-col", args.label_col, "label"),
+                                     ("--root", args.root, None)):
+            if value != default:
+                parser.error(f"{flag} only applies with --csv")
+    if args.folder is not None:
+        return load_image_folder(args.folder)
+    if args.csv is not None:
+        return load_image_csv(args.csv, args.image_col, args.label_col, root=args.root)
+    data = fetch_image_sentiment(args.data_home, download=False,
+                                 min_confidence=args.min_confidence, verbose=0)
+    if not data.paths:
+        where = args.data_home or "the default data home"
+        raise CommandError(
+            f"no CrowdFlower images on disk in {where}; run `wjsentiment download"
+            f"{' --data-home ' + args.data_home if args.data_home else ''}` first."
+        )
+    return data
+
+
+def _load_model(path: str, device: str | None):
+    """Load a saved SentimentClassifier, or a SentimentEnsemble (a folder with ensemble.json)."""
+    from .ensemble import ENSEMBLE_FILE, SentimentEnsemble
+    from .estimator import SentimentClassifier
+
+    if (Path(path) / ENSEMBLE_FILE).is_file():
+        return SentimentEnsemble.load(path, device=device)
+    return SentimentClassifier.load(path, device=device)
+
+
+def _quiet_model(model: Any) -> None:
+    """Silence a loaded model's own progress bars (the command shows its own)."""
+    if hasattr(model, "set_params"):
+        try:
+            model.set_params(verbose=0)
+        except ValueError:
+            pass
+    for member in getattr(model, "estimators_", []):
+        _quiet_model(member)
+
+
+def _image_files(inputs: Sequence[str]) -> list[str]:
+    """Image files named directly or found (recursively, sorted) in the named folders."""
+    found: list[str] = []
+    for item in inputs:
+        path = Path(item).expanduser()
+        if path.is_dir():
+            inside = sorted(
+                str(p) for p in path.rglob("*")
+                if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS
+                and not any(part.startswith(".") for part in p.relative_to(path).parts)
+            )
+            if not inside:
+                raise CommandError(
+                    f"folder {item!r} holds no image files ({', '.join(IMAGE_EXTENSIONS)})."
+                )
+            found.extend(inside)
+        elif path.is_file():
+            found.append(str(path))
+        else:
+            raise FileNotFoundError(f"input {item!r} does not exist.")
+    return found
+
+
+# ------------------------------------------------------------------------------ the commands
+def cmd_download(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    """``wjsentiment download``: fetch the CrowdFlower photos into the data home."""
+    from .datasets import fetch_image_sentiment
+
+    data = fetch_image_sentiment(
+        args.data_home, download=args.download, min_confidence=args.min_confidence,
+        include_golden=args.include_golden, n_jobs=args.n_jobs, timeout=args.timeout,
+        retries=args.retries, verbose=min(args.verbose, 1),
+    )
+    frame = data.frame
+    n_on_disk = len(data.paths)
+    folder = os.path.dirname(frame["path"].iloc[0]) if len(frame) else "(nothing selected)"
+    report = data.download_report
+    if report is not None:
+        _info(args, f"Download: {report.summary()}.")
+        if report.n_failed and args.verbose > 1:
+            _info(args, repr(report))
+    print(f"{n_on_disk} of {len(frame)} selected images are on disk in {folder}")
+    if report is not None and n_on_disk == 0 and len(frame) > 0:
+        first = next(iter(report.failed.items()), None)
+        reason = f" (first failure: {first[0]}: {first[1]})" if first else ""
+        raise CommandError(f"no image could be downloaded{reason}; check the network.")
+    return 0
+
+
+def cmd_fit(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    """``wjsentiment fit``: train a SentimentClassifier and save it with its curves."""
+    from .estimator import SentimentClassifier
+
+    if args.early_stopping and args.validation_fraction <= 0:
+        parser.error("--early-stopping needs --validation-fraction > 0, e.g. 0.15")
+    data = _load_labelled(args, parser)
+    clf = SentimentClassifier(
+        backbone=args.backbone, weights=args.weights, head=args.head, finetune=args.finetune,
+        image_size=args.image_size, grayscale=args.grayscale, augment=args.augment,
+        epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+        weight_decay=args.weight_decay, optimizer=args.optimizer,
+        lr_schedule=args.lr_schedule, label_smoothing=args.label_smoothing,
+        class_weight=_none_or(args.class_weight), sampling=_none_or(args.sampling),
+        validation_fraction=args.validation_fraction, early_stopping=args.early_stopping,
+        n_iter_no_change=args.n_iter_no_change, device=args.device, precision=args.precision,
+        num_workers=args.num_workers, on_bad_image=args.on_bad_image,
+        random_state=args.random_state, verbose=min(args.verbose, 1),
+    )
+    _info(args, f"Training {args.backbone} ({args.finetune}) on {len(data.paths)} images, "
+                f"{len(set(data.target.tolist()))} classes.")
+    start = time.perf_counter()
+    clf.fit(data.paths, data.target)
+    seconds = time.perf_counter() - start
+    out = Path(args.out)
+    model_dir = clf.save(out / "model")
+    _info(args, f"Backbone weights: {clf.weights_source_}.")
+    last = clf.history_[-1] if clf.history_ else {}
+    scores = ", ".join(f"{k} {last[k]:.3f}" for k in ("train_loss", "valid_loss", "valid_f1")
+                       if k in last)
+    print(f"Trained {clf.n_epochs_} epoch(s) in {seconds:.0f}s ({scores}); "
+          f"model saved to {model_dir}")
+    from .plotting import plot_training_curves, save_figure
+
+    curves = out / "training_curves.png"
+    save_figure(plot_training_curves(clf.history_), curves)
+    _info(args, f"Training curves: {curves}")
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    """``wjsentiment predict``: a CSV of labels and class probabilities."""
+    import numpy as np
+    from tqdm.auto import tqdm
+
+    paths = _image_files(args.inputs)
+    model = _load_model(args.model, args.device)
+    _quiet_model(model)
+    classes = [str(c) for c in model.classes_]
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["path", "label", *[f"proba_{c}" for c in classes]])
+    with tqdm(total=len(paths), unit="img", desc="predict", disable=args.verbose == 0,
+              file=sys.stderr) as bar:
+        for start in range(0, len(paths), args.batch_size):
+            chunk = paths[start:start + args.batch_size]
+            proba = model.predict_proba(chunk)
+            best = np.argmax(proba, axis=1)
+            for path, row, k in zip(chunk, proba, best):
+                writer.writerow([path, classes[k], *[f"{p:.6f}" for p in row]])
+            bar.update(len(chunk))
+    if args.output is None:
+        sys.stdout.write(buffer.getvalue())
+        sys.stdout.flush()
+    else:
+        _atomic_write_text(args.output, buffer.getvalue())
+        _info(args, f"Wrote {len(paths)} predictions to {args.output}")
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    """``wjsentiment evaluate``: print a report; save it as JSON and a confusion matrix."""
+    import json
+
+    from .evaluation import evaluate
+
+    data = _load_labelled(args, parser)
+    model = _load_model(args.model, args.device)
+    _quiet_model(model)
+    report = evaluate(model, data.paths, data.target)
+    print(report)
+    if args.out is not None:
+        from .plotting import plot_confusion_matrix, save_figure
+
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        _atomic_write_text(out / "report.json",
+                           json.dumps(report.to_dict(), indent=2, default=_json_default))
+        save_figure(plot_confusion_matrix(report), out / "confusion_matrix.png")
+        _info(args, f"Saved {out / 'report.json'} and {out / 'confusion_matrix.png'}")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    """``wjsentiment demo``: the offline emoji demo (see :func:`wjsentiment.demo.run_demo`)."""
+    from .demo import run_demo
+
+    run_demo(args.out, smoke=args.smoke, verbose=min(args.verbose, 1))
+    return 0
+
+
+def _json_default(value: Any) -> Any:
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    if hasattr(value, "item"):
+        return value.item()
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    raise TypeError(f"cannot write {type(value).__name__} to JSON")
+
+
+def _failures() -> tuple[type[BaseException], ...]:
+    """Library errors reported as one line: missing files, bad input, unavailable weights."""
+    errors: list[type[BaseException]] = [CommandError, OSError, ValueError]
+    try:
+        from .models.backbones import WeightsUnavailableError
+    except ImportError:  # pragma: no cover - the package always has it
+        pass
+    else:
+        errors.append(WeightsUnavailableError)
+    return tuple(errors)
+
+
+def _message(exc: BaseException) -> str:
+    """The error as one line, without the "[Errno 2]" prefix of OS errors."""
+    text = re.sub(r"^\[Errno \d+\] ", "", str(exc))
+    return " ".join(text.split()) or type(exc).__name__
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``wjsentiment`` command line.
+
+    Parameters
+    ----------
+    argv : sequence of str, optional
+        The arguments after the program name (default: ``sys.argv[1:]``).
+
+    Returns
+    -------
+    int
+        0 on success, 1 when the command failed (a one-line reason is printed on stderr).
+        Usage errors exit with status 2 through :class:`SystemExit`, as argparse does.
+
+    Examples
+    --------
+    >>> main(["predict", "no/such/model", "no/such/image.png"])
+    1
+    """
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    handler: Callable[[argparse.Namespace, argparse.ArgumentParser], int] = args.handler
+    try:
+        return handler(args, args.parser)
+    except KeyboardInterrupt:
+        print(f"{PROG} {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except _failures() as exc:
+        if args.verbose > 1:
+            traceback.print_exc()
+        print(f"{PROG} {args.command}: error: {_message(exc)}", file=sys.stderr)
+        return 1
