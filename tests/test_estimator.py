@@ -9,10 +9,10 @@ import joblib
 import numpy as np
 import pytest
 import torch
+from conftest import make_bright_dark
 from PIL import Image
 from sklearn.exceptions import NotFittedError
 
-from conftest import make_bright_dark
 from wjsentiment import SentimentClassifier
 from wjsentiment.images import BadImageError
 

@@ -6,8 +6,6 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from wjsentiment.images import cache as cache_module
-from wjsentiment.images import decode as decode_module
 from wjsentiment.images import (
     BadImageError,
     clear_image_cache,
@@ -16,6 +14,8 @@ from wjsentiment.images import (
     input_key,
     set_cache_budget,
 )
+from wjsentiment.images import cache as cache_module
+from wjsentiment.images import decode as decode_module
 
 
 def test_decode_resizes_to_square_rgb(tmp_path):
