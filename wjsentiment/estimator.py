@@ -16,6 +16,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 import torch
+from scipy.sparse import issparse
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.model_selection import train_test_split
 from sklearn.utils.class_weight import compute_class_weight
@@ -53,6 +54,11 @@ def as_image_inputs(X: Any, name: str = "X") -> list:
     ValueError
         If X is empty or of another shape.
     """
+    if issparse(X):
+        raise ValueError(
+            f"{name} is a sparse matrix; sparse input is not supported. Pass images: a sequence "
+            "of paths or PIL images, or a uint8 array of shape (n, H, W, 3)."
+        )
     if hasattr(X, "iloc") and getattr(X, "ndim", 1) == 2:
         if X.shape[1] != 1:
             raise ValueError(
