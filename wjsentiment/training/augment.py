@@ -47,22 +47,18 @@ def random_resized_crop_flip(
     torch.Size([4, 3, 32, 32])
     """
     n = x.shape[0]
-    kw = {"device": x.device, "generator": generator}
-    area = torch.empty(n, device=x.device).uniform_(*scale, generator=generator)
-    log_ratio = torch.empty(n, device=x.device).uniform_(
-        math.log(ratio[0]), math.log(ratio[1]), generator=generator
-    )
-    aspect = torch.exp(log_ratio)
+    # one draw for every random number of the batch: area, aspect, shift x, shift y, flip
+    u = torch.rand(n, 5, device=x.device, generator=generator)
+    area = scale[0] + (scale[1] - scale[0]) * u[:, 0]
+    log_lo, log_hi = math.log(ratio[0]), math.log(ratio[1])
+    aspect = torch.exp(log_lo + (log_hi - log_lo) * u[:, 1])
     width = torch.sqrt(area * aspect).clamp(max=1.0)  # fraction of the image's width
     height = torch.sqrt(area / aspect).clamp(max=1.0)
-    shift_x = (torch.rand(n, **kw) * 2 - 1) * (1 - width)
-    shift_y = (torch.rand(n, **kw) * 2 - 1) * (1 - height)
-    flip = torch.where(torch.rand(n, **kw) < flip_p, -1.0, 1.0)
-    theta = torch.zeros(n, 2, 3, device=x.device, dtype=torch.float32)
-    theta[:, 0, 0] = width * flip
-    theta[:, 0, 2] = shift_x
-    theta[:, 1, 1] = height
-    theta[:, 1, 2] = shift_y
+    shift_x = (u[:, 2] * 2 - 1) * (1 - width)
+    shift_y = (u[:, 3] * 2 - 1) * (1 - height)
+    flip = 1.0 - 2.0 * (u[:, 4] < flip_p).float()
+    zero = torch.zeros_like(width)
+    theta = torch.stack([width * flip, zero, shift_x, zero, height, shift_y], dim=1).view(n, 2, 3)
     grid = F.affine_grid(theta, list(x.shape), align_corners=False)
     out = F.grid_sample(x.float(), grid, mode="bilinear", padding_mode="reflection",
                         align_corners=False)

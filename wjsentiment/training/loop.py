@@ -14,7 +14,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from .augment import random_resized_crop_flip
-from .batches import split_batches
+from .batches import device_batches, split_batches
 from .optim import make_optimizer, make_schedule
 
 #: Precisions the loop runs in.
@@ -156,8 +156,8 @@ def train_model(
         loss_sum = torch.zeros((), device=device)
         correct = []
         seen = 0
-        for idx, x in zip(batches, train_source.iterate(batches)):
-            target = y_all[torch.from_numpy(idx).to(device, non_blocking=True)]
+        targets = [y_all.index_select(0, index) for index in device_batches(batches, device)]
+        for target, x in zip(targets, train_source.iterate(batches)):
             if augment:
                 x = random_resized_crop_flip(x, generator)
             with autocast(device, config.precision):
@@ -167,9 +167,9 @@ def train_model(
             loss.backward()
             optimizer.step()
             schedule.step()
-            loss_sum += loss.detach() * len(idx)
+            loss_sum += loss.detach() * len(target)
             correct.append(torch.stack([logits.detach().argmax(1), target]))
-            seen += len(idx)
+            seen += len(target)
             bar.update(1)
         pairs = torch.cat(correct, dim=1).cpu().numpy() if correct else np.zeros((2, 0), int)
         seconds = time.perf_counter() - start

@@ -25,11 +25,13 @@ def make_optimizer(
     'SGD'
     """
     params = [p for p in params if p.requires_grad]
+    # one fused kernel per step on CUDA instead of a launch per tensor group
+    fused = {"fused": True} if params and all(p.is_cuda for p in params) else {}
     if name == "adamw":
-        return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+        return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, **fused)
     if name == "sgd":
         return torch.optim.SGD(params, lr=lr, momentum=0.9, nesterov=True,
-                               weight_decay=weight_decay)
+                               weight_decay=weight_decay, **fused)
     raise ValueError(f"optimizer must be one of {list(OPTIMIZERS)}, got {name!r}.")
 
 
@@ -43,8 +45,8 @@ def make_schedule(
     --------
     >>> opt = torch.optim.SGD(torch.nn.Linear(2, 2).parameters(), lr=1.0)
     >>> schedule = make_schedule(opt, "cosine", total_steps=100)
-    >>> round(schedule.lr_lambda(50), 2), schedule.lr_lambda(0) < 1
-    (0.54, True)
+    >>> schedule.get_last_lr()  # warm-up: the first step runs at 1/5 of the rate
+    [0.2]
     """
     if name not in LR_SCHEDULES:
         raise ValueError(f"lr_schedule must be one of {list(LR_SCHEDULES)}, got {name!r}.")
