@@ -169,6 +169,11 @@ class SentimentClassifier(ClassifierMixin, BaseEstimator):
     on_bad_image : {"raise", "skip"}, default="raise"
         In ``fit``, what to do with an image that cannot be decoded. "skip" leaves it out,
         warns once with the count and records it in ``skipped_``. Prediction always raises.
+    cuda_graphs : bool or "auto", default="auto"
+        On CUDA, record the train step (forward, backward, optimizer) in a CUDA graph and
+        replay it, which removes Python's kernel-launch overhead at small batch sizes. "auto":
+        at batch sizes up to 128. Batches of another size (the last of an epoch) run eagerly;
+        if capture fails, training continues eagerly with a warning. Ignored on CPU.
     random_state : int, RandomState or None, default=None
         Seeds initialisation, shuffling, sampling, the validation split and augmentation.
     verbose : int, default=1
@@ -235,6 +240,7 @@ class SentimentClassifier(ClassifierMixin, BaseEstimator):
         precision: str = "auto",
         num_workers: int | str = "auto",
         on_bad_image: str = "raise",
+        cuda_graphs: bool | str = "auto",
         random_state: int | np.random.RandomState | None = None,
         verbose: int = 1,
     ) -> None:
@@ -261,6 +267,7 @@ class SentimentClassifier(ClassifierMixin, BaseEstimator):
         self.precision = precision
         self.num_workers = num_workers
         self.on_bad_image = on_bad_image
+        self.cuda_graphs = cuda_graphs
         self.random_state = random_state
         self.verbose = verbose
 
@@ -305,6 +312,7 @@ class SentimentClassifier(ClassifierMixin, BaseEstimator):
         if self.num_workers != "auto":
             _check_number("num_workers", self.num_workers, Integral, 1)
         _check_choice("on_bad_image", self.on_bad_image, ("raise", "skip"))
+        _check_choice("cuda_graphs", self.cuda_graphs, ("auto", True, False))
         _check_number("verbose", self.verbose, Integral, 0)
         self._torch_device()
 
@@ -441,6 +449,7 @@ class SentimentClassifier(ClassifierMixin, BaseEstimator):
             class_weights=self._class_weights(y_enc), sampling=self.sampling,
             augment=self.augment, early_stopping=self.early_stopping,
             n_iter_no_change=self.n_iter_no_change, precision=precision,
+            cuda_graphs=self.cuda_graphs if self.finetune == "full" else False,
             verbose=self.verbose, seed=seed,
         )
         self._features_key = None

@@ -16,7 +16,7 @@ from tqdm.auto import tqdm
 
 from ..images.cache import DecodedImageStore
 from ..training.batches import ImageBatches, split_batches
-from ..training.loop import autocast
+from ..training.steps import autocast
 from .network import SentimentNet
 
 _TABLES: weakref.WeakKeyDictionary[DecodedImageStore, dict[tuple, _FeatureTable]] = (

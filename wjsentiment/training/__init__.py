@@ -1,23 +1,36 @@
-"""Training: batches on the device, augmentation, optimizer and schedule, the epoch loop."""
+"""Training: batches on the device, augmentation, optimizer and schedule, the step, the loop."""
 
 from .augment import random_resized_crop_flip
-from .batches import FeatureBatches, ImageBatches, split_batches
-from .loop import PRECISIONS, TrainConfig, TrainResult, autocast, predict_logits, train_model
-from .optim import LR_SCHEDULES, OPTIMIZERS, make_optimizer, make_schedule
+from .batches import FeatureBatches, ImageBatches, device_batches, split_batches
+from .loop import (
+    PRECISIONS,
+    TrainConfig,
+    TrainResult,
+    predict_logits,
+    train_model,
+    use_cuda_graphs,
+)
+from .optim import LR_SCHEDULES, OPTIMIZERS, lr_factor_schedule, make_optimizer, set_lr
+from .steps import EagerStep, GraphedStep, autocast
 
 __all__ = [
     "LR_SCHEDULES",
     "OPTIMIZERS",
     "PRECISIONS",
+    "EagerStep",
     "FeatureBatches",
+    "GraphedStep",
     "ImageBatches",
     "TrainConfig",
     "TrainResult",
     "autocast",
+    "device_batches",
+    "lr_factor_schedule",
     "make_optimizer",
-    "make_schedule",
     "predict_logits",
     "random_resized_crop_flip",
+    "set_lr",
     "split_batches",
     "train_model",
+    "use_cuda_graphs",
 ]

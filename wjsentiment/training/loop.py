@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import time
 from dataclasses import dataclass, field
@@ -15,7 +14,8 @@ from tqdm.auto import tqdm
 
 from .augment import random_resized_crop_flip
 from .batches import device_batches, split_batches
-from .optim import make_optimizer, make_schedule
+from .optim import lr_factor_schedule, make_optimizer, set_lr
+from .steps import EagerStep, GraphedStep, autocast
 
 #: Precisions the loop runs in.
 PRECISIONS = ("auto", "fp32", "bf16")
@@ -38,6 +38,7 @@ class TrainConfig:
     early_stopping: bool = False
     n_iter_no_change: int = 5
     precision: str = "fp32"
+    cuda_graphs: bool | str = "auto"
     verbose: int = 1
     seed: int = 0
 
@@ -51,11 +52,20 @@ class TrainResult:
     n_epochs: int = 0
 
 
-def autocast(device: torch.device, precision: str):
-    """bf16 autocast on the device for ``precision="bf16"``, nothing for ``"fp32"``."""
-    if precision == "bf16":
-        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
-    return contextlib.nullcontext()
+def use_cuda_graphs(setting: bool | str, device: torch.device, batch_size: int) -> bool:
+    """Whether to capture the train step in a CUDA graph.
+
+    ``"auto"``: on CUDA at batch sizes up to 128, where launching kernels one by one leaves
+    the GPU idle; larger batches keep the GPU busy without it.
+
+    Examples
+    --------
+    >>> use_cuda_graphs("auto", torch.device("cpu"), 32)
+    False
+    """
+    if torch.device(device).type != "cuda" or setting is False:
+        return False
+    return setting is True or batch_size <= 128
 
 
 def _epoch_order(y: np.ndarray, sampling: str | None, rng: np.random.Generator) -> np.ndarray:
@@ -140,9 +150,13 @@ def train_model(
     steps_per_epoch = len(split_batches(_epoch_order(y_train, config.sampling,
                                                      np.random.default_rng(config.seed)),
                                         config.batch_size, drop_single=True))
+    graphs = use_cuda_graphs(config.cuda_graphs, device, config.batch_size)
     optimizer = make_optimizer(module.parameters(), config.optimizer, config.lr,
-                               config.weight_decay)
-    schedule = make_schedule(optimizer, config.lr_schedule, steps_per_epoch * config.epochs)
+                               config.weight_decay, capturable=graphs)
+    lr_factor = lr_factor_schedule(config.lr_schedule, steps_per_epoch * config.epochs)
+    args = (module, criterion, optimizer, device, config.precision)
+    step = GraphedStep(*args, batch_size=config.batch_size) if graphs else EagerStep(*args)
+    step_count = 0
 
     result = TrainResult()
     best_f1, best_state, stale = -np.inf, None, 0
@@ -160,15 +174,11 @@ def train_model(
         for target, x in zip(targets, train_source.iterate(batches)):
             if augment:
                 x = random_resized_crop_flip(x, generator)
-            with autocast(device, config.precision):
-                logits = module(x)
-            loss = criterion(logits.float(), target)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            schedule.step()
-            loss_sum += loss.detach() * len(target)
-            correct.append(torch.stack([logits.detach().argmax(1), target]))
+            set_lr(optimizer, config.lr * lr_factor(step_count))
+            loss, logits = step(x, target)
+            step_count += 1
+            loss_sum += loss * len(target)
+            correct.append(torch.stack([logits.argmax(1), target]))
             seen += len(target)
             bar.update(1)
         pairs = torch.cat(correct, dim=1).cpu().numpy() if correct else np.zeros((2, 0), int)
@@ -180,7 +190,7 @@ def train_model(
             "train_f1": float(f1_score(pairs[1], pairs[0], labels=np.arange(n_classes),
                                        average="macro", zero_division=0)),
             "samples": seen,
-            "lr": float(optimizer.param_groups[0]["lr"]),
+            "lr": config.lr * lr_factor(step_count - 1),
             "seconds": seconds,
             "images_per_second": seen / seconds if seconds > 0 else float("nan"),
         }

@@ -3,20 +3,25 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import torch
 
 #: Optimizers :func:`make_optimizer` builds.
 OPTIMIZERS = ("adamw", "sgd")
-#: Schedules :func:`make_schedule` builds.
+#: Schedules :func:`lr_factor_schedule` builds.
 LR_SCHEDULES = ("cosine", "constant")
 
 
 def make_optimizer(
-    params: Iterable[torch.nn.Parameter], name: str, lr: float, weight_decay: float
+    params: Iterable[torch.nn.Parameter], name: str, lr: float, weight_decay: float,
+    *, capturable: bool = False,
 ) -> torch.optim.Optimizer:
     """AdamW, or SGD with Nesterov momentum 0.9.
+
+    On CUDA the fused implementation is used (one kernel per step). With
+    ``capturable=True`` the learning rate is a device tensor, so a CUDA graph that captured
+    the step still follows the schedule (:func:`set_lr` updates it in place).
 
     Examples
     --------
@@ -25,28 +30,32 @@ def make_optimizer(
     'SGD'
     """
     params = [p for p in params if p.requires_grad]
-    # one fused kernel per step on CUDA instead of a launch per tensor group
-    fused = {"fused": True} if params and all(p.is_cuda for p in params) else {}
+    on_cuda = bool(params) and all(p.is_cuda for p in params)
+    extra: dict = {"fused": True} if on_cuda else {}
+    rate: float | torch.Tensor = lr
+    if capturable and on_cuda:
+        rate = torch.tensor(float(lr), device=params[0].device)
+        if name == "adamw":
+            extra["capturable"] = True
     if name == "adamw":
-        return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, **fused)
+        return torch.optim.AdamW(params, lr=rate, weight_decay=weight_decay, **extra)
     if name == "sgd":
-        return torch.optim.SGD(params, lr=lr, momentum=0.9, nesterov=True,
-                               weight_decay=weight_decay, **fused)
+        return torch.optim.SGD(params, lr=rate, momentum=0.9, nesterov=True,
+                               weight_decay=weight_decay, **extra)
     raise ValueError(f"optimizer must be one of {list(OPTIMIZERS)}, got {name!r}.")
 
 
-def make_schedule(
-    optimizer: torch.optim.Optimizer, name: str, total_steps: int
-) -> torch.optim.lr_scheduler.LambdaLR:
-    """A per-step schedule: ``"cosine"`` (linear warm-up over 5% of steps, then cosine to 0)
-    or ``"constant"``.
+def lr_factor_schedule(name: str, total_steps: int) -> Callable[[int], float]:
+    """The factor of the base learning rate at each step.
+
+    ``"cosine"``: linear warm-up over 5% of the steps, then cosine decay to 0.
+    ``"constant"``: always 1.
 
     Examples
     --------
-    >>> opt = torch.optim.SGD(torch.nn.Linear(2, 2).parameters(), lr=1.0)
-    >>> schedule = make_schedule(opt, "cosine", total_steps=100)
-    >>> schedule.get_last_lr()  # warm-up: the first step runs at 1/5 of the rate
-    [0.2]
+    >>> factor = lr_factor_schedule("cosine", total_steps=100)
+    >>> factor(0), factor(4), round(factor(50), 2), factor(100)
+    (0.2, 1.0, 0.54, 0.0)
     """
     if name not in LR_SCHEDULES:
         raise ValueError(f"lr_schedule must be one of {list(LR_SCHEDULES)}, got {name!r}.")
@@ -61,4 +70,13 @@ def make_schedule(
         progress = min(1.0, (step - warmup) / max(1, total - warmup))
         return 0.5 * (1.0 + math.cos(math.pi * progress))
 
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+    return factor
+
+
+def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
+    """Set the learning rate of every parameter group, in place when it is a tensor."""
+    for group in optimizer.param_groups:
+        if isinstance(group["lr"], torch.Tensor):
+            group["lr"].fill_(lr)
+        else:
+            group["lr"] = lr

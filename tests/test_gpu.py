@@ -1,0 +1,70 @@
+"""CUDA-only behaviour: bf16 training, CUDA graphs, moving models between devices.
+
+Skipped where there is no GPU (as in CI); run on a GPU machine with ``pytest tests/test_gpu.py``.
+"""
+
+from __future__ import annotations
+
+import pickle
+import subprocess
+import sys
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from conftest import make_bright_dark
+
+from wjsentiment import SentimentClassifier
+
+pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+
+PARAMS = dict(weights=None, image_size=64, epochs=3, batch_size=16, verbose=0, random_state=0,
+              augment=True)
+
+
+def test_cuda_graphs_train_like_eager_steps():
+    X, y = make_bright_dark(40, size=64)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)  # a failed capture would warn
+        graphed = SentimentClassifier(**PARAMS, cuda_graphs=True).fit(X, y)
+    eager = SentimentClassifier(**PARAMS, cuda_graphs=False).fit(X, y)
+    g = [h["train_loss"] for h in graphed.history_]
+    e = [h["train_loss"] for h in eager.history_]
+    np.testing.assert_allclose(g, e, rtol=0.2, atol=0.05)
+    assert graphed.score(X, y) >= 0.95 and eager.score(X, y) >= 0.95
+
+
+def test_bf16_probabilities_match_cpu_fp32():
+    X, y = make_bright_dark(16, size=64)
+    clf = SentimentClassifier(**PARAMS).fit(X, y)
+    cuda = clf.predict_proba(X)
+    cpu = clf.set_params(device="cpu").predict_proba(X)
+    assert np.abs(cuda - cpu).max() < 0.05
+
+
+def test_model_trained_on_cuda_unpickles_on_a_cpu_only_machine(tmp_path):
+    X, y = make_bright_dark(8, size=64)
+    clf = SentimentClassifier(**PARAMS).fit(X, y)
+    (tmp_path / "clf.pkl").write_bytes(pickle.dumps(clf))
+    np.save(tmp_path / "X.npy", X)
+    np.save(tmp_path / "expected.npy", clf.set_params(device="cpu").predict_proba(X))
+    code = (
+        "import pickle, numpy as np, torch, sys; assert not torch.cuda.is_available();"
+        f"clf = pickle.load(open({str(tmp_path / 'clf.pkl')!r}, 'rb'));"
+        f"p = clf.predict_proba(np.load({str(tmp_path / 'X.npy')!r}));"
+        f"e = np.load({str(tmp_path / 'expected.npy')!r});"
+        "assert np.abs(p - e).max() < 1e-5, np.abs(p - e).max(); print('ok')"
+    )
+    env = {"CUDA_VISIBLE_DEVICES": "", "PATH": "/usr/bin:/bin"}
+    import os
+
+    env = {**os.environ, **env}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert out.returncode == 0 and "ok" in out.stdout, out.stderr[-2000:]
+
+
+def test_finetune_head_on_cuda():
+    X, y = make_bright_dark(16, size=64)
+    clf = SentimentClassifier(**{**PARAMS, "epochs": 10, "lr": 1e-2}, finetune="head").fit(X, y)
+    assert clf.predict_proba(X).shape == (32, 2)
