@@ -38,7 +38,7 @@ class TrainConfig:
     early_stopping: bool = False
     n_iter_no_change: int = 5
     precision: str = "fp32"
-    cuda_graphs: bool | str = "auto"
+    cuda_graphs: bool | str = False
     verbose: int = 1
     seed: int = 0
 
@@ -150,7 +150,8 @@ def train_model(
     steps_per_epoch = len(split_batches(_epoch_order(y_train, config.sampling,
                                                      np.random.default_rng(config.seed)),
                                         config.batch_size, drop_single=True))
-    graphs = use_cuda_graphs(config.cuda_graphs, device, config.batch_size)
+    graphs = (config.optimizer == "adamw"
+              and use_cuda_graphs(config.cuda_graphs, device, config.batch_size))
     optimizer = make_optimizer(module.parameters(), config.optimizer, config.lr,
                                config.weight_decay, capturable=graphs)
     lr_factor = lr_factor_schedule(config.lr_schedule, steps_per_epoch * config.epochs)

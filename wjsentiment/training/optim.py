@@ -20,8 +20,8 @@ def make_optimizer(
     """AdamW, or SGD with Nesterov momentum 0.9.
 
     On CUDA the fused implementation is used (one kernel per step). With
-    ``capturable=True`` the learning rate is a device tensor, so a CUDA graph that captured
-    the step still follows the schedule (:func:`set_lr` updates it in place).
+    ``capturable=True`` (AdamW only) the learning rate is a device tensor, so a CUDA graph
+    that captured the step still follows the schedule (:func:`set_lr` updates it in place).
 
     Examples
     --------
@@ -33,10 +33,9 @@ def make_optimizer(
     on_cuda = bool(params) and all(p.is_cuda for p in params)
     extra: dict = {"fused": True} if on_cuda else {}
     rate: float | torch.Tensor = lr
-    if capturable and on_cuda:
+    if capturable and on_cuda and name == "adamw":
         rate = torch.tensor(float(lr), device=params[0].device)
-        if name == "adamw":
-            extra["capturable"] = True
+        extra["capturable"] = True
     if name == "adamw":
         return torch.optim.AdamW(params, lr=rate, weight_decay=weight_decay, **extra)
     if name == "sgd":
