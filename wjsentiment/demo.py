@@ -17,17 +17,20 @@ from typing import Any
 
 import numpy as np
 
-#: Settings of the demo's SentimentClassifier, chosen for macro-F1 on held-out emoji.
+#: Settings of the demo's SentimentClassifier. Chosen by macro-F1 on held-out emoji, over five
+#: splits by emoji: fine-tuning the whole network (0.28) beat training only a head on frozen
+#: features (0.24-0.25) and an MLP head; 96 px did as well as 112-160 px at half the cost of
+#: 128 px; more epochs or label smoothing did not help. About 5 minutes on two CPU cores.
 DEMO_PARAMS: dict[str, Any] = {
     "backbone": "tf_efficientnet_lite0",
     "weights": "imagenet",
-    "finetune": "head",
+    "finetune": "full",
     "head": "linear",
-    "image_size": 128,
+    "image_size": 96,
     "class_weight": "balanced",
-    "epochs": 30,
+    "epochs": 15,
     "batch_size": 32,
-    "lr": 1e-3,
+    "lr": 2e-3,
 }
 
 #: What ``smoke=True`` changes: the same code at a tiny size, in seconds.
@@ -38,14 +41,15 @@ TEST_FRACTION = 0.2
 RANDOM_STATE = 0
 
 
-def _smoke_subset(train: np.ndarray, test: np.ndarray, y: np.ndarray,
-                  per_class: int) -> tuple[np.ndarray, np.ndarray]:
-    """The first ``per_class`` training and test images of each class."""
+def _smoke_subset(parts: tuple[np.ndarray, ...], y: np.ndarray, groups: np.ndarray,
+                  per_class: int) -> tuple[np.ndarray, ...]:
+    """Keep, in each part, the images of the first ``per_class`` emoji of each class."""
     def take(idx: np.ndarray) -> np.ndarray:
-        keep = [idx[y[idx] == c][:per_class] for c in np.unique(y[idx])]
-        return np.sort(np.concatenate(keep))
+        chosen = [g for c in np.unique(y[idx])
+                  for g in list(dict.fromkeys(groups[idx][y[idx] == c].tolist()))[:per_class]]
+        return idx[np.isin(groups[idx], chosen)]
 
-    return take(train), take(test)
+    return tuple(take(idx) for idx in parts)
 
 
 def _write_json(path: Path, data: dict) -> None:
@@ -124,7 +128,7 @@ def run_demo(out: str | os.PathLike = "runs/demo", *, smoke: bool = False,
                                    random_state=RANDOM_STATE, groups=groups)
     params = dict(DEMO_PARAMS)
     if smoke:
-        train, test = _smoke_subset(train, test, y, per_class=4)
+        train, test = _smoke_subset((train, test), y, groups, per_class=2)
         params.update(SMOKE_PARAMS)
     say(f"Emoji sentiment demo{' (smoke run)' if smoke else ''}: {len(train)} training images, "
         f"{len(test)} test images of {len(np.unique(groups[test]))} emoji not seen in "

@@ -1,0 +1,341 @@
+"""End-to-end tests of the ``wjsentiment`` command line on tiny emoji data (no network)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from datasets_server import LocalImageServer, Reply, emoji_png
+
+from wjsentiment import cli
+from wjsentiment.datasets import crowdflower
+
+REPO = Path(__file__).resolve().parents[1]
+EMOJI = REPO / "wjsentiment" / "datasets" / "data" / "emoji_sentiment"
+CLASSES = ["Negative", "Neutral", "Positive"]
+PER_CLASS = 4
+
+
+def run_cli(*args: str, cwd: Path | None = None,
+            timeout: float = 240) -> subprocess.CompletedProcess:
+    """``python -m wjsentiment ARGS`` in a fresh interpreter."""
+    env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    # One thread: on a busy two-core machine two OpenMP threads per process can slow torch down
+    # many times over; one thread per process is fast either way.
+    env.setdefault("OMP_NUM_THREADS", "1")
+    return subprocess.run([sys.executable, "-m", "wjsentiment", *map(str, args)], cwd=cwd,
+                          env=env, capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_torch_thread():
+    """In-process fits use one thread too (see run_cli)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def emoji_folder(tmp_path_factory) -> Path:
+    """An ImageFolder tree: 4 twitter emoji PNGs in each of 3 sentiment class folders."""
+    root = tmp_path_factory.mktemp("emoji_folder")
+    table = pd.read_csv(EMOJI / "labels.csv")
+    table = table[table["style"] == "twitter"]
+    for label in CLASSES:
+        (root / label.lower()).mkdir()
+        for image in table.loc[table["label"] == label, "image"].head(PER_CLASS):
+            (root / label.lower() / Path(image).name).write_bytes((EMOJI / image).read_bytes())
+    return root
+
+
+@pytest.fixture(scope="module")
+def fitted(emoji_folder, tmp_path_factory) -> Path:
+    """``wjsentiment fit`` on the tiny folder; returns its --out folder."""
+    out = tmp_path_factory.mktemp("fit") / "run"
+    result = run_cli("fit", "--folder", emoji_folder, "--out", out, "--weights", "none",
+                     "--image-size", "32", "--epochs", "2", "--batch-size", "4",
+                     "--random-state", "0", "--quiet")
+    assert result.returncode == 0, result.stderr
+    assert "model saved to" in result.stdout
+    return out
+
+
+# ------------------------------------------------------------------------------------ fit
+def test_fit_writes_model_and_curves(fitted):
+    config = json.loads((fitted / "model" / "config.json").read_text())
+    assert config["estimator"] == "SentimentClassifier"
+    assert config["classes"]["values"] == CLASSES
+    assert config["params"]["image_size"] == 32
+    assert config["weights_source"] == "random initialisation"
+    assert len(config["history"]) == 2
+    assert (fitted / "model" / "model.safetensors").stat().st_size > 0
+    assert (fitted / "training_curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_fit_from_csv_in_process(emoji_folder, tmp_path, capsys):
+    rows = [(f"{label.lower()}/{p.name}", label) for label in CLASSES
+            for p in sorted((emoji_folder / label.lower()).iterdir())]
+    pd.DataFrame(rows, columns=["file", "sentiment"]).to_csv(tmp_path / "labels.csv", index=False)
+    status = cli.main(["fit", "--csv", str(tmp_path / "labels.csv"), "--image-col", "file",
+                       "--label-col", "sentiment", "--root", str(emoji_folder), "--out",
+                       str(tmp_path / "out"), "--weights", "none", "--image-size", "32",
+                       "--epochs", "1", "--finetune", "head", "--head", "mlp", "--quiet"])
+    assert status == 0
+    config = json.loads((tmp_path / "out" / "model" / "config.json").read_text())
+    assert config["params"]["finetune"] == "head"
+    assert config["params"]["head"] == "mlp"
+    assert "1 epoch(s)" in capsys.readouterr().out
+
+
+def test_fit_defaults_match_the_estimator():
+    from wjsentiment import SentimentClassifier
+
+    args = cli.build_parser().parse_args(["fit", "--folder", "x", "--out", "y"])
+    params = SentimentClassifier().get_params()
+    for name in ("backbone", "weights", "head", "finetune", "image_size", "epochs",
+                 "batch_size", "lr", "weight_decay", "validation_fraction", "device"):
+        assert getattr(args, name) == params[name], name
+
+
+# -------------------------------------------------------------------------------- predict
+def read_predictions(path: Path) -> list[dict]:
+    with open(path, newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def test_predict_folder_and_file_to_csv(fitted, emoji_folder, tmp_path):
+    one_file = next((emoji_folder / "neutral").iterdir())
+    output = tmp_path / "out" / "predictions.csv"
+    result = run_cli("predict", fitted / "model", emoji_folder, one_file, "--output", output,
+                     "--batch-size", "5")
+    assert result.returncode == 0, result.stderr
+    rows = read_predictions(output)
+    assert list(rows[0]) == ["path", "label", *[f"proba_{c}" for c in CLASSES]]
+    assert len(rows) == len(CLASSES) * PER_CLASS + 1
+    assert rows[-1]["path"] == str(one_file)
+    assert {Path(r["path"]).parent.name for r in rows[:-1]} == {c.lower() for c in CLASSES}
+    proba = np.array([[float(r[f"proba_{c}"]) for c in CLASSES] for r in rows])
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0, atol=1e-4)
+    labels = [r["label"] for r in rows]
+    assert labels == [CLASSES[k] for k in proba.argmax(axis=1)]
+    assert "Wrote 13 predictions" in result.stderr
+    assert sorted(os.listdir(output.parent)) == ["predictions.csv"]  # no temporary file left
+
+
+def test_predict_to_stdout(fitted, emoji_folder, capsys):
+    files = sorted(str(p) for p in (emoji_folder / "positive").iterdir())[:2]
+    assert cli.main(["predict", str(fitted / "model"), *files, "--quiet"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("path,label,proba_Negative")
+    assert [line.split(",")[0] for line in lines[1:]] == files
+
+
+def test_predict_bad_image_fails_and_keeps_old_output(fitted, emoji_folder, tmp_path, capsys):
+    bad = tmp_path / "broken.png"
+    bad.write_text("this is not a PNG")
+    output = tmp_path / "predictions.csv"
+    output.write_text("old content\n")
+    good = next((emoji_folder / "positive").iterdir())
+    status = cli.main(["predict", str(fitted / "model"), str(good), str(bad), "-o", str(output),
+                       "--quiet"])
+    err = capsys.readouterr().err
+    assert status == 1
+    assert err.startswith("wjsentiment predict: error:")
+    assert "broken.png" in err
+    assert len(err.strip().splitlines()) == 1
+    assert output.read_text() == "old content\n"
+    assert sorted(os.listdir(tmp_path)) == ["broken.png", "predictions.csv"]
+
+
+def test_missing_model_exits_1_naming_it(emoji_folder, tmp_path, capsys):
+    status = cli.main(["predict", str(tmp_path / "no_model_here"), str(emoji_folder)])
+    err = capsys.readouterr().err
+    assert status == 1
+    assert err.startswith("wjsentiment predict: error:")
+    assert "no_model_here" in err
+    assert "Traceback" not in err
+
+
+def test_missing_image_exits_1_naming_it(fitted, tmp_path, capsys):
+    status = cli.main(["predict", str(fitted / "model"), str(tmp_path / "ghost.jpg")])
+    err = capsys.readouterr().err
+    assert status == 1
+    assert "wjsentiment predict: error:" in err and "ghost.jpg" in err
+
+
+def test_empty_folder_exits_1(fitted, tmp_path, capsys):
+    (tmp_path / "empty").mkdir()
+    assert cli.main(["predict", str(fitted / "model"), str(tmp_path / "empty")]) == 1
+    assert "holds no image files" in capsys.readouterr().err
+
+
+def test_verbose_failure_prints_traceback(tmp_path, capsys):
+    assert cli.main(["predict", str(tmp_path / "m"), str(tmp_path / "x.png"), "--verbose"]) == 1
+    err = capsys.readouterr().err
+    assert "Traceback" in err
+    assert err.strip().splitlines()[-1].startswith("wjsentiment predict: error:")
+
+
+# ------------------------------------------------------------------------------- evaluate
+def test_evaluate_prints_and_saves_report(fitted, emoji_folder, tmp_path, capsys):
+    out = tmp_path / "eval"
+    status = cli.main(["evaluate", str(fitted / "model"), "--folder", str(emoji_folder),
+                       "--out", str(out)])
+    captured = capsys.readouterr()
+    assert status == 0, captured.err
+    assert "macro-F1" in captured.out
+    report = json.loads((out / "report.json").read_text())
+    assert report["n_samples"] == len(CLASSES) * PER_CLASS
+    assert report["labels"] == CLASSES
+    assert 0.0 <= report["accuracy"] <= 1.0
+    assert np.array(report["confusion_matrix"]).sum() == len(CLASSES) * PER_CLASS
+    assert (out / "confusion_matrix.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_evaluate_missing_folder_exits_1(fitted, tmp_path, capsys):
+    status = cli.main(["evaluate", str(fitted / "model"), "--folder", str(tmp_path / "nope")])
+    err = capsys.readouterr().err
+    assert status == 1
+    assert err.startswith("wjsentiment evaluate: error:") and "nope" in err
+
+
+# ------------------------------------------------------------------------------- download
+@pytest.fixture
+def server():
+    with LocalImageServer() as srv:
+        yield srv
+
+
+def serve_crowdflower(monkeypatch, urls: list[str]) -> None:
+    """Make fetch_image_sentiment see one row per URL (confidence 1.0, 0.7, 0.5, ...)."""
+    n = len(urls)
+    frame = pd.DataFrame({
+        "unit_id": np.arange(1, n + 1, dtype=np.int64),
+        "label": (["Positive", "Negative", "Neutral"] * n)[:n],
+        "confidence": [1.0 - 0.3 * i for i in range(n)],
+        "golden": [False] * n,
+        "judgments": np.full(n, 3, dtype=np.int64),
+        "url": urls,
+    })
+    monkeypatch.setattr(crowdflower, "_load_metadata", lambda: frame.copy())
+
+
+def test_download_from_local_server(server, monkeypatch, tmp_path, capsys):
+    serve_crowdflower(monkeypatch, [server.add("/a.png", Reply(body=emoji_png(0))),
+                                    server.add("/b.png", Reply(body=emoji_png(1))),
+                                    server.add("/gone.png", Reply(404, b"gone", "text/plain"))])
+    status = cli.main(["download", "--data-home", str(tmp_path), "--n-jobs", "2",
+                       "--timeout", "5", "--retries", "0"])
+    captured = capsys.readouterr()
+    assert status == 0, captured.err
+    assert "2 of 3 selected images are on disk" in captured.out
+    assert "2 downloaded" in captured.err and "1 failed" in captured.err
+    images = tmp_path / "crowdflower" / "images"
+    assert sorted(p.name for p in images.glob("*.jpg")) == ["1.jpg", "2.jpg"]
+    # --min-confidence with --no-download: nothing is fetched, what is on disk is counted.
+    status = cli.main(["download", "--data-home", str(tmp_path), "--min-confidence", "0.9",
+                       "--no-download"])
+    assert status == 0
+    assert "1 of 1 selected images are on disk" in capsys.readouterr().out
+    assert server.hits["/a.png"] == 1
+
+
+def test_download_nothing_reachable_exits_1(server, monkeypatch, tmp_path, capsys):
+    serve_crowdflower(monkeypatch, [server.add("/gone.png", Reply(404, b"gone", "text/plain"))])
+    status = cli.main(["download", "--data-home", str(tmp_path), "--retries", "0", "--quiet"])
+    err = capsys.readouterr().err
+    assert status == 1
+    assert err.startswith("wjsentiment download: error: no image could be downloaded")
+    assert "gone.png" in err
+
+
+def test_download_no_download_touches_nothing(tmp_path, capsys):
+    status = cli.main(["download", "--data-home", str(tmp_path), "--no-download",
+                       "--min-confidence", "0.66"])
+    assert status == 0
+    assert "0 of 13150 selected images are on disk" in capsys.readouterr().out
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_fit_crowdflower_without_images_exits_1(tmp_path, capsys):
+    status = cli.main(["fit", "--crowdflower", "--data-home", str(tmp_path), "--out",
+                       str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert status == 1
+    assert "no CrowdFlower images on disk" in err and "wjsentiment download" in err
+
+
+# ----------------------------------------------------------------------------------- demo
+def test_demo_smoke_subprocess(tmp_path):
+    result = run_cli("demo", "--smoke", "--out", tmp_path / "demo")
+    assert result.returncode == 0, result.stderr
+    assert "macro-F1" in result.stdout
+    assert "Backbone weights:" in result.stdout
+    metrics = json.loads((tmp_path / "demo" / "metrics.json").read_text())
+    assert metrics["smoke"] is True
+    assert (tmp_path / "demo" / "model" / "config.json").is_file()
+
+
+# ------------------------------------------------------------------------- usage and help
+@pytest.mark.parametrize("command", [[], ["download"], ["fit"], ["predict"], ["evaluate"],
+                                     ["demo"]])
+def test_help_exits_0(command, capsys):
+    with pytest.raises(SystemExit) as info:
+        cli.main([*command, "--help"])
+    assert info.value.code == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"usage: wjsentiment {' '.join(command)}".rstrip())
+    assert "examples:" in out
+
+
+def test_version(capsys):
+    from wjsentiment import __version__
+
+    with pytest.raises(SystemExit) as info:
+        cli.main(["--version"])
+    assert info.value.code == 0
+    assert capsys.readouterr().out.strip() == f"wjsentiment {__version__}"
+
+
+@pytest.mark.parametrize("argv, message", [
+    ([], "required: <command>"),
+    (["train"], "invalid choice: 'train'"),
+    (["fit", "--out", "x"], "one of the arguments --crowdflower --folder --csv is required"),
+    (["fit", "--folder", "a", "--csv", "b", "--out", "x"], "not allowed with argument"),
+    (["fit", "--folder", "a"], "the following arguments are required: --out"),
+    (["fit", "--folder", "a", "--out", "x", "--epochs", "0"], "expected a positive integer"),
+    (["fit", "--folder", "a", "--out", "x", "--head", "big"], "invalid choice: 'big'"),
+    (["fit", "--folder", "a", "--out", "x", "--image-col", "f"], "--image-col only applies"),
+    (["fit", "--folder", "a", "--out", "x", "--early-stopping"], "--validation-fraction > 0"),
+    (["predict", "model"], "the following arguments are required: IMAGE_OR_FOLDER"),
+    (["download", "--min-confidence", "2"], "expected a number from 0 to 1"),
+    (["demo", "--quiet", "--verbose"], "not allowed with argument"),
+])
+def test_bad_usage_exits_2(argv, message, capsys):
+    with pytest.raises(SystemExit) as info:
+        cli.main(argv)
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert message in err
+    assert "usage: wjsentiment" in err
+
+
+def test_exit_statuses_of_the_process(tmp_path):
+    """``python -m wjsentiment`` exits 2 on bad usage and 1 on a failure, with one line."""
+    result = run_cli("predict")
+    assert result.returncode == 2
+    assert "wjsentiment predict: error:" in result.stderr
+    result = run_cli("evaluate", tmp_path / "no_model_here", "--folder", tmp_path)
+    assert result.returncode == 1
+    assert result.stderr.startswith("wjsentiment evaluate: error:")
+    assert "no_model_here" in result.stderr and "Traceback" not in result.stderr
