@@ -7,6 +7,7 @@ import os
 
 import numpy as np
 import pytest
+from conftest import make_bright_dark
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
@@ -405,3 +406,26 @@ def test_grid_search_over_member_parameters(images):
     best = search.best_estimator_
     assert best.named_estimators_["a"].lr == search.best_params_["a__lr"]
     assert best.predict_proba(X[:3]).shape == (3, 2)
+
+
+def test_holdout_keeps_groups_together(monkeypatch):
+    """With groups, no group has samples on both sides of the calibration holdout."""
+    import wjsentiment.ensemble as ensemble_module
+
+    seen = {}
+    original = ensemble_module.GroupShuffleSplit.split
+
+    def spy(self, X, y=None, groups=None):
+        for fit_idx, val_idx in original(self, X, y, groups):
+            seen["fit"], seen["val"] = fit_idx, val_idx
+            yield fit_idx, val_idx
+
+    monkeypatch.setattr(ensemble_module.GroupShuffleSplit, "split", spy)
+    X, y = make_bright_dark(12)
+    groups = np.repeat(np.arange(12), 2)  # pairs of images, like the two emoji styles
+    params = dict(weights=None, image_size=32, epochs=1, batch_size=8, verbose=0,
+                  random_state=0)
+    SentimentEnsemble([("a", SentimentClassifier(**params))], weights="auto",
+                      validation_fraction=0.25, verbose=0).fit(X, y, groups=groups)
+    assert set(groups[seen["fit"]]).isdisjoint(groups[seen["val"]])
+    assert len(seen["val"]) > 0

@@ -21,7 +21,7 @@ import numpy as np
 from joblib import Parallel, delayed
 from scipy.optimize import minimize, minimize_scalar
 from sklearn.base import ClassifierMixin, clone
-from sklearn.model_selection import train_test_split
+from sklearn.model_selection import GroupShuffleSplit, train_test_split
 from sklearn.utils import Bunch, _safe_indexing
 from sklearn.utils._tags import get_tags
 from sklearn.utils.metaestimators import _BaseComposition
@@ -495,7 +495,7 @@ class SentimentEnsemble(ClassifierMixin, _BaseComposition):
         return probas
 
     # --------------------------------------------------------------------------- fitting
-    def fit(self, X: Any, y: Any) -> SentimentEnsemble:
+    def fit(self, X: Any, y: Any, groups: Any = None) -> SentimentEnsemble:
         """Clone and fit every member; with a holdout, fit temperatures and/or weights.
 
         Parameters
@@ -503,6 +503,10 @@ class SentimentEnsemble(ClassifierMixin, _BaseComposition):
         X : sequence of paths or PIL images, uint8 array (n, H, W, 3), or what the members take
         y : array-like of shape (n,)
             Class labels.
+        groups : array-like of shape (n,), optional
+            Group of each sample (e.g. the emoji of the emoji set, whose two drawings must
+            stay together). When given, the holdout keeps whole groups out, so the weights and
+            temperatures are fitted on groups the members have not seen.
 
         Returns
         -------
@@ -527,11 +531,18 @@ class SentimentEnsemble(ClassifierMixin, _BaseComposition):
         self._moved_devices = self._spread_over_gpus(members)
         holdout = isinstance(self.weights, str) or bool(self.calibrate)
         X_fit, y_fit = X, y
+        if groups is not None and len(groups) != n:
+            raise ValueError(f"groups has {len(groups)} entries but X has {n} samples.")
         if holdout:
             try:
-                fit_idx, val_idx = train_test_split(
-                    np.arange(n), test_size=self.validation_fraction, stratify=y,
-                    random_state=self._holdout_seed(specs))
+                if groups is not None:
+                    split = GroupShuffleSplit(n_splits=1, test_size=self.validation_fraction,
+                                              random_state=self._holdout_seed(specs))
+                    fit_idx, val_idx = next(split.split(np.arange(n), y, groups=groups))
+                else:
+                    fit_idx, val_idx = train_test_split(
+                        np.arange(n), test_size=self.validation_fraction, stratify=y,
+                        random_state=self._holdout_seed(specs))
             except ValueError as exc:
                 raise ValueError(
                     f"validation_fraction={self.validation_fraction} cannot hold out a "
