@@ -1,0 +1,287 @@
+"""The documentation site: it builds with ``mkdocs build --strict``, every internal link of
+every page resolves to a file (and anchor) of the site, it loads nothing from other hosts,
+and the home page, the quickstart and the API reference render in headless Chromium."""
+
+from __future__ import annotations
+
+import ast
+import functools
+import os
+import posixpath
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+from html.parser import HTMLParser
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import unquote, urljoin, urlsplit
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+#: Page -> (its <h1>, <h2> headings it must show) for the pages opened in the browser.
+RENDERED = {
+    "index.html": ("wjsentiment", ["What the predictions look like", "Where to go next"]),
+    "quickstart.html": ("Quickstart", ["What happened", "The same from the command line"]),
+    "api.html": ("API reference", ["Classifier", "Datasets", "Evaluation"]),
+}
+
+#: Modules whose public names (``__all__``) must each have an entry in the API reference.
+API_MODULES = ("wjsentiment", "wjsentiment.datasets", "wjsentiment.ensemble",
+               "wjsentiment.evaluation", "wjsentiment.plotting")
+
+
+class Page(HTMLParser):
+    """Headings, anchors, links and external resources of one HTML page."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.ids: set[str] = set()
+        self.links: list[str] = []          # href/src of a, link, script, img, source
+        self.resources: list[str] = []      # what the page loads: stylesheets, scripts, images
+        self.headings: dict[str, list[str]] = {"h1": [], "h2": [], "h3": []}
+        self._open: list[str] = []          # heading being read
+        self._skip = 0                      # inside a permalink of a heading
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        a = {k: v for k, v in attrs if v is not None}
+        for key in ("id", "name"):
+            if key in a and (key == "id" or tag == "a"):
+                self.ids.add(a[key])
+        for key in ("href", "src"):
+            if key in a and tag in ("a", "link", "script", "img", "source", "iframe"):
+                self.links.append(a[key])
+        if tag in ("script", "img", "iframe") and "src" in a:
+            self.resources.append(a["src"])
+        if tag == "link" and "href" in a and set(a.get("rel", "").split()) & {
+                "stylesheet", "preload", "icon", "modulepreload", "preconnect"}:
+            self.resources.append(a["href"])
+        if tag in self.headings:
+            self._open.append(tag)
+            self.headings[tag].append("")
+        elif self._open and tag == "a" and "headerlink" in a.get("class", ""):
+            self._skip += 1
+
+    def handle_endtag(self, tag: str) -> None:
+        if self._open and tag == self._open[-1]:
+            self._open.pop()
+        elif self._skip and tag == "a":
+            self._skip -= 1
+
+    def handle_data(self, data: str) -> None:
+        if self._open and not self._skip:
+            tag = self._open[-1]
+            self.headings[tag][-1] += data
+
+    def heading_texts(self, tag: str) -> list[str]:
+        return [" ".join(text.replace("¶", "").split()) for text in self.headings[tag]]
+
+
+def parse(html: str) -> Page:
+    page = Page()
+    page.feed(html)
+    page.close()
+    return page
+
+
+def resolve(site: Path, page_url: str, ref: str, host: str | None = None):
+    """The site file and fragment a link points to; None for a link to another host.
+
+    ``page_url`` is the page's path inside the site ("guide/data.html") or, for a
+    rendered page, its full URL on ``host``.
+    """
+    parts = urlsplit(ref)
+    if parts.scheme in ("mailto", "tel", "javascript", "data"):
+        return None
+    if parts.scheme or parts.netloc:
+        if host is None or parts.netloc != host:
+            return None
+    base = page_url if "://" in page_url else "http://site.invalid/" + page_url
+    path = unquote(urlsplit(urljoin(base, parts.path or "")).path) if parts.path \
+        else unquote(urlsplit(base).path)
+    rel = posixpath.normpath(path.lstrip("/")) if path.strip("/") else ""
+    if rel.startswith(".."):
+        return site / "__outside_the_site__", parts.fragment
+    target = site / rel if rel else site
+    if path.endswith("/") or target.is_dir():
+        target = target / "index.html"
+    return target, parts.fragment
+
+
+@functools.cache
+def _parsed(path: Path) -> Page:
+    return parse(path.read_text(encoding="utf-8"))
+
+
+def broken_links(site: Path, page_url: str, page: Page, host: str | None = None) -> list[str]:
+    """Links of ``page`` whose file, or anchor within an HTML file, does not exist."""
+    broken = []
+    for ref in page.links:
+        found = resolve(site, page_url, ref, host)
+        if found is None:
+            continue
+        target, fragment = found
+        if not target.is_file():
+            broken.append(f"{ref} (no file {os.path.relpath(target, site)})")
+        elif fragment and target.suffix == ".html" \
+                and unquote(fragment) not in _parsed(target).ids:
+            broken.append(f"{ref} (no id {fragment!r} in {target.relative_to(site)})")
+    return broken
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("site")
+    env = {**os.environ, "NO_MKDOCS_2_WARNING": "1", "HF_HUB_OFFLINE": "1"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "mkdocs", "build", "--strict", "--quiet", "-f",
+         str(ROOT / "mkdocs.yml"), "-d", str(out)],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=180,
+    )
+    assert proc.returncode == 0, f"mkdocs build --strict failed:\n{proc.stderr[-6000:]}"
+    return out
+
+
+@pytest.fixture(scope="module")
+def pages(site: Path) -> dict[str, Page]:
+    return {p.relative_to(site).as_posix(): _parsed(p) for p in sorted(site.rglob("*.html"))}
+
+
+def test_site_has_every_page_of_the_nav(site: Path) -> None:
+    for rel in ("index.html", "installation.html", "quickstart.html", "guide/data.html",
+                "guide/classifier.html", "guide/ensembles.html", "guide/model-selection.html",
+                "guide/evaluation.html", "guide/cli.html", "guide/saving.html",
+                "guide/performance.html", "guide/reference-study.html", "api.html",
+                "changelog.html"):
+        assert (site / rel).is_file(), f"{rel} missing from the built site"
+    picture = site / "assets" / "predictions.png"
+    assert picture.is_file() and picture.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert picture.stat().st_size < 200_000
+
+
+def test_every_internal_link_resolves(site: Path, pages: dict[str, Page]) -> None:
+    assert len(pages) >= 14
+    broken = {url: bad for url, page in pages.items() if (bad := broken_links(site, url, page))}
+    assert not broken, f"broken internal links: {broken}"
+
+
+def test_link_checker_catches_a_broken_link(site: Path) -> None:
+    page = parse('<a href="../quickstart.html">ok</a><a href="../no-such-page.html">bad</a>'
+                 '<a href="../api.html#no-such-anchor">bad anchor</a>'
+                 '<a href="../api.html#wjsentiment.SentimentClassifier">ok</a>'
+                 '<a href="https://x.org/">ext</a>')
+    bad = broken_links(site, "guide/data.html", page)
+    assert len(bad) == 2 and "no-such-page" in bad[0] and "no-such-anchor" in bad[1]
+
+
+def test_pages_load_nothing_from_other_hosts(pages: dict[str, Page]) -> None:
+    external = {url: [r for r in page.resources if urlsplit(r).netloc]
+                for url, page in pages.items()}
+    external = {url: refs for url, refs in external.items() if refs}
+    assert not external, f"pages load resources from other hosts (site must work offline): " \
+                         f"{external}"
+
+
+def public_names(module: str) -> list[str]:
+    """The ``__all__`` of a module of the checkout, read from its source (nothing imported)."""
+    base = ROOT.joinpath(*module.split("."))
+    source = base / "__init__.py" if base.is_dir() else base.with_suffix(".py")
+    for node in ast.parse(source.read_text(encoding="utf-8")).body:
+        targets = node.targets if isinstance(node, ast.Assign) else \
+            [node.target] if isinstance(node, ast.AnnAssign) else []
+        if any(isinstance(t, ast.Name) and t.id == "__all__" for t in targets):
+            return list(ast.literal_eval(node.value))
+    return []
+
+
+def test_api_reference_covers_every_public_name(pages: dict[str, Page]) -> None:
+    ids = pages["api.html"].ids
+    suffixes = {i.rsplit(".", 1)[-1] for i in ids if i.startswith("wjsentiment")}
+    missing = []
+    for module in API_MODULES:
+        missing += [f"{module}.{n}" for n in public_names(module)
+                    if not n.startswith("_") and n not in suffixes]
+    assert len(public_names("wjsentiment.datasets")) >= 8
+    assert not missing, f"public names without an entry in docs/api.md: {missing}"
+
+
+def test_docstrings_render_without_sphinx_roles(pages: dict[str, Page], site: Path) -> None:
+    html = (site / "api.html").read_text(encoding="utf-8")
+    for role in (":func:`", ":class:`", ":meth:`", ":data:`", ":attr:`"):
+        assert role not in html, f"{role} printed literally in the API reference"
+
+
+# --------------------------------------------------------------------------- in a browser
+def _chromium() -> str | None:
+    for name in ("chromium", "chromium-browser", "google-chrome"):
+        if path := shutil.which(name):
+            return path
+    return None
+
+
+class _Handler(SimpleHTTPRequestHandler):
+    requests: list[tuple[str, int]]
+
+    def log_message(self, format: str, *args) -> None:  # noqa: A002 - quiet server
+        pass
+
+    def log_request(self, code="-", size="-") -> None:
+        self.requests.append((self.path, int(code) if str(code).isdigit() else 0))
+
+
+@pytest.fixture(scope="module")
+def served(site: Path):
+    requests: list[tuple[str, int]] = []
+    handler = type("Handler", (_Handler,), {"requests": requests})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(handler, directory=site))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"127.0.0.1:{server.server_address[1]}", requests
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def dump_dom(browser: str, url: str) -> str:
+    with tempfile.TemporaryDirectory() as profile:
+        proc = subprocess.run(
+            [browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+             "--no-first-run", "--disable-background-networking", "--disable-component-update",
+             "--disable-sync", f"--user-data-dir={profile}", "--dump-dom", url],
+            capture_output=True, text=True, timeout=60,
+        )
+    assert proc.returncode == 0 and "<html" in proc.stdout, \
+        f"chromium could not render {url}: {proc.stderr[-2000:]}"
+    return proc.stdout
+
+
+@pytest.mark.parametrize("rel", list(RENDERED))
+def test_page_renders_in_chromium(rel: str, site: Path, served) -> None:
+    browser = _chromium()
+    if browser is None:
+        pytest.skip("chromium is not installed (apt-get install -y chromium); the links were "
+                    "still checked without a browser")
+    host, requests = served
+    url = f"http://{host}/{rel}"
+    del requests[:]
+    page = parse(dump_dom(browser, url))
+
+    h1, h2s = RENDERED[rel]
+    assert page.heading_texts("h1") == [h1]
+    for h2 in h2s:
+        assert h2 in page.heading_texts("h2"), \
+            f"{rel}: no <h2> {h2!r} in {page.heading_texts('h2')}"
+    broken = broken_links(site, url, page, host)
+    assert not broken, f"{rel}: broken links in the rendered page: {broken}"
+    failed = [(path, code) for path, code in requests if code >= 400]
+    assert not failed, f"{rel}: the browser asked for missing files: {failed}"
+
+    if rel == "index.html":
+        assert any(path.endswith("assets/predictions.png") for path, _ in requests)
+    if rel == "api.html":
+        assert any("SentimentClassifier" in h for h in page.heading_texts("h3"))
+        assert "wjsentiment.datasets.fetch_image_sentiment" in page.ids
