@@ -143,13 +143,19 @@ class SentimentClassifier(ClassifierMixin, BaseEstimator):
     augment : bool, default=True
         Random resized crop and horizontal flip on batches, on the device.
     epochs : int, default=10
+        Passes over the training images.
     batch_size : int, default=32
+        Images per optimisation step. On a GPU, larger batches (128-256) keep the chip busy.
     lr : float, default=1e-3
+        Peak learning rate.
     weight_decay : float, default=1e-4
+        Decoupled weight decay (AdamW) or L2 penalty (SGD).
     optimizer : {"adamw", "sgd"}, default="adamw"
+        AdamW, or SGD with Nesterov momentum 0.9.
     lr_schedule : {"cosine", "constant"}, default="cosine"
         "cosine" warms up linearly over the first 5% of steps, then decays to 0.
     label_smoothing : float, default=0.0
+        Label smoothing of the cross-entropy loss, in [0, 1).
     class_weight : None, "balanced" or dict, default=None
         Weights of the classes in the loss.
     sampling : None, "undersample" or "oversample", default=None
@@ -160,6 +166,7 @@ class SentimentClassifier(ClassifierMixin, BaseEstimator):
         Stop when validation macro-F1 has not improved for ``n_iter_no_change`` epochs and
         restore the best epoch's weights. Needs ``validation_fraction > 0``.
     n_iter_no_change : int, default=5
+        Patience of early stopping, in epochs.
     device : str, default="auto"
         "auto" (CUDA when available), "cpu", "cuda", "cuda:1", ...
     precision : {"auto", "fp32", "bf16"}, default="auto"
@@ -213,7 +220,7 @@ class SentimentClassifier(ClassifierMixin, BaseEstimator):
     ...                           augment=False, verbose=0, random_state=0).fit(X, y)
     >>> clf.predict_proba(X[:2]).shape
     (2, 2)
-    >>> list(clf.classes_)
+    >>> clf.classes_.tolist()
     ['Negative', 'Positive']
     """
 
@@ -556,6 +563,10 @@ class SentimentClassifier(ClassifierMixin, BaseEstimator):
 
     def predict(self, X: Any) -> np.ndarray:
         """Most probable class of each image.
+
+        Parameters
+        ----------
+        X : sequence of paths or PIL images, or uint8 array (n, H, W, 3)
 
         Returns
         -------
