@@ -1,12 +1,14 @@
 """Decode one input (a path, a PIL image or a uint8 array) into a square uint8 RGB array.
 
 This is the only place in wjsentiment that turns files into pixels. JPEGs are decoded in
-PIL's draft mode at the smallest power-of-two scale that still covers the target size, which
-skips most of the decoding work for large photos. Transparent images are composited on white.
+PIL's draft mode, at the smallest power-of-two scale (1/2, 1/4, 1/8) whose result still covers
+:data:`DRAFT_COVERAGE` of the target size, which skips most of the decoding work for large
+photos. Transparent images are composited on white.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import warnings
 from pathlib import Path
@@ -17,6 +19,11 @@ from PIL import Image
 
 #: What :func:`decode_image` accepts: a file path, a PIL image, or a uint8 array.
 ImageInput = Union[str, os.PathLike, Image.Image, np.ndarray]  # noqa: UP007 - runtime alias
+
+#: Draft mode may return a JPEG down to this fraction of the target side, which the resize then
+#: scales up: a 500x375 photo decodes at 1/2 scale (250x188) for a 224 px target instead of at
+#: full size, about 1.7x less decoding work, at the price of a slight blur of the short side.
+DRAFT_COVERAGE = 0.8
 
 #: Images with more pixels than this are refused as possible decompression bombs (about 16k x 16k).
 MAX_IMAGE_PIXELS = 268_435_456
@@ -96,7 +103,8 @@ def _open_file(path: str, size: int) -> Image.Image:
                     "(possible decompression bomb)",
                 )
             if img.format == "JPEG":
-                img.draft("RGB", (size, size))
+                least = math.ceil(DRAFT_COVERAGE * size)
+                img.draft("RGB", (least, least))
             img.load()
         except BadImageError:
             raise
