@@ -228,7 +228,7 @@ def create_backbone(name: str, weights: str | os.PathLike | None = "imagenet"):
         )
     cfg = model.pretrained_cfg or {}
     info = {
-        "num_features": int(model.num_features),
+        "num_features": int(getattr(model, "head_hidden_size", None) or model.num_features),
         "mean": tuple(float(v) for v in cfg.get("mean", (0.485, 0.456, 0.406))),
         "std": tuple(float(v) for v in cfg.get("std", (0.229, 0.224, 0.225))),
         "interpolation": cfg.get("interpolation", "bilinear"),
