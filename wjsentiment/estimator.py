@@ -24,8 +24,7 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, check_random_state
 
 from .images.cache import get_store
-from .images.decode import BadImageError, input_key
-from .models.backbones import read_state_dict
+from .images.decode import input_key
 from .models.features import frozen_features
 from .models.heads import HEADS
 from .models.network import SentimentNet, build_network
@@ -679,5 +678,4 @@ class SentimentClassifier(ClassifierMixin, BaseEstimator):
         return est
 
 
-__all__ = ["BadImageError", "SentimentClassifier", "SkippedImage", "as_image_inputs",
-           "read_state_dict"]
+__all__ = ["SentimentClassifier", "SkippedImage", "as_image_inputs"]
