@@ -18,20 +18,34 @@ from typing import Any
 import numpy as np
 import torch
 
+__all__ = ["atomic_folder", "decode_classes", "encode_classes", "load_bundle", "save_bundle"]
+
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
 FORMAT_VERSION = 1
 
 
 def encode_classes(classes: np.ndarray) -> dict[str, Any]:
-    """JSON form of a ``classes_`` array (values and dtype)."""
+    """JSON form of a ``classes_`` array (values and dtype).
+
+    Examples
+    --------
+    >>> encode_classes(np.array(["Negative", "Positive"]))
+    {'values': ['Negative', 'Positive'], 'dtype': 'str'}
+    """
     kind = classes.dtype.kind
     values = [v.item() if hasattr(v, "item") else v for v in classes.tolist()]
     return {"values": values, "dtype": "str" if kind in "US" else str(classes.dtype)}
 
 
 def decode_classes(data: dict[str, Any]) -> np.ndarray:
-    """Inverse of :func:`encode_classes`."""
+    """Inverse of :func:`encode_classes`.
+
+    Examples
+    --------
+    >>> decode_classes(encode_classes(np.array([0, 2, 4]))).tolist()
+    [0, 2, 4]
+    """
     if data["dtype"] == "str":
         return np.array(data["values"], dtype=str)
     if data["dtype"] == "object":
@@ -46,6 +60,15 @@ def atomic_folder(path: str | os.PathLike) -> Iterator[Path]:
     The caller writes into the yielded folder. On success it replaces ``path`` (an existing
     folder there is removed only after the new one is complete); on any error the temporary
     folder is deleted and ``path`` is left as it was.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> target = Path(tempfile.mkdtemp()) / "out"
+    >>> with atomic_folder(target) as tmp:
+    ...     _ = (tmp / "a.txt").write_text("done")
+    >>> (target / "a.txt").read_text()
+    'done'
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -71,6 +94,15 @@ def save_bundle(path: str | os.PathLike, tensors: dict[str, torch.Tensor],
     """Write ``tensors`` (safetensors) and ``config`` (JSON) into the folder ``path``, atomically.
 
     An existing model at ``path`` is replaced only once the new one is complete.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> folder = Path(tempfile.mkdtemp()) / "model"
+    >>> _ = save_bundle(folder, {"w": torch.ones(2)}, {"note": "hi"})
+    >>> tensors, config = load_bundle(folder)
+    >>> tensors["w"].tolist(), config["note"]
+    ([1.0, 1.0], 'hi')
     """
     from safetensors.torch import save_file
 
@@ -83,7 +115,22 @@ def save_bundle(path: str | os.PathLike, tensors: dict[str, torch.Tensor],
 
 
 def load_bundle(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """Read what :func:`save_bundle` wrote. Raises FileNotFoundError naming what is missing."""
+    """Read what :func:`save_bundle` wrote: the tensors and the JSON config.
+
+    Raises
+    ------
+    FileNotFoundError
+        Naming the folder and the missing file.
+    ValueError
+        If the model was saved by a newer format.
+
+    Examples
+    --------
+    >>> load_bundle("no/such/folder")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    FileNotFoundError: No saved wjsentiment model at 'no/such/folder': config.json is missing...
+    """
     from safetensors.torch import load_file
 
     path = Path(path)

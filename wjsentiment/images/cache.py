@@ -113,6 +113,13 @@ class DecodedImageStore:
     """Decoded images of one ``(size, grayscale)``, keyed by content.
 
     Use :func:`get_store` to get the process-wide store rather than making one.
+
+    Examples
+    --------
+    >>> store = DecodedImageStore(16, grayscale=False)
+    >>> result = store.add([np.zeros((20, 20, 3), dtype=np.uint8)] * 2)
+    >>> result.rows.tolist(), store.gather(result.rows).shape
+    ([0, 0], (2, 16, 16, 3))
     """
 
     def __init__(self, size: int, grayscale: bool) -> None:

@@ -64,6 +64,12 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
         If the file does not exist.
     ValueError
         If the file holds no state dict.
+
+    Examples
+    --------
+    >>> path = lite0_package_weights()
+    >>> path is None or "_conv_stem.weight" in read_state_dict(path)
+    True
     """
     path = Path(path)
     if not path.is_file():
@@ -104,6 +110,14 @@ def load_backbone_weights(model: nn.Module, state: Mapping[str, torch.Tensor], s
     ------
     ValueError
         If the file does not fit the backbone.
+
+    Examples
+    --------
+    >>> backbone, _ = create_backbone("resnet18", weights=None)
+    >>> other, _ = create_backbone("resnet18", weights=None)
+    >>> load_backbone_weights(other, backbone.state_dict(), "another resnet18")
+    >>> bool((other.conv1.weight == backbone.conv1.weight).all())
+    True
     """
     target = model.state_dict()
     if set(target) <= set(state):

@@ -26,6 +26,12 @@ class SentimentNet(nn.Module):
         Maps features to logits.
     mean, std : tuple of float
         Per-channel input normalisation.
+
+    Examples
+    --------
+    >>> net = SentimentNet(torch.nn.Flatten(), torch.nn.Linear(12, 5), (0.5,) * 3, (0.5,) * 3)
+    >>> net(torch.rand(2, 3, 2, 2)).shape
+    torch.Size([2, 5])
     """
 
     def __init__(self, backbone: nn.Module, head: nn.Module, mean, std) -> None:
