@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from .persistence import atomic_file
 
 #: Settings of the demo's SentimentClassifier. Chosen by macro-F1 on held-out emoji, over five
 #: splits by emoji: fine-tuning the whole network (0.28) beat training only a head on frozen
@@ -53,15 +54,8 @@ def _smoke_subset(parts: tuple[np.ndarray, ...], y: np.ndarray, groups: np.ndarr
 
 
 def _write_json(path: Path, data: dict) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(data, fh, indent=2)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_file(path, "w", encoding="utf-8") as fh:
+        json.dump(data, fh, indent=2)
 
 
 def run_demo(out: str | os.PathLike = "runs/demo", *, smoke: bool = False,

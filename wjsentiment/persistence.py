@@ -13,12 +13,13 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 import torch
 
-__all__ = ["atomic_folder", "decode_classes", "encode_classes", "load_bundle", "save_bundle"]
+__all__ = ["atomic_file", "atomic_folder", "decode_classes", "encode_classes", "load_bundle",
+           "save_bundle"]
 
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
@@ -51,6 +52,35 @@ def decode_classes(data: dict[str, Any]) -> np.ndarray:
     if data["dtype"] == "object":
         return np.array(data["values"], dtype=object)
     return np.array(data["values"], dtype=data["dtype"])
+
+
+@contextlib.contextmanager
+def atomic_file(path: str | os.PathLike, mode: str = "w", **open_kwargs: Any) -> Iterator[IO]:
+    """Open a temporary file beside ``path`` for writing; rename it to ``path`` on success.
+
+    Readers never see a half-written file: on any error the temporary file is removed and
+    ``path`` keeps its old content.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> target = Path(tempfile.mkdtemp()) / "metrics.json"
+    >>> with atomic_file(target, encoding="utf-8") as fh:
+    ...     _ = fh.write("{}")
+    >>> target.read_text()
+    '{}'
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, mode, **open_kwargs) as handle:
+            yield handle
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
 
 
 @contextlib.contextmanager

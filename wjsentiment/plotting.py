@@ -6,9 +6,7 @@ work on any backend (Agg included), keep no global state and show once in notebo
 
 from __future__ import annotations
 
-import contextlib
 import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -18,6 +16,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from .evaluation import EvaluationReport, ordinal_labels
+from .persistence import atomic_file
 
 #: (panel title, history key suffix) of the three training-curve panels.
 CURVE_PANELS: tuple[tuple[str, str], ...] = (
@@ -250,16 +249,8 @@ def save_figure(fig: Figure, path: str | os.PathLike, **savefig_kwargs: Any) -> 
         raise ValueError(f"path {str(path)!r} has no suffix; add one (e.g. .png) or pass "
                          "format='png'.")
     savefig_kwargs.setdefault("bbox_inches", "tight")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            fig.savefig(handle, format=fmt, **savefig_kwargs)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+    with atomic_file(path, "wb") as handle:
+        fig.savefig(handle, format=fmt, **savefig_kwargs)
     return str(path)
 
 
