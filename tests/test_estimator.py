@@ -248,3 +248,15 @@ def test_weights_that_do_not_fit_the_backbone_are_refused(tmp_path):
         create_backbone("resnet18", weights=tmp_path / "w.safetensors")
     with pytest.raises(FileNotFoundError, match="does not exist"):
         create_backbone("resnet18", weights=tmp_path / "none.pth")
+
+
+def test_repeated_bad_input_gives_the_same_message(tmp_path, image_files, tiny_params):
+    paths, y = image_files
+    bad = _bad_files(tmp_path)
+    messages = []
+    for _ in range(2):
+        with pytest.raises(BadImageError) as info:
+            SentimentClassifier(**tiny_params).fit(paths + bad, list(y) + ["Negative"] * 3)
+        messages.append(str(info.value))
+    assert messages[0] == messages[1]
+    assert "missing.png" in messages[0] and "2 more bad image(s)" in messages[0]

@@ -24,7 +24,7 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, check_random_state
 
 from .images.cache import get_store
-from .images.decode import input_key
+from .images.decode import BadImageError, input_key
 from .models.features import frozen_features
 from .models.heads import HEADS
 from .models.network import SentimentNet, build_network
@@ -89,6 +89,14 @@ def as_image_inputs(X: Any, name: str = "X") -> list:
     if len(items) == 0:
         raise ValueError(f"{name} is empty: pass at least one image.")
     return items
+
+
+def _first_error(errors: list[tuple[int, BadImageError]]) -> BadImageError:
+    """A fresh error for the first bad image that counts the others (cached errors stay as
+    they are)."""
+    first = errors[0][1]
+    more = f"; {len(errors) - 1} more bad image(s) in X" if len(errors) > 1 else ""
+    return BadImageError(first.source, first.reason + more)
 
 
 def _check_choice(name: str, value: Any, allowed: Sequence[Any]) -> None:
@@ -408,11 +416,7 @@ class SentimentClassifier(ClassifierMixin, BaseEstimator):
         self.skipped_ = [SkippedImage(pos, err.source, err.reason) for pos, err in decoded.errors]
         if self.skipped_:
             if self.on_bad_image == "raise":
-                first = decoded.errors[0][1]
-                more = len(self.skipped_) - 1
-                if more:
-                    first.args = (f"{first.args[0]} ({more} more bad image(s) in X.)",)
-                raise first
+                raise _first_error(decoded.errors)
             warnings.warn(
                 f"Skipped {len(self.skipped_)} of {len(items)} images that could not be decoded "
                 f"(first: {self.skipped_[0].source}: {self.skipped_[0].reason}); see skipped_.",
@@ -537,11 +541,7 @@ class SentimentClassifier(ClassifierMixin, BaseEstimator):
         items = as_image_inputs(X)
         store, decoded = self._decode(items, "X")
         if decoded.errors:
-            first = decoded.errors[0][1]
-            if len(decoded.errors) > 1:
-                first.args = (f"{first.args[0]} ({len(decoded.errors) - 1} more bad image(s) "
-                              "in X.)",)
-            raise first
+            raise _first_error(decoded.errors)
         device = self._torch_device()
         precision = self._precision(device)
         net = self._model_on(device)
