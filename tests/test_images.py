@@ -69,6 +69,17 @@ def test_input_key_follows_content_not_identity(tmp_path):
     assert input_key(str(path)) != key
 
 
+def test_a_link_shares_the_key_of_its_file(tmp_path):
+    path = tmp_path / "x.png"
+    Image.fromarray(np.zeros((4, 4, 3), dtype=np.uint8)).save(path)
+    (tmp_path / "link.png").symlink_to(path)
+    (tmp_path / "sub").mkdir()
+    assert input_key(str(tmp_path / "link.png")) == input_key(str(path))
+    assert input_key(str(tmp_path / "sub" / ".." / "x.png")) == input_key(path)
+    (tmp_path / "y.png").write_bytes(path.read_bytes())  # same bytes, another file
+    assert input_key(str(tmp_path / "y.png")) != input_key(str(path))
+
+
 def test_each_image_is_decoded_once_per_size(monkeypatch, image_files):
     clear_image_cache()
     paths, _ = image_files

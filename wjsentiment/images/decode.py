@@ -182,8 +182,10 @@ def decode_image(item: ImageInput, size: int, grayscale: bool = False) -> np.nda
 def input_key(item: ImageInput) -> tuple:
     """A hashable key that identifies an input by content.
 
-    Paths are keyed by their resolved location, size and modification time (a file
-    rewritten in place gets a new key); in-memory images by a hash of their pixels.
+    Paths are keyed by the file they name (device and inode, so a symbolic or hard link
+    shares its target's key), its size and its modification time (a file rewritten in place
+    gets a new key): one ``stat`` call, cheap enough to repeat on every ``predict``.
+    In-memory images are keyed by a hash of their pixels.
 
     Examples
     --------
@@ -200,7 +202,7 @@ def input_key(item: ImageInput) -> tuple:
             st = os.stat(path)
         except OSError:
             return ("missing", str(Path(path).absolute()))
-        return ("file", os.path.realpath(path), st.st_size, st.st_mtime_ns)
+        return ("file", st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
     if isinstance(item, Image.Image):
         digest = hashlib.blake2b(item.tobytes(), digest_size=16).hexdigest()
         return ("pil", item.mode, item.size, digest)
