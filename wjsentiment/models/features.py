@@ -41,15 +41,15 @@ def _compute(net: SentimentNet, store: DecodedImageStore, rows: np.ndarray,
              device: torch.device, precision: str, batch_size: int, verbose: int) -> np.ndarray:
     was_training = net.training
     net.eval()
-    source = ImageBatches(store, rows, device)
+    source = ImageBatches(store, rows, device, resident=False)  # one pass: stream it
     batches = split_batches(np.arange(len(rows)), batch_size)
     out = []
     with autocast(device, precision):
         for x in tqdm(source.iterate(batches), total=len(batches), desc="backbone features",
                       unit="batch", disable=verbose <= 0, leave=False):
-            out.append(net.features(x).float().cpu())
+            out.append(net.features(x).float())  # stays on the device: no sync per batch
     net.train(was_training)
-    return torch.cat(out).numpy()
+    return torch.cat(out).cpu().numpy()
 
 
 def frozen_features(

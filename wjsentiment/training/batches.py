@@ -1,13 +1,16 @@
 """Batches on the device: decoded uint8 images or cached features, in and out of the model.
 
 On CUDA, the uint8 images of a fit are copied to the GPU once when they fit in its memory,
-and each batch is then an index into that tensor: no host work per epoch. Otherwise each
-batch is gathered from the decoded-image store by a background thread, pinned, and copied
-without blocking while the previous batch trains.
+and each batch is then an index into that tensor: no host work per epoch. Otherwise (and for
+one-pass work such as ``predict_proba``) batches stream: threads gather the next batches
+from the decoded-image store straight into a small ring of reused pinned buffers, and a
+separate CUDA stream copies each one to the GPU while the previous batch computes.
 """
 
 from __future__ import annotations
 
+import os
+from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
@@ -18,6 +21,16 @@ from ..images.cache import DecodedImageStore
 
 #: Share of free GPU memory the resident uint8 images may take.
 GPU_RESIDENT_SHARE = 0.4
+
+#: Pinned staging buffers of a stream: one batch computing, one copying, one being gathered.
+STAGING_DEPTH = 3
+
+#: Threads that gather one batch's images together on CUDA (copying from the store is
+#: memory-bound; a few threads keep up with the GPU, more only contend).
+GATHER_THREADS = 4
+
+#: Images per transfer when the images of a fit are uploaded to stay on the GPU.
+UPLOAD_CHUNK = 256
 
 
 class ImageBatches:
@@ -32,8 +45,9 @@ class ImageBatches:
     device : torch.device
         Where batches go.
     resident : bool or None, default=None
-        Keep all images on the device. None: yes on CUDA when they take less than
-        :data:`GPU_RESIDENT_SHARE` of free memory.
+        Keep all images on the device, for sources that are read once per epoch. None: yes
+        on CUDA when they take less than :data:`GPU_RESIDENT_SHARE` of free memory. False
+        streams every batch from the host, which suits a single pass.
     """
 
     kind = "images"
@@ -54,37 +68,103 @@ class ImageBatches:
         if resident:
             self.pixels = torch.empty((len(self.rows), store.size, store.size, 3),
                                       dtype=torch.uint8, device=self.device)
-            step = 1024
-            for start in range(0, len(self.rows), step):
-                part = torch.from_numpy(store.gather(self.rows[start:start + step]))
-                if self.cuda:
-                    part = part.pin_memory()
-                self.pixels[start:start + step].copy_(part, non_blocking=True)
+            chunks = split_batches(np.arange(len(self.rows)), UPLOAD_CHUNK)
+            for index, part in zip(chunks, self._stream(chunks)):
+                self.pixels[index[0]:index[-1] + 1].copy_(part)
 
     def __len__(self) -> int:
         return len(self.rows)
 
-    def _host(self, idx: np.ndarray) -> torch.Tensor:
-        part = torch.from_numpy(self.store.gather(self.rows[idx]))
-        return part.pin_memory() if self.cuda else part
-
-    def _to_float(self, u8: torch.Tensor) -> torch.Tensor:
+    @staticmethod
+    def _to_float(u8: torch.Tensor) -> torch.Tensor:
         # NHWC uint8 -> NCHW float view whose memory is channels_last: no transpose copy.
         return u8.permute(0, 3, 1, 2).float().div_(255.0)
 
     def iterate(self, batches: list[np.ndarray]) -> Iterator[torch.Tensor]:
-        """Yield one float batch per index array, prefetching the next one."""
+        """Yield one float batch per index array (positions in ``rows``)."""
         if self.pixels is not None:
             for index in device_batches(batches, self.device):
                 yield self._to_float(self.pixels.index_select(0, index))
             return
-        with ThreadPoolExecutor(max_workers=1) as pool:
-            pending = pool.submit(self._host, batches[0]) if batches else None
-            for k in range(len(batches)):
-                host = pending.result()
-                if k + 1 < len(batches):
-                    pending = pool.submit(self._host, batches[k + 1])
-                yield self._to_float(host.to(self.device, non_blocking=True))
+        for u8 in self._stream(batches):
+            yield self._to_float(u8)
+
+    def _stream(self, batches: list[np.ndarray]) -> Iterator[torch.Tensor]:
+        """uint8 NHWC batches on the device, gathered and copied ahead of their use."""
+        if not batches:
+            return
+        if not self.cuda:  # one thread gathers the next batch while this one computes
+            with ThreadPoolExecutor(max_workers=1) as pool:
+                pending = pool.submit(self.store.gather, self.rows[batches[0]])
+                for k in range(len(batches)):
+                    host = pending.result()
+                    if k + 1 < len(batches):
+                        pending = pool.submit(self.store.gather, self.rows[batches[k + 1]])
+                    yield torch.from_numpy(host).to(self.device)
+            return
+        yield from _PinnedStream(self.store, [self.rows[b] for b in batches], self.device)
+
+
+class _PinnedStream:
+    """Store rows -> pinned host buffers -> GPU, overlapped with the compute that uses them.
+
+    Batch ``k`` is gathered into pinned buffer ``k % STAGING_DEPTH`` by a background thread
+    (itself splitting the copy over :data:`GATHER_THREADS` threads), copied on a side stream,
+    and handed to the compute stream behind an event. A buffer is refilled only after the
+    event of its previous copy has completed, and the copy of batch ``k + 1`` is issued before
+    batch ``k`` is handed out, so copies overlap the compute of the batch before.
+    """
+
+    def __init__(self, store: DecodedImageStore, row_batches: list[np.ndarray],
+                 device: torch.device) -> None:
+        self.store, self.row_batches, self.device = store, row_batches, device
+        largest = max(len(b) for b in row_batches)
+        shape = (largest, store.size, store.size, 3)
+        # Pinned buffers come from torch's caching host allocator: later streams reuse them.
+        self.buffers = [torch.empty(shape, dtype=torch.uint8, pin_memory=True)
+                        for _ in range(min(STAGING_DEPTH, len(row_batches)))]
+        self.copied: list[torch.cuda.Event | None] = [None] * len(self.buffers)
+        self.copy_stream = torch.cuda.Stream(device)
+
+    def _fill(self, k: int, gather_pool: ThreadPoolExecutor) -> torch.Tensor:
+        slot = k % len(self.buffers)
+        if self.copied[slot] is not None:
+            self.copied[slot].synchronize()  # its last copy to the GPU has finished
+        rows = self.row_batches[k]
+        view = self.buffers[slot][:len(rows)]
+        out = view.numpy()
+        parts = np.array_split(np.arange(len(rows)), min(GATHER_THREADS, len(rows)))
+        list(gather_pool.map(lambda p: self.store.gather(rows[p], out[p[0]:p[-1] + 1]),
+                             [p for p in parts if len(p)]))
+        return view
+
+    def __iter__(self) -> Iterator[torch.Tensor]:
+        n, depth = len(self.row_batches), len(self.buffers)
+        compute = torch.cuda.current_stream(self.device)
+        threads = max(1, min(GATHER_THREADS, os.cpu_count() or 1))
+        with ThreadPoolExecutor(max_workers=1) as feeder, \
+                ThreadPoolExecutor(max_workers=threads) as gather_pool:
+            filled = deque(feeder.submit(self._fill, k, gather_pool) for k in range(depth))
+
+            def send(k: int) -> tuple[torch.Tensor, torch.cuda.Event]:
+                host = filled.popleft().result()
+                with torch.cuda.stream(self.copy_stream):
+                    on_device = host.to(self.device, non_blocking=True)
+                    done = torch.cuda.Event()
+                    done.record(self.copy_stream)
+                self.copied[k % depth] = done
+                if k + depth < n:
+                    filled.append(feeder.submit(self._fill, k + depth, gather_pool))
+                return on_device, done
+
+            following = send(0)
+            for k in range(n):
+                on_device, done = following
+                if k + 1 < n:
+                    following = send(k + 1)
+                compute.wait_event(done)
+                on_device.record_stream(compute)  # not reused while the compute reads it
+                yield on_device
 
 
 class FeatureBatches:
