@@ -39,7 +39,7 @@ class TrainConfig:
     early_stopping: bool = False
     n_iter_no_change: int = 5
     precision: str = "fp32"
-    cuda_graphs: bool | str = False
+    cuda_graphs: bool | str = "auto"
     verbose: int = 1
     seed: int = 0
 
