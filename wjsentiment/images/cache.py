@@ -127,6 +127,7 @@ class DecodedImageStore:
         self.grayscale = bool(grayscale)
         self._chunks: list[np.ndarray] = []
         self._rows: dict[tuple, int] = {}
+        self._key_of_row: dict[int, tuple] = {}
         self._bad: dict[tuple, BadImageError] = {}
         self._n = 0
         self._lock = threading.Lock()
@@ -227,6 +228,7 @@ class DecodedImageStore:
                         self._bad[key] = failed[key]
                     else:
                         self._rows[key] = row
+                        self._key_of_row[row] = key
         if failed:
             for pos, key in enumerate(keys):
                 if key in failed:
@@ -234,6 +236,19 @@ class DecodedImageStore:
                     errors.append((pos, failed[key]))
             errors.sort(key=lambda item: item[0])
         return DecodeResult(rows=rows, errors=errors)
+
+    def input_keys(self, rows: np.ndarray) -> list[tuple]:
+        """The :func:`~wjsentiment.images.decode.input_key` each row was decoded from.
+
+        Examples
+        --------
+        >>> store = DecodedImageStore(4, grayscale=False)
+        >>> rows = store.add([np.zeros((4, 4, 3), dtype=np.uint8)]).rows
+        >>> store.input_keys(rows)[0][0]
+        'array'
+        """
+        with self._lock:
+            return [self._key_of_row[int(r)] for r in rows]
 
     def gather(self, rows: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         """Copy the given rows into one ``(len(rows), size, size, 3)`` uint8 array.

@@ -7,6 +7,7 @@ from .backbones import (
     load_backbone_weights,
     read_state_dict,
 )
+from .feature_files import feature_cache_dir, set_feature_cache_dir
 from .features import clear_feature_cache, frozen_features
 from .heads import HEADS, build_head
 from .network import SentimentNet, build_network
@@ -19,8 +20,10 @@ __all__ = [
     "build_network",
     "clear_feature_cache",
     "create_backbone",
+    "feature_cache_dir",
     "frozen_features",
     "lite0_package_weights",
     "load_backbone_weights",
     "read_state_dict",
+    "set_feature_cache_dir",
 ]

@@ -2,7 +2,9 @@
 
 With ``finetune="head"`` only the head trains, so the backbone's output for an image never
 changes: it is computed once and every epoch, fold and clone reuses it. The table hangs off
-the decoded-image store it was computed from and goes away with it.
+the decoded-image store it was computed from and goes away with it. With a cache folder
+(:func:`~wjsentiment.models.set_feature_cache_dir`), features also go to disk and later
+processes read them from there (:mod:`~wjsentiment.models.feature_files`).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from tqdm.auto import tqdm
 from ..images.cache import DecodedImageStore
 from ..training.batches import ImageBatches, split_batches
 from ..training.steps import autocast
+from .feature_files import FeatureFiles, clear_feature_files, feature_cache_dir, image_digest
 from .network import SentimentNet
 
 _TABLES: weakref.WeakKeyDictionary[DecodedImageStore, dict[tuple, _FeatureTable]] = (
@@ -90,7 +93,8 @@ def frozen_features(
         table = _TABLES.setdefault(store, {}).setdefault(key, _FeatureTable())
     missing = np.array(sorted({int(r) for r in rows} - set(table.index)), dtype=np.int64)
     if len(missing):
-        values = _compute(net, store, missing, device, precision, batch_size, verbose)
+        values = _load_or_compute(net, key, store, missing, device, precision, batch_size,
+                                  verbose)
         with _LOCK:
             start = sum(len(v) for v in table.values)
             table.values.append(values)
@@ -100,8 +104,38 @@ def frozen_features(
         return table.lookup(rows)
 
 
-def clear_feature_cache() -> None:
+def _load_or_compute(net: SentimentNet, key: tuple, store: DecodedImageStore, rows: np.ndarray,
+                     device: torch.device, precision: str, batch_size: int,
+                     verbose: int) -> np.ndarray:
+    """Features of ``rows``: read from the cache folder where there, computed (and saved)
+    where not."""
+    root = feature_cache_dir()
+    if root is None:
+        return _compute(net, store, rows, device, precision, batch_size, verbose)
+    files = FeatureFiles(root, (key, store.size, store.grayscale))
+    digests = [image_digest(k) for k in store.input_keys(rows)]
+    found, stored = files.read(digests)
+    todo = np.flatnonzero(~found)
+    computed = None
+    if len(todo):
+        computed = _compute(net, store, rows[todo], device, precision, batch_size, verbose)
+        files.write([digests[i] for i in todo], computed)
+    if stored is None:
+        return computed
+    if computed is None:
+        return stored
+    values = np.empty((len(rows), stored.shape[1]), dtype=np.float32)
+    values[found], values[todo] = stored, computed
+    return values
+
+
+def clear_feature_cache(disk: bool = False) -> None:
     """Forget every cached backbone feature.
+
+    Parameters
+    ----------
+    disk : bool, default=False
+        Also delete the features stored in the cache folder, if one is set.
 
     Examples
     --------
@@ -109,3 +143,5 @@ def clear_feature_cache() -> None:
     """
     with _LOCK:
         _TABLES.clear()
+    if disk:
+        clear_feature_files()

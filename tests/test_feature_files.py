@@ -1,0 +1,100 @@
+"""The optional disk cache of frozen-backbone features (finetune="head")."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from wjsentiment import SentimentClassifier
+from wjsentiment.images import clear_image_cache
+from wjsentiment.models import clear_feature_cache, features, set_feature_cache_dir
+
+
+@pytest.fixture
+def cache_dir(tmp_path):
+    folder = tmp_path / "features"
+    set_feature_cache_dir(folder)
+    clear_feature_cache()
+    yield folder
+    set_feature_cache_dir(None)
+    clear_feature_cache()
+
+
+@pytest.fixture
+def computed_rows(monkeypatch):
+    """How many images the backbone ran on, per call."""
+    calls = []
+    original = features._compute
+
+    def counting(net, store, rows, *args):
+        calls.append(len(rows))
+        return original(net, store, rows, *args)
+
+    monkeypatch.setattr(features, "_compute", counting)
+    return calls
+
+
+def _fresh_process_state():
+    clear_feature_cache()  # memory only: what a new process starts with
+    clear_image_cache()
+
+
+def test_features_come_back_from_disk_in_a_fresh_state(cache_dir, image_files, tiny_params,
+                                                        computed_rows):
+    paths, y = image_files
+    first = SentimentClassifier(**tiny_params, finetune="head").fit(paths, y)
+    assert computed_rows == [len(paths)]
+    assert list(cache_dir.glob("*/*.npz")) and not list(cache_dir.glob("*/.*.tmp"))
+    expected = first.predict_proba(paths)
+
+    _fresh_process_state()
+    second = SentimentClassifier(**tiny_params, finetune="head").fit(paths, y)
+    assert computed_rows == [len(paths)]  # nothing computed again
+    np.testing.assert_allclose(second.predict_proba(paths), expected, atol=1e-6)
+
+
+def test_only_new_or_rewritten_images_are_computed(cache_dir, image_files, tiny_params,
+                                                    computed_rows):
+    paths, y = image_files
+    SentimentClassifier(**tiny_params, finetune="head").fit(paths[:8], y[:8])
+    Image.fromarray(np.full((40, 40, 3), 200, dtype=np.uint8)).save(paths[0])
+    os.utime(paths[0], ns=(10**9, 10**9))  # a rewrite: new modification time
+    _fresh_process_state()
+    SentimentClassifier(**tiny_params, finetune="head").fit(paths, y)
+    assert computed_rows == [8, 1 + len(paths) - 8]
+
+
+def test_a_damaged_shard_is_skipped_with_a_warning(cache_dir, image_files, tiny_params,
+                                                   computed_rows):
+    paths, y = image_files
+    clf = SentimentClassifier(**tiny_params, finetune="head").fit(paths, y)
+    expected = clf.predict_proba(paths)
+    (shard,) = cache_dir.glob("*/*.npz")
+    shard.write_bytes(shard.read_bytes()[:100])
+    _fresh_process_state()
+    with pytest.warns(RuntimeWarning, match="unreadable feature cache file"):
+        again = SentimentClassifier(**tiny_params, finetune="head").fit(paths, y)
+    assert computed_rows == [len(paths), len(paths)]
+    np.testing.assert_allclose(again.predict_proba(paths), expected, atol=1e-6)
+
+
+def test_clear_with_disk_deletes_the_stored_tables(cache_dir, image_files, tiny_params):
+    paths, y = image_files
+    SentimentClassifier(**tiny_params, finetune="head").fit(paths, y)
+    assert list(cache_dir.glob("*/*.npz"))
+    clear_feature_cache(disk=True)
+    assert cache_dir.is_dir() and not list(cache_dir.iterdir())
+
+
+def test_the_environment_variable_sets_the_folder(tmp_path):
+    code = ("from wjsentiment.models import feature_cache_dir; "
+            "print(feature_cache_dir())")
+    env = {**os.environ, "WJSENTIMENT_FEATURE_CACHE_DIR": str(tmp_path)}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                         check=True)
+    assert out.stdout.strip() == str(tmp_path)

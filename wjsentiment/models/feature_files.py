@@ -1,0 +1,149 @@
+"""Frozen-backbone features on disk, so that another process (a new notebook session, a CLI
+run, a joblib worker) finds them already computed.
+
+Off unless a folder is set with :func:`set_feature_cache_dir` or the
+``WJSENTIMENT_FEATURE_CACHE_DIR`` variable. One sub-folder per (backbone, weights, precision,
+image size, colour mode, torch and timm versions) holds shards: ``.npz`` files of image digests
+and float32 feature vectors, each written under a temporary name and renamed, so a reader
+never sees half a shard and two processes can add shards side by side. An image's digest
+comes from its :func:`~wjsentiment.images.decode.input_key`: a file is identified by its
+device, inode, size and modification time, so a rewritten file is computed again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import uuid
+import warnings
+from pathlib import Path
+
+import numpy as np
+import timm
+import torch
+
+from ..persistence import atomic_file
+
+#: Environment variable that sets the folder when the process starts.
+FEATURE_CACHE_ENV = "WJSENTIMENT_FEATURE_CACHE_DIR"
+
+_SETTINGS: dict[str, Path | None] = {
+    "dir": Path(os.environ[FEATURE_CACHE_ENV]) if os.environ.get(FEATURE_CACHE_ENV) else None,
+}
+
+_DIGEST_BYTES = 16
+
+
+def set_feature_cache_dir(path: str | os.PathLike | None) -> None:
+    """Keep frozen-backbone features in ``path`` as well as in memory (None: memory only).
+
+    With ``finetune="head"``, the backbone's features of each image are computed once per
+    process anyway; a folder makes them outlive the process.
+
+    Parameters
+    ----------
+    path : path or None
+        Folder to create and use. The default comes from ``WJSENTIMENT_FEATURE_CACHE_DIR``.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> set_feature_cache_dir(tempfile.mkdtemp())
+    >>> feature_cache_dir() is not None
+    True
+    >>> set_feature_cache_dir(None)
+    """
+    _SETTINGS["dir"] = Path(path) if path is not None else None
+
+
+def feature_cache_dir() -> Path | None:
+    """The folder set by :func:`set_feature_cache_dir`, or None."""
+    return _SETTINGS["dir"]
+
+
+def image_digest(key: tuple) -> bytes | None:
+    """A fixed-size digest of an input key that is the same in every process, or None for
+    inputs known only by object identity.
+
+    Examples
+    --------
+    >>> len(image_digest(("file", 1, 2, 3, 4)))
+    16
+    >>> image_digest(("object", 123)) is None
+    True
+    """
+    if key[0] == "object":
+        return None
+    return hashlib.blake2b(repr(key).encode(), digest_size=_DIGEST_BYTES).digest()
+
+
+class FeatureFiles:
+    """The shards of one feature table in the cache folder.
+
+    Parameters
+    ----------
+    root : Path
+        The cache folder.
+    table_key : tuple
+        What the features depend on besides the image (backbone, weights, precision, size).
+    """
+
+    def __init__(self, root: Path, table_key: tuple) -> None:
+        full = (table_key, torch.__version__, timm.__version__)
+        self.folder = Path(root) / hashlib.blake2b(repr(full).encode(), digest_size=10).hexdigest()
+        self.description = repr(full)
+
+    def read(self, digests: list[bytes | None]) -> tuple[np.ndarray, np.ndarray | None]:
+        """Which digests have stored features, and those features (in the order asked).
+
+        Returns
+        -------
+        found : numpy.ndarray of bool
+        values : numpy.ndarray of shape (found.sum(), n_features), or None if none found
+        """
+        wanted = {d: i for i, d in enumerate(digests) if d is not None}
+        found = np.zeros(len(digests), dtype=bool)
+        parts: dict[int, np.ndarray] = {}
+        for shard in sorted(self.folder.glob("*.npz")) if self.folder.is_dir() else []:
+            try:
+                with np.load(shard) as data:
+                    names, values = data["digests"], data["features"]
+            except Exception as exc:  # noqa: BLE001 - a damaged shard is skipped, not fatal
+                warnings.warn(f"Ignoring the unreadable feature cache file {shard} "
+                              f"({type(exc).__name__}: {exc}); delete it to silence this.",
+                              RuntimeWarning, stacklevel=3)
+                continue
+            for j, name in enumerate(names):
+                i = wanted.get(name.tobytes())
+                if i is not None and not found[i]:
+                    found[i] = True
+                    parts[i] = values[j]
+        if not parts:
+            return found, None
+        return found, np.stack([parts[i] for i in np.flatnonzero(found)]).astype(np.float32)
+
+    def write(self, digests: list[bytes | None], values: np.ndarray) -> None:
+        """Add a shard with the features of the digests that are not None."""
+        keep = [i for i, d in enumerate(digests) if d is not None]
+        if not keep:
+            return
+        self.folder.mkdir(parents=True, exist_ok=True)
+        about = self.folder / "table.txt"
+        if not about.exists():
+            with atomic_file(about, encoding="utf-8") as fh:
+                fh.write(self.description + "\n")
+        names = np.frombuffer(b"".join(digests[i] for i in keep), dtype=np.uint8)
+        with atomic_file(self.folder / f"{uuid.uuid4().hex}.npz", mode="wb") as fh:
+            np.savez(fh, digests=names.reshape(len(keep), _DIGEST_BYTES),
+                     features=np.asarray(values[keep], dtype=np.float32))
+
+
+def clear_feature_files() -> None:
+    """Delete every table in the cache folder (the folder itself stays)."""
+    root = feature_cache_dir()
+    if root is None or not root.is_dir():
+        return
+    for table in root.iterdir():
+        if table.is_dir() and (table / "table.txt").exists():
+            shutil.rmtree(table, ignore_errors=True)
