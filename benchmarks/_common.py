@@ -195,15 +195,12 @@ def bare_train_speed(net: torch.nn.Module, batch_size: int, size: int, device: t
                      *, n_classes: int = 5, steps: int = 20, warmup: int = 3) -> dict:
     """Images/s of a bare training step: one input tensor reused, no data path at all.
 
-    bf16 autocast + channels_last on CUDA, fp32 on CPU, AdamW: the step the library's fit
-    runs, minus decoding, batching and augmentation. On a CPU the input is contiguous NCHW,
-    the layout augmentation (``grid_sample``) hands the network.
+    channels_last network and input, bf16 autocast on CUDA and fp32 on CPU, AdamW: the step
+    the library's fit runs, minus decoding, batching and augmentation.
     """
-    net = net.to(device).train()
+    net = net.to(device).train().to(memory_format=torch.channels_last)
     x = torch.rand(batch_size, 3, size, size, device=device)
-    if device.type == "cuda":
-        net = net.to(memory_format=torch.channels_last)
-        x = x.contiguous(memory_format=torch.channels_last)
+    x = x.contiguous(memory_format=torch.channels_last)
     y = torch.randint(0, n_classes, (batch_size,), device=device)
     optimizer = torch.optim.AdamW([p for p in net.parameters() if p.requires_grad], lr=1e-4)
     criterion = torch.nn.CrossEntropyLoss()
@@ -234,10 +231,8 @@ def bare_forward_speed(net: torch.nn.Module, batch_size: int, size: int, device:
     (a permuted NHWC tensor); on a CPU that layout alone makes resnet18 about 1.3x faster than
     a contiguous NCHW input.
     """
-    net = net.to(device).eval()
+    net = net.to(device).eval().to(memory_format=torch.channels_last)
     x = torch.rand(batch_size, size, size, 3, device=device).permute(0, 3, 1, 2)
-    if device.type == "cuda":
-        net = net.to(memory_format=torch.channels_last)
     for _ in range(warmup):
         with _precision_context(device):
             net(x)

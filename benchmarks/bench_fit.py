@@ -10,7 +10,7 @@ verbose=0).fit(paths, y)`` on the same JPEGs, from a cold image cache. It keeps 
 ``augment=True`` (random resized crop + flip on the device), which the reference does not do:
 the comparison is against a pipeline doing *less* work. ``--no-augment`` turns it off.
 
-Also: a bare training step (one input tensor reused, bf16 autocast + channels_last on CUDA,
+Also: a bare training step (one input tensor reused, channels_last, bf16 autocast on CUDA,
 fp32 on CPU) with the same network and batch size, i.e. the ceiling for the data path; fit's
 steady images/s is reported as a fraction of it.
 
@@ -139,8 +139,8 @@ def main(argv: list[str] | None = None) -> dict:
              % (not args.no_augment),
              "steady = mean images/s over epochs after the first; speedup row: total_s column "
              "is the wall-time ratio, steady_img_s column the steady images/s ratio",
-             f"precision: {'bf16 autocast + channels_last' if device.type == 'cuda' else 'fp32'}"
-             " for library and bare step; fp32 for the reference"]
+             f"precision: {'bf16 autocast' if device.type == 'cuda' else 'fp32'} + "
+             "channels_last for library and bare step; fp32 NCHW for the reference"]
     rows, runs = [], []
     results = {
         "benchmark": "fit",

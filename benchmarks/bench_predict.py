@@ -4,7 +4,7 @@ A model is fitted for one epoch on a few images (``weights=None``), then ``predi
 runs over ``--n-images`` Flickr-size JPEGs twice: cold (image cache cleared, so decoding is
 included) and warm (pixels already decoded). The bare forward runs the same network in eval
 mode on one reused input tensor at the batch size ``predict_proba`` uses (bf16 autocast +
-channels_last on CUDA, fp32 on CPU).
+channels_last on CUDA, fp32 + channels_last on CPU).
 
 Usage::
 
@@ -86,7 +86,7 @@ def main(argv: list[str] | None = None) -> dict:
         "rows": rows,
         "warm_fraction_of_bare": rows[1]["of_bare"],
         "cold_fraction_of_bare": rows[0]["of_bare"],
-        "notes": [f"precision: {'bf16 + channels_last' if device.type == 'cuda' else 'fp32'}"],
+        "notes": [f"precision: {'bf16' if device.type == 'cuda' else 'fp32'} + channels_last"],
     }
     return _common.report(f"predict {args.backbone} {args.size}px on {device}", results, rows,
                           args.json_out)

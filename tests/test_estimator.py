@@ -260,3 +260,15 @@ def test_repeated_bad_input_gives_the_same_message(tmp_path, image_files, tiny_p
         messages.append(str(info.value))
     assert messages[0] == messages[1]
     assert "missing.png" in messages[0] and "2 more bad image(s)" in messages[0]
+
+
+def test_full_fine_tuning_runs_in_channels_last_on_a_cpu(bright_dark, tiny_params, tmp_path):
+    X, y = bright_dark
+    clf = SentimentClassifier(**tiny_params).fit(X, y)
+    weight = clf.model_.backbone.conv1.weight
+    assert weight.is_contiguous(memory_format=torch.channels_last)
+    assert not weight.is_contiguous()
+    expected = clf.predict_proba(X)
+    clf.save(tmp_path / "model")
+    np.testing.assert_allclose(SentimentClassifier.load(tmp_path / "model").predict_proba(X),
+                               expected, atol=1e-6)
