@@ -21,7 +21,7 @@ from .persistence import atomic_file
 #: Settings of the demo's SentimentClassifier. Chosen by macro-F1 on held-out emoji, over five
 #: splits by emoji: fine-tuning the whole network (0.28) beat training only a head on frozen
 #: features (0.24-0.25) and an MLP head; 96 px did as well as 112-160 px at half the cost of
-#: 128 px; more epochs or label smoothing did not help. About 5 minutes on two CPU cores.
+#: 128 px; more epochs or label smoothing did not help. 1-2 minutes on two CPU cores.
 DEMO_PARAMS: dict[str, Any] = {
     "backbone": "tf_efficientnet_lite0",
     "weights": "imagenet",
