@@ -64,7 +64,11 @@ class GraphedStep(EagerStep):
         self.static_target = target.clone()
         self.optimizer.zero_grad(set_to_none=True)
         graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph):
+        # "thread_local": only this thread is barred from unsafe CUDA calls while capturing.
+        # The default ("global") would make such calls fail in every thread of the process,
+        # e.g. the thread that fills the pinned buffers of a streamed fit, or another
+        # ensemble member training on another GPU.
+        with torch.cuda.graph(graph, capture_error_mode="thread_local"):
             with autocast(self.device, self.precision, cache=False):
                 logits = self.module(self.static_x)
             loss = self.criterion(logits.float(), self.static_target)
