@@ -49,6 +49,10 @@ class GraphedStep(EagerStep):
     requires); the next batch is captured and every later batch of the same size replays
     the graph. Batches of another size run eagerly. The optimizer must have been made with
     ``capturable=True`` so the learning rate can change between replays.
+
+    Warm-up, capture and replay run with the model's GPU as the current device and on streams
+    of that GPU, so a model on ``cuda:1`` is captured and replayed there whatever device the
+    calling thread has current.
     """
 
     def __init__(self, *args, batch_size: int, warmup: int = 3) -> None:
@@ -58,6 +62,7 @@ class GraphedStep(EagerStep):
         self.failed = False
         self.steps = 0
         self.side = torch.cuda.Stream(self.device)
+        self.capture_stream = torch.cuda.Stream(self.device)
 
     def _capture(self, x: torch.Tensor, target: torch.Tensor) -> None:
         self.static_x = x.clone(memory_format=torch.channels_last)
@@ -68,7 +73,8 @@ class GraphedStep(EagerStep):
         # The default ("global") would make such calls fail in every thread of the process,
         # e.g. the thread that fills the pinned buffers of a streamed fit, or another
         # ensemble member training on another GPU.
-        with torch.cuda.graph(graph, capture_error_mode="thread_local"):
+        with torch.cuda.graph(graph, stream=self.capture_stream,
+                              capture_error_mode="thread_local"):
             with autocast(self.device, self.precision, cache=False):
                 logits = self.module(self.static_x)
             loss = self.criterion(logits.float(), self.static_target)
@@ -80,6 +86,10 @@ class GraphedStep(EagerStep):
     def __call__(self, x: torch.Tensor, target: torch.Tensor):
         if self.failed or len(target) != self.batch_size:
             return super().__call__(x, target)
+        with torch.cuda.device(self.device):
+            return self._graphed(x, target)
+
+    def _graphed(self, x: torch.Tensor, target: torch.Tensor):
         self.steps += 1
         if self.graph is None and self.steps <= self.warmup:
             self.side.wait_stream(torch.cuda.current_stream(self.device))
@@ -94,7 +104,7 @@ class GraphedStep(EagerStep):
                 self.failed = True
                 self.graph = None
                 warnings.warn(f"CUDA graph capture failed ({type(exc).__name__}: {exc}); "
-                              "training continues without it.", RuntimeWarning, stacklevel=2)
+                              "training continues without it.", RuntimeWarning, stacklevel=3)
                 torch.cuda.synchronize(self.device)
                 return super().__call__(x, target)
         else:
