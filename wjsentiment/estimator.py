@@ -361,7 +361,9 @@ class SentimentClassifier(ClassifierMixin, BaseEstimator):
         if self.weights is None:
             return (self.backbone, "random", seed) if self.random_state is not None else None
         if isinstance(self.weights, str) and self.weights == "imagenet":
-            return (self.backbone, "imagenet")
+            # Where they came from (the Hugging Face cache, the lite0 package, a download)
+            # matters to features kept on disk for another process.
+            return (self.backbone, "imagenet", self.weights_source_)
         return (self.backbone, input_key(os.fspath(self.weights)))
 
     def __sklearn_tags__(self):
