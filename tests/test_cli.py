@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import io
 import json
 import os
 import subprocess
@@ -100,11 +102,30 @@ def test_fit_from_csv_in_process(emoji_folder, tmp_path, capsys):
 def test_fit_defaults_match_the_estimator():
     from wjsentiment import SentimentClassifier
 
-    args = cli.build_parser().parse_args(["fit", "--folder", "x", "--out", "y"])
+    args = cli.parse_args(["fit", "--folder", "x", "--out", "y"])
     params = SentimentClassifier().get_params()
     for name in ("backbone", "weights", "head", "finetune", "image_size", "epochs",
                  "batch_size", "lr", "weight_decay", "validation_fraction", "device"):
         assert getattr(args, name) == params[name], name
+
+
+def test_help_does_not_import_torch_and_fit_help_shows_the_defaults():
+    code = ("import sys, contextlib, io; from wjsentiment.cli import main\n"
+            "with contextlib.suppress(SystemExit), contextlib.redirect_stdout(io.StringIO()):\n"
+            "    main(['--help'])\n"
+            "print('torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True)
+    assert out.stdout.strip() == "False"
+    text = run_cli_help("fit")
+    assert "(default: resnet18)" in text and "(default: 32)" in text
+
+
+def run_cli_help(command: str) -> str:
+    buffer = io.StringIO()
+    with contextlib.suppress(SystemExit), contextlib.redirect_stdout(buffer):
+        cli.main([command, "--help"])
+    return buffer.getvalue()
 
 
 # -------------------------------------------------------------------------------- predict

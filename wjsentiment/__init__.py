@@ -2,12 +2,36 @@
 
 Classify images as Highly negative, Negative, Neutral, Positive or Highly positive with a
 scikit-learn estimator around a fine-tuned timm backbone.
+
+The estimators are imported on first use, so that ``import wjsentiment`` (and the command
+line's ``--help``) does not wait for torch.
 """
 
-from .ensemble import SentimentEnsemble
-from .estimator import SentimentClassifier
+from __future__ import annotations
+
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
 from .labels import SENTIMENT_LABELS
+
+if TYPE_CHECKING:
+    from .ensemble import SentimentEnsemble
+    from .estimator import SentimentClassifier
 
 __version__ = "0.1.0"
 
 __all__ = ["SENTIMENT_LABELS", "SentimentClassifier", "SentimentEnsemble", "__version__"]
+
+_LAZY = {"SentimentClassifier": ".estimator", "SentimentEnsemble": ".ensemble"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(import_module(_LAZY[name], __name__), name)
+        globals()[name] = value  # later look-ups skip this function
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -32,10 +32,35 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".
 
 
 def _fit_defaults() -> dict[str, Any]:
-    """SentimentClassifier's defaults, so ``fit --help`` shows what the estimator uses."""
+    """SentimentClassifier's defaults, so ``fit`` uses and ``fit --help`` shows them."""
     from .estimator import SentimentClassifier
 
     return SentimentClassifier().get_params()
+
+
+class _EstimatorDefault:
+    """The default of a ``fit`` option: whatever SentimentClassifier's parameter ``name``
+    defaults to. Looked up only when used, so building the parser (and ``--help``) does not
+    import torch."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __str__(self) -> str:  # what ``fit --help`` prints as the default
+        return str(_fit_defaults()[self.name])
+
+    def __repr__(self) -> str:
+        return f"<SentimentClassifier default of {self.name}>"
+
+
+def _resolve_defaults(args: argparse.Namespace) -> argparse.Namespace:
+    """Replace the options left at the estimator's defaults by those defaults."""
+    pending = {k: v for k, v in vars(args).items() if isinstance(v, _EstimatorDefault)}
+    if pending:
+        defaults = _fit_defaults()
+        for key, value in pending.items():
+            setattr(args, key, defaults[value.name])
+    return args
 
 
 class CommandError(Exception):
@@ -171,7 +196,10 @@ def _add_download(sub: Any) -> None:
 
 
 def _add_fit(sub: Any) -> None:
-    d = _fit_defaults()
+    d = {name: _EstimatorDefault(name) for name in (
+        "backbone", "weights", "head", "finetune", "image_size", "epochs", "batch_size", "lr",
+        "weight_decay", "optimizer", "lr_schedule", "label_smoothing", "validation_fraction",
+        "n_iter_no_change", "on_bad_image", "device", "precision", "num_workers")}
     p = sub.add_parser(
         "fit", formatter_class=_Formatter,
         help="train a SentimentClassifier and save it",
@@ -567,6 +595,17 @@ def _message(exc: BaseException) -> str:
     return " ".join(text.split()) or type(exc).__name__
 
 
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """Parse a command line; options of ``fit`` left out take SentimentClassifier's defaults.
+
+    Examples
+    --------
+    >>> parse_args(["fit", "--folder", "photos", "--out", "runs/x"]).backbone
+    'resnet18'
+    """
+    return _resolve_defaults(build_parser().parse_args(argv))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``wjsentiment`` command line.
 
@@ -586,8 +625,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     >>> main(["predict", "no/such/model", "no/such/image.png"])
     1
     """
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parse_args(argv)
     handler: Callable[[argparse.Namespace, argparse.ArgumentParser], int] = args.handler
     try:
         return handler(args, args.parser)

@@ -13,10 +13,12 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import numpy as np
-import torch
+
+if TYPE_CHECKING:  # torch is imported by the functions that need it: the CLI starts fast
+    import torch
 
 __all__ = ["atomic_file", "atomic_folder", "decode_classes", "encode_classes", "load_bundle",
            "save_bundle"]
@@ -127,7 +129,7 @@ def save_bundle(path: str | os.PathLike, tensors: dict[str, torch.Tensor],
 
     Examples
     --------
-    >>> import tempfile
+    >>> import tempfile, torch
     >>> folder = Path(tempfile.mkdtemp()) / "model"
     >>> _ = save_bundle(folder, {"w": torch.ones(2)}, {"note": "hi"})
     >>> tensors, config = load_bundle(folder)
