@@ -196,10 +196,7 @@ def _add_download(sub: Any) -> None:
 
 
 def _add_fit(sub: Any) -> None:
-    d = {name: _EstimatorDefault(name) for name in (
-        "backbone", "weights", "head", "finetune", "image_size", "epochs", "batch_size", "lr",
-        "weight_decay", "optimizer", "lr_schedule", "label_smoothing", "validation_fraction",
-        "n_iter_no_change", "on_bad_image", "device", "precision", "num_workers")}
+    d = _EstimatorDefault  # d("lr"): the estimator's default, looked up only when used
     p = sub.add_parser(
         "fit", formatter_class=_Formatter,
         help="train a SentimentClassifier and save it",
@@ -217,54 +214,54 @@ def _add_fit(sub: Any) -> None:
     p.add_argument("--out", required=True, metavar="DIR",
                    help="output folder: OUT/model and OUT/training_curves.png")
     m = p.add_argument_group("model")
-    m.add_argument("--backbone", default=d["backbone"], metavar="NAME",
+    m.add_argument("--backbone", default=d("backbone"), metavar="NAME",
                    help="any timm model name, e.g. resnet18, resnet152, tf_efficientnet_lite0")
-    m.add_argument("--weights", type=_weights, default=d["weights"], metavar="SOURCE",
+    m.add_argument("--weights", type=_weights, default=d("weights"), metavar="SOURCE",
                    help="'imagenet' (pretrained, from the cache or downloaded), 'none' "
                         "(random initialisation) or a .pth/.safetensors file")
-    m.add_argument("--head", choices=("linear", "mlp"), default=d["head"],
+    m.add_argument("--head", choices=("linear", "mlp"), default=d("head"),
                    help="classification head")
-    m.add_argument("--finetune", choices=("full", "head"), default=d["finetune"],
+    m.add_argument("--finetune", choices=("full", "head"), default=d("finetune"),
                    help="'full' trains every layer; 'head' freezes the backbone (fast)")
-    m.add_argument("--image-size", type=_positive_int, default=d["image_size"], metavar="PX",
+    m.add_argument("--image-size", type=_positive_int, default=d("image_size"), metavar="PX",
                    help="side of the square the images are resized to")
     m.add_argument("--grayscale", action="store_true", help="train on grayscale images")
     m.add_argument("--no-augment", dest="augment", action="store_false",
                    help="turn off random resized crops and flips")
     t = p.add_argument_group("training")
-    t.add_argument("--epochs", type=_positive_int, default=d["epochs"], metavar="N",
+    t.add_argument("--epochs", type=_positive_int, default=d("epochs"), metavar="N",
                    help="passes over the training images")
-    t.add_argument("--batch-size", type=_positive_int, default=d["batch_size"], metavar="N",
+    t.add_argument("--batch-size", type=_positive_int, default=d("batch_size"), metavar="N",
                    help="images per training step")
-    t.add_argument("--lr", type=_positive_float, default=d["lr"], help="learning rate")
-    t.add_argument("--weight-decay", type=_non_negative_float, default=d["weight_decay"],
+    t.add_argument("--lr", type=_positive_float, default=d("lr"), help="learning rate")
+    t.add_argument("--weight-decay", type=_non_negative_float, default=d("weight_decay"),
                    metavar="WD", help="weight decay of the optimizer")
-    t.add_argument("--optimizer", choices=("adamw", "sgd"), default=d["optimizer"],
+    t.add_argument("--optimizer", choices=("adamw", "sgd"), default=d("optimizer"),
                    help="optimizer")
-    t.add_argument("--lr-schedule", choices=("cosine", "constant"), default=d["lr_schedule"],
+    t.add_argument("--lr-schedule", choices=("cosine", "constant"), default=d("lr_schedule"),
                    help="'cosine': linear warm-up, then cosine decay to 0")
-    t.add_argument("--label-smoothing", type=_non_negative_float, default=d["label_smoothing"],
+    t.add_argument("--label-smoothing", type=_non_negative_float, default=d("label_smoothing"),
                    metavar="EPS", help="label smoothing of the loss, in [0, 1)")
     t.add_argument("--class-weight", choices=("none", "balanced"), default="none",
                    help="'balanced' weighs classes inversely to their frequency in the loss")
     t.add_argument("--sampling", choices=("none", "undersample", "oversample"), default="none",
                    help="draw the same number of images of every class per epoch")
-    t.add_argument("--validation-fraction", type=_fraction, default=d["validation_fraction"],
+    t.add_argument("--validation-fraction", type=_fraction, default=d("validation_fraction"),
                    metavar="F", help="stratified holdout for validation curves")
     t.add_argument("--early-stopping", action="store_true",
                    help="stop when validation macro-F1 stops improving (needs "
                         "--validation-fraction)")
-    t.add_argument("--n-iter-no-change", type=_positive_int, default=d["n_iter_no_change"],
+    t.add_argument("--n-iter-no-change", type=_positive_int, default=d("n_iter_no_change"),
                    metavar="N", help="patience of --early-stopping, in epochs")
-    t.add_argument("--on-bad-image", choices=("raise", "skip"), default=d["on_bad_image"],
+    t.add_argument("--on-bad-image", choices=("raise", "skip"), default=d("on_bad_image"),
                    help="stop at an unreadable image, or skip it with a warning")
     t.add_argument("--random-state", type=int, default=None, metavar="SEED",
                    help="seed for reproducible training")
     r = p.add_argument_group("hardware")
-    r.add_argument("--device", default=d["device"], help="auto, cpu, cuda, cuda:1, ...")
-    r.add_argument("--precision", choices=("auto", "fp32", "bf16"), default=d["precision"],
+    r.add_argument("--device", default=d("device"), help="auto, cpu, cuda, cuda:1, ...")
+    r.add_argument("--precision", choices=("auto", "fp32", "bf16"), default=d("precision"),
                    help="'auto': bf16 autocast on CUDA, fp32 on CPU")
-    r.add_argument("--num-workers", type=_workers, default=d["num_workers"], metavar="N",
+    r.add_argument("--num-workers", type=_workers, default=d("num_workers"), metavar="N",
                    help="image decoding threads ('auto': every core, at most 16)")
     _add_common(p)
     p.set_defaults(handler=_cmd_fit, parser=p)
