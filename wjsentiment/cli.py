@@ -255,6 +255,9 @@ def _add_fit(sub: Any) -> None:
                    metavar="N", help="patience of --early-stopping, in epochs")
     t.add_argument("--on-bad-image", choices=("raise", "skip"), default=d("on_bad_image"),
                    help="stop at an unreadable image, or skip it with a warning")
+    t.add_argument("--on-divergence", choices=("raise", "restore"), default=d("on_divergence"),
+                   help="when the loss becomes NaN/inf: stop with an error, or keep the last "
+                        "good epoch's weights")
     t.add_argument("--random-state", type=int, default=None, metavar="SEED",
                    help="seed for reproducible training")
     r = p.add_argument_group("hardware")
@@ -477,6 +480,7 @@ def _cmd_fit(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         validation_fraction=args.validation_fraction, early_stopping=args.early_stopping,
         n_iter_no_change=args.n_iter_no_change, device=args.device, precision=args.precision,
         num_workers=args.num_workers, on_bad_image=args.on_bad_image,
+        on_divergence=args.on_divergence,
         random_state=args.random_state, verbose=min(args.verbose, 1),
     )
     _info(args, f"Training {args.backbone} ({args.finetune}) on {len(data.paths)} images, "

@@ -30,7 +30,13 @@ from .models.heads import HEADS
 from .models.network import SentimentNet, build_network
 from .persistence import decode_classes, encode_classes, load_bundle, save_bundle
 from .training.batches import FeatureBatches, ImageBatches
-from .training.loop import PRECISIONS, TrainConfig, predict_logits, train_model
+from .training.loop import (
+    ON_DIVERGENCE,
+    PRECISIONS,
+    TrainConfig,
+    predict_logits,
+    train_model,
+)
 from .training.optim import LR_SCHEDULES, OPTIMIZERS
 
 
@@ -184,6 +190,13 @@ class SentimentClassifier(ClassifierMixin, BaseEstimator):
     on_bad_image : {"raise", "skip"}, default="raise"
         In ``fit``, what to do with an image that cannot be decoded. "skip" leaves it out,
         warns once with the count and records it in ``skipped_``. Prediction always raises.
+    on_divergence : {"raise", "restore"}, default="raise"
+        What ``fit`` does when the training loss or the weights become NaN or infinite (a
+        learning rate far too high, say). "raise": stop with a
+        :class:`~wjsentiment.training.TrainingDivergedError` naming the epoch and step.
+        "restore": keep the weights of the last epoch that ended finite (the best epoch with
+        early stopping), warn, and stop training; raises if the first epoch diverged. Either
+        way no model with non-finite weights is returned.
     cuda_graphs : bool or "auto", default="auto"
         On CUDA, record the train step (forward, backward, optimizer) in a CUDA graph and
         replay it, which removes Python's kernel-launch overhead at small batch sizes. "auto":
@@ -257,6 +270,7 @@ class SentimentClassifier(ClassifierMixin, BaseEstimator):
         precision: str = "auto",
         num_workers: int | str = "auto",
         on_bad_image: str = "raise",
+        on_divergence: str = "raise",
         cuda_graphs: bool | str = "auto",
         random_state: int | np.random.RandomState | None = None,
         verbose: int = 1,
@@ -284,6 +298,7 @@ class SentimentClassifier(ClassifierMixin, BaseEstimator):
         self.precision = precision
         self.num_workers = num_workers
         self.on_bad_image = on_bad_image
+        self.on_divergence = on_divergence
         self.cuda_graphs = cuda_graphs
         self.random_state = random_state
         self.verbose = verbose
@@ -329,6 +344,7 @@ class SentimentClassifier(ClassifierMixin, BaseEstimator):
         if self.num_workers != "auto":
             _check_number("num_workers", self.num_workers, Integral, 1)
         _check_choice("on_bad_image", self.on_bad_image, ("raise", "skip"))
+        _check_choice("on_divergence", self.on_divergence, ON_DIVERGENCE)
         _check_choice("cuda_graphs", self.cuda_graphs, ("auto", True, False))
         _check_number("verbose", self.verbose, Integral, 0)
         self._torch_device()
@@ -465,7 +481,7 @@ class SentimentClassifier(ClassifierMixin, BaseEstimator):
             augment=self.augment, early_stopping=self.early_stopping,
             n_iter_no_change=self.n_iter_no_change, precision=precision,
             cuda_graphs=self.cuda_graphs if self.finetune == "full" else False,
-            verbose=self.verbose, seed=seed,
+            on_divergence=self.on_divergence, verbose=self.verbose, seed=seed,
         )
         self._features_key = None
         if self.finetune == "head":
@@ -560,6 +576,11 @@ class SentimentClassifier(ClassifierMixin, BaseEstimator):
             source = ImageBatches(store, decoded.rows, device, resident=False)
             logits = predict_logits(net, source, batch, device, precision)
         proba = torch.softmax(logits.double(), dim=1).cpu().numpy()
+        if not np.isfinite(proba).all():
+            raise FloatingPointError(
+                "The model gave non-finite probabilities: its weights or these images' pixels "
+                "hold NaN or infinity. Refit it (see on_divergence)."
+            )
         return proba / proba.sum(axis=1, keepdims=True)
 
     def predict(self, X: Any) -> np.ndarray:

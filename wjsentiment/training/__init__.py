@@ -3,8 +3,10 @@
 from .augment import random_resized_crop_flip
 from .batches import FeatureBatches, ImageBatches, device_batches, split_batches
 from .loop import (
+    ON_DIVERGENCE,
     PRECISIONS,
     TrainConfig,
+    TrainingDivergedError,
     TrainResult,
     predict_logits,
     train_model,
@@ -15,6 +17,7 @@ from .steps import EagerStep, GraphedStep, autocast
 
 __all__ = [
     "LR_SCHEDULES",
+    "ON_DIVERGENCE",
     "OPTIMIZERS",
     "PRECISIONS",
     "EagerStep",
@@ -23,6 +26,7 @@ __all__ = [
     "ImageBatches",
     "TrainConfig",
     "TrainResult",
+    "TrainingDivergedError",
     "autocast",
     "device_batches",
     "lr_factor_schedule",

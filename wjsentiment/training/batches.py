@@ -201,15 +201,17 @@ def device_batches(batches: list[np.ndarray], device: torch.device) -> list[torc
 
 def split_batches(order: np.ndarray, batch_size: int, *, drop_single: bool = False
                   ) -> list[np.ndarray]:
-    """Cut an index order into batches; with ``drop_single``, a last batch of one is dropped
-    (batch norm cannot train on a single sample).
+    """Cut an index order into batches; with ``drop_single``, a last batch of one left over
+    from a larger ``batch_size`` is dropped (batch norm cannot train on a single sample).
 
     Examples
     --------
     >>> [len(b) for b in split_batches(np.arange(65), 32, drop_single=True)]
     [32, 32]
+    >>> len(split_batches(np.arange(3), 1, drop_single=True))  # batches of one by request
+    3
     """
     batches = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
-    if drop_single and len(batches) > 1 and len(batches[-1]) == 1:
+    if drop_single and batch_size > 1 and len(batches) > 1 and len(batches[-1]) == 1:
         batches.pop()
     return batches

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import time
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -20,6 +21,35 @@ from .steps import EagerStep, GraphedStep, autocast
 
 #: Precisions the loop runs in.
 PRECISIONS = ("auto", "fp32", "bf16")
+#: What training does when the loss or the weights become non-finite.
+ON_DIVERGENCE = ("raise", "restore")
+
+
+class TrainingDivergedError(FloatingPointError):
+    """Training produced a non-finite loss or non-finite weights.
+
+    Raised by :func:`train_model` at the end of the epoch in which it happened, so that no
+    model with NaN or infinite weights is ever returned.
+
+    Attributes
+    ----------
+    epoch : int
+        The epoch (from 1) in which training diverged.
+    step : int or None
+        The first step (from 1, within the epoch) whose loss was not finite; None when every
+        loss was finite but the weights were not afterwards.
+    """
+
+    def __init__(self, epoch: int, step: int | None, steps: int, detail: str = "") -> None:
+        self.epoch, self.step = epoch, step
+        where = (f"the loss became non-finite at epoch {epoch}, step {step} of {steps}"
+                 if step is not None else
+                 f"the weights became non-finite during epoch {epoch}")
+        super().__init__(
+            f"Training diverged: {where}{detail}. Lower lr (or use lr_schedule='cosine', "
+            "which warms up), or pass on_divergence='restore' to keep the weights of the last "
+            "epoch that ended with finite values."
+        )
 
 
 @dataclass
@@ -40,17 +70,71 @@ class TrainConfig:
     n_iter_no_change: int = 5
     precision: str = "fp32"
     cuda_graphs: bool | str = "auto"
+    on_divergence: str = "raise"
     verbose: int = 1
     seed: int = 0
 
 
 @dataclass
 class TrainResult:
-    """What a run leaves: one history entry per epoch, and the epoch whose weights were kept."""
+    """What a run leaves: one history entry per epoch, and the epoch whose weights were kept.
+
+    ``diverged`` holds the error of a run that diverged and kept (``on_divergence="restore"``)
+    the weights of an earlier epoch; None otherwise.
+    """
 
     history: list[dict] = field(default_factory=list)
     best_epoch: int = 0
     n_epochs: int = 0
+    diverged: TrainingDivergedError | None = None
+
+
+def finite_weights(module: nn.Module) -> bool:
+    """Whether every floating-point parameter and buffer of ``module`` is finite.
+
+    One synchronisation with the device, however many tensors the module has.
+
+    Examples
+    --------
+    >>> layer = nn.Linear(2, 2)
+    >>> finite_weights(layer)
+    True
+    >>> with torch.no_grad():
+    ...     layer.weight[0, 0] = float("nan")
+    >>> finite_weights(layer)
+    False
+    """
+    checks = [t.detach().isfinite().all() for t in (*module.parameters(), *module.buffers())
+              if t.is_floating_point()]
+    return bool(torch.stack(checks).all().item()) if checks else True
+
+
+def check_batch_norm_batches(module: nn.Module, batch_sizes: list[int]) -> None:
+    """Refuse to train batch norm on batches of one image, with a clear error.
+
+    Batch norm normalises by the statistics of the batch, which one image does not have. The
+    loop already drops a last batch of one; this catches ``batch_size=1`` and a training set of
+    a single image.
+
+    Raises
+    ------
+    ValueError
+        If ``module`` has batch-norm layers and some batch holds one sample.
+
+    Examples
+    --------
+    >>> check_batch_norm_batches(nn.Linear(2, 2), [1, 1])  # no batch norm: fine
+    """
+    if not any(size == 1 for size in batch_sizes):
+        return
+    norms = [m for m in module.modules()
+             if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm))]
+    if norms:
+        raise ValueError(
+            f"Cannot train on batches of one image: the network has {len(norms)} batch-norm "
+            "layers, which need at least 2 images per batch. Use batch_size >= 2 (and at least "
+            "2 training images), or finetune='head', which trains only the head."
+        )
 
 
 def use_cuda_graphs(setting: bool | str, device: torch.device, batch_size: int) -> bool:
@@ -190,6 +274,7 @@ def _run_epochs(module, train_source, y_train, config, device, n_classes, valid_
 
     result = TrainResult()
     best_f1, best_state, stale = -np.inf, None, 0
+    last_good = None  # weights at the end of the last finite epoch, for on_divergence="restore"
     bar = tqdm(total=steps_per_epoch * config.epochs, unit="step", disable=config.verbose <= 0,
                leave=config.verbose > 0, desc="fit")
     for epoch in range(1, config.epochs + 1):
@@ -197,7 +282,9 @@ def _run_epochs(module, train_source, y_train, config, device, n_classes, valid_
         start = time.perf_counter()
         batches = split_batches(_epoch_order(y_train, config.sampling, rng), config.batch_size,
                                 drop_single=True)
-        loss_sum = torch.zeros((), device=device)
+        if epoch == 1:
+            check_batch_norm_batches(module, [len(b) for b in batches])
+        step_losses = []  # loss x batch size, per step, on the device: no sync per step
         correct = []
         seen = 0
         targets = [y_all.index_select(0, index) for index in device_batches(batches, device)]
@@ -207,15 +294,31 @@ def _run_epochs(module, train_source, y_train, config, device, n_classes, valid_
             set_lr(optimizer, config.lr * lr_factor(step_count))
             loss, logits = step(x, target)
             step_count += 1
-            loss_sum += loss * len(target)
+            step_losses.append(loss.reshape(1) * len(target))
             correct.append(torch.stack([logits.argmax(1), target]))
             seen += len(target)
             bar.update(1)
+        losses = (torch.cat(step_losses).cpu().numpy() if step_losses
+                  else np.zeros(0, dtype=np.float32))
+        diverged = _divergence(losses, module, epoch, len(batches))
+        if diverged is not None:
+            restore = best_state if config.early_stopping and best_state is not None else last_good
+            if config.on_divergence != "restore" or restore is None:
+                bar.close()
+                raise diverged
+            module.load_state_dict(restore)
+            result.diverged = diverged
+            if not (config.early_stopping and best_state is not None):
+                result.best_epoch = result.n_epochs
+            warnings.warn(f"{diverged} Kept the weights of epoch {result.best_epoch}.",
+                          RuntimeWarning, stacklevel=3)
+            bar.close()
+            return result
         pairs = torch.cat(correct, dim=1).cpu().numpy() if correct else np.zeros((2, 0), int)
         seconds = time.perf_counter() - start
         entry = {
             "epoch": epoch,
-            "train_loss": float(loss_sum.item() / max(1, seen)),
+            "train_loss": float(losses.sum() / max(1, seen)),
             "train_accuracy": float((pairs[0] == pairs[1]).mean()) if seen else float("nan"),
             "train_f1": float(f1_score(pairs[1], pairs[0], labels=np.arange(n_classes),
                                        average="macro", zero_division=0)),
@@ -230,6 +333,8 @@ def _run_epochs(module, train_source, y_train, config, device, n_classes, valid_
             entry.update(_valid_scores(logits, y_valid_t, n_classes))
         result.history.append(entry)
         result.n_epochs = epoch
+        if config.on_divergence == "restore":
+            last_good = copy.deepcopy(module.state_dict())
         postfix = {"loss": f"{entry['train_loss']:.3f}"}
         if "valid_f1" in entry:
             postfix["valid_f1"] = f"{entry['valid_f1']:.3f}"
@@ -251,3 +356,15 @@ def _run_epochs(module, train_source, y_train, config, device, n_classes, valid_
     else:
         result.best_epoch = result.n_epochs
     return result
+
+
+def _divergence(losses: np.ndarray, module: nn.Module, epoch: int,
+                steps: int) -> TrainingDivergedError | None:
+    """The error to raise if this epoch's losses or the weights after it are not finite."""
+    bad = np.flatnonzero(~np.isfinite(losses))
+    if len(bad):
+        return TrainingDivergedError(epoch, int(bad[0]) + 1, steps,
+                                     f" (loss {float(losses[bad[0]])})")
+    if not finite_weights(module):
+        return TrainingDivergedError(epoch, None, steps)
+    return None
