@@ -64,6 +64,7 @@ class Reply:
     chunk_size: int = 4096
     chunk_delay: float = 0.0  # seconds between body chunks
     hang_after: int | None = None  # send this many body bytes, then stall until shutdown
+    resume: threading.Event | None = None  # with hang_after: send the rest once this is set
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -101,14 +102,24 @@ class _Handler(BaseHTTPRequestHandler):
         for key, value in reply.headers.items():
             self.send_header(key, value)
         self.end_headers()
-        body = reply.body if reply.hang_after is None else reply.body[: reply.hang_after]
+        if reply.hang_after is None:
+            self._send(reply.body, reply, stopping)
+            return
+        self._send(reply.body[: reply.hang_after], reply, stopping)
+        if reply.resume is None:
+            stopping.wait(60)
+            return
+        while not reply.resume.wait(0.05):
+            if stopping.is_set():
+                return
+        self._send(reply.body[reply.hang_after :], reply, stopping)
+
+    def _send(self, body: bytes, reply: Reply, stopping: threading.Event) -> None:
         for start in range(0, len(body), reply.chunk_size):
             self.wfile.write(body[start : start + reply.chunk_size])
             self.wfile.flush()
             if reply.chunk_delay and stopping.wait(reply.chunk_delay):
                 return
-        if reply.hang_after is not None:
-            stopping.wait(60)
 
 
 class _Server(ThreadingHTTPServer):

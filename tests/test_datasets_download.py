@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import concurrent.futures as cf
 import csv
+import email.utils
 import os
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from pathlib import Path
 
@@ -19,8 +22,13 @@ from datasets_server import (
     make_jpeg,
 )
 
-from wjsentiment.datasets import DownloadReport, download_images
+from wjsentiment.datasets import DownloadReport, default_filename, download_images
 from wjsentiment.datasets import download as download_module
+
+try:
+    import fcntl
+except ImportError:  # Windows
+    fcntl = None
 
 PNG = emoji_png(0)
 JPEG = make_jpeg()
@@ -49,9 +57,9 @@ def test_ok_png_and_jpeg_saved_byte_identical(server, tmp_path):
     report = _get([png_url, jpg_url], tmp_path)
     assert report.ok == [png_url, jpg_url]
     assert report.failed == {} and report.skipped == []
-    assert (tmp_path / "a.png").read_bytes() == PNG
-    assert (tmp_path / "b.jpg").read_bytes() == JPEG
-    assert assert_clean_image_dir(tmp_path) == ["a.png", "b.jpg"]
+    assert (tmp_path / default_filename(png_url)).read_bytes() == PNG
+    assert (tmp_path / default_filename(jpg_url)).read_bytes() == JPEG
+    assert assert_clean_image_dir(tmp_path) == sorted(map(default_filename, [png_url, jpg_url]))
     assert "2 downloaded" in repr(report)
 
 
@@ -61,10 +69,10 @@ def test_404_is_not_retried_and_lands_in_manifest(server, tmp_path):
     assert list(report.failed) == [url]
     assert "404" in report.failed[url]
     assert server.hits["/gone.jpg"] == 1
-    assert not (tmp_path / "gone.jpg").exists()
+    assert not (tmp_path / default_filename(url)).exists()
     with open(tmp_path / "_failures.csv", newline="") as fh:
         rows = list(csv.DictReader(fh))
-    assert [(r["url"], r["filename"]) for r in rows] == [(url, "gone.jpg")]
+    assert [(r["url"], r["filename"]) for r in rows] == [(url, default_filename(url))]
     assert "404" in rows[0]["reason"]
 
 
@@ -73,7 +81,7 @@ def test_500_then_200_is_retried(server, tmp_path):
     report = _get([url], tmp_path, retries=2)
     assert report.ok == [url]
     assert server.hits["/flaky.png"] == 2
-    assert (tmp_path / "flaky.png").read_bytes() == PNG
+    assert (tmp_path / default_filename(url)).read_bytes() == PNG
 
 
 def test_persistent_500_gives_up_after_retries(server, tmp_path):
@@ -90,7 +98,7 @@ def test_slow_response_times_out_and_is_retried(server, tmp_path):
     assert time.monotonic() - start < 8.0  # two attempts of about 0.3 s, not the full delay
     assert "timed out" in report.failed[url]
     server.wait_for_hits("/slow.png", 2)
-    assert not (tmp_path / "slow.png").exists()
+    assert not (tmp_path / default_filename(url)).exists()
     assert_clean_image_dir(tmp_path)
 
 
@@ -125,7 +133,7 @@ def test_redirect_is_followed(server, tmp_path):
     server.add("/new.png", Reply(body=PNG))
     report = _get([old], tmp_path)
     assert report.ok == [old]
-    assert (tmp_path / "old.png").read_bytes() == PNG
+    assert (tmp_path / default_filename(old)).read_bytes() == PNG
     assert server.hits["/new.png"] == 1
 
 
@@ -207,14 +215,14 @@ def test_interrupt_midway_leaves_no_partial_file_and_resumes(server, tmp_path, m
     monkeypatch.setattr(download_module, "_open_url", open_url)
     with pytest.raises(KeyboardInterrupt):
         _get(urls, tmp_path, n_jobs=1)
-    assert assert_clean_image_dir(tmp_path) == ["0.jpg", "1.jpg"]
+    assert assert_clean_image_dir(tmp_path) == sorted(map(default_filename, urls[:2]))
 
     monkeypatch.setattr(download_module, "_open_url", real_open)
     report = _get(urls, tmp_path, n_jobs=1)
     assert report.skipped == urls[:2]
     assert report.ok == urls[2:]
     assert [server.hits[f"/k/{i}.jpg"] for i in range(5)] == [1, 1, 2, 1, 1]
-    assert assert_clean_image_dir(tmp_path) == [f"{i}.jpg" for i in range(5)]
+    assert assert_clean_image_dir(tmp_path) == sorted(map(default_filename, urls))
 
 
 _KILLED_SCRIPT = textwrap.dedent(
@@ -229,7 +237,9 @@ _KILLED_SCRIPT = textwrap.dedent(
 )
 
 
-def test_killed_process_leaves_only_whole_files_and_next_run_cleans(server, tmp_path):
+def test_killed_process_leaves_only_whole_files_and_next_run_cleans(server, tmp_path, monkeypatch):
+    # The killed run's temporary file is seconds old: count it as stale at once.
+    monkeypatch.setattr(download_module, "STALE_TEMP_AGE", 0.0)
     body = make_jpeg(size=128, seed=7)
     urls = [server.add(f"/p/{i}.jpg", Reply(body=make_jpeg(seed=i))) for i in range(2)]
     urls.append(
@@ -243,7 +253,8 @@ def test_killed_process_leaves_only_whole_files_and_next_run_cleans(server, tmp_
     try:
         deadline = time.monotonic() + 20
         # Wait until the third file is half-written (its server reply then stalls).
-        while not any(n.startswith(".2.jpg.") for n in os.listdir(tmp_path)):
+        partial = f".{default_filename(urls[2])}."
+        while not any(n.startswith(partial) for n in os.listdir(tmp_path)):
             assert proc.poll() is None, "the download process ended before it was killed"
             assert time.monotonic() < deadline, "no partial download appeared"
             time.sleep(0.02)
@@ -251,15 +262,17 @@ def test_killed_process_leaves_only_whole_files_and_next_run_cleans(server, tmp_
         proc.kill()
         proc.wait()
     names = os.listdir(tmp_path)
-    assert "2.jpg" not in names and "3.jpg" not in names
-    assert sorted(n for n in names if not n.startswith(".")) == ["0.jpg", "1.jpg"]
+    assert default_filename(urls[2]) not in names and default_filename(urls[3]) not in names
+    assert sorted(n for n in names if not n.startswith(".")) == sorted(
+        map(default_filename, urls[:2])
+    )
 
     report = _get(urls, tmp_path, n_jobs=1)
     assert report.skipped == urls[:2]
     assert report.ok == urls[2:]
     assert server.hits["/p/0.jpg"] == 1 and server.hits["/p/1.jpg"] == 1
-    assert assert_clean_image_dir(tmp_path) == ["0.jpg", "1.jpg", "2.jpg", "3.jpg"]
-    assert (tmp_path / "2.jpg").read_bytes() == body
+    assert assert_clean_image_dir(tmp_path) == sorted(map(default_filename, urls))
+    assert (tmp_path / default_filename(urls[2])).read_bytes() == body
 
 
 def test_unreachable_host_is_a_failure_not_a_crash(tmp_path):
@@ -276,7 +289,8 @@ def test_default_filenames_are_safe_and_distinct(server, tmp_path):
     assert report.failed == {}
     names = assert_clean_image_dir(tmp_path)
     assert len(names) == 3
-    assert "we_ird_name.png" in names
+    assert default_filename(q + "?size=large") in names
+    assert default_filename(q).startswith("we_ird_name-") and default_filename(q).endswith(".png")
     assert sum(n.startswith("img-") and n.endswith(".png") for n in names) == 2
 
 
@@ -315,3 +329,232 @@ def test_report_repr_lists_failures():
     text = repr(report)
     assert "1 downloaded, 0 already present, 7 failed (of 8)" in text
     assert "failed u2: HTTP 404" in text and "and 2 more failures" in text
+
+
+# --- several runs into one folder -------------------------------------------------------
+
+
+def _manifest(directory) -> set[tuple[str, str]]:
+    with open(Path(directory) / "_failures.csv", newline="", encoding="utf-8") as fh:
+        return {(row["url"], row["filename"]) for row in csv.DictReader(fh)}
+
+
+def _wait_for_partial(directory, name: str, timeout: float = 20.0) -> None:
+    """Wait until a temporary file of ``name`` holds some bytes (its body is mid-way)."""
+    prefix = f".{name}."
+    deadline = time.monotonic() + timeout
+    while True:
+        sizes = [e.stat().st_size for e in os.scandir(directory) if e.name.startswith(prefix)]
+        if any(sizes):
+            return
+        assert time.monotonic() < deadline, f"no partial download of {name} appeared"
+        time.sleep(0.01)
+
+
+def test_two_concurrent_runs_into_one_folder_lose_nothing(server, tmp_path):
+    body = make_jpeg(size=128, seed=11)
+    resume = threading.Event()
+    shared = server.add(
+        "/r/shared.jpg",
+        Reply(body=body, content_type="image/jpeg", hang_after=len(body) // 2, resume=resume),
+        Reply(body=body, content_type="image/jpeg"),
+    )
+    only_second = server.add("/r/second.jpg", Reply(body=JPEG, content_type="image/jpeg"))
+    gone_first = server.add("/r/gone-1.jpg", Reply(404))
+    gone_second = server.add("/r/gone-2.jpg", Reply(404))
+
+    with cf.ThreadPoolExecutor(2) as pool:
+        first = pool.submit(_get, [shared, gone_first], tmp_path, retries=1)
+        try:
+            _wait_for_partial(tmp_path, default_filename(shared))
+            second = pool.submit(_get, [shared, only_second, gone_second], tmp_path, retries=1)
+            # The second run has started fetching, so its start-up is over...
+            server.wait_for_hits("/r/gone-2.jpg", 1)
+            server.wait_for_hits("/r/second.jpg", 1)
+            # ...and the first run's half-written file is still there.
+            prefix = f".{default_filename(shared)}."
+            assert any(n.startswith(prefix) for n in os.listdir(tmp_path))
+        finally:
+            resume.set()
+        first, second = first.result(timeout=60), second.result(timeout=60)
+
+    assert first.ok == [shared] and list(first.failed) == [gone_first]
+    assert second.ok == [only_second] and list(second.failed) == [gone_second]
+    assert second.skipped == [shared]  # waited for the first run instead of fetching it too
+    assert server.hits["/r/shared.jpg"] == 1
+    assert (tmp_path / default_filename(shared)).read_bytes() == body
+    assert (tmp_path / default_filename(only_second)).read_bytes() == JPEG
+    assert _manifest(tmp_path) == {
+        (gone_first, default_filename(gone_first)),
+        (gone_second, default_filename(gone_second)),
+    }
+    assert assert_clean_image_dir(tmp_path) == sorted(map(default_filename, [shared, only_second]))
+
+
+def test_failures_manifest_merges_runs(server, tmp_path):
+    flaky = server.add("/m/flaky.png", Reply(404), Reply(body=PNG))
+    gone = server.add("/m/gone.png", Reply(404))
+    other = server.add("/m/other.png", Reply(404))
+    _get([flaky, gone], tmp_path)
+    assert _manifest(tmp_path) == {(flaky, default_filename(flaky)), (gone, default_filename(gone))}
+    report = _get([flaky, other], tmp_path)
+    assert report.ok == [flaky]
+    # flaky succeeded and leaves; gone (not in this run) stays; other is added.
+    assert _manifest(tmp_path) == {(gone, default_filename(gone)), (other, default_filename(other))}
+
+
+def test_young_or_locked_temp_files_are_kept_old_unlocked_ones_removed(tmp_path, monkeypatch):
+    young = tmp_path / ".a.jpg.0123456789ab.wjs-partial"
+    old = tmp_path / ".b.jpg.0123456789ab.wjs-partial"
+    old_locked = tmp_path / ".c.jpg.ba9876543210.wjs-partial"
+    for path in (young, old, old_locked):
+        path.write_bytes(b"partial body")
+    stale = time.time() - 2 * download_module.STALE_TEMP_AGE
+    os.utime(old, (stale, stale))
+    os.utime(old_locked, (stale, stale))
+    if fcntl is None:
+        download_images([], tmp_path, verbose=0)
+        assert young.exists() and not old.exists()
+        return
+    with open(old_locked, "rb") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)  # a live run, stalled for long, still owns it
+        download_images([], tmp_path, verbose=0)
+    assert young.exists() and old_locked.exists()
+    assert not old.exists()
+
+
+def test_without_locks_age_alone_decides_and_downloads_work(server, tmp_path, monkeypatch):
+    monkeypatch.setattr(download_module, "fcntl", None)  # as on Windows
+    young = tmp_path / ".a.jpg.0123456789ab.wjs-partial"
+    old = tmp_path / ".b.jpg.0123456789ab.wjs-partial"
+    for path in (young, old):
+        path.write_bytes(b"partial body")
+    stale = time.time() - 2 * download_module.STALE_TEMP_AGE
+    os.utime(old, (stale, stale))
+    url = server.add("/w/img.png", Reply(body=PNG))
+    gone = server.add("/w/gone.png", Reply(404))
+    report = _get([url, gone], tmp_path)
+    assert report.ok == [url] and list(report.failed) == [gone]
+    assert young.exists() and not old.exists()
+    assert (tmp_path / default_filename(url)).read_bytes() == PNG
+    assert _manifest(tmp_path) == {(gone, default_filename(gone))}
+
+
+def test_vanished_temp_file_is_retried(server, tmp_path, monkeypatch):
+    url = server.add("/v/img.png", Reply(body=PNG))
+    real_verify = download_module._verify_image
+    calls = []
+
+    def verify_after_another_run_removed_it(path):
+        calls.append(path)
+        if len(calls) == 1:
+            os.remove(path)
+        return real_verify(path)
+
+    monkeypatch.setattr(download_module, "_verify_image", verify_after_another_run_removed_it)
+    report = _get([url], tmp_path, retries=2)
+    assert report.ok == [url] and report.failed == {}
+    assert server.hits["/v/img.png"] == 2
+    assert (tmp_path / default_filename(url)).read_bytes() == PNG
+    assert assert_clean_image_dir(tmp_path) == [default_filename(url)]
+
+
+# --- HTTP 429 / 503 and Retry-After -----------------------------------------------------
+
+
+@pytest.fixture
+def retry_delays(monkeypatch):
+    """Record the delay chosen before each retry, and do not actually wait."""
+    delays: list[float] = []
+    real = download_module._retry_delay
+
+    def record(attempt, retry_after):
+        delays.append(real(attempt, retry_after))
+        return 0.0
+
+    monkeypatch.setattr(download_module, "_retry_delay", record)
+    return delays
+
+
+def _busy(status: int, retry_after: str | None) -> Reply:
+    headers = {} if retry_after is None else {"Retry-After": retry_after}
+    return Reply(status, b"slow down", content_type="text/plain", headers=headers)
+
+
+def test_429_with_retry_after_is_retried_and_the_wait_capped(
+    server, tmp_path, monkeypatch, retry_delays
+):
+    monkeypatch.setattr(download_module, "MAX_RETRY_DELAY", 0.25)
+    url = server.add("/t/img.png", _busy(429, "3600"), Reply(body=PNG))
+    report = _get([url], tmp_path, retries=2)
+    assert report.ok == [url]
+    assert server.hits["/t/img.png"] == 2
+    assert retry_delays == [0.25]
+
+
+@pytest.mark.parametrize("status", [429, 503])
+def test_retry_after_seconds_are_honoured(server, tmp_path, retry_delays, status):
+    url = server.add("/t/img.png", _busy(status, "2"), _busy(status, "7"), Reply(body=PNG))
+    report = _get([url], tmp_path, retries=3)
+    assert report.ok == [url]
+    assert retry_delays == [2.0, 7.0]
+
+
+def test_retry_after_http_date_is_honoured(server, tmp_path, monkeypatch, retry_delays):
+    monkeypatch.setattr(download_module, "MAX_RETRY_DELAY", 1e6)
+    when = email.utils.formatdate(time.time() + 3600, usegmt=True)
+    url = server.add("/t/img.png", _busy(503, when), Reply(body=PNG))
+    assert _get([url], tmp_path, retries=1).ok == [url]
+    (delay,) = retry_delays
+    assert 3000 < delay <= 3600
+
+
+def test_429_without_retry_after_backs_off(server, tmp_path, monkeypatch, retry_delays):
+    monkeypatch.setattr(download_module, "BACKOFF_BASE", 1.0)
+    url = server.add("/t/img.png", _busy(429, None), _busy(429, "soon"), Reply(body=PNG))
+    assert _get([url], tmp_path, retries=2).ok == [url]
+    first, second = retry_delays  # 1 s, then 2 s, each with jitter of -50% .. +50%
+    assert 0.5 <= first <= 1.5 and 1.0 <= second <= 3.0
+
+
+def test_persistent_429_gives_up_and_other_4xx_are_not_retried(server, tmp_path, retry_delays):
+    busy = server.add("/t/busy.png", _busy(429, "1"))
+    forbidden = server.add("/t/forbidden.png", _busy(403, "1"))
+    report = _get([busy, forbidden], tmp_path, retries=2)
+    assert "429" in report.failed[busy] and "gave up after 3 attempts" in report.failed[busy]
+    assert "403" in report.failed[forbidden]
+    assert server.hits["/t/busy.png"] == 3 and server.hits["/t/forbidden.png"] == 1
+
+
+# --- default file names -----------------------------------------------------------------
+
+
+def test_url_whose_name_an_earlier_url_took_is_fetched(server, tmp_path):
+    first = server.add("/a/img.png", Reply(body=emoji_png(1)))
+    second = server.add("/b/img.png", Reply(body=emoji_png(2)))
+    assert _get([first], tmp_path).ok == [first]
+    report = _get([second], tmp_path)
+    assert report.ok == [second] and report.skipped == []
+    assert (tmp_path / default_filename(first)).read_bytes() == emoji_png(1)
+    assert (tmp_path / default_filename(second)).read_bytes() == emoji_png(2)
+
+
+def test_file_under_the_old_default_name_is_not_taken_for_the_url(server, tmp_path):
+    url = server.add("/legacy/img.png", Reply(body=emoji_png(3)))
+    (tmp_path / "img.png").write_bytes(emoji_png(4))  # 0.1.0 named it so; any URL could have
+    report = _get([url], tmp_path)
+    assert report.ok == [url]
+    assert (tmp_path / default_filename(url)).read_bytes() == emoji_png(3)
+    assert (tmp_path / "img.png").read_bytes() == emoji_png(4)  # left untouched
+
+
+def test_default_filename_depends_on_the_url_alone():
+    a, b = "http://h/a/img.png", "http://h/b/img.png"
+    assert default_filename(a) == default_filename(a)
+    assert default_filename(a) != default_filename(b)
+    assert default_filename(a).startswith("img-") and default_filename(a).endswith(".png")
+    assert default_filename(a + "?v=2") != default_filename(a)
+    for last in ("", ".hidden", "x.wjs-partial", "_failures.csv"):
+        name = default_filename(f"http://h/{last}")
+        assert name and not name.startswith(".") and not name.endswith(".wjs-partial")
+        assert name != "_failures.csv"

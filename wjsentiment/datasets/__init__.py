@@ -8,7 +8,7 @@
 """
 
 from wjsentiment.datasets.crowdflower import fetch_image_sentiment
-from wjsentiment.datasets.download import DownloadReport, download_images
+from wjsentiment.datasets.download import DownloadReport, default_filename, download_images
 from wjsentiment.datasets.emoji import load_emoji_sentiment
 from wjsentiment.datasets.folders import load_image_csv, load_image_folder
 from wjsentiment.datasets.splits import balance, stratified_split
@@ -16,6 +16,7 @@ from wjsentiment.datasets.splits import balance, stratified_split
 __all__ = [
     "DownloadReport",
     "balance",
+    "default_filename",
     "download_images",
     "fetch_image_sentiment",
     "load_emoji_sentiment",
