@@ -377,8 +377,10 @@ class SentimentClassifier(ClassifierMixin, BaseEstimator):
 
     # --------------------------------------------------------------------------- fitting
     def _decode(self, items: list, name: str):
+        # The rows stay pinned (never evicted) until the caller releases the result; a call
+        # that raises releases them when the result is garbage collected.
         store = get_store(self.image_size, self.grayscale)
-        result = store.add(items, num_workers=self._workers(), verbose=self.verbose)
+        result = store.add(items, num_workers=self._workers(), verbose=self.verbose, pin=True)
         return store, result
 
     def fit(self, X: Any, y: Any) -> SentimentClassifier:
@@ -490,6 +492,7 @@ class SentimentClassifier(ClassifierMixin, BaseEstimator):
                 valid_source=valid_source,
                 y_valid=y_enc[valid_idx] if valid_idx is not None else None,
             )
+        decoded.release()
         net.eval()
         self.model_ = net
         self.history_ = result.history
@@ -559,6 +562,7 @@ class SentimentClassifier(ClassifierMixin, BaseEstimator):
             # One pass: stream the batches (copies overlap compute) rather than upload first.
             source = ImageBatches(store, decoded.rows, device, resident=False)
             logits = predict_logits(net, source, batch, device, precision)
+        decoded.release()
         proba = torch.softmax(logits.double(), dim=1).cpu().numpy()
         return proba / proba.sum(axis=1, keepdims=True)
 
