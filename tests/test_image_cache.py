@@ -108,6 +108,16 @@ def test_pinned_rows_are_never_evicted_and_may_exceed_the_budget(budget):
     assert within(store, settings)  # given back once released
 
 
+def test_a_result_that_is_collected_unpins_its_rows(budget):
+    settings = budget(memory=1, disk=0)
+    store = get_store(SIZE)
+    held = store.add(images(3 * CHUNK, 0), pin=True)
+    assert store.ram_bytes + store.disk_bytes == 3 * CHUNK_BYTES
+    del held  # as when a call that pinned rows raises and its result is dropped
+    store.add(images(1, 1))
+    assert within(store, settings)
+
+
 def test_released_chunks_give_back_their_disk(budget):
     settings = budget(memory=0, disk=2)
     store = get_store(SIZE)

@@ -32,9 +32,9 @@ def test_decode_resizes_to_square_rgb(tmp_path):
     assert abs(int(out[..., 0].mean()) - 200) < 6 and int(out[..., 1].mean()) < 45
 
 
-def test_jpeg_is_decoded_in_draft_mode(tmp_path, monkeypatch):
-    path = tmp_path / "big.jpg"
-    Image.new("RGB", (1600, 1200), (10, 120, 240)).save(path)
+@pytest.fixture
+def resized_sizes(monkeypatch):
+    """The size of every image that decoding resizes, in order."""
     sizes = []
     original = Image.Image.resize
 
@@ -43,9 +43,15 @@ def test_jpeg_is_decoded_in_draft_mode(tmp_path, monkeypatch):
         return original(self, size, *args, **kwargs)
 
     monkeypatch.setattr(Image.Image, "resize", spy)
+    return sizes
+
+
+def test_jpeg_is_decoded_in_draft_mode(tmp_path, resized_sizes):
+    path = tmp_path / "big.jpg"
+    Image.new("RGB", (1600, 1200), (10, 120, 240)).save(path)
     decode_image(str(path), 64)
     # draft mode decodes at 1/8 scale (200x150): the smallest that still covers 64x64
-    assert sizes == [(200, 150)]
+    assert resized_sizes == [(200, 150)]
 
 
 def test_alpha_is_composited_on_white():
@@ -296,19 +302,11 @@ def test_exif_orientation_is_applied_to_files_and_pil_images(tmp_path):
     np.testing.assert_allclose(decode_image(expected, 32), out, atol=1)
 
 
-def test_exif_orientation_keeps_jpeg_draft_mode(tmp_path, monkeypatch):
+def test_exif_orientation_keeps_jpeg_draft_mode(tmp_path, resized_sizes):
     path = tmp_path / "big.jpg"
     sideways_photo(path, size=(1600, 1200))
-    sizes = []
-    original = Image.Image.resize
-
-    def spy(self, size, *args, **kwargs):
-        sizes.append(self.size)
-        return original(self, size, *args, **kwargs)
-
-    monkeypatch.setattr(Image.Image, "resize", spy)
     out = decode_image(str(path), 64).astype(int)
-    assert sizes == [(150, 200)]  # decoded at 1/8 scale, then turned upright
+    assert resized_sizes == [(150, 200)]  # decoded at 1/8 scale, then turned upright
     assert out[:, 48:, 0].mean() > 200 and out[:, :16, 2].mean() > 200
 
 

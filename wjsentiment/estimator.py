@@ -377,8 +377,9 @@ class SentimentClassifier(ClassifierMixin, BaseEstimator):
 
     # --------------------------------------------------------------------------- fitting
     def _decode(self, items: list, name: str):
-        # The rows stay pinned (never evicted) until the caller releases the result; a call
-        # that raises releases them when the result is garbage collected.
+        # The rows stay pinned (never evicted or reused) while the returned result lives:
+        # to the end of the fit or predict_proba that holds it (if it raises, until the
+        # exception is dropped).
         store = get_store(self.image_size, self.grayscale)
         result = store.add(items, num_workers=self._workers(), verbose=self.verbose, pin=True)
         return store, result
@@ -492,7 +493,6 @@ class SentimentClassifier(ClassifierMixin, BaseEstimator):
                 valid_source=valid_source,
                 y_valid=y_enc[valid_idx] if valid_idx is not None else None,
             )
-        decoded.release()
         net.eval()
         self.model_ = net
         self.history_ = result.history
@@ -562,7 +562,6 @@ class SentimentClassifier(ClassifierMixin, BaseEstimator):
             # One pass: stream the batches (copies overlap compute) rather than upload first.
             source = ImageBatches(store, decoded.rows, device, resident=False)
             logits = predict_logits(net, source, batch, device, precision)
-        decoded.release()
         proba = torch.softmax(logits.double(), dim=1).cpu().numpy()
         return proba / proba.sum(axis=1, keepdims=True)
 
