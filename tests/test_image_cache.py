@@ -118,6 +118,22 @@ def test_a_result_that_is_collected_unpins_its_rows(budget):
     assert within(store, settings)
 
 
+def test_a_spill_folder_that_cannot_be_made_raises_and_pins_nothing(budget, tmp_path):
+    budget(memory=1, disk=4)
+    store = get_store(SIZE)
+    first = images(CHUNK, 0)
+    store.add(first)  # fills the RAM budget
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    set_cache_budget(cache_dir=blocker / "spill")
+    with pytest.raises(OSError):
+        store.add(first + images(CHUNK, 1))  # the second half needs a spilled chunk
+    budget(memory=1, disk=4)
+    np.testing.assert_array_equal(store.gather(store.add(first).rows), np.stack(first))
+    budget(memory=0, disk=0)
+    assert store.ram_bytes == 0  # nothing was left pinned by the call that failed
+
+
 def test_released_chunks_give_back_their_disk(budget):
     settings = budget(memory=0, disk=2)
     store = get_store(SIZE)

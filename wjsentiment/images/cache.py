@@ -354,21 +354,25 @@ class DecodedImageStore:
         room for one (RAM, then disk), then the least recently used unpinned rows, then new
         spilled chunks beyond the budgets (a working set larger than them)."""
         taken: list[int] = []
-        while len(taken) < n:
-            if self._free:
-                rows = sorted(self._free)[:n - len(taken)]
-                self._free.difference_update(rows)
-                taken.extend(rows)
-            elif _held(False) + self.chunk_bytes <= _BUDGET["memory"]:
-                self._new_chunk(on_disk=False)
-            elif _held(True) + self.chunk_bytes <= _BUDGET["disk"]:
-                self._new_chunk(on_disk=True)
-            elif len(victims := self._least_recently_used(n - len(taken))):
-                for row in victims.tolist():
-                    self._forget(row)
-                taken.extend(victims.tolist())
-            else:
-                self._new_chunk(on_disk=True)
+        try:
+            while len(taken) < n:
+                if self._free:
+                    rows = sorted(self._free)[:n - len(taken)]
+                    self._free.difference_update(rows)
+                    taken.extend(rows)
+                elif _held(False) + self.chunk_bytes <= _BUDGET["memory"]:
+                    self._new_chunk(on_disk=False)
+                elif _held(True) + self.chunk_bytes <= _BUDGET["disk"]:
+                    self._new_chunk(on_disk=True)
+                elif len(victims := self._least_recently_used(n - len(taken))):
+                    for row in victims.tolist():
+                        self._forget(row)
+                    taken.extend(victims.tolist())
+                else:
+                    self._new_chunk(on_disk=True)
+        except BaseException:  # no room could be made (say, the cache folder is not writable)
+            self._free.update(taken)
+            raise
         return np.array(taken, dtype=np.int64)
 
     def _unpin(self, rows: np.ndarray) -> None:
@@ -427,7 +431,11 @@ class DecodedImageStore:
                     todo[key] = pos
             found = np.unique(rows[rows >= 0])
             self._pins[found] += 1  # before taking rows, which may evict unpinned ones
-            new = self._take_rows(len(todo))
+            try:
+                new = self._take_rows(len(todo))
+            except BaseException:
+                self._unpin(found)
+                raise
             self._pins[new] += 1
         row_of = dict(zip(todo, new.tolist()))
         try:
