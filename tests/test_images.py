@@ -217,6 +217,24 @@ def test_a_system_error_is_raised_and_not_recorded_as_bad(tmp_path, monkeypatch)
     clear_image_cache()
 
 
+def test_out_of_memory_is_raised_and_not_recorded_as_bad(tmp_path, monkeypatch):
+    clear_image_cache()
+    path = tmp_path / "fine.png"
+    Image.new("RGB", (20, 20), (0, 90, 200)).save(path)
+
+    def out_of_memory(*args, **kwargs):
+        raise MemoryError
+
+    store = get_store(24)
+    with monkeypatch.context() as patch:
+        patch.setattr(decode_module, "_finish", out_of_memory)
+        with pytest.raises(MemoryError):
+            store.add([str(path)])
+    result = store.add([str(path)])
+    assert result.errors == [] and result.rows[0] >= 0
+    clear_image_cache()
+
+
 def test_permission_denied_is_a_system_error(tmp_path, monkeypatch):
     path = tmp_path / "locked.png"
     Image.new("RGB", (8, 8)).save(path)

@@ -87,28 +87,11 @@ def describe_input(item: object) -> str:
     return f"<{type(item).__name__}>"
 
 
-def is_system_error(exc: BaseException) -> bool:
-    """Whether ``exc`` comes from the system (retry later) rather than from the image itself.
-
-    Examples
-    --------
-    >>> import errno
-    >>> is_system_error(OSError(errno.EMFILE, "Too many open files"))
-    True
-    >>> is_system_error(OSError("image file is truncated"))
-    False
-    """
-    if isinstance(exc, MemoryError):
-        return True
-    return isinstance(exc, OSError) and exc.errno in SYSTEM_ERRNOS
-
-
-def _system_error(exc: BaseException, source: str) -> BaseException:
-    """The system error ``exc``, naming the input it happened on."""
-    if isinstance(exc, OSError):
-        return OSError(exc.errno, f"{exc.strerror or exc} (reading image {source}; not recorded "
-                       "as a bad image, the next call tries it again)")
-    return exc
+def _system_error(exc: OSError, source: str) -> OSError:
+    """The system error ``exc`` (same errno, so the same ``OSError`` subclass), naming the
+    input it happened on."""
+    return OSError(exc.errno, f"{exc.strerror or exc} (reading image {source}; not recorded as "
+                   "a bad image, the next call tries it again)")
 
 
 def _orientation(img: Image.Image) -> int:
@@ -187,8 +170,6 @@ _PATH_ERRORS = {
 
 def _bad_image(exc: Exception, source: str) -> BadImageError:
     """The :class:`BadImageError` for a decoder error that is a property of the input."""
-    if isinstance(exc, BadImageError):
-        return exc
     if isinstance(exc, OSError) and exc.errno in _PATH_ERRORS:
         return BadImageError(source, _PATH_ERRORS[exc.errno])
     if isinstance(exc, (Image.DecompressionBombError, Image.DecompressionBombWarning)):
@@ -269,9 +250,15 @@ def decode_image(item: ImageInput, size: int, grayscale: bool = False) -> np.nda
         if isinstance(item, Image.Image):
             return _finish(_upright(item), size, grayscale)
         return _decode_file(os.fspath(item), size, grayscale)
-    except Exception as exc:  # noqa: BLE001 - anything a decoder raises is the input's fault...
-        if is_system_error(exc):  # ...except what the system raises
+    except BadImageError:
+        raise
+    except OSError as exc:
+        if exc.errno in SYSTEM_ERRNOS:  # the system's fault, not the file's: try it next time
             raise _system_error(exc, source) from exc
+        raise _bad_image(exc, source) from exc
+    except MemoryError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - anything else a decoder raises is the input's
         raise _bad_image(exc, source) from exc
 
 
