@@ -393,8 +393,11 @@ class SentimentClassifier(ClassifierMixin, BaseEstimator):
 
     # --------------------------------------------------------------------------- fitting
     def _decode(self, items: list, name: str):
+        # The rows stay pinned (never evicted or reused) while the returned result lives:
+        # to the end of the fit or predict_proba that holds it (if it raises, until the
+        # exception is dropped).
         store = get_store(self.image_size, self.grayscale)
-        result = store.add(items, num_workers=self._workers(), verbose=self.verbose)
+        result = store.add(items, num_workers=self._workers(), verbose=self.verbose, pin=True)
         return store, result
 
     def fit(self, X: Any, y: Any) -> SentimentClassifier:

@@ -4,17 +4,33 @@ Each distinct input is decoded once per ``(size, grayscale)``: a second ``fit`` 
 images, a clone, or another GridSearchCV fold finds its rows already decoded. Inputs are keyed
 by content (:func:`~wjsentiment.images.decode.input_key`), not by object identity.
 
-The store keeps its pixels in fixed-size chunks. Chunks live in RAM until the process-wide
-budget (:func:`set_cache_budget`) is reached; later chunks are memory-mapped files in the
-cache directory, so the decoded set can be larger than memory.
+**Budgets.** The store keeps its pixels in chunks of :data:`CHUNK_IMAGES` rows. A new chunk
+lives in RAM while the RAM held by all stores stays within the memory budget, and otherwise in
+a memory-mapped file in the cache folder while the disk held stays within the disk budget
+(:func:`set_cache_budget`). Past both, new images take the rows of the least recently used
+ones. A chunk is the unit that is held or given back, so the budgets are met to within one
+chunk per store, rounded down.
+
+**Pins.** Rows that a call is working on are pinned (``add(..., pin=True)``): a pinned row is
+never evicted or reused, whatever the budgets. The budgets bound what is kept for reuse between
+calls, not what one call needs: a ``fit`` on more images than the budgets hold gets more
+chunks (spilled to disk), and when its rows are released the least recently used chunks are
+given back until the store is within its budgets again (a spilled chunk's file goes with it, so
+disk use falls).
+
+Reading pixels (:meth:`DecodedImageStore.gather`) takes no lock: it is on the training hot
+path. The bookkeeping (which key is in which row, pins, eviction) is under one process-wide
+lock and never waits on decoding.
 """
 
 from __future__ import annotations
 
+import itertools
 import os
 import tempfile
 import threading
 import weakref
+from collections import deque
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -22,30 +38,65 @@ from dataclasses import dataclass, field
 import numpy as np
 from tqdm.auto import tqdm
 
-from .decode import BadImageError, ImageInput, decode_image, describe_input, input_key
+from .decode import BadImageError, ImageInput, decode_image, input_key
 
-#: Images per chunk of the store.
+#: Images per chunk of the store: the unit of RAM or disk that is held or given back.
 CHUNK_IMAGES = 256
 
+#: Default memory budget: this share of physical memory...
+MEMORY_SHARE = 0.25
+#: ...but at most this many bytes. ``WJSENTIMENT_CACHE_MEMORY`` overrides both.
+MEMORY_CAP = 16 * 2**30
+#: Default disk budget for spilled chunks; ``WJSENTIMENT_CACHE_DISK`` overrides it.
+DISK_DEFAULT = 32 * 2**30
 
-def _default_budget() -> int:
-    env = os.environ.get("WJSENTIMENT_CACHE_MEMORY")
-    if env:
-        return int(float(env))
+
+def _env_bytes(name: str, default: int) -> int:
+    value = os.environ.get(name)
+    if not value:
+        return default
+    try:
+        number = int(float(value))
+    except ValueError:
+        raise ValueError(f"{name}={value!r} is not a number of bytes; set it to a number such "
+                         "as 4e9, or unset it.") from None
+    if number < 0:
+        raise ValueError(f"{name}={value!r} must be >= 0 bytes.")
+    return number
+
+
+def _default_memory_budget() -> int:
     try:
         total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     except (ValueError, OSError, AttributeError):
         total = 8 * 2**30
-    return int(min(total // 4, 16 * 2**30))
+    return int(min(total * MEMORY_SHARE, MEMORY_CAP))
 
 
-_BUDGET = {"bytes": _default_budget(), "dir": os.environ.get("WJSENTIMENT_CACHE_DIR")}
+_BUDGET = {
+    "memory": _env_bytes("WJSENTIMENT_CACHE_MEMORY", _default_memory_budget()),
+    "disk": _env_bytes("WJSENTIMENT_CACHE_DISK", DISK_DEFAULT),
+    "dir": os.environ.get("WJSENTIMENT_CACHE_DIR"),
+}
+
+#: Guards the bookkeeping of every store, and the registry of stores.
+_LOCK = threading.Lock()
 _STORES: dict[tuple[int, bool], DecodedImageStore] = {}
-_STORES_LOCK = threading.Lock()
+#: Every store alive, registered or not: they share the budgets.
+_LIVE: weakref.WeakSet[DecodedImageStore] = weakref.WeakSet()
+#: Releases of rows whose :class:`DecodeResult` was garbage collected while the lock was busy.
+_RELEASE_LATER: deque[tuple[DecodedImageStore, np.ndarray]] = deque()
+#: Ticks for "least recently used": a row's tick is set when it is last released.
+_CLOCK = itertools.count(1)
 
 
-def set_cache_budget(memory_bytes: int | None = None, cache_dir: str | os.PathLike | None = None):
-    """Set how many bytes of decoded pixels stay in RAM before the cache spills to disk.
+def set_cache_budget(memory_bytes: int | None = None, cache_dir: str | os.PathLike | None = None,
+                     *, disk_bytes: int | None = None) -> dict:
+    """Set how many bytes of decoded pixels are kept in RAM and on disk for reuse.
+
+    The budgets bound the decoded images kept between calls; the images one ``fit`` or
+    ``predict`` is using stay however many they are (spilled to disk beyond the budgets) and
+    are given back when it ends. Lowering a budget gives back at once what is over it.
 
     Parameters
     ----------
@@ -55,29 +106,38 @@ def set_cache_budget(memory_bytes: int | None = None, cache_dir: str | os.PathLi
     cache_dir : path, optional
         Where spilled chunks are memory-mapped. Defaults to ``WJSENTIMENT_CACHE_DIR`` or the
         system temporary directory.
+    disk_bytes : int, optional
+        Budget for spilled chunks in ``cache_dir``, shared by every image size. Defaults to
+        32 GiB, or the ``WJSENTIMENT_CACHE_DISK`` variable.
 
     Returns
     -------
     dict
-        The settings now in force.
+        The settings now in force: ``memory_bytes``, ``disk_bytes`` and ``cache_dir``.
 
     Examples
     --------
     >>> settings = set_cache_budget()
-    >>> settings["memory_bytes"] > 0
+    >>> settings["memory_bytes"] > 0 and settings["disk_bytes"] > 0
     True
     """
-    if memory_bytes is not None:
-        if int(memory_bytes) < 0:
-            raise ValueError(f"memory_bytes must be >= 0, got {memory_bytes!r}.")
-        _BUDGET["bytes"] = int(memory_bytes)
-    if cache_dir is not None:
-        _BUDGET["dir"] = os.fspath(cache_dir)
-    return {"memory_bytes": _BUDGET["bytes"], "cache_dir": _BUDGET["dir"] or tempfile.gettempdir()}
+    for name, value in (("memory_bytes", memory_bytes), ("disk_bytes", disk_bytes)):
+        if value is not None and int(value) < 0:
+            raise ValueError(f"{name} must be >= 0, got {value!r}.")
+    with _LOCK:
+        if memory_bytes is not None:
+            _BUDGET["memory"] = int(memory_bytes)
+        if disk_bytes is not None:
+            _BUDGET["disk"] = int(disk_bytes)
+        if cache_dir is not None:
+            _BUDGET["dir"] = os.fspath(cache_dir)
+        _settle()
+        return {"memory_bytes": _BUDGET["memory"], "disk_bytes": _BUDGET["disk"],
+                "cache_dir": _BUDGET["dir"] or tempfile.gettempdir()}
 
 
-def _ram_in_use() -> int:
-    return sum(store.ram_bytes for store in _STORES.values())
+def _held(on_disk: bool) -> int:
+    return sum(store.disk_bytes if on_disk else store.ram_bytes for store in _LIVE)
 
 
 def _memmap_chunk(shape: tuple[int, ...]) -> np.ndarray:
@@ -93,9 +153,58 @@ def _memmap_chunk(shape: tuple[int, ...]) -> np.ndarray:
     return chunk
 
 
+def _settle() -> None:
+    """Apply the releases queued by the garbage collector, then give back the least recently
+    used unpinned chunks until RAM and disk are within their budgets (or only pinned chunks
+    are left). Caller holds ``_LOCK``."""
+    while _RELEASE_LATER:
+        store, rows = _RELEASE_LATER.popleft()
+        store._unpin(rows)
+    for on_disk, budget in ((False, _BUDGET["memory"]), (True, _BUDGET["disk"])):
+        held = _held(on_disk)
+        if held <= budget:
+            continue
+        candidates = [(last_use, store, index) for store in list(_LIVE)
+                      for index, last_use in store._releasable_chunks(on_disk)]
+        candidates.sort(key=lambda c: c[0])
+        for _, store, index in candidates:
+            if held <= budget:
+                break
+            held -= store._release_chunk(index)
+
+
+def _without_frames(exc: BaseException) -> BaseException:
+    """``exc`` with the tracebacks of its chain dropped, so that keeping it keeps no decoder
+    frame alive (with the image, its buffers and the inputs of the call)."""
+    seen: set[int] = set()
+    link: BaseException | None = exc
+    while link is not None and id(link) not in seen:
+        seen.add(id(link))
+        link.__traceback__ = None
+        link = link.__cause__ or link.__context__
+    return exc
+
+
+def _release_rows(store: DecodedImageStore, rows: np.ndarray, blocking: bool = True) -> None:
+    """Unpin ``rows`` of ``store``. The garbage collector calls it with ``blocking=False``: it
+    may run while this thread holds the lock, so then the release waits in a queue."""
+    if not _LOCK.acquire(blocking=blocking):
+        _RELEASE_LATER.append((store, rows))
+        return
+    try:
+        store._unpin(rows)
+        _settle()
+    finally:
+        _LOCK.release()
+
+
 @dataclass
 class DecodeResult:
     """Where each input of one call landed in the store.
+
+    A result of ``add(..., pin=True)`` holds its rows pinned (never evicted or reused) until
+    :meth:`release`, the end of a ``with`` block on it, or its garbage collection, whichever
+    comes first.
 
     Attributes
     ----------
@@ -103,14 +212,46 @@ class DecodeResult:
         Row of each input in the store, -1 for inputs that failed to decode.
     errors : list of (int, BadImageError)
         Position and error of each input that failed.
+
+    Examples
+    --------
+    >>> store = DecodedImageStore(8, grayscale=False)
+    >>> with store.add([np.zeros((8, 8, 3), dtype=np.uint8)], pin=True) as result:
+    ...     store.gather(result.rows).shape
+    (1, 8, 8, 3)
+    >>> result.pinned
+    False
     """
 
     rows: np.ndarray
     errors: list[tuple[int, BadImageError]] = field(default_factory=list)
+    _lease: weakref.finalize | None = field(default=None, init=False, repr=False, compare=False)
+
+    def _pin(self, store: DecodedImageStore, rows: np.ndarray) -> None:
+        self._lease = weakref.finalize(self, _release_rows, store, rows, blocking=False)
+        self._lease.atexit = False
+
+    @property
+    def pinned(self) -> bool:
+        """Whether the rows are still pinned."""
+        return self._lease is not None and self._lease.alive
+
+    def release(self) -> None:
+        """Unpin the rows: the store may evict or reuse them from now on. Safe to repeat."""
+        lease = self._lease.detach() if self._lease is not None else None
+        if lease is not None:
+            _, func, args, _ = lease
+            func(*args, blocking=True)
+
+    def __enter__(self) -> DecodeResult:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.release()
 
 
 class DecodedImageStore:
-    """Decoded images of one ``(size, grayscale)``, keyed by content.
+    """Decoded images of one ``(size, grayscale)``, keyed by content, within the budgets.
 
     Use :func:`get_store` to get the process-wide store rather than making one.
 
@@ -125,48 +266,127 @@ class DecodedImageStore:
     def __init__(self, size: int, grayscale: bool) -> None:
         self.size = int(size)
         self.grayscale = bool(grayscale)
-        self._chunks: list[np.ndarray] = []
+        self.chunk_images = CHUNK_IMAGES
+        self._chunks: list[np.ndarray | None] = []  # None: a chunk given back
+        self._on_disk: list[bool] = []
         self._rows: dict[tuple, int] = {}
         self._key_of_row: dict[int, tuple] = {}
         self._bad: dict[tuple, BadImageError] = {}
-        self._n = 0
-        self._lock = threading.Lock()
+        self._free: set[int] = set()  # rows of held chunks that hold nothing
+        self._pins = np.zeros(0, dtype=np.int64)
+        self._last_use = np.zeros(0, dtype=np.int64)
+        #: Bytes of this store's chunks in RAM and in spill files.
         self.ram_bytes = 0
+        self.disk_bytes = 0
+        with _LOCK:
+            _LIVE.add(self)
 
     @property
     def image_bytes(self) -> int:
         return self.size * self.size * 3
 
+    @property
+    def chunk_bytes(self) -> int:
+        return self.chunk_images * self.image_bytes
+
     def __len__(self) -> int:
         return len(self._rows)
-
-    def _allocate(self) -> int:
-        row = self._n
-        if row // CHUNK_IMAGES >= len(self._chunks):
-            shape = (CHUNK_IMAGES, self.size, self.size, 3)
-            nbytes = int(np.prod(shape))
-            if _ram_in_use() + nbytes <= _BUDGET["bytes"]:
-                self._chunks.append(np.empty(shape, dtype=np.uint8))
-                self.ram_bytes += nbytes
-            else:
-                self._chunks.append(_memmap_chunk(shape))
-        self._n += 1
-        return row
-
-    def _write(self, row: int, pixels: np.ndarray) -> None:
-        self._chunks[row // CHUNK_IMAGES][row % CHUNK_IMAGES] = pixels
 
     @property
     def spilled(self) -> bool:
         """Whether any chunk of this store lives on disk."""
-        return any(isinstance(c, np.memmap) for c in self._chunks)
+        return self.disk_bytes > 0
 
+    # ------------------------------------------------- bookkeeping (caller holds _LOCK)
+    def _new_chunk(self, on_disk: bool) -> None:
+        shape = (self.chunk_images, self.size, self.size, 3)
+        chunk = _memmap_chunk(shape) if on_disk else np.empty(shape, dtype=np.uint8)
+        index = next((i for i, c in enumerate(self._chunks) if c is None), None)
+        if index is None:
+            index = len(self._chunks)
+            self._chunks.append(None)
+            self._on_disk.append(False)
+            grow = np.zeros(self.chunk_images, dtype=np.int64)
+            self._pins = np.concatenate([self._pins, grow])
+            self._last_use = np.concatenate([self._last_use, grow])
+        self._chunks[index], self._on_disk[index] = chunk, on_disk
+        if on_disk:
+            self.disk_bytes += self.chunk_bytes
+        else:
+            self.ram_bytes += self.chunk_bytes
+        first = index * self.chunk_images
+        self._free.update(range(first, first + self.chunk_images))
+
+    def _forget(self, row: int) -> None:
+        key = self._key_of_row.pop(row, None)
+        if key is not None:
+            del self._rows[key]
+
+    def _release_chunk(self, index: int) -> int:
+        """Give back an unpinned chunk, forgetting what it holds; returns its bytes."""
+        rows = range(index * self.chunk_images, (index + 1) * self.chunk_images)
+        for row in rows:
+            self._forget(row)
+        self._free.difference_update(rows)
+        self._last_use[rows.start:rows.stop] = 0
+        if self._on_disk[index]:
+            self.disk_bytes -= self.chunk_bytes
+        else:
+            self.ram_bytes -= self.chunk_bytes
+        self._chunks[index] = None  # a spilled chunk's file goes with its mapping
+        return self.chunk_bytes
+
+    def _releasable_chunks(self, on_disk: bool) -> list[tuple[int, int]]:
+        """``(index, last use)`` of the held chunks of one kind without pinned rows."""
+        pinned = (self._pins.reshape(-1, self.chunk_images) > 0).any(axis=1)
+        last_use = self._last_use.reshape(-1, self.chunk_images).max(axis=1)
+        return [(i, int(last_use[i])) for i, chunk in enumerate(self._chunks)
+                if chunk is not None and self._on_disk[i] == on_disk and not pinned[i]]
+
+    def _least_recently_used(self, n: int) -> np.ndarray:
+        """Up to ``n`` unpinned rows holding images, the least recently used first."""
+        cached = np.fromiter(self._key_of_row, dtype=np.int64, count=len(self._key_of_row))
+        idle = cached[self._pins[cached] == 0]
+        return idle[np.argsort(self._last_use[idle], kind="stable")[:n]]
+
+    def _take_rows(self, n: int) -> np.ndarray:
+        """``n`` rows to decode into: free rows first, then a new chunk while the budgets have
+        room for one (RAM, then disk), then the least recently used unpinned rows, then new
+        spilled chunks beyond the budgets (a working set larger than them)."""
+        taken: list[int] = []
+        try:
+            while len(taken) < n:
+                if self._free:
+                    rows = sorted(self._free)[:n - len(taken)]
+                    self._free.difference_update(rows)
+                    taken.extend(rows)
+                elif _held(False) + self.chunk_bytes <= _BUDGET["memory"]:
+                    self._new_chunk(on_disk=False)
+                elif _held(True) + self.chunk_bytes <= _BUDGET["disk"]:
+                    self._new_chunk(on_disk=True)
+                elif len(victims := self._least_recently_used(n - len(taken))):
+                    for row in victims.tolist():
+                        self._forget(row)
+                    taken.extend(victims.tolist())
+                else:
+                    self._new_chunk(on_disk=True)
+        except BaseException:  # no room could be made (say, the cache folder is not writable)
+            self._free.update(taken)
+            raise
+        return np.array(taken, dtype=np.int64)
+
+    def _unpin(self, rows: np.ndarray) -> None:
+        self._pins[rows] -= 1
+        self._last_use[rows] = next(_CLOCK)
+
+    # ------------------------------------------------------------------------ public
     def add(
         self,
         inputs: Sequence[ImageInput],
         *,
         num_workers: int = 1,
         verbose: int = 0,
+        pin: bool = False,
     ) -> DecodeResult:
         """Decode the inputs not yet in the store, and return the rows of all of them.
 
@@ -178,64 +398,112 @@ class DecodedImageStore:
             Decoding threads (PIL releases the GIL while decoding and resizing).
         verbose : int, default=0
             Show a progress bar when > 0 and there is work to do.
+        pin : bool, default=False
+            Keep the rows pinned (never evicted or reused) until the result is released
+            (:meth:`DecodeResult.release`, or ``with store.add(..., pin=True) as result:``).
+            The rows are pinned in the same step that finds or allocates them. Without it
+            the rows stay valid only until the store next needs room beyond its budgets.
 
         Returns
         -------
         DecodeResult
+
+        Raises
+        ------
+        OSError or MemoryError
+            When the system failed to read an input (too many open files, permission denied,
+            an I/O error, out of memory). The input is not recorded as bad, the images decoded
+            meanwhile are kept, and the next call tries it again.
         """
         keys = [input_key(item) for item in inputs]
         rows = np.full(len(inputs), -1, dtype=np.int64)
         errors: list[tuple[int, BadImageError]] = []
-        todo: dict[tuple, tuple[int, int]] = {}  # key -> (row, first position)
-        with self._lock:
+        todo: dict[tuple, int] = {}  # key -> first position
+        with _LOCK:
+            _settle()
             for pos, key in enumerate(keys):
-                if key in self._rows:
-                    rows[pos] = self._rows[key]
+                row = self._rows.get(key)
+                if row is not None:
+                    rows[pos] = row
                 elif key in self._bad:
                     errors.append((pos, self._bad[key]))
-                elif key in todo:
-                    rows[pos] = todo[key][0]
-                else:
-                    row = self._allocate()
-                    todo[key] = (row, pos)
-                    rows[pos] = row
-
-        def work(key: tuple, row: int, pos: int) -> tuple[tuple, BadImageError | None]:
+                elif key not in todo:
+                    todo[key] = pos
+            found = np.unique(rows[rows >= 0])
+            self._pins[found] += 1  # before taking rows, which may evict unpinned ones
             try:
-                self._write(row, decode_image(inputs[pos], self.size, self.grayscale))
-                return key, None
-            except BadImageError as exc:
-                return key, exc
-            except Exception as exc:  # noqa: BLE001 - any decoder failure is a bad image
-                reason = f"{type(exc).__name__}: {exc}"
-                return key, BadImageError(describe_input(inputs[pos]), reason)
-
-        failed: dict[tuple, BadImageError] = {}
-        if todo:
-            bar = tqdm(total=len(todo), desc=f"decode {self.size}px", unit="img",
-                       disable=verbose <= 0, leave=False)
-            with ThreadPoolExecutor(max_workers=max(1, int(num_workers))) as pool:
-                futures = [pool.submit(work, key, row, pos) for key, (row, pos) in todo.items()]
-                for future in futures:
-                    key, exc = future.result()
-                    if exc is not None:
-                        failed[key] = exc
-                    bar.update(1)
-            bar.close()
-            with self._lock:
-                for key, (row, _) in todo.items():
-                    if key in failed:
-                        self._bad[key] = failed[key]
-                    else:
-                        self._rows[key] = row
-                        self._key_of_row[row] = key
-        if failed:
-            for pos, key in enumerate(keys):
+                new = self._take_rows(len(todo))
+            except BaseException:
+                self._unpin(found)
+                raise
+            self._pins[new] += 1
+        row_of = dict(zip(todo, new.tolist()))
+        try:
+            outcomes = self._decode(inputs, todo, row_of, num_workers, verbose)
+        except BaseException:  # interrupted: nothing of this call is kept
+            with _LOCK:
+                self._pins[new] -= 1
+                self._free.update(new.tolist())
+                self._unpin(found)
+                _settle()
+            raise
+        failed = {key: exc for key, exc in outcomes.items() if exc is not None}
+        with _LOCK:
+            for key, row in row_of.items():
+                if key not in failed and key not in self._rows:
+                    self._rows[key], self._key_of_row[row] = row, key
+                    continue
+                self._pins[row] -= 1
+                self._free.add(row)
                 if key in failed:
-                    rows[pos] = -1
-                    errors.append((pos, failed[key]))
-            errors.sort(key=lambda item: item[0])
-        return DecodeResult(rows=rows, errors=errors)
+                    if isinstance(failed[key], BadImageError):
+                        self._bad[key] = _without_frames(failed[key])
+                else:  # another call decoded it meanwhile: share its row
+                    row_of[key] = self._rows[key]
+                    self._pins[row_of[key]] += 1
+        kept = np.array(found.tolist() + [r for k, r in row_of.items() if k not in failed],
+                        dtype=np.int64)
+        system = [exc for exc in failed.values() if not isinstance(exc, BadImageError)]
+        if system or not pin:
+            _release_rows(self, kept)
+        if system:
+            raise system[0]
+        for pos, key in enumerate(keys):
+            if key in failed:
+                errors.append((pos, failed[key]))
+            elif key in row_of:
+                rows[pos] = row_of[key]
+        errors.sort(key=lambda item: item[0])
+        result = DecodeResult(rows=rows, errors=errors)
+        if pin:
+            result._pin(self, kept)
+        return result
+
+    def _decode(self, inputs: Sequence[ImageInput], todo: dict[tuple, int],
+                row_of: dict[tuple, int], num_workers: int,
+                verbose: int) -> dict[tuple, Exception | None]:
+        """Decode each input of ``todo`` into its row: None, or the error it raised."""
+
+        def work(key: tuple) -> Exception | None:
+            try:
+                pixels = decode_image(inputs[todo[key]], self.size, self.grayscale)
+            except Exception as exc:  # noqa: BLE001 - BadImageError, or a system error to raise
+                return exc
+            row = row_of[key]
+            self._chunks[row // self.chunk_images][row % self.chunk_images] = pixels
+            return None
+
+        outcomes: dict[tuple, Exception | None] = {}
+        if not todo:
+            return outcomes
+        bar = tqdm(total=len(todo), desc=f"decode {self.size}px", unit="img",
+                   disable=verbose <= 0, leave=False)
+        with ThreadPoolExecutor(max_workers=max(1, int(num_workers))) as pool:
+            for key, outcome in zip(todo, pool.map(work, todo)):
+                outcomes[key] = outcome
+                bar.update(1)
+        bar.close()
+        return outcomes
 
     def input_keys(self, rows: np.ndarray) -> list[tuple]:
         """The :func:`~wjsentiment.images.decode.input_key` each row was decoded from.
@@ -247,7 +515,7 @@ class DecodedImageStore:
         >>> store.input_keys(rows)[0][0]
         'array'
         """
-        with self._lock:
+        with _LOCK:
             return [self._key_of_row[int(r)] for r in rows]
 
     def gather(self, rows: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
@@ -255,7 +523,8 @@ class DecodedImageStore:
 
         Each image is copied once, straight into ``out`` (a pinned staging buffer, say):
         no temporary array. numpy releases the GIL while copying, so threads can gather
-        the parts of one batch at the same time.
+        the parts of one batch at the same time. No lock is taken: the caller holds the
+        rows pinned (or knows the store is not being added to).
 
         Examples
         --------
@@ -269,7 +538,7 @@ class DecodedImageStore:
             out = np.empty((len(rows), self.size, self.size, 3), dtype=np.uint8)
         elif out.shape[0] != len(rows):
             raise ValueError(f"out holds {out.shape[0]} images, rows name {len(rows)}.")
-        chunks, offsets = np.divmod(rows, CHUNK_IMAGES)
+        chunks, offsets = np.divmod(rows, self.chunk_images)
         for i, (c, o) in enumerate(zip(chunks.tolist(), offsets.tolist())):
             out[i] = self._chunks[c][o]
         return out
@@ -284,18 +553,28 @@ def get_store(size: int, grayscale: bool = False) -> DecodedImageStore:
     True
     """
     key = (int(size), bool(grayscale))
-    with _STORES_LOCK:
-        if key not in _STORES:
-            _STORES[key] = DecodedImageStore(*key)
-        return _STORES[key]
+    with _LOCK:
+        store = _STORES.get(key)
+    if store is None:
+        store = DecodedImageStore(*key)
+        with _LOCK:
+            store = _STORES.setdefault(key, store)
+    return store
 
 
 def clear_image_cache() -> None:
     """Forget every decoded image (RAM and spilled chunks alike).
 
+    Images that a running ``fit`` or ``predict`` holds pinned stay until it ends.
+
     Examples
     --------
     >>> clear_image_cache()
     """
-    with _STORES_LOCK:
+    with _LOCK:
+        _settle()
+        for store in _STORES.values():
+            for index, _ in store._releasable_chunks(False) + store._releasable_chunks(True):
+                store._release_chunk(index)
+            store._bad.clear()
         _STORES.clear()

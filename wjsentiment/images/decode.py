@@ -1,13 +1,30 @@
 """Decode one input (a path, a PIL image or a uint8 array) into a square uint8 RGB array.
 
-This is the only place in wjsentiment that turns files into pixels. JPEGs are decoded in
-PIL's draft mode, at the smallest power-of-two scale (1/2, 1/4, 1/8) whose result still covers
-:data:`DRAFT_COVERAGE` of the target size, which skips most of the decoding work for large
-photos. Transparent images are composited on white.
+This is the only place in wjsentiment that turns files into pixels. What it does, in order:
+
+- Files are opened with context managers, so a file is closed whether or not it decodes.
+- JPEGs are decoded in PIL's draft mode, at the smallest power-of-two scale (1/2, 1/4, 1/8)
+  whose result still covers :data:`DRAFT_COVERAGE` of the target size, which skips most of the
+  decoding work for large photos.
+- Images are turned upright by their EXIF orientation (:func:`PIL.ImageOps.exif_transpose`):
+  a phone photo stored sideways is learned and predicted the right way up. Files and PIL
+  images alike; an unreadable EXIF block counts as "no orientation".
+- 16-bit and float images are scaled by their type's range, never stretched per image:
+  ``I;16*`` and ``I`` map 0-65535 to 0-255 (PIL opens 16-bit PNG and TIFF files as ``I;16``
+  or ``I``; ``I`` values outside 0-65535 are clipped), ``F`` maps 0.0-1.0 to 0-255 (clipped).
+- Transparent images are composited on white.
+
+Errors that are properties of the input (missing, truncated, not an image, too large) raise
+:class:`BadImageError`. Errors of the system (too many open files, permission denied, an I/O
+error, out of memory: :data:`SYSTEM_ERRNOS` and :class:`MemoryError`) are not: they raise an
+:class:`OSError` (or the :class:`MemoryError`) naming the file, since the same file may read
+fine a moment later and must not be dropped as "bad".
 """
 
 from __future__ import annotations
 
+import errno
+import hashlib
 import math
 import os
 import warnings
@@ -15,7 +32,7 @@ from pathlib import Path
 from typing import Union
 
 import numpy as np
-from PIL import Image
+from PIL import ExifTags, Image, ImageOps
 
 #: What :func:`decode_image` accepts: a file path, a PIL image, or a uint8 array.
 ImageInput = Union[str, os.PathLike, Image.Image, np.ndarray]  # noqa: UP007 - runtime alias
@@ -27,6 +44,16 @@ DRAFT_COVERAGE = 0.8
 
 #: Images with more pixels than this are refused as possible decompression bombs (about 16k x 16k).
 MAX_IMAGE_PIXELS = 268_435_456
+
+#: ``errno`` values of an :class:`OSError` that come from the system, not from the file: the
+#: same file may read fine on the next try, so it is never recorded as a bad image.
+SYSTEM_ERRNOS = frozenset({
+    errno.EMFILE, errno.ENFILE, errno.EACCES, errno.EPERM, errno.EIO, errno.ENOMEM,
+    errno.EAGAIN, errno.EINTR, errno.EBUSY, errno.ETIMEDOUT, errno.ENOBUFS,
+})
+
+#: The largest value of a 16-bit sample, which maps to 255.
+_UINT16_MAX = 65535
 
 
 class BadImageError(ValueError):
@@ -60,6 +87,35 @@ def describe_input(item: object) -> str:
     return f"<{type(item).__name__}>"
 
 
+def _system_error(exc: OSError, source: str) -> OSError:
+    """The system error ``exc`` (same errno, so the same ``OSError`` subclass), naming the
+    input it happened on."""
+    return OSError(exc.errno, f"{exc.strerror or exc} (reading image {source}; not recorded as "
+                   "a bad image, the next call tries it again)")
+
+
+def _orientation(img: Image.Image) -> int:
+    """The EXIF orientation (1-8) of an image; 1 when it has none or its EXIF is unreadable."""
+    try:
+        value = img.getexif().get(ExifTags.Base.Orientation, 1)
+    except Exception:  # noqa: BLE001 - a damaged EXIF block does not make the pixels unusable
+        return 1
+    return value if isinstance(value, int) and 1 <= value <= 8 else 1
+
+
+def _upright(img: Image.Image) -> Image.Image:
+    """The image turned by its EXIF orientation (a new image only when it has one)."""
+    return ImageOps.exif_transpose(img) if _orientation(img) != 1 else img
+
+
+def _scaled_to_uint8(img: Image.Image) -> Image.Image:
+    """An ``L`` image from a 16-bit (``I;16*``, ``I``) or float (``F``) one, by the type's range."""
+    arr = np.asarray(img, dtype=np.float64)
+    full_scale = 1.0 if img.mode == "F" else float(_UINT16_MAX)
+    scaled = np.nan_to_num(arr * (255.0 / full_scale), nan=0.0, posinf=255.0, neginf=0.0)
+    return Image.fromarray(np.clip(np.rint(scaled), 0, 255).astype(np.uint8))
+
+
 def _to_rgb(img: Image.Image) -> Image.Image:
     """RGB with any transparency composited on a white background."""
     if img.mode == "P" and "transparency" in img.info:
@@ -69,10 +125,7 @@ def _to_rgb(img: Image.Image) -> Image.Image:
         background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         return Image.alpha_composite(background, rgba).convert("RGB")
     if img.mode in ("I", "F") or img.mode.startswith("I;16"):
-        arr = np.asarray(img, dtype=np.float64)
-        lo, hi = float(arr.min()), float(arr.max())
-        scaled = (arr - lo) / (hi - lo) * 255.0 if hi > lo else np.zeros_like(arr)
-        img = Image.fromarray(scaled.astype(np.uint8))
+        img = _scaled_to_uint8(img)
     return img.convert("RGB")
 
 
@@ -86,16 +139,13 @@ def _finish(img: Image.Image, size: int, grayscale: bool) -> np.ndarray:
     return np.asarray(img, dtype=np.uint8)
 
 
-def _open_file(path: str, size: int) -> Image.Image:
-    if not os.path.exists(path):
-        raise BadImageError(repr(path), "no such file")
-    if os.path.isdir(path):
-        raise BadImageError(repr(path), "it is a directory, not an image file")
-    with warnings.catch_warnings():
-        # PIL only warns between MAX_IMAGE_PIXELS and twice that: refuse those too.
+def _decode_file(path: str, size: int, grayscale: bool) -> np.ndarray:
+    """Open, check, draft, load, turn upright and finish one file; both the file and the image
+    are closed on the way out, whatever happens."""
+    with open(path, "rb") as fh, warnings.catch_warnings():
+        # PIL only warns between its own limit and twice that: refuse those too.
         warnings.simplefilter("error", Image.DecompressionBombWarning)
-        try:
-            img = Image.open(path)
+        with Image.open(fh) as img:
             if img.width * img.height > MAX_IMAGE_PIXELS:
                 raise BadImageError(
                     repr(path),
@@ -104,25 +154,56 @@ def _open_file(path: str, size: int) -> Image.Image:
                 )
             if img.format == "JPEG":
                 least = math.ceil(DRAFT_COVERAGE * size)
-                img.draft("RGB", (least, least))
+                img.draft("RGB", (least, least))  # before load; the orientation still holds
             img.load()
-        except BadImageError:
-            raise
-        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-            raise BadImageError(repr(path), f"refused as a decompression bomb ({exc})") from exc
-        except Image.UnidentifiedImageError:
-            raise BadImageError(repr(path), "not an image file PIL can read") from None
-        except (OSError, SyntaxError, ValueError) as exc:
-            raise BadImageError(repr(path), f"unreadable or truncated ({exc})") from exc
-    return img
+            return _finish(_upright(img), size, grayscale)
+
+
+#: ``errno`` values of an :class:`OSError` on opening that say what the path is, with the words
+#: :class:`BadImageError` gives for them.
+_PATH_ERRORS = {
+    errno.ENOENT: "no such file",
+    errno.EISDIR: "it is a directory, not an image file",
+    errno.ENOTDIR: "a part of the path is not a directory",
+}
+
+
+def _bad_image(exc: Exception, source: str) -> BadImageError:
+    """The :class:`BadImageError` for a decoder error that is a property of the input."""
+    if isinstance(exc, OSError) and exc.errno in _PATH_ERRORS:
+        return BadImageError(source, _PATH_ERRORS[exc.errno])
+    if isinstance(exc, (Image.DecompressionBombError, Image.DecompressionBombWarning)):
+        return BadImageError(source, f"refused as a decompression bomb ({exc})")
+    if isinstance(exc, Image.UnidentifiedImageError):
+        return BadImageError(source, "not an image file PIL can read")
+    if isinstance(exc, (OSError, SyntaxError, ValueError)):
+        return BadImageError(source, f"unreadable or truncated ({exc})")
+    return BadImageError(source, f"unreadable or truncated ({type(exc).__name__}: {exc})")
+
+
+def _decode_array(item: np.ndarray, size: int, grayscale: bool) -> np.ndarray:
+    if item.dtype != np.uint8:
+        raise BadImageError(
+            describe_input(item), "arrays must be uint8 with values 0-255; convert with "
+            "np.clip(a, 0, 255).astype(np.uint8)"
+        )
+    if item.ndim == 2 or (item.ndim == 3 and item.shape[2] in (1, 3, 4)):
+        arr = item[:, :, 0] if item.ndim == 3 and item.shape[2] == 1 else item
+        return _finish(Image.fromarray(np.ascontiguousarray(arr)), size, grayscale)
+    raise BadImageError(
+        describe_input(item), "an image array must have shape (H, W), (H, W, 3) or (H, W, 4)"
+    )
 
 
 def decode_image(item: ImageInput, size: int, grayscale: bool = False) -> np.ndarray:
     """Decode one image into a ``(size, size, 3)`` uint8 RGB array.
 
-    The image is resized to a square (as ``torchvision.transforms.Resize((size, size))``
-    does), transparent pixels are composited on white, and with ``grayscale=True`` the
-    luminance is repeated over three channels (as ``transforms.Grayscale(3)``).
+    The image is turned upright by its EXIF orientation (as
+    :func:`PIL.ImageOps.exif_transpose`), resized to a square (as
+    ``torchvision.transforms.Resize((size, size))`` does), transparent pixels are composited
+    on white, 16-bit and float images are scaled by their type's range (see the module), and
+    with ``grayscale=True`` the luminance is repeated over three channels (as
+    ``transforms.Grayscale(3)``). A file is always closed before this returns or raises.
 
     Parameters
     ----------
@@ -144,6 +225,12 @@ def decode_image(item: ImageInput, size: int, grayscale: bool = False) -> np.nda
     BadImageError
         If the file is missing, unreadable, truncated, not an image, or larger than
         :data:`MAX_IMAGE_PIXELS`; or the array has the wrong dtype or shape.
+    OSError
+        For an error of the system rather than of the image (errno in
+        :data:`SYSTEM_ERRNOS`: too many open files, permission denied, I/O error...), with
+        the path in the message. Such an image is not bad: a later call may read it.
+    MemoryError
+        When there is not enough memory to decode the image.
 
     Examples
     --------
@@ -151,41 +238,40 @@ def decode_image(item: ImageInput, size: int, grayscale: bool = False) -> np.nda
     >>> decode_image(np.zeros((40, 60, 3), dtype=np.uint8), size=32).shape
     (32, 32, 3)
     """
-    if isinstance(item, (str, os.PathLike)):
-        path = os.fspath(item)
-        try:
-            return _finish(_open_file(path, size), size, grayscale)
-        except BadImageError:
-            raise
-        except (OSError, ValueError) as exc:
-            raise BadImageError(repr(path), f"unreadable or truncated ({exc})") from exc
-    if isinstance(item, Image.Image):
-        return _finish(item, size, grayscale)
     if isinstance(item, np.ndarray):
-        if item.dtype != np.uint8:
-            raise BadImageError(
-                describe_input(item), "arrays must be uint8 with values 0-255; convert with "
-                "np.clip(a, 0, 255).astype(np.uint8)"
-            )
-        if item.ndim == 2 or (item.ndim == 3 and item.shape[2] in (1, 3, 4)):
-            arr = item[:, :, 0] if item.ndim == 3 and item.shape[2] == 1 else item
-            return _finish(Image.fromarray(np.ascontiguousarray(arr)), size, grayscale)
+        return _decode_array(item, size, grayscale)
+    if not isinstance(item, (str, os.PathLike, Image.Image)):
         raise BadImageError(
-            describe_input(item), "an image array must have shape (H, W), (H, W, 3) or (H, W, 4)"
+            describe_input(item), "expected a file path (str or pathlib.Path), a PIL image or a "
+            "uint8 array"
         )
-    raise BadImageError(
-        describe_input(item), "expected a file path (str or pathlib.Path), a PIL image or a uint8 "
-        "array"
-    )
+    source = describe_input(item)
+    try:
+        if isinstance(item, Image.Image):
+            return _finish(_upright(item), size, grayscale)
+        return _decode_file(os.fspath(item), size, grayscale)
+    except BadImageError:
+        raise
+    except OSError as exc:
+        if exc.errno in SYSTEM_ERRNOS:  # the system's fault, not the file's: try it next time
+            raise _system_error(exc, source) from exc
+        raise _bad_image(exc, source) from exc
+    except MemoryError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - anything else a decoder raises is the input's
+        raise _bad_image(exc, source) from exc
 
 
 def input_key(item: ImageInput) -> tuple:
     """A hashable key that identifies an input by content.
 
     Paths are keyed by the file they name (device and inode, so a symbolic or hard link
-    shares its target's key), its size and its modification time (a file rewritten in place
-    gets a new key): one ``stat`` call, cheap enough to repeat on every ``predict``.
-    In-memory images are keyed by a hash of their pixels.
+    shares its target's key), its size, its modification time and its inode change time
+    (``st_ctime_ns``): one ``stat`` call, cheap enough to repeat on every ``predict``. A file
+    rewritten in place gets a new key even when a copy tool (``cp -p``, ``rsync -t``) or
+    :func:`os.utime` restores its size and modification time, since nothing can set the
+    change time back. In-memory images are keyed by a hash of their pixels and of what else
+    decides their colours: a PIL image's palette, transparency and EXIF orientation.
 
     Examples
     --------
@@ -194,18 +280,20 @@ def input_key(item: ImageInput) -> tuple:
     >>> input_key(a) == input_key(a.copy())
     True
     """
-    import hashlib
-
     if isinstance(item, (str, os.PathLike)):
         path = os.fspath(item)
         try:
             st = os.stat(path)
         except OSError:
             return ("missing", str(Path(path).absolute()))
-        return ("file", st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+        return ("file", st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
     if isinstance(item, Image.Image):
-        digest = hashlib.blake2b(item.tobytes(), digest_size=16).hexdigest()
-        return ("pil", item.mode, item.size, digest)
+        digest = hashlib.blake2b(item.tobytes(), digest_size=16)
+        if item.mode in ("P", "PA"):
+            palette_mode = item.palette.mode if item.palette is not None else ""
+            digest.update(palette_mode.encode() + bytes(item.getpalette(None) or []))
+        digest.update(repr(item.info.get("transparency")).encode())
+        return ("pil", item.mode, item.size, _orientation(item), digest.hexdigest())
     if isinstance(item, np.ndarray):
         digest = hashlib.blake2b(np.ascontiguousarray(item).tobytes(), digest_size=16).hexdigest()
         return ("array", str(item.dtype), item.shape, digest)

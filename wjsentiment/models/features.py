@@ -29,14 +29,16 @@ _LOCK = threading.Lock()
 
 
 class _FeatureTable:
+    """Features by input key (not by store row: the store reuses the rows of evicted images)."""
+
     def __init__(self) -> None:
-        self.index: dict[int, int] = {}
+        self.index: dict[tuple, int] = {}
         self.values: list[np.ndarray] = []
 
-    def lookup(self, rows: np.ndarray) -> np.ndarray:
+    def lookup(self, keys: list[tuple]) -> np.ndarray:
         stacked = np.concatenate(self.values) if len(self.values) > 1 else self.values[0]
         self.values = [stacked]
-        return stacked[[self.index[int(r)] for r in rows]]
+        return stacked[[self.index[k] for k in keys]]
 
 
 @torch.inference_mode()
@@ -76,7 +78,8 @@ def frozen_features(
         weights without a seed, and for loaded models).
     store : DecodedImageStore
     rows : numpy.ndarray
-        Store rows of the images.
+        Store rows of the images, pinned by the caller. Features are kept by the rows'
+        input keys, so they stay right when the store gives a row to another image.
     device, precision, batch_size, verbose
         How to run the backbone.
 
@@ -91,17 +94,21 @@ def frozen_features(
     key = (weights_key, precision)
     with _LOCK:
         table = _TABLES.setdefault(store, {}).setdefault(key, _FeatureTable())
-    missing = np.array(sorted({int(r) for r in rows} - set(table.index)), dtype=np.int64)
-    if len(missing):
+    keys = store.input_keys(rows)
+    first_row = dict(zip(keys, rows.tolist()))  # one row per image, whatever its repeats
+    with _LOCK:
+        missing_keys = sorted((k for k in first_row if k not in table.index), key=first_row.get)
+    if missing_keys:
+        missing = np.array([first_row[k] for k in missing_keys], dtype=np.int64)
         values = _load_or_compute(net, key, store, missing, device, precision, batch_size,
                                   verbose)
         with _LOCK:
             start = sum(len(v) for v in table.values)
             table.values.append(values)
-            for offset, row in enumerate(missing):
-                table.index[int(row)] = start + offset
+            for offset, image_key in enumerate(missing_keys):
+                table.index[image_key] = start + offset
     with _LOCK:
-        return table.lookup(rows)
+        return table.lookup(keys)
 
 
 def _load_or_compute(net: SentimentNet, key: tuple, store: DecodedImageStore, rows: np.ndarray,

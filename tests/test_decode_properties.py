@@ -1,0 +1,105 @@
+"""Property: any image file, whole, truncated, mutated or garbage, either decodes to a
+``(size, size, 3)`` uint8 array or raises :class:`BadImageError`, and is closed either way:
+no descriptor stays open, and no file is left for the garbage collector to close (which
+Python reports as a ``ResourceWarning``)."""
+
+from __future__ import annotations
+
+import io
+import os
+import warnings
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from PIL import Image
+
+from wjsentiment.images import BadImageError, decode_image
+
+FORMATS = ("JPEG", "PNG", "GIF", "BMP", "TIFF", "WEBP")
+MODES = ("1", "L", "P", "RGB", "RGBA", "CMYK", "I;16")
+HAS_PROC_FD = os.path.isdir("/proc/self/fd")
+
+
+def make_image(mode: str, width: int, height: int, seed: int) -> Image.Image:
+    rng = np.random.default_rng(seed)
+    if mode == "I;16":
+        return Image.fromarray(rng.integers(0, 65536, (height, width), dtype=np.uint16))
+    if mode == "RGBA":
+        return Image.fromarray(rng.integers(0, 256, (height, width, 4), dtype=np.uint8))
+    rgb = Image.fromarray(rng.integers(0, 256, (height, width, 3), dtype=np.uint8))
+    return rgb.convert(mode)
+
+
+def encode(img: Image.Image, fmt: str) -> bytes:
+    buffer = io.BytesIO()
+    img.save(buffer, format=fmt)
+    return buffer.getvalue()
+
+
+def writable(fmt: str, mode: str) -> bool:
+    try:
+        encode(make_image(mode, 2, 2, 0), fmt)
+    except (OSError, ValueError, KeyError):
+        return False
+    return True
+
+
+#: The (format, mode) pairs this PIL can write (WebP, say, only where PIL was built with it).
+COMBINATIONS = [(fmt, mode) for fmt in FORMATS for mode in MODES if writable(fmt, mode)]
+
+
+@st.composite
+def image_files(draw) -> tuple[str, bytes]:
+    """An encoded image, then left whole, truncated, mutated, spliced or replaced by noise."""
+    fmt, mode = draw(st.sampled_from(COMBINATIONS))
+    width, height = draw(st.integers(1, 40)), draw(st.integers(1, 40))
+    data = bytearray(encode(make_image(mode, width, height, draw(st.integers(0, 2**16))), fmt))
+    damage = draw(st.sampled_from(["none", "truncate", "mutate", "splice", "noise"]))
+    if damage == "truncate":
+        del data[draw(st.integers(0, len(data) - 1)):]
+    elif damage == "mutate":
+        for pos, value in draw(st.lists(st.tuples(st.integers(0, len(data) - 1),
+                                                  st.integers(0, 255)), min_size=1, max_size=8)):
+            data[pos] = value
+    elif damage == "splice":
+        start = draw(st.integers(0, len(data)))
+        data[start:start + draw(st.integers(0, 64))] = draw(st.binary(max_size=64))
+    elif damage == "noise":
+        data = data[:draw(st.integers(0, 16))] + draw(st.binary(max_size=256))
+    return fmt, bytes(data)
+
+
+def open_descriptors() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+def test_every_format_and_mode_is_tried():
+    assert {mode for _, mode in COMBINATIONS} == set(MODES)
+    assert {fmt for fmt, _ in COMBINATIONS} >= set(FORMATS) - {"WEBP"}
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory):
+    return tmp_path_factory.mktemp("damaged")
+
+
+@settings(max_examples=150, deadline=None)
+@given(case=image_files(), size=st.sampled_from([8, 24]), grayscale=st.booleans())
+def test_decode_gives_pixels_or_bad_image_and_closes_the_file(folder, case, size, grayscale):
+    fmt, data = case
+    path = folder / f"image.{fmt.lower()}"
+    path.write_bytes(data)
+    before = open_descriptors() if HAS_PROC_FD else None
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ResourceWarning)
+        try:
+            out = decode_image(str(path), size, grayscale=grayscale)
+        except BadImageError as exc:
+            assert "image." in exc.source
+        else:
+            assert out.shape == (size, size, 3) and out.dtype == np.uint8
+    assert not [w for w in caught if issubclass(w.category, ResourceWarning)]
+    if HAS_PROC_FD:
+        assert open_descriptors() == before
