@@ -9,7 +9,9 @@ line's ``--help``) does not wait for torch.
 
 from __future__ import annotations
 
+import os
 from importlib import import_module
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .labels import SENTIMENT_LABELS
@@ -20,9 +22,40 @@ if TYPE_CHECKING:
 
 __version__ = "0.1.0"
 
-__all__ = ["SENTIMENT_LABELS", "SentimentClassifier", "SentimentEnsemble", "__version__"]
+__all__ = ["SENTIMENT_LABELS", "SentimentClassifier", "SentimentEnsemble", "__version__", "load"]
 
 _LAZY = {"SentimentClassifier": ".estimator", "SentimentEnsemble": ".ensemble"}
+
+
+def load(path: str | os.PathLike, device: str | None = None) -> Any:
+    """Load what :meth:`SentimentClassifier.save` or :meth:`SentimentEnsemble.save` wrote.
+
+    A folder with an ``ensemble.json`` holds an ensemble; any other a single classifier.
+
+    Parameters
+    ----------
+    path : path-like
+        The saved folder (e.g. ``runs/demo/model``).
+    device : str, optional
+        Override the saved device (e.g. "cpu").
+
+    Returns
+    -------
+    SentimentClassifier or SentimentEnsemble
+        Fitted, predicting exactly as the saved one.
+
+    Examples
+    --------
+    >>> load("no/such/folder")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    FileNotFoundError: No saved wjsentiment model at 'no/such/folder'...
+    """
+    from .ensemble import ENSEMBLE_FILE
+
+    if (Path(path) / ENSEMBLE_FILE).is_file():
+        return __getattr__("SentimentEnsemble").load(path, device=device)
+    return __getattr__("SentimentClassifier").load(path, device=device)
 
 
 def __getattr__(name: str) -> Any:

@@ -397,13 +397,10 @@ def _load_labelled(args: argparse.Namespace, parser: argparse.ArgumentParser):
 
 
 def _load_model(path: str, device: str | None):
-    """Load a saved SentimentClassifier, or a SentimentEnsemble (a folder with ensemble.json)."""
-    from .ensemble import ENSEMBLE_FILE, SentimentEnsemble
-    from .estimator import SentimentClassifier
+    """Load a saved SentimentClassifier or SentimentEnsemble (see :func:`wjsentiment.load`)."""
+    from . import load
 
-    if (Path(path) / ENSEMBLE_FILE).is_file():
-        return SentimentEnsemble.load(path, device=device)
-    return SentimentClassifier.load(path, device=device)
+    return load(path, device=device)
 
 
 def _quiet_model(model: Any) -> None:

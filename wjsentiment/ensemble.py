@@ -9,6 +9,7 @@ the other, or in threads on separate GPUs when several exist.
 from __future__ import annotations
 
 import contextlib
+import inspect
 import json
 import os
 import re
@@ -19,9 +20,8 @@ from typing import Any
 
 import numpy as np
 from joblib import Parallel, delayed
-from scipy.optimize import minimize, minimize_scalar
+from scipy.optimize import minimize
 from sklearn.base import ClassifierMixin, clone
-from sklearn.model_selection import GroupShuffleSplit, train_test_split
 from sklearn.utils import Bunch, _safe_indexing
 from sklearn.utils._tags import get_tags
 from sklearn.utils.metaestimators import _BaseComposition
@@ -29,7 +29,10 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted
 from tqdm.auto import tqdm
 
+from . import calibration
+from .calibration import DECISIONS, decide, resolve_decision
 from .estimator import SentimentClassifier
+from .holdout import check_groups, holdout_split
 from .persistence import atomic_folder, decode_classes, encode_classes
 
 #: File holding the ensemble's own settings inside a saved ensemble folder.
@@ -41,8 +44,7 @@ DEFAULT_HOLDOUT_SEED = 0
 #: Member classes a saved ensemble may contain (load never imports anything else).
 SAVABLE_MEMBERS: dict[str, type] = {"SentimentClassifier": SentimentClassifier}
 
-_EPS = 1e-12
-_TEMPERATURE_BOUNDS = (1e-2, 1e2)
+_EPS = calibration.EPS
 _SAFE_FOLDER = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$")
 
 
@@ -94,11 +96,16 @@ def _nll(proba: np.ndarray, y: np.ndarray) -> float:
     return float(-np.mean(np.log(np.clip(picked, _EPS, None))))
 
 
+def _log(proba: np.ndarray) -> np.ndarray:
+    return np.log(np.clip(proba, _EPS, None))
+
+
 def apply_temperature(proba: Any, temperature: float) -> np.ndarray:
     """Temperature-scale probabilities: ``softmax(log(proba) / temperature)`` per row.
 
     A temperature above 1 softens the probabilities, below 1 sharpens them; 1 returns them
-    unchanged.
+    unchanged. See :func:`wjsentiment.calibration.calibrated_proba`, which does the same on
+    logits.
 
     Parameters
     ----------
@@ -128,18 +135,14 @@ def apply_temperature(proba: Any, temperature: float) -> np.ndarray:
     proba = np.asarray(proba, dtype=float)
     if temperature == 1.0:
         return proba
-    z = np.log(np.clip(proba, _EPS, None)) / float(temperature)
-    z -= z.max(axis=1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=1, keepdims=True)
+    return calibration.calibrated_proba(_log(proba), float(temperature))
 
 
 def fit_temperature(proba: Any, y: Any) -> float:
     """Fit the temperature that minimises the log-loss of :func:`apply_temperature`.
 
-    The search runs over ``log T`` in ``[log 0.01, log 100]``. The result is never worse than
-    ``T = 1`` (no scaling) on the data it was fitted on: if the search finds nothing better,
-    1.0 is returned.
+    :func:`wjsentiment.calibration.fit_temperature` on the log-probabilities: never worse than
+    ``T = 1`` on the data it was fitted on.
 
     Parameters
     ----------
@@ -165,17 +168,7 @@ def fit_temperature(proba: Any, y: Any) -> float:
     True
     """
     proba, y = _check_proba_targets(proba, y)
-    baseline = _nll(proba, y)
-
-    def objective(log_t: float) -> float:
-        return _nll(apply_temperature(proba, float(np.exp(log_t))), y)
-
-    lo, hi = np.log(_TEMPERATURE_BOUNDS)
-    result = minimize_scalar(objective, bounds=(lo, hi), method="bounded",
-                             options={"xatol": 1e-5})
-    if not np.isfinite(result.fun) or result.fun >= baseline:
-        return 1.0
-    return float(np.exp(result.x))
+    return calibration.fit_temperature(_log(proba), y)
 
 
 def fit_weights(probas: Sequence[Any], y: Any) -> np.ndarray:
@@ -268,7 +261,9 @@ class SentimentEnsemble(ClassifierMixin, _BaseComposition):
         worse there than equal weights). A list: fixed non-negative weights (normalised to
         sum to 1).
     calibrate : bool, default=False
-        Fit one temperature per member on the holdout (temperature scaling).
+        Fit one temperature per member on the holdout (temperature scaling). Not needed for
+        :class:`~wjsentiment.SentimentClassifier` members, which calibrate themselves by
+        default (their ``calibration`` parameter).
     validation_fraction : float, default=0.15
         Size of the stratified holdout used by ``calibrate`` and ``weights="auto"``. Its seed is
         the first int ``random_state`` among the members, else 0.
@@ -278,6 +273,11 @@ class SentimentEnsemble(ClassifierMixin, _BaseComposition):
         None means one thread per GPU. With one or no GPU members run one after the other.
     verbose : int, default=1
         0 is silent; 1 shows progress over members. Members keep their own ``verbose``.
+    decision : {"auto", "balanced", "argmax"}, default="auto"
+        How ``predict`` picks a class from the soft vote, as
+        :class:`~wjsentiment.SentimentClassifier`'s ``decision``: "balanced" divides by the
+        training class frequencies (``class_prior_``), "argmax" does not; "auto" is
+        "balanced" when a member trains with ``class_weight="balanced"`` or ``sampling``.
 
     Attributes
     ----------
@@ -291,6 +291,8 @@ class SentimentEnsemble(ClassifierMixin, _BaseComposition):
         Member weights used by the vote; they sum to 1.
     temperatures_ : numpy.ndarray of shape (n_members,)
         Member temperatures (all 1.0 without ``calibrate``).
+    class_prior_ : numpy.ndarray of shape (n_classes,)
+        Class frequencies of the labels ``fit`` saw, used by ``decision="balanced"``.
     validation_log_loss_ : dict or None
         With a holdout: its log-loss for each member (``"members"``, after calibration), for
         equal weights (``"equal_weights"``) and for the fitted vote (``"ensemble"``).
@@ -324,6 +326,7 @@ class SentimentEnsemble(ClassifierMixin, _BaseComposition):
         validation_fraction: float = 0.15,
         n_jobs: int | None = None,
         verbose: int = 1,
+        decision: str = "auto",
     ) -> None:
         self.estimators = estimators
         self.weights = weights
@@ -331,6 +334,7 @@ class SentimentEnsemble(ClassifierMixin, _BaseComposition):
         self.validation_fraction = validation_fraction
         self.n_jobs = n_jobs
         self.verbose = verbose
+        self.decision = decision
 
     # --------------------------------------------------------------- parameters of members
     def _members_spec(self) -> list[tuple[str, Any]]:
@@ -435,6 +439,9 @@ class SentimentEnsemble(ClassifierMixin, _BaseComposition):
         if isinstance(self.verbose, bool) or not isinstance(self.verbose, Integral) \
                 or self.verbose < 0:
             raise ValueError(f"verbose must be an int >= 0, got {self.verbose!r}.")
+        if self.decision not in DECISIONS:
+            raise ValueError(f"decision must be one of {list(DECISIONS)}, got "
+                             f"{self.decision!r}.")
         return names, members
 
     def _holdout_seed(self, members: list[Any]) -> int:
@@ -506,7 +513,9 @@ class SentimentEnsemble(ClassifierMixin, _BaseComposition):
         groups : array-like of shape (n,), optional
             Group of each sample (e.g. the emoji of the emoji set, whose two drawings must
             stay together). When given, the holdout keeps whole groups out, so the weights and
-            temperatures are fitted on groups the members have not seen.
+            temperatures are fitted on groups the members have not seen; members whose
+            ``fit`` takes ``groups`` get theirs too (their own validation and calibration
+            splits then keep groups whole).
 
         Returns
         -------
@@ -530,31 +539,26 @@ class SentimentEnsemble(ClassifierMixin, _BaseComposition):
         members = [clone(est) for est in specs]
         self._moved_devices = self._spread_over_gpus(members)
         holdout = isinstance(self.weights, str) or bool(self.calibrate)
-        X_fit, y_fit = X, y
-        if groups is not None and len(groups) != n:
-            raise ValueError(f"groups has {len(groups)} entries but X has {n} samples.")
+        groups = check_groups(groups, n)
+        fit_idx = np.arange(n)
         if holdout:
-            try:
-                if groups is not None:
-                    split = GroupShuffleSplit(n_splits=1, test_size=self.validation_fraction,
-                                              random_state=self._holdout_seed(specs))
-                    fit_idx, val_idx = next(split.split(np.arange(n), y, groups=groups))
-                else:
-                    fit_idx, val_idx = train_test_split(
-                        np.arange(n), test_size=self.validation_fraction, stratify=y,
-                        random_state=self._holdout_seed(specs))
-            except ValueError as exc:
+            fit_idx, val_idx = holdout_split(y, self.validation_fraction, groups=groups,
+                                             random_state=self._holdout_seed(specs))
+            if len(val_idx) == 0:
                 raise ValueError(
-                    f"validation_fraction={self.validation_fraction} cannot hold out a "
-                    f"stratified set for calibrate/weights='auto' ({exc}). Use more samples per "
+                    f"validation_fraction={self.validation_fraction} holds out no sample for "
+                    "calibrate/weights='auto': every class is too small. Use more samples per "
                     "class, a larger fraction, or weights=None with calibrate=False."
-                ) from exc
-            X_fit, y_fit = _safe_indexing(X, fit_idx), y[fit_idx]
+                )
+        X_fit = _safe_indexing(X, fit_idx) if holdout else X
+        y_fit, groups_fit = y[fit_idx], None if groups is None else groups[fit_idx]
 
-        fitted = self._run(lambda est: est.fit(X_fit, y_fit), members, desc="Fitting members")
+        fitted = self._run(lambda est: _fit_member(est, X_fit, y_fit, groups_fit), members,
+                           desc="Fitting members")
         self.estimators_ = fitted
         self.named_estimators_ = Bunch(**dict(zip(names, fitted)))
         self.classes_ = _shared_classes(names, fitted)
+        self.class_prior_ = _frequencies(y, self.classes_)
 
         n_members = len(fitted)
         self.temperatures_ = np.ones(n_members)
@@ -611,7 +615,7 @@ class SentimentEnsemble(ClassifierMixin, _BaseComposition):
         return np.average(np.stack(scaled), axis=0, weights=self.weights_)
 
     def predict(self, X: Any) -> np.ndarray:
-        """Class with the highest soft-vote probability.
+        """The class of each sample, by the ``decision`` rule over :meth:`predict_proba`.
 
         Returns
         -------
@@ -623,7 +627,28 @@ class SentimentEnsemble(ClassifierMixin, _BaseComposition):
         sklearn.exceptions.NotFittedError
             Before ``fit``.
         """
-        return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
+        return self.predict_from_proba(self.predict_proba(X))
+
+    def predict_from_proba(self, proba: Any) -> np.ndarray:
+        """The labels :meth:`predict` gives for soft-vote probabilities already computed.
+
+        Parameters
+        ----------
+        proba : array-like of shape (n, n_classes)
+            Probabilities from :meth:`predict_proba`.
+
+        Returns
+        -------
+        numpy.ndarray of shape (n,)
+            Labels from ``classes_``.
+        """
+        check_is_fitted(self, "estimators_")
+        balanced = any(_trains_balanced(est) for est in self.estimators_)
+        rule = resolve_decision(self.decision, balanced)
+        prior = getattr(self, "class_prior_", None)
+        if prior is None:  # saved before class_prior_ existed: the old argmax
+            prior = np.full(len(self.classes_), 1.0 / len(self.classes_))
+        return self.classes_[decide(proba, rule, prior)]
 
     # ------------------------------------------------------------------------ save / load
     @contextlib.contextmanager
@@ -688,6 +713,7 @@ class SentimentEnsemble(ClassifierMixin, _BaseComposition):
                     "validation_fraction": float(self.validation_fraction),
                     "n_jobs": None if self.n_jobs is None else int(self.n_jobs),
                     "verbose": int(self.verbose),
+                    "decision": self.decision,
                 },
                 "default_estimators": self.estimators is None,
                 "members": [{"name": name, "folder": folder, "estimator": type(est).__name__}
@@ -695,6 +721,7 @@ class SentimentEnsemble(ClassifierMixin, _BaseComposition):
                 "classes": encode_classes(np.asarray(self.classes_)),
                 "weights": [float(w) for w in self.weights_],
                 "temperatures": [float(t) for t in self.temperatures_],
+                "class_prior": [float(v) for v in self.class_prior_],
                 "validation_log_loss": self.validation_log_loss_,
             }
             (tmp / ENSEMBLE_FILE).write_text(json.dumps(config, indent=2))
@@ -753,6 +780,8 @@ class SentimentEnsemble(ClassifierMixin, _BaseComposition):
         ens.classes_ = decode_classes(config["classes"])
         ens.weights_ = np.array(config["weights"], dtype=float)
         ens.temperatures_ = np.array(config["temperatures"], dtype=float)
+        if "class_prior" in config:
+            ens.class_prior_ = np.array(config["class_prior"], dtype=float)
         ens.validation_log_loss_ = config.get("validation_log_loss")
         ens._moved_devices = {}
         return ens
@@ -772,6 +801,29 @@ def _normalised(weights: Any, n_members: int) -> np.ndarray:
         return np.full(n_members, 1.0 / n_members)
     w = np.asarray(weights, dtype=float)
     return w / w.sum()
+
+
+def _fit_member(est: Any, X: Any, y: np.ndarray, groups: np.ndarray | None) -> Any:
+    """Fit one member, passing ``groups`` when its ``fit`` takes them."""
+    if groups is not None and "groups" in inspect.signature(est.fit).parameters:
+        return est.fit(X, y, groups=groups)
+    return est.fit(X, y)
+
+
+def _trains_balanced(est: Any) -> bool:
+    """Whether a member trains with balanced class weights or class-balanced sampling."""
+    params = est.get_params(deep=False) if hasattr(est, "get_params") else {}
+    return params.get("class_weight") == "balanced" or params.get("sampling") is not None
+
+
+def _frequencies(y: np.ndarray, classes: np.ndarray) -> np.ndarray:
+    """How often each of ``classes`` occurs in ``y``."""
+    index = {c: i for i, c in enumerate(np.asarray(classes).tolist())}
+    counts = np.zeros(len(index))
+    for value in np.asarray(y).tolist():
+        if value in index:
+            counts[index[value]] += 1
+    return counts / max(1.0, counts.sum())
 
 
 def _shared_classes(names: list[str], members: list[Any]) -> np.ndarray:

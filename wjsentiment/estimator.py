@@ -18,11 +18,22 @@ import numpy as np
 import torch
 from scipy.sparse import issparse
 from sklearn.base import BaseEstimator, ClassifierMixin
-from sklearn.model_selection import train_test_split
 from sklearn.utils.class_weight import compute_class_weight
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, check_random_state
 
+from .calibration import (
+    CALIBRATION_FRACTION,
+    CALIBRATIONS,
+    DECISIONS,
+    MIN_CALIBRATION_SAMPLES,
+    calibrated_proba,
+    decide,
+    fit_temperature,
+    logit_adjustment,
+    resolve_decision,
+)
+from .holdout import check_groups, holdout_split
 from .images.cache import get_store
 from .images.decode import BadImageError, input_key
 from .models.features import frozen_features
@@ -31,8 +42,10 @@ from .models.network import SentimentNet, build_network
 from .persistence import decode_classes, encode_classes, load_bundle, save_bundle
 from .training.batches import FeatureBatches, ImageBatches
 from .training.loop import (
+    AVERAGING,
     ON_DIVERGENCE,
     PRECISIONS,
+    TTA,
     TrainConfig,
     predict_logits,
     train_model,
@@ -175,12 +188,37 @@ class SentimentClassifier(ClassifierMixin, BaseEstimator):
     sampling : None, "undersample" or "oversample", default=None
         Draw the same number of images of every class each epoch.
     validation_fraction : float, default=0.0
-        Stratified holdout for the validation curves in ``history_`` and early stopping.
+        Share of the images held out of training (stratified by class; by group when ``fit``
+        gets ``groups``) for the validation curves in ``history_``, early stopping and
+        calibration.
     early_stopping : bool, default=False
         Stop when validation macro-F1 has not improved for ``n_iter_no_change`` epochs and
         restore the best epoch's weights. Needs ``validation_fraction > 0``.
     n_iter_no_change : int, default=5
         Patience of early stopping, in epochs.
+    calibration : {"temperature", None}, default="temperature"
+        "temperature": after training, divide the logits by the temperature that minimises
+        the log-loss of held-out images (``temperature_``), so the probabilities are neither
+        over- nor under-confident. The held-out images are the validation split; with
+        ``validation_fraction=0``, 10% of the images (by class and group) are held out for
+        it and the model trains on the rest. With fewer than 20 held-out images the
+        temperature stays 1, with a warning. None: no temperature, every image trains.
+        Either way the probabilities are corrected for ``class_weight`` and ``sampling``
+        (``logit_adjustment_``), so they estimate the real class frequencies.
+    decision : {"auto", "balanced", "argmax"}, default="auto"
+        How ``predict`` picks a class from the probabilities. "argmax": the most probable
+        class (best accuracy). "balanced": the class whose probability is largest relative
+        to its training frequency (``class_prior_``), which targets macro-F1 and balanced
+        accuracy. "auto": "balanced" when ``class_weight="balanced"`` or ``sampling`` is set,
+        else "argmax". Changes predictions, never probabilities.
+    averaging : {None, "ema"}, default=None
+        "ema": keep an exponential moving average of the weights (and batch-norm statistics)
+        over the run, with a time constant of a tenth of its steps, and use it as the model
+        (validation and early stopping watch the average).
+    tta : {None, "flip"}, default=None
+        Test-time augmentation. "flip": the logits of each image are the mean over the
+        image and its horizontal mirror (twice the prediction cost). Used for calibration
+        too. No effect with ``finetune="head"``.
     device : str, default="auto"
         "auto" (CUDA when available), "cpu", "cuda", "cuda:1", ...
     precision : {"auto", "fp32", "bf16"}, default="auto"
@@ -225,6 +263,12 @@ class SentimentClassifier(ClassifierMixin, BaseEstimator):
         Epochs run.
     best_epoch_ : int
         Epoch whose weights the model holds.
+    temperature_ : float
+        Temperature dividing the logits (1.0 without calibration).
+    logit_adjustment_ : numpy.ndarray of shape (n_classes,)
+        Added to the scaled logits to undo ``class_weight`` and ``sampling``.
+    class_prior_ : numpy.ndarray of shape (n_classes,)
+        Class frequencies of the training labels, used by ``decision="balanced"``.
     skipped_ : list of SkippedImage
         Inputs left out of training (with ``on_bad_image="skip"``).
     weights_source_ : str
@@ -266,6 +310,10 @@ class SentimentClassifier(ClassifierMixin, BaseEstimator):
         validation_fraction: float = 0.0,
         early_stopping: bool = False,
         n_iter_no_change: int = 5,
+        calibration: str | None = "temperature",
+        decision: str = "auto",
+        averaging: str | None = None,
+        tta: str | None = None,
         device: str = "auto",
         precision: str = "auto",
         num_workers: int | str = "auto",
@@ -294,6 +342,10 @@ class SentimentClassifier(ClassifierMixin, BaseEstimator):
         self.validation_fraction = validation_fraction
         self.early_stopping = early_stopping
         self.n_iter_no_change = n_iter_no_change
+        self.calibration = calibration
+        self.decision = decision
+        self.averaging = averaging
+        self.tta = tta
         self.device = device
         self.precision = precision
         self.num_workers = num_workers
@@ -340,6 +392,10 @@ class SentimentClassifier(ClassifierMixin, BaseEstimator):
                 "e.g. 0.15."
             )
         _check_number("n_iter_no_change", self.n_iter_no_change, Integral, 1)
+        _check_choice("calibration", self.calibration, CALIBRATIONS)
+        _check_choice("decision", self.decision, DECISIONS)
+        _check_choice("averaging", self.averaging, AVERAGING)
+        _check_choice("tta", self.tta, TTA)
         _check_choice("precision", self.precision, PRECISIONS)
         if self.num_workers != "auto":
             _check_number("num_workers", self.num_workers, Integral, 1)
@@ -400,7 +456,7 @@ class SentimentClassifier(ClassifierMixin, BaseEstimator):
         result = store.add(items, num_workers=self._workers(), verbose=self.verbose, pin=True)
         return store, result
 
-    def fit(self, X: Any, y: Any) -> SentimentClassifier:
+    def fit(self, X: Any, y: Any, groups: Any = None) -> SentimentClassifier:
         """Fine-tune the backbone and head on images X with labels y.
 
         Parameters
@@ -408,6 +464,12 @@ class SentimentClassifier(ClassifierMixin, BaseEstimator):
         X : sequence of paths or PIL images, or uint8 array (n, H, W, 3)
         y : array-like of shape (n,)
             Class labels (strings or ints).
+        groups : array-like of shape (n,), optional
+            Group of each image (e.g. the emoji both drawings of which must stay together, or
+            near-duplicate photos). The held-out split for ``history_``, early stopping and
+            calibration then keeps each group on one side. Inside scikit-learn's model
+            selection, route it with ``set_fit_request(groups=True)`` under
+            ``sklearn.set_config(enable_metadata_routing=True)``.
 
         Returns
         -------
@@ -419,6 +481,8 @@ class SentimentClassifier(ClassifierMixin, BaseEstimator):
             For bad parameters, an X/y length mismatch, an empty X, or fewer than 2 classes.
         BadImageError
             For an image that cannot be decoded, with ``on_bad_image="raise"``.
+        TrainingDivergedError
+            When the loss becomes non-finite, with ``on_divergence="raise"``.
         """
         self._validate_params()
         items = as_image_inputs(X)
@@ -429,6 +493,7 @@ class SentimentClassifier(ClassifierMixin, BaseEstimator):
             raise ValueError(f"X has {len(items)} images but y has {len(y)} labels; they must "
                              "match.")
         check_classification_targets(y)
+        groups = check_groups(groups, len(items))
 
         device = self._torch_device()
         precision = self._precision(device)
@@ -453,20 +518,8 @@ class SentimentClassifier(ClassifierMixin, BaseEstimator):
                 f"y needs at least 2 classes to train a classifier; got {self.n_classes_} "
                 f"({list(self.classes_)})."
             )
-
-        train_idx = np.arange(len(rows))
-        valid_idx = None
-        if self.validation_fraction > 0:
-            try:
-                train_idx, valid_idx = train_test_split(
-                    train_idx, test_size=self.validation_fraction, stratify=y_enc,
-                    random_state=seed)
-            except ValueError as exc:
-                raise ValueError(
-                    f"validation_fraction={self.validation_fraction} cannot hold out a "
-                    f"stratified validation set ({exc}). Use more images per class or a larger "
-                    "fraction."
-                ) from exc
+        train_idx, valid_idx = self._holdout(y_enc, None if groups is None else groups[keep],
+                                             seed)
 
         spec = {"backbone": self.backbone, "head": self.head, "n_classes": self.n_classes_}
         with torch.random.fork_rng(devices=[]):
@@ -484,7 +537,8 @@ class SentimentClassifier(ClassifierMixin, BaseEstimator):
             augment=self.augment, early_stopping=self.early_stopping,
             n_iter_no_change=self.n_iter_no_change, precision=precision,
             cuda_graphs=self.cuda_graphs if self.finetune == "full" else False,
-            on_divergence=self.on_divergence, verbose=self.verbose, seed=seed,
+            on_divergence=self.on_divergence, averaging=self.averaging,
+            verbose=self.verbose, seed=seed,
         )
         self._features_key = None
         if self.finetune == "head":
@@ -514,7 +568,30 @@ class SentimentClassifier(ClassifierMixin, BaseEstimator):
         self.history_ = result.history
         self.n_epochs_ = result.n_epochs
         self.best_epoch_ = result.best_epoch
+        self._calibrate(y_enc, store, rows, valid_idx, device, precision)
         return self
+
+    def _holdout(self, y_enc: np.ndarray, groups: np.ndarray | None,
+                 seed: int) -> tuple[np.ndarray, np.ndarray | None]:
+        """Training and held-out positions: the validation split, or with calibration and
+        no validation split, a :data:`~wjsentiment.calibration.CALIBRATION_FRACTION` holdout
+        (none when it would be too small to calibrate: then every image trains)."""
+        everything = np.arange(len(y_enc))
+        if self.validation_fraction > 0:
+            train_idx, valid_idx = holdout_split(y_enc, self.validation_fraction,
+                                                 groups=groups, random_state=seed)
+            if len(valid_idx) == 0:
+                raise ValueError(
+                    f"validation_fraction={self.validation_fraction} holds out no image: "
+                    "every class is too small. Use more images per class or a larger fraction."
+                )
+            return train_idx, valid_idx
+        if self.calibration is not None:
+            train_idx, valid_idx = holdout_split(y_enc, CALIBRATION_FRACTION, groups=groups,
+                                                 random_state=seed, name="calibration")
+            if len(valid_idx) >= MIN_CALIBRATION_SAMPLES:
+                return train_idx, valid_idx
+        return everything, None
 
     def _class_weights(self, y_enc: np.ndarray) -> np.ndarray | None:
         if self.class_weight is None:
@@ -530,6 +607,36 @@ class SentimentClassifier(ClassifierMixin, BaseEstimator):
             )
         return np.array([float(self.class_weight.get(c, 1.0)) for c in self.classes_.tolist()])
 
+    def _balanced_training(self) -> bool:
+        return self.class_weight == "balanced" or self.sampling is not None
+
+    def _trained_prior(self, class_prior: np.ndarray, y_enc: np.ndarray) -> np.ndarray:
+        """The class frequencies training saw, after sampling and class weights."""
+        seen = np.ones_like(class_prior) if self.sampling is not None else class_prior
+        weights = self._class_weights(y_enc)
+        return seen * weights if weights is not None else seen
+
+    def _calibrate(self, y_enc: np.ndarray, store, rows: np.ndarray,
+                   valid_idx: np.ndarray | None, device: torch.device, precision: str) -> None:
+        """Set ``class_prior_``, ``logit_adjustment_`` and (with calibration) ``temperature_``."""
+        self.class_prior_ = np.bincount(y_enc, minlength=self.n_classes_) / len(y_enc)
+        self.logit_adjustment_ = logit_adjustment(self.class_prior_,
+                                                  self._trained_prior(self.class_prior_, y_enc))
+        self.temperature_ = 1.0
+        if self.calibration is None:
+            return
+        n_held = 0 if valid_idx is None else len(valid_idx)
+        if n_held < MIN_CALIBRATION_SAMPLES:
+            warnings.warn(
+                f"calibration={self.calibration!r} needs at least {MIN_CALIBRATION_SAMPLES} "
+                f"held-out images and {n_held} were held out, so the temperature stays 1. Use "
+                "more images or a larger validation_fraction, or calibration=None.",
+                UserWarning, stacklevel=3,
+            )
+            return
+        logits = self._logits(store, rows[valid_idx], device, precision)
+        self.temperature_ = fit_temperature(logits, y_enc[valid_idx], self.logit_adjustment_)
+
     # -------------------------------------------------------------------------- predicting
     def _predict_batch_size(self, device: torch.device) -> int:
         return max(self.batch_size, 256) if device.type == "cuda" else max(self.batch_size, 64)
@@ -539,8 +646,36 @@ class SentimentClassifier(ClassifierMixin, BaseEstimator):
             self.model_.to(device)
         return self.model_
 
+    def _logits(self, store, rows: np.ndarray, device: torch.device,
+                precision: str) -> np.ndarray:
+        """The network's logits for decoded rows of ``store``, as float64, checked finite."""
+        net = self._model_on(device)
+        net.eval()
+        batch = self._predict_batch_size(device)
+        if self.finetune == "head" and getattr(self, "_features_key", None) is not None:
+            feats = frozen_features(net, self._features_key, store, rows, device,
+                                    precision, batch_size=batch, verbose=self.verbose)
+            logits = predict_logits(net.head, FeatureBatches(torch.from_numpy(feats), device),
+                                    batch, device, precision)
+        else:
+            net.to(memory_format=torch.channels_last)
+            # One pass: stream the batches (copies overlap compute) rather than upload first.
+            source = ImageBatches(store, rows, device, resident=False)
+            logits = predict_logits(net, source, batch, device, precision,
+                                    tta=self.tta)
+        logits = logits.double().cpu().numpy()
+        if not np.isfinite(logits).all():
+            raise FloatingPointError(
+                "The model gave non-finite probabilities: its weights or these images' pixels "
+                "hold NaN or infinity. Refit it (see on_divergence)."
+            )
+        return logits
+
     def predict_proba(self, X: Any) -> np.ndarray:
         """Class probabilities, one row per image, columns in the order of ``classes_``.
+
+        The network's logits, divided by ``temperature_`` and shifted by
+        ``logit_adjustment_`` (see the ``calibration`` parameter).
 
         Parameters
         ----------
@@ -557,6 +692,8 @@ class SentimentClassifier(ClassifierMixin, BaseEstimator):
             Before ``fit``.
         BadImageError
             If an image cannot be decoded.
+        FloatingPointError
+            If the model gives non-finite values.
         """
         check_is_fitted(self, "model_")
         items = as_image_inputs(X)
@@ -564,30 +701,11 @@ class SentimentClassifier(ClassifierMixin, BaseEstimator):
         if decoded.errors:
             raise _first_error(decoded.errors)
         device = self._torch_device()
-        precision = self._precision(device)
-        net = self._model_on(device)
-        net.eval()
-        batch = self._predict_batch_size(device)
-        if self.finetune == "head" and getattr(self, "_features_key", None) is not None:
-            feats = frozen_features(net, self._features_key, store, decoded.rows, device,
-                                    precision, batch_size=batch, verbose=self.verbose)
-            logits = predict_logits(net.head, FeatureBatches(torch.from_numpy(feats), device),
-                                    batch, device, precision)
-        else:
-            net.to(memory_format=torch.channels_last)
-            # One pass: stream the batches (copies overlap compute) rather than upload first.
-            source = ImageBatches(store, decoded.rows, device, resident=False)
-            logits = predict_logits(net, source, batch, device, precision)
-        proba = torch.softmax(logits.double(), dim=1).cpu().numpy()
-        if not np.isfinite(proba).all():
-            raise FloatingPointError(
-                "The model gave non-finite probabilities: its weights or these images' pixels "
-                "hold NaN or infinity. Refit it (see on_divergence)."
-            )
-        return proba / proba.sum(axis=1, keepdims=True)
+        logits = self._logits(store, decoded.rows, device, self._precision(device))
+        return calibrated_proba(logits, self.temperature_, self.logit_adjustment_)
 
     def predict(self, X: Any) -> np.ndarray:
-        """Most probable class of each image.
+        """The class of each image, by the ``decision`` rule over :meth:`predict_proba`.
 
         Parameters
         ----------
@@ -598,8 +716,27 @@ class SentimentClassifier(ClassifierMixin, BaseEstimator):
         numpy.ndarray of shape (n,)
             Labels from ``classes_``.
         """
-        proba = self.predict_proba(X)
-        return self.classes_[np.argmax(proba, axis=1)]
+        return self.predict_from_proba(self.predict_proba(X))
+
+    def predict_from_proba(self, proba: Any) -> np.ndarray:
+        """The labels :meth:`predict` gives for probabilities already computed.
+
+        Applies the ``decision`` rule, so a caller that needs both the probabilities and
+        the labels predicts once.
+
+        Parameters
+        ----------
+        proba : array-like of shape (n, n_classes)
+            Probabilities from :meth:`predict_proba`.
+
+        Returns
+        -------
+        numpy.ndarray of shape (n,)
+            Labels from ``classes_``.
+        """
+        check_is_fitted(self, "model_")
+        rule = resolve_decision(self.decision, self._balanced_training())
+        return self.classes_[decide(proba, rule, self.class_prior_)]
 
     # ------------------------------------------------------------------ pickling and saving
     def __getstate__(self) -> dict:
@@ -655,6 +792,11 @@ class SentimentClassifier(ClassifierMixin, BaseEstimator):
             "best_epoch": self.best_epoch_,
             "weights_source": self.weights_source_,
             "skipped": [list(s) for s in self.skipped_],
+            "calibration": {
+                "temperature": float(self.temperature_),
+                "logit_adjustment": [float(v) for v in self.logit_adjustment_],
+                "class_prior": [float(v) for v in self.class_prior_],
+            },
         }
         return str(save_bundle(path, self.model_.state_dict(), config))
 
@@ -684,6 +826,9 @@ class SentimentClassifier(ClassifierMixin, BaseEstimator):
             raise ValueError(f"{str(path)!r} holds a {config.get('estimator')}, not a "
                              f"{cls.__name__}.")
         params = dict(config["params"])
+        calibration = config.get("calibration")
+        if calibration is None:  # saved before calibration existed: it was not calibrated
+            params.setdefault("calibration", None)
         class_weight = config["class_weight"]
         if isinstance(class_weight, dict):
             class_weight = {k: v for k, v in class_weight["pairs"]}
@@ -701,6 +846,13 @@ class SentimentClassifier(ClassifierMixin, BaseEstimator):
         est.weights_source_ = config["weights_source"]
         est.skipped_ = [SkippedImage(*s) for s in config["skipped"]]
         est._features_key = None
+        n = est.n_classes_
+        if calibration is None:
+            calibration = {"temperature": 1.0, "logit_adjustment": [0.0] * n,
+                           "class_prior": [1.0 / n] * n}
+        est.temperature_ = float(calibration["temperature"])
+        est.logit_adjustment_ = np.asarray(calibration["logit_adjustment"], dtype=float)
+        est.class_prior_ = np.asarray(calibration["class_prior"], dtype=float)
         return est
 
 

@@ -37,6 +37,8 @@ POLARITY: dict[str, str] = {
 }
 #: The polarity classes, in order.
 POLARITY_LABELS: tuple[str, ...] = ("negative", "neutral", "positive")
+#: Equal-width confidence bins of the expected calibration error and the reliability diagram.
+CALIBRATION_BINS = 10
 
 
 def sentiment_positions(labels: Sequence[Any]) -> list[int] | None:
@@ -160,6 +162,9 @@ class EvaluationReport:
     confusion_matrix : numpy.ndarray of shape (n_labels, n_labels)
         Rows: true class, columns: predicted class.
     log_loss : float
+    expected_calibration_error : float
+        Top-label ECE over :data:`CALIBRATION_BINS` equal-width confidence bins; see
+        :func:`expected_calibration_error`.
     mean_absolute_error : float or None
         For sentiment labels: mean distance, in classes of the five-point scale, between the
         true and predicted class.
@@ -179,6 +184,7 @@ class EvaluationReport:
     support: np.ndarray
     confusion_matrix: np.ndarray
     log_loss: float
+    expected_calibration_error: float = float("nan")
     mean_absolute_error: float | None = None
     quadratic_kappa: float | None = None
     polarity: PolarityReport | None = field(default=None)
@@ -211,6 +217,7 @@ class EvaluationReport:
             "accuracy": _num(self.accuracy),
             "macro_f1": _num(self.macro_f1),
             "log_loss": _num(self.log_loss),
+            "expected_calibration_error": _num(self.expected_calibration_error),
             "per_class": {
                 str(label): {"precision": _num(p), "recall": _num(r), "f1": _num(f),
                              "support": int(s)}
@@ -226,7 +233,8 @@ class EvaluationReport:
     def __str__(self) -> str:
         lines = [f"Evaluation on {self.n_samples} samples",
                  f"accuracy  {self.accuracy:.4f}    macro-F1  {self.macro_f1:.4f}    "
-                 f"log-loss  {self.log_loss:.4f}"]
+                 f"log-loss  {self.log_loss:.4f}    "
+                 f"ECE  {_fmt(self.expected_calibration_error)}"]
         if self.mean_absolute_error is not None:
             lines.append(f"mean absolute error (classes)  {self.mean_absolute_error:.4f}    "
                          f"quadratic kappa  {_fmt(self.quadratic_kappa)}")
@@ -240,8 +248,76 @@ class EvaluationReport:
         return "\n".join(lines)
 
 
+def reliability_table(y_true: Any, proba: Any, classes: Sequence[Any], *,
+                      n_bins: int = CALIBRATION_BINS) -> pd.DataFrame:
+    """Accuracy against confidence, in equal-width bins of the top predicted probability.
+
+    The confidence of a prediction is its largest probability; it is right when that class
+    is the true one. A calibrated model is right as often as it is confident, in every bin.
+
+    Parameters
+    ----------
+    y_true : array-like of shape (n,)
+        True labels.
+    proba : array-like of shape (n, n_classes)
+        Predicted probabilities, columns in the order of ``classes``.
+    classes : sequence
+        The model's ``classes_``.
+    n_bins : int, default=10
+        Bins of equal width over [0, 1].
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per bin: ``lower``, ``upper``, ``count``, ``confidence`` (mean top
+        probability) and ``accuracy`` (NaN in empty bins).
+
+    Examples
+    --------
+    >>> table = reliability_table(["a", "b"], [[0.9, 0.1], [0.7, 0.3]], ["a", "b"], n_bins=2)
+    >>> table[["count", "confidence", "accuracy"]].values.tolist()
+    [[0.0, nan, nan], [2.0, 0.8, 0.5]]
+    """
+    proba = np.asarray(proba, dtype=float)
+    classes_arr = np.asarray(classes)
+    y_true = np.asarray(y_true)
+    if proba.ndim != 2 or proba.shape != (len(y_true), len(classes_arr)):
+        raise ValueError(f"proba must have shape (n_samples, n_classes) = ({len(y_true)}, "
+                         f"{len(classes_arr)}), got {proba.shape}.")
+    confidence = proba.max(axis=1)
+    correct = (classes_arr[proba.argmax(axis=1)] == y_true).astype(float)
+    edges = np.linspace(0.0, 1.0, n_bins + 1)
+    which = np.clip(np.digitize(confidence, edges[1:-1], right=True), 0, n_bins - 1)
+    count = np.bincount(which, minlength=n_bins).astype(float)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean_conf = np.bincount(which, confidence, minlength=n_bins) / count
+        accuracy = np.bincount(which, correct, minlength=n_bins) / count
+    return pd.DataFrame({"lower": edges[:-1], "upper": edges[1:], "count": count,
+                         "confidence": mean_conf, "accuracy": accuracy})
+
+
+def expected_calibration_error(y_true: Any, proba: Any, classes: Sequence[Any], *,
+                               n_bins: int = CALIBRATION_BINS) -> float:
+    """Top-label expected calibration error (ECE).
+
+    The mean, over equal-width bins of confidence weighted by their share of the samples,
+    of ``|accuracy - confidence|`` (see :func:`reliability_table`). 0 is perfectly calibrated.
+    On a few hundred samples binning noise alone gives a few hundredths.
+
+    Examples
+    --------
+    >>> expected_calibration_error(["a", "b"], [[0.9, 0.1], [0.7, 0.3]], ["a", "b"])
+    0.4
+    """
+    table = reliability_table(y_true, proba, classes, n_bins=n_bins)
+    filled = table["count"] > 0
+    gaps = (table["accuracy"] - table["confidence"]).abs()[filled]
+    return float(round((gaps * table["count"][filled]).sum() / table["count"].sum(), 12))
+
+
 def report_from_predictions(y_true: Any, proba: Any, classes: Sequence[Any], *,
-                            labels: Sequence[Any] | None = None) -> EvaluationReport:
+                            labels: Sequence[Any] | None = None,
+                            y_pred: Any = None) -> EvaluationReport:
     """Build an :class:`EvaluationReport` from true labels and predicted probabilities.
 
     Parameters
@@ -257,6 +333,9 @@ def report_from_predictions(y_true: Any, proba: Any, classes: Sequence[Any], *,
         know (e.g. all of :data:`~wjsentiment.labels.SENTIMENT_LABELS` for a model trained on
         four of them; it gives them probability 0). Default: ``classes`` in ordinal sentiment
         order when every class is a sentiment label, else in the order of ``classes``.
+    y_pred : array-like of shape (n,), optional
+        The predicted labels, when the model picks classes by another rule than the most
+        probable one (``decision="balanced"``). Default: the most probable class.
 
     Returns
     -------
@@ -306,7 +385,12 @@ def report_from_predictions(y_true: Any, proba: Any, classes: Sequence[Any], *,
                          f"({class_list}); evaluate on labels the model was trained on, or "
                          "list them in labels.")
 
-    y_pred = classes_arr[np.argmax(proba, axis=1)]
+    if y_pred is None:
+        y_pred = classes_arr[np.argmax(proba, axis=1)]
+    y_pred = np.asarray(y_pred)
+    if y_pred.shape != y_true.shape:
+        raise ValueError(f"y_pred must have one label per sample ({len(y_true)}), got shape "
+                         f"{y_pred.shape}.")
     # Labels the model does not know get probability 0; log_loss reads columns in sorted order.
     extra = [v for v in labels if v not in known]
     all_classes = np.asarray(class_list + extra)
@@ -323,6 +407,7 @@ def report_from_predictions(y_true: Any, proba: Any, classes: Sequence[Any], *,
         precision=precision, recall=recall, f1=f1, support=support,
         confusion_matrix=confusion_matrix(y_true, y_pred, labels=labels),
         log_loss=float(log_loss(y_true, all_proba[:, order], labels=all_classes[order])),
+        expected_calibration_error=expected_calibration_error(y_true, all_proba, all_classes),
     )
     positions = sentiment_positions(labels)
     if positions is not None:
@@ -379,7 +464,27 @@ def evaluate(estimator: Any, X: Any, y: Any, *,
     """
     check_is_fitted(estimator)
     proba = estimator.predict_proba(X)
-    return report_from_predictions(y, proba, estimator.classes_, labels=labels)
+    return report_from_predictions(y, proba, estimator.classes_, labels=labels,
+                                   y_pred=predictions_from_proba(estimator, proba))
+
+
+def predictions_from_proba(estimator: Any, proba: Any) -> np.ndarray:
+    """The labels ``estimator.predict`` would give, from probabilities already computed.
+
+    Uses the estimator's ``predict_from_proba`` (its decision rule) when it has one, else the
+    most probable class, as scikit-learn's classifiers predict.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn.dummy import DummyClassifier
+    >>> model = DummyClassifier().fit([[0], [1]], ["a", "b"])
+    >>> predictions_from_proba(model, np.array([[0.2, 0.8]])).tolist()
+    ['b']
+    """
+    if hasattr(estimator, "predict_from_proba"):
+        return np.asarray(estimator.predict_from_proba(proba))
+    return np.asarray(estimator.classes_)[np.argmax(np.asarray(proba), axis=1)]
 
 
 def _polarity_report(y_true: np.ndarray, y_pred: np.ndarray,
@@ -415,5 +520,7 @@ def _matrix_text(matrix: np.ndarray, labels: Sequence[Any]) -> str:
     return pd.DataFrame(matrix, index=names, columns=names).to_string()
 
 
-__all__ = ["POLARITY", "POLARITY_LABELS", "EvaluationReport", "PolarityReport", "evaluate",
-           "ordinal_labels", "report_from_predictions", "sentiment_positions", "to_polarity"]
+__all__ = ["CALIBRATION_BINS", "POLARITY", "POLARITY_LABELS", "EvaluationReport",
+           "PolarityReport", "evaluate", "expected_calibration_error", "ordinal_labels",
+           "predictions_from_proba", "reliability_table", "report_from_predictions",
+           "sentiment_positions", "to_polarity"]

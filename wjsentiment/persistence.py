@@ -25,7 +25,9 @@ __all__ = ["atomic_file", "atomic_folder", "decode_classes", "encode_classes", "
 
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
-FORMAT_VERSION = 1
+#: Version of the saved-model layout. 2 adds the calibration (temperature, logit adjustment,
+#: class prior); version 1 folders still load, uncalibrated.
+FORMAT_VERSION = 2
 
 
 def encode_classes(classes: np.ndarray) -> dict[str, Any]:

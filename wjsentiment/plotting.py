@@ -1,4 +1,5 @@
-"""Plots: training curves, confusion matrix, class distribution; and an atomic figure save.
+"""Plots: training curves, confusion matrix, reliability diagram, class distribution; and an
+atomic figure save.
 
 Figures are built with :class:`matplotlib.figure.Figure` rather than pyplot, so the functions
 work on any backend (Agg included), keep no global state and show once in notebooks.
@@ -15,7 +16,13 @@ import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from .evaluation import EvaluationReport, ordinal_labels
+from .evaluation import (
+    CALIBRATION_BINS,
+    EvaluationReport,
+    expected_calibration_error,
+    ordinal_labels,
+    reliability_table,
+)
 from .persistence import atomic_file
 
 #: (panel title, history key suffix) of the three training-curve panels.
@@ -166,6 +173,57 @@ def plot_confusion_matrix(report_or_y_true: Any, y_pred: Any = None, *,
     return fig
 
 
+def plot_reliability_diagram(y_true: Any, proba: Any, classes: Sequence[Any], *,
+                             n_bins: int = CALIBRATION_BINS, ax: Axes | None = None) -> Figure:
+    """Reliability diagram: how often the model is right against how confident it is.
+
+    One bar per equal-width bin of the top predicted probability, as high as the accuracy
+    of the predictions in it, beside the diagonal a calibrated model follows. Bars below the
+    diagonal mean over-confidence. The title gives the expected calibration error; each bar
+    is labelled with its number of samples.
+
+    Parameters
+    ----------
+    y_true : array-like of shape (n,)
+        True labels.
+    proba : array-like of shape (n, n_classes)
+        Predicted probabilities, columns in the order of ``classes``.
+    classes : sequence
+        The model's ``classes_``.
+    n_bins : int, default=10
+    ax : matplotlib Axes, optional
+        Where to draw; by default a new figure.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+
+    Examples
+    --------
+    >>> fig = plot_reliability_diagram(["a", "b", "a"], [[0.9, 0.1], [0.6, 0.4], [0.3, 0.7]],
+    ...                                ["a", "b"])
+    >>> fig.axes[0].get_title()
+    'Reliability (ECE 0.467)'
+    """
+    table = reliability_table(y_true, proba, classes, n_bins=n_bins)
+    ece = expected_calibration_error(y_true, proba, classes, n_bins=n_bins)
+    fig, ax = _figure_and_axes(ax, (5.5, 5.0))
+    width = 1.0 / n_bins
+    filled = table["count"] > 0
+    bars = ax.bar(table["lower"][filled], table["accuracy"][filled], width=width, align="edge",
+                  color="#4c72b0", edgecolor="white", label="accuracy")
+    ax.bar(table["lower"][filled], (table["confidence"] - table["accuracy"])[filled],
+           bottom=table["accuracy"][filled], width=width, align="edge", color="#dd8452",
+           alpha=0.35, edgecolor="none", label="gap to confidence")
+    ax.bar_label(bars, labels=[f"{int(c)}" for c in table["count"][filled]], fontsize=7,
+                 padding=2)
+    ax.plot([0, 1], [0, 1], color="0.3", linestyle="--", linewidth=1, label="calibrated")
+    ax.set(xlim=(0, 1), ylim=(0, 1.05), xlabel="confidence (top predicted probability)",
+           ylabel="accuracy", title=f"Reliability (ECE {ece:.3f})")
+    ax.legend(loc="upper left", fontsize=8)
+    return fig
+
+
 def plot_class_distribution(y: Any, *, labels: Sequence[Any] | None = None,
                             ax: Axes | None = None) -> Figure:
     """Bar chart of the number of samples per class, in ordinal order.
@@ -275,4 +333,4 @@ def _normalized(cm: np.ndarray, normalize: str | None) -> np.ndarray:
 
 
 __all__ = ["CURVE_PANELS", "plot_class_distribution", "plot_confusion_matrix",
-           "plot_training_curves", "save_figure"]
+           "plot_reliability_diagram", "plot_training_curves", "save_figure"]

@@ -1,10 +1,12 @@
 """Backbones (timm), heads, the full network and the frozen-feature cache."""
 
 from .backbones import (
+    WEIGHT_PACKAGES,
     WeightsUnavailableError,
     create_backbone,
     lite0_package_weights,
     load_backbone_weights,
+    package_weights,
     read_state_dict,
 )
 from .feature_files import feature_cache_dir, set_feature_cache_dir
@@ -14,6 +16,7 @@ from .network import SentimentNet, build_network
 
 __all__ = [
     "HEADS",
+    "WEIGHT_PACKAGES",
     "SentimentNet",
     "WeightsUnavailableError",
     "build_head",
@@ -24,6 +27,7 @@ __all__ = [
     "frozen_features",
     "lite0_package_weights",
     "load_backbone_weights",
+    "package_weights",
     "read_state_dict",
     "set_feature_cache_dir",
 ]

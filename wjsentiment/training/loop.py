@@ -12,6 +12,7 @@ import numpy as np
 import torch
 from sklearn.metrics import f1_score
 from torch import nn
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm.auto import tqdm
 
 from .augment import random_resized_crop_flip
@@ -23,6 +24,12 @@ from .steps import EagerStep, GraphedStep, autocast
 PRECISIONS = ("auto", "fp32", "bf16")
 #: What training does when the loss or the weights become non-finite.
 ON_DIVERGENCE = ("raise", "restore")
+#: Weight averaging the loop can apply: None, or an exponential moving average of the weights.
+AVERAGING = (None, "ema")
+#: Time constant of the weight EMA, as a share of all training steps.
+EMA_HORIZON = 0.1
+#: Test-time augmentations of prediction: None, or the mean logits of an image and its mirror.
+TTA = (None, "flip")
 
 
 class TrainingDivergedError(FloatingPointError):
@@ -71,6 +78,7 @@ class TrainConfig:
     precision: str = "fp32"
     cuda_graphs: bool | str = "auto"
     on_divergence: str = "raise"
+    averaging: str | None = None
     verbose: int = 1
     seed: int = 0
 
@@ -164,15 +172,23 @@ def _epoch_order(y: np.ndarray, sampling: str | None, rng: np.random.Generator) 
 
 @torch.inference_mode()
 def predict_logits(module: nn.Module, source, batch_size: int, device: torch.device,
-                   precision: str) -> torch.Tensor:
-    """Logits of every sample of ``source``, in order, in eval mode, as float32 on the device."""
+                   precision: str, tta: str | None = None) -> torch.Tensor:
+    """Logits of every sample of ``source``, in order, in eval mode, as float32 on the device.
+
+    With ``tta="flip"`` and image batches, each logit is the mean over the image and its
+    horizontal mirror.
+    """
     was_training = module.training
     module.eval()
     order = np.arange(len(source))
+    flip = tta == "flip" and getattr(source, "kind", "") == "images"
     outputs = []
     with autocast(device, precision):
         for x in source.iterate(split_batches(order, batch_size)):
-            outputs.append(module(x).float())
+            logits = module(x).float()
+            if flip:
+                logits = 0.5 * (logits + module(x.flip(3)).float())
+            outputs.append(logits)
     module.train(was_training)
     if not outputs:
         return torch.empty(0, device=device)
@@ -272,6 +288,8 @@ def _run_epochs(module, train_source, y_train, config, device, n_classes, valid_
     step = GraphedStep(*args, batch_size=config.batch_size) if graphs else EagerStep(*args)
     step_count = 0
 
+    averaged = _weight_average(module, config.averaging, steps_per_epoch * config.epochs)
+    watched = averaged.module if averaged is not None else module  # validated and kept
     result = TrainResult()
     best_f1, best_state, stale = -np.inf, None, 0
     last_good = None  # weights at the end of the last finite epoch, for on_divergence="restore"
@@ -293,6 +311,8 @@ def _run_epochs(module, train_source, y_train, config, device, n_classes, valid_
                 x = random_resized_crop_flip(x, generator)
             set_lr(optimizer, config.lr * lr_factor(step_count))
             loss, logits = step(x, target)
+            if averaged is not None:
+                averaged.update_parameters(module)
             step_count += 1
             step_losses.append(loss.reshape(1) * len(target))
             correct.append(torch.stack([logits.argmax(1), target]))
@@ -328,7 +348,7 @@ def _run_epochs(module, train_source, y_train, config, device, n_classes, valid_
             "images_per_second": seen / seconds if seconds > 0 else float("nan"),
         }
         if valid_source is not None:
-            logits = predict_logits(module, valid_source, max(config.batch_size, 64), device,
+            logits = predict_logits(watched, valid_source, max(config.batch_size, 64), device,
                                     config.precision)
             entry.update(_valid_scores(logits, y_valid_t, n_classes))
         result.history.append(entry)
@@ -345,7 +365,7 @@ def _run_epochs(module, train_source, y_train, config, device, n_classes, valid_
         if score > best_f1:
             best_f1, stale, result.best_epoch = score, 0, epoch
             if config.early_stopping:
-                best_state = copy.deepcopy(module.state_dict())
+                best_state = copy.deepcopy(watched.state_dict())
         else:
             stale += 1
         if config.early_stopping and stale >= config.n_iter_no_change:
@@ -355,7 +375,21 @@ def _run_epochs(module, train_source, y_train, config, device, n_classes, valid_
         module.load_state_dict(best_state)
     else:
         result.best_epoch = result.n_epochs
+        if averaged is not None:
+            module.load_state_dict(averaged.module.state_dict())
     return result
+
+
+def _weight_average(module: nn.Module, averaging: str | None,
+                    total_steps: int) -> AveragedModel | None:
+    """An exponential moving average of ``module``'s weights and batch-norm statistics, with
+    a time constant of :data:`EMA_HORIZON` of the run's steps; None without averaging."""
+    if averaging is None:
+        return None
+    if averaging != "ema":
+        raise ValueError(f"averaging must be one of {list(AVERAGING)}, got {averaging!r}.")
+    decay = 1.0 - 1.0 / max(1.0, EMA_HORIZON * total_steps)
+    return AveragedModel(module, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
 
 
 def _divergence(losses: np.ndarray, module: nn.Module, epoch: int,
