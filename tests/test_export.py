@@ -115,6 +115,12 @@ def test_paths_are_decoded_and_resized_as_the_estimator_does(resnet18, resnet18_
     assert max_gap(model, resnet18, paths) <= TOLERANCE
 
 
+def test_head_only_model_matches_its_feature_path(train, tmp_path):
+    clf = fitted(train, backbone="test_resnet", finetune="head", head="mlp")
+    model = load_onnx(clf.export_onnx(tmp_path / "head.onnx"))
+    assert max_gap(model, clf, colourful(7, seed=11)) <= TOLERANCE
+
+
 def test_temperature_divides_the_logits(train, tmp_path):
     clf = fitted(train, backbone="test_resnet")
     X = colourful(5, seed=8)

@@ -199,7 +199,7 @@ def _classifier_maps(estimator: SentimentClassifier, items: list, targets: np.nd
         source = ImageBatches(store, decoded.rows, device, resident=False)
         for index, x in zip(batches, source.iterate(batches)):
             target = torch.as_tensor(targets[index], device=device)
-            maps = cam.attribute(x.contiguous(), target=target, relu_attributions=True)
+            maps = cam.attribute(x, target=target, relu_attributions=True)
             maps = LayerAttribution.interpolate(maps.detach(), (size, size),
                                                 interpolate_mode="bilinear")
             out[index] = _normalised(maps[:, 0].clamp_min(0)).cpu().numpy()
