@@ -201,6 +201,16 @@ def test_metadata_round_trips(train, labels, tmp_path):
     assert os.listdir(tmp_path / "sub") == ["model.onnx"]  # no temporary file left
 
 
+def test_opset_is_chosen(train, tmp_path):
+    X, y = train
+    clf = SentimentClassifier(backbone="test_resnet", weights=None, image_size=32, epochs=1,
+                              verbose=0, random_state=0).fit(X, y)
+    path = export_onnx(clf, tmp_path / "model.onnx", opset=17)
+    assert {o.version for o in onnx.load(path).opset_import if o.domain in ("", "ai.onnx")} \
+        == {17}
+    assert load_onnx(path).predict_proba(X[:2]).shape == (2, len(CLASSES))
+
+
 def test_unfitted_and_wrong_estimators_are_refused(tmp_path):
     with pytest.raises(NotFittedError):
         export_onnx(SentimentClassifier(), tmp_path / "m.onnx")
