@@ -95,6 +95,17 @@ def test_bench_predict_smoke(bench, tmp_path):
     assert res["warm_fraction_of_bare"] > 0
 
 
+def test_bench_export_smoke(bench, tmp_path):
+    pytest.importorskip("onnxruntime")
+    res = run(bench, "bench_export", tmp_path)
+    assert [r["pipeline"] for r in res["rows"]] == ["predict_proba (torch)",
+                                                    "onnxruntime (load_onnx)"]
+    assert all(r["images_per_second"] > 0 and r["batch"] == 8 for r in res["rows"])
+    assert res["onnx_over_torch"] == pytest.approx(
+        res["rows"][1]["images_per_second"] / res["rows"][0]["images_per_second"])
+    assert res["max_abs_probability_gap"] <= 1e-4
+
+
 def test_bench_gridsearch_smoke(bench, tmp_path):
     res = run(bench, "bench_gridsearch", tmp_path)
     assert res["library"]["best_params"]["head"] in ("linear", "mlp")

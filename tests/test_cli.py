@@ -230,6 +230,73 @@ def test_evaluate_missing_folder_exits_1(fitted, tmp_path, capsys):
     assert err.startswith("wjsentiment evaluate: error:") and "nope" in err
 
 
+# ------------------------------------------------------------------------ explain, export
+def test_explain_writes_a_png_per_image_and_an_index(fitted, emoji_folder, tmp_path):
+    from PIL import Image
+
+    out = tmp_path / "why"
+    one_file = next((emoji_folder / "neutral").iterdir())
+    result = run_cli("explain", fitted / "model", emoji_folder / "positive", one_file,
+                     "--out", out, "--batch-size", "3", "--quiet")
+    assert result.returncode == 0, result.stderr
+    pngs = sorted(p.name for p in out.glob("*.png"))
+    assert len(pngs) == PER_CLASS + 1
+    assert pngs[-1] == f"{PER_CLASS:04d}_{one_file.stem}.png"
+    with Image.open(out / pngs[0]) as img:
+        assert img.size == (32, 32) and img.mode == "RGB"
+    index = (out / "index.html").read_text()
+    for name in pngs:
+        assert f'src="{name}"' in index
+    from wjsentiment import SentimentClassifier
+
+    clf = SentimentClassifier.load(fitted / "model")
+    proba = clf.predict_proba([str(one_file)])[0]
+    assert f"<td>{CLASSES[proba.argmax()]}</td><td>{proba.max():.3f}</td>" in index
+    assert f"Wrote {PER_CLASS + 1} heat maps" in result.stdout
+    assert sorted(os.listdir(out)) == sorted([*pngs, "index.html"])  # no temporary files
+
+
+def test_explain_target_and_bad_layer(fitted, emoji_folder, tmp_path, capsys):
+    files = [str(p) for p in sorted((emoji_folder / "negative").iterdir())[:2]]
+    assert cli.main(["explain", str(fitted / "model"), *files, "--out", str(tmp_path / "a"),
+                     "--target", "Positive", "--quiet"]) == 0
+    assert "<td>Positive</td></tr>" in (tmp_path / "a" / "index.html").read_text()
+    status = cli.main(["explain", str(fitted / "model"), *files, "--out", str(tmp_path / "b"),
+                       "--layer", "layer9", "--quiet"])
+    err = capsys.readouterr().err
+    assert status == 1 and "layer='layer9' is not a module" in err
+    status = cli.main(["explain", str(fitted / "model"), *files, "--out", str(tmp_path / "c"),
+                       "--target", "Happy", "--quiet"])
+    assert status == 1 and "--target 'Happy' is not a class" in capsys.readouterr().err
+
+
+def test_export_writes_onnx_that_predicts_as_the_model(fitted, emoji_folder, tmp_path):
+    pytest.importorskip("onnxruntime")
+    from wjsentiment import SentimentClassifier
+    from wjsentiment.export import load_onnx
+
+    target = tmp_path / "served" / "model.onnx"
+    result = run_cli("export", fitted / "model", "--out", target)
+    assert result.returncode == 0, result.stderr
+    assert f"to {target}" in result.stdout and "(3 classes)" in result.stdout
+    files = sorted(str(p) for p in (emoji_folder / "neutral").iterdir())
+    model = load_onnx(target)
+    assert model.classes_.tolist() == CLASSES
+    clf = SentimentClassifier.load(fitted / "model")
+    assert np.abs(model.predict_proba(files) - clf.predict_proba(files)).max() <= 1e-4
+
+
+def test_explain_and_export_help_do_not_import_torch():
+    for command in ("explain", "export"):
+        code = ("import sys, contextlib, io; from wjsentiment.cli import main\n"
+                "with contextlib.suppress(SystemExit), contextlib.redirect_stdout(io.StringIO()):"
+                f"\n    main(['{command}', '--help'])\n"
+                "print('torch' in sys.modules)")
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                             check=True)
+        assert out.stdout.strip() == "False", command
+
+
 # ------------------------------------------------------------------------------- download
 @pytest.fixture
 def server():
@@ -309,7 +376,7 @@ def test_demo_smoke_subprocess(tmp_path):
 
 # ------------------------------------------------------------------------- usage and help
 @pytest.mark.parametrize("command", [[], ["download"], ["fit"], ["predict"], ["evaluate"],
-                                     ["demo"]])
+                                     ["demo"], ["explain"], ["export"]])
 def test_help_exits_0(command, capsys):
     with pytest.raises(SystemExit) as info:
         cli.main([*command, "--help"])

@@ -31,7 +31,8 @@ RENDERED = {
 
 #: Modules whose public names (``__all__``) must each have an entry in the API reference.
 API_MODULES = ("wjsentiment", "wjsentiment.datasets", "wjsentiment.ensemble",
-               "wjsentiment.evaluation", "wjsentiment.plotting")
+               "wjsentiment.evaluation", "wjsentiment.plotting", "wjsentiment.explain",
+               "wjsentiment.export")
 
 
 class Page(HTMLParser):
@@ -153,13 +154,22 @@ def pages(site: Path) -> dict[str, Page]:
 def test_site_has_every_page_of_the_nav(site: Path) -> None:
     for rel in ("index.html", "installation.html", "quickstart.html", "guide/data.html",
                 "guide/classifier.html", "guide/ensembles.html", "guide/model-selection.html",
-                "guide/evaluation.html", "guide/cli.html", "guide/saving.html",
+                "guide/evaluation.html", "guide/explain-export.html", "guide/cli.html",
+                "guide/saving.html",
                 "guide/performance.html", "guide/reference-study.html", "api.html",
                 "changelog.html"):
         assert (site / rel).is_file(), f"{rel} missing from the built site"
     picture = site / "assets" / "predictions.png"
     assert picture.is_file() and picture.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert picture.stat().st_size < 200_000
+
+
+def test_heat_map_figure_is_made_by_the_build(site: Path) -> None:
+    figure = site / "assets" / "gradcam.png"
+    assert figure.is_file() and figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert not (ROOT / "docs" / "assets" / "gradcam.png").exists()  # made, not committed
+    page = (site / "guide" / "explain-export.html").read_text(encoding="utf-8")
+    assert 'src="../assets/gradcam.png"' in page
 
 
 def test_every_internal_link_resolves(site: Path, pages: dict[str, Page]) -> None:

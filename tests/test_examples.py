@@ -20,6 +20,7 @@ EXPECTED = {
     "ensemble.py": "Saved to",
     "custom_folder.py": "Test accuracy",
     "predict_folder.py": "Wrote 922 predictions to",
+    "export_onnx.py": "ONNX and PyTorch agree",
     "reproduce_reference_study.py": "resnet152 backbone weights: random initialisation",
 }
 

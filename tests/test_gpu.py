@@ -79,3 +79,27 @@ def test_cuda_graphs_with_streamed_batches(monkeypatch):
         warnings.simplefilter("error", RuntimeWarning)  # a failed capture would warn
         clf = SentimentClassifier(**PARAMS, cuda_graphs=True).fit(X, y)
     assert clf.score(X, y) >= 0.95
+
+
+def test_grad_cam_runs_on_cuda_like_on_the_cpu():
+    from wjsentiment.explain import grad_cam
+
+    X, y = make_bright_dark(8, size=64)
+    clf = SentimentClassifier(**PARAMS).fit(X, y)
+    target = clf.predict(X)
+    cuda = grad_cam(clf, X, target=target)
+    assert next(clf.model_.parameters()).device.type == "cuda"
+    cpu = grad_cam(clf.set_params(device="cpu"), X, target=target)
+    assert np.abs(cuda - cpu).mean() < 0.02  # TF32 convolutions on the GPU
+
+
+def test_export_of_a_model_on_cuda_matches_the_cpu(tmp_path):
+    pytest.importorskip("onnxruntime")
+    from wjsentiment.export import load_onnx
+
+    X, y = make_bright_dark(8, size=64)
+    clf = SentimentClassifier(**PARAMS).fit(X, y)
+    model = load_onnx(clf.export_onnx(tmp_path / "model.onnx"))
+    assert next(clf.model_.parameters()).device.type == "cuda"  # exported from a CPU copy
+    cpu = clf.set_params(device="cpu").predict_proba(X)
+    assert np.abs(model.predict_proba(X) - cpu).max() < 1e-4

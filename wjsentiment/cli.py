@@ -1,4 +1,5 @@
-"""The ``wjsentiment`` command: download data, fit, predict, evaluate and run the demo.
+"""The ``wjsentiment`` command: download data, fit, predict, evaluate, run the demo,
+explain predictions with heat maps and export models to ONNX.
 
 Each subcommand is a thin layer over the library: it parses arguments, calls the public API
 and turns the library's errors into a one-line message and exit status 1. Usage errors exit
@@ -336,6 +337,59 @@ def _add_demo(sub: Any) -> None:
     p.set_defaults(handler=_cmd_demo, parser=p)
 
 
+def _add_explain(sub: Any) -> None:
+    p = sub.add_parser(
+        "explain", formatter_class=_Formatter,
+        help="heat maps of where a saved model sees its evidence",
+        description="Grad-CAM heat maps for a model saved by `wjsentiment fit` (or .save(); an "
+                    "ensemble too):\none PNG per image with the heat map over the image, and "
+                    "OUT/index.html listing them\nwith the predicted label and its probability. "
+                    "Inputs are image files and/or folders\n(searched recursively for image "
+                    "files).",
+        epilog="examples:\n"
+               "  wjsentiment explain runs/photos/model new_photos/ --out runs/explain\n"
+               "  wjsentiment explain runs/photos/model a.jpg --target Positive --out why/",
+    )
+    p.add_argument("model", help="folder of a saved model (e.g. runs/photos/model)")
+    p.add_argument("inputs", nargs="+", metavar="IMAGE_OR_FOLDER",
+                   help="image files and/or folders of images")
+    p.add_argument("--out", required=True, metavar="DIR",
+                   help="folder for the heat-map PNGs and index.html")
+    p.add_argument("--target", metavar="LABEL", default=None,
+                   help="explain this class for every image (default: the predicted class)")
+    p.add_argument("--layer", metavar="NAME", default=None,
+                   help="backbone layer to explain (default: its last convolutional feature "
+                        "map)")
+    p.add_argument("--batch-size", type=_positive_int, default=32, metavar="N",
+                   help="images explained per step")
+    p.add_argument("--device", default=None,
+                   help="device to run on (default: the one the model was saved with)")
+    _add_common(p)
+    p.set_defaults(handler=_cmd_explain, parser=p)
+
+
+def _add_export(sub: Any) -> None:
+    p = sub.add_parser(
+        "export", formatter_class=_Formatter,
+        help="write a saved model to one ONNX file for serving",
+        description="Export a model saved by `wjsentiment fit` (or .save(); an ensemble too) "
+                    "to one ONNX file:\nuint8 RGB images (batch, size, size, 3) in, class "
+                    "probabilities out, the classes in\nits metadata. Load it with "
+                    "wjsentiment.export.load_onnx or any ONNX runtime. Needs the\nexport "
+                    "extra: pip install \"wjsentiment[export]\".",
+        epilog="examples:\n"
+               "  wjsentiment export runs/photos/model --out model.onnx\n"
+               "  wjsentiment export runs/ensemble --out ensemble.onnx --opset 17",
+    )
+    p.add_argument("model", help="folder of a saved model (e.g. runs/photos/model)")
+    p.add_argument("--out", required=True, metavar="FILE",
+                   help="the .onnx file to write (written atomically)")
+    p.add_argument("--opset", type=_positive_int, default=None, metavar="N",
+                   help="ONNX opset version (default: the one torch's exporter recommends)")
+    _add_common(p)
+    p.set_defaults(handler=_cmd_export, parser=p)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``wjsentiment`` argument parser with its subcommands.
 
@@ -367,6 +421,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_predict(sub)
     _add_evaluate(sub)
     _add_demo(sub)
+    _add_explain(sub)
+    _add_export(sub)
     return parser
 
 
@@ -562,6 +618,84 @@ def _cmd_demo(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     if args.verbose == 0:
         print(f"Held-out emoji: accuracy {result['accuracy']:.3f}, macro-F1 "
               f"{result['macro_f1']:.3f}; results in {args.out}")
+    return 0
+
+
+def _class_named(model: Any, label: str) -> Any:
+    """The class of ``model`` whose text is ``label`` (classes may be numbers)."""
+    for value in model.classes_.tolist():
+        if str(value) == label:
+            return value
+    raise CommandError(f"--target {label!r} is not a class of the model; its classes are "
+                       f"{[str(c) for c in model.classes_]}.")
+
+
+def _explain_index(rows: list[tuple[str, str, Any, float, Any]], model: str) -> str:
+    """index.html of ``wjsentiment explain``: each heat map with its file, label, probability."""
+    from html import escape
+    from urllib.parse import quote
+
+    cells = "\n".join(
+        f'<tr><td><a href="{quote(png)}"><img src="{quote(png)}" alt="{escape(png)}" '
+        f'width="224"></a></td><td>{escape(path)}</td><td>{escape(str(label))}</td>'
+        f"<td>{probability:.3f}</td><td>{escape(str(explained))}</td></tr>"
+        for path, png, label, probability, explained in rows)
+    return (
+        "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>wjsentiment explain"
+        "</title>\n<style>body{font-family:sans-serif}td{padding:4px 8px;vertical-align:middle}"
+        "img{image-rendering:auto}</style></head><body>\n"
+        f"<h1>Heat maps of {escape(model)}</h1>\n<p>{len(rows)} images. Red: where the "
+        "evidence for the explained class is strongest (Grad-CAM).</p>\n<table>\n<tr><th>heat "
+        "map</th><th>image</th><th>predicted</th><th>probability</th><th>explained</th></tr>\n"
+        f"{cells}\n</table></body></html>\n"
+    )
+
+
+def _cmd_explain(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    """``wjsentiment explain``: one heat-map PNG per image and an index.html."""
+    from PIL import Image
+    from tqdm.auto import tqdm
+
+    from .explain import PREDICTED, explain_images
+    from .plotting import overlay_heatmap
+
+    model = _load_model(args.model, args.device)
+    _quiet_model(model)
+    target = PREDICTED if args.target is None else _class_named(model, args.target)
+    paths = _image_files(args.inputs)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    rows = []
+    with tqdm(total=len(paths), unit="img", desc="explain", disable=args.verbose == 0,
+              file=sys.stderr) as bar:
+        for start in range(0, len(paths), args.batch_size):
+            chunk = paths[start:start + args.batch_size]
+            result = explain_images(model, chunk, target=target, batch_size=args.batch_size,
+                                    layer=args.layer)
+            for k, path in enumerate(chunk):
+                stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(path).stem)[:60]
+                png = f"{start + k:04d}_{stem}.png"
+                with atomic_file(out / png, "wb") as fh:
+                    Image.fromarray(overlay_heatmap(result.images[k], result.heatmaps[k])
+                                    ).save(fh, format="PNG")
+                rows.append((path, png, result.predicted[k], float(result.probability[k]),
+                             result.explained[k]))
+            bar.update(len(chunk))
+    _atomic_write_text(out / "index.html", _explain_index(rows, args.model))
+    print(f"Wrote {len(rows)} heat maps and {out / 'index.html'}")
+    return 0
+
+
+def _cmd_export(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    """``wjsentiment export``: the saved model as one ONNX file."""
+    model = _load_model(args.model, "cpu")
+    try:
+        path = model.export_onnx(args.out, opset=args.opset)
+    except ImportError as exc:
+        raise CommandError(str(exc)) from exc
+    megabytes = os.path.getsize(path) / 1e6
+    print(f"Exported {type(model).__name__} ({len(model.classes_)} classes) to {path} "
+          f"({megabytes:.1f} MB)")
     return 0
 
 

@@ -786,6 +786,19 @@ class SentimentEnsemble(ClassifierMixin, _BaseComposition):
         ens._moved_devices = {}
         return ens
 
+    def export_onnx(self, path: str | os.PathLike, *, opset: int | None = None) -> str:
+        """Write the whole soft vote (each member's network and temperature, and the
+        weights) to one ONNX file; see :func:`wjsentiment.export.export_onnx`.
+
+        Returns
+        -------
+        str
+            The file written.
+        """
+        from .export import export_onnx
+
+        return export_onnx(self, path, opset=opset)
+
 
 # ---------------------------------------------------------------------------------- helpers
 def _is_numeric_list(value: Any) -> bool:

@@ -855,5 +855,18 @@ class SentimentClassifier(ClassifierMixin, BaseEstimator):
         est.class_prior_ = np.asarray(calibration["class_prior"], dtype=float)
         return est
 
+    def export_onnx(self, path: str | os.PathLike, *, opset: int | None = None) -> str:
+        """Write the fitted model to one ONNX file that takes uint8 images and returns
+        probabilities; see :func:`wjsentiment.export.export_onnx`.
+
+        Returns
+        -------
+        str
+            The file written.
+        """
+        from .export import export_onnx
+
+        return export_onnx(self, path, opset=opset)
+
 
 __all__ = ["SentimentClassifier", "SkippedImage", "as_image_inputs"]

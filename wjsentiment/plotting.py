@@ -1,5 +1,5 @@
-"""Plots: training curves, confusion matrix, reliability diagram, class distribution; and an
-atomic figure save.
+"""Plots: training curves, confusion matrix, reliability diagram, class distribution, heat-map
+explanations; and an atomic figure save.
 
 Figures are built with :class:`matplotlib.figure.Figure` rather than pyplot, so the functions
 work on any backend (Agg included), keep no global state and show once in notebooks.
@@ -270,6 +270,124 @@ def plot_class_distribution(y: Any, *, labels: Sequence[Any] | None = None,
     return fig
 
 
+def overlay_heatmap(image: Any, heatmap: Any, *, alpha: float = 0.5,
+                    cmap: str = "jet") -> np.ndarray:
+    """Blend a heat map, coloured by a colormap, over an image.
+
+    Parameters
+    ----------
+    image : array-like of shape (H, W, 3), uint8
+        The image.
+    heatmap : array-like of shape (H, W)
+        Values in [0, 1], e.g. one map of :func:`wjsentiment.explain.grad_cam`.
+    alpha : float, default=0.5
+        Opacity of the heat map, from 0 (image only) to 1 (heat map only).
+    cmap : str, default="jet"
+        A matplotlib colormap name.
+
+    Returns
+    -------
+    numpy.ndarray of shape (H, W, 3), uint8
+
+    Raises
+    ------
+    ValueError
+        If the shapes do not match or ``alpha`` is outside [0, 1].
+
+    Examples
+    --------
+    >>> image = np.zeros((4, 4, 3), dtype=np.uint8)
+    >>> overlay_heatmap(image, np.ones((4, 4)), alpha=1.0)[0, 0].tolist()  # jet's top: dark red
+    [128, 0, 0]
+    """
+    from matplotlib import colormaps
+
+    image = np.asarray(image)
+    heatmap = np.asarray(heatmap, dtype=float)
+    if image.ndim != 3 or image.shape[2] != 3 or heatmap.shape != image.shape[:2]:
+        raise ValueError(f"image must be (H, W, 3) and heatmap (H, W) of the same size, got "
+                         f"{image.shape} and {heatmap.shape}.")
+    if not 0.0 <= alpha <= 1.0:
+        raise ValueError(f"alpha must be in [0, 1], got {alpha!r}.")
+    colours = colormaps[cmap](np.clip(heatmap, 0.0, 1.0))[..., :3] * 255.0
+    blend = (1.0 - alpha) * image.astype(float) + alpha * colours
+    return np.clip(np.rint(blend), 0, 255).astype(np.uint8)
+
+
+def plot_explanations(estimator: Any, X: Any, y: Any = None, *, target: Any = "predicted",
+                      layer: str | None = None, batch_size: int | None = None,
+                      alpha: float = 0.5, cmap: str = "jet", ncols: int = 4) -> Figure:
+    """A grid of images with their Grad-CAM heat maps overlaid.
+
+    Each panel is titled with the predicted label and its probability, and with the true
+    label when ``y`` is given (green when the prediction is right, red when wrong).
+
+    Parameters
+    ----------
+    estimator : SentimentClassifier or SentimentEnsemble
+        Fitted.
+    X : sequence of paths or PIL images, or uint8 array (n, H, W, 3)
+        The images.
+    y : array-like of shape (n,), optional
+        Their true labels.
+    target, layer, batch_size
+        As for :func:`wjsentiment.explain.grad_cam`.
+    alpha, cmap
+        As for :func:`overlay_heatmap`.
+    ncols : int, default=4
+        Panels per row.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+
+    Raises
+    ------
+    ValueError
+        If ``y`` does not hold one label per image, or ``ncols`` is not positive.
+
+    Examples
+    --------
+    >>> from wjsentiment import SentimentClassifier
+    >>> X = np.random.default_rng(0).integers(0, 255, (4, 64, 64, 3), dtype=np.uint8)
+    >>> y = ["Negative", "Positive"] * 2
+    >>> clf = SentimentClassifier(weights=None, image_size=64, epochs=1, verbose=0,
+    ...                           random_state=0).fit(X, y)
+    >>> len(plot_explanations(clf, X, y, ncols=2).axes)
+    4
+    """
+    from .explain import explain_images
+
+    if isinstance(ncols, bool) or not isinstance(ncols, int) or ncols < 1:
+        raise ValueError(f"ncols must be a positive integer, got {ncols!r}.")
+    result = explain_images(estimator, X, target=target, batch_size=batch_size, layer=layer)
+    n = len(result.predicted)
+    if y is not None:
+        y = np.asarray(y)
+        if y.shape != (n,):
+            raise ValueError(f"y must hold one label per image ({n}), got shape {y.shape}.")
+    cols = min(ncols, n)
+    rows = -(-n // cols)
+    fig = Figure(figsize=(2.6 * cols, 2.9 * rows), layout="constrained")
+    axes = np.atleast_1d(fig.subplots(rows, cols)).ravel()
+    for i, ax in enumerate(axes):
+        ax.set_axis_off()
+        if i >= n:
+            fig.delaxes(ax)
+            continue
+        ax.imshow(overlay_heatmap(result.images[i], result.heatmaps[i], alpha=alpha,
+                                  cmap=cmap))
+        title = f"{result.predicted[i]} ({result.probability[i]:.2f})"
+        colour = "black"
+        if y is not None:
+            title += f"\ntrue: {y[i]}"
+            colour = "#1b7a1b" if y[i] == result.predicted[i] else "#b3261e"
+        if result.explained[i] != result.predicted[i]:
+            title += f"\nmap for: {result.explained[i]}"
+        ax.set_title(title, fontsize=9, color=colour)
+    return fig
+
+
 def save_figure(fig: Figure, path: str | os.PathLike, **savefig_kwargs: Any) -> str:
     """Save a figure atomically: written under a temporary name, then renamed into place.
 
@@ -332,5 +450,6 @@ def _normalized(cm: np.ndarray, normalize: str | None) -> np.ndarray:
         return np.nan_to_num(cm / total)
 
 
-__all__ = ["CURVE_PANELS", "plot_class_distribution", "plot_confusion_matrix",
-           "plot_reliability_diagram", "plot_training_curves", "save_figure"]
+__all__ = ["CURVE_PANELS", "overlay_heatmap", "plot_class_distribution",
+           "plot_confusion_matrix", "plot_explanations", "plot_reliability_diagram",
+           "plot_training_curves", "save_figure"]

@@ -1,0 +1,358 @@
+"""Export a fitted model to one ONNX file, and predict with that file through onnxruntime.
+
+The exported graph does everything ``predict_proba`` does after decoding: it takes the
+decoded images as they come out of :func:`~wjsentiment.images.decode_image` (uint8, RGB,
+``(batch, image_size, image_size, 3)``), converts them to channels-first floats in [0, 1],
+to grayscale where the model was trained on grayscale (PIL's "L" luminance, bit for bit),
+normalises them, runs the network, divides the logits by the temperature and applies the
+softmax; an ensemble's graph holds every member and the soft vote. A serving runtime needs
+nothing else than the file and a JPEG decoder that resizes to ``image_size``.
+
+Exporting needs the ``onnx`` package and predicting needs ``onnxruntime``:
+``pip install "wjsentiment[export]"``.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from sklearn.utils.validation import check_is_fitted
+
+from . import __version__
+from .ensemble import SentimentEnsemble
+from .estimator import SentimentClassifier, as_image_inputs
+from .images.decode import decode_image
+from .persistence import atomic_file, decode_classes, encode_classes
+
+#: Name of the graph's input: uint8 images, ``(batch, image_size, image_size, 3)``, RGB.
+INPUT_NAME = "images"
+#: Name of the graph's output: float32 class probabilities, ``(batch, n_classes)``.
+OUTPUT_NAME = "probabilities"
+#: Weights of R, G and B in PIL's "L" conversion, in units of 1/65536 (rounded, then >> 16).
+LUMINANCE_WEIGHTS = (19595, 38470, 7471)
+
+_EPS = 1e-12  # as SentimentEnsemble's temperature scaling clips probabilities
+_EXTRA_HINT = 'install the export extra: pip install "wjsentiment[export]"'
+
+
+def _require(module: str) -> Any:
+    try:
+        return __import__(module)
+    except ImportError as exc:
+        raise ImportError(f"ONNX export and prediction need {module!r}; {_EXTRA_HINT}.") from exc
+
+
+# ----------------------------------------------------------------------------- the members
+def _members(estimator: Any) -> tuple[list[str], list[SentimentClassifier], np.ndarray,
+                                      np.ndarray]:
+    """Names, classifiers, vote weights (summing to 1) and vote temperatures."""
+    if isinstance(estimator, SentimentEnsemble):
+        check_is_fitted(estimator, "estimators_")
+        names = list(estimator.named_estimators_)
+        members = list(estimator.estimators_)
+        for name, member in zip(names, members):
+            if not isinstance(member, SentimentClassifier):
+                raise TypeError(f"Ensemble member {name!r} is a {type(member).__name__}; ONNX "
+                                "export needs every member to be a SentimentClassifier.")
+            check_is_fitted(member, "model_")
+        sizes = {name: int(member.image_size) for name, member in zip(names, members)}
+        if len(set(sizes.values())) > 1:
+            raise ValueError(f"The ensemble's members resize images to different sizes "
+                             f"({sizes}); the exported graph takes one image size. Export the "
+                             "members one by one, or fit them at one image_size.")
+        weights = np.asarray(estimator.weights_, dtype=float)
+        return names, members, weights / weights.sum(), \
+            np.asarray(estimator.temperatures_, dtype=float)
+    if not isinstance(estimator, SentimentClassifier):
+        raise TypeError(f"estimator is a {type(estimator).__name__}; export_onnx takes a "
+                        "SentimentClassifier or a SentimentEnsemble.")
+    check_is_fitted(estimator, "model_")
+    return [type(estimator).__name__], [estimator], np.ones(1), np.ones(1)
+
+
+def _logit_temperature(member: SentimentClassifier) -> float:
+    """The temperature ``predict_proba`` divides the logits by (1 for an uncalibrated model)."""
+    return float(getattr(member, "temperature_", 1.0))
+
+
+def _serving_module(members: list[SentimentClassifier], weights: np.ndarray,
+                    vote_temperatures: np.ndarray):
+    """A torch module: uint8 NHWC images -> probabilities, on CPU copies of the networks."""
+    import copy
+
+    import torch
+    from torch import nn
+
+    class SoftVote(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.nets = nn.ModuleList(copy.deepcopy(m.model_).cpu().float().eval()
+                                      for m in members)
+            self.grayscale = [bool(m.grayscale) for m in members]
+            self.logit_t = [_logit_temperature(m) for m in members]
+            self.vote_t = [float(t) for t in vote_temperatures]
+            self.weights = [float(w) for w in weights]
+            self.register_buffer("luminance", torch.tensor(
+                LUMINANCE_WEIGHTS, dtype=torch.float32).view(1, 3, 1, 1))
+
+        def gray(self, x: torch.Tensor) -> torch.Tensor:
+            # Every intermediate is an integer below 2**24, so float32 is exact: PIL's value.
+            level = (x * self.luminance).sum(dim=1, keepdim=True) + 32768.0
+            return torch.floor(level / 65536.0).expand(-1, 3, -1, -1)
+
+        def forward(self, images: torch.Tensor) -> torch.Tensor:
+            x = images.permute(0, 3, 1, 2).float()
+            total = None
+            for net, gray, logit_t, vote_t, weight in zip(
+                    self.nets, self.grayscale, self.logit_t, self.vote_t, self.weights):
+                pixels = (self.gray(x) if gray else x) / 255.0
+                proba = torch.softmax(net(pixels) / logit_t, dim=1)
+                if vote_t != 1.0:  # SentimentEnsemble's apply_temperature
+                    proba = torch.softmax(torch.log(proba.clamp_min(_EPS)) / vote_t, dim=1)
+                part = proba if len(self.nets) == 1 else weight * proba
+                total = part if total is None else total + part
+            return total
+
+    return SoftVote().eval()
+
+
+# --------------------------------------------------------------------------------- metadata
+def _metadata(estimator: Any, names: list[str], members: list[SentimentClassifier],
+              weights: np.ndarray, vote_temperatures: np.ndarray) -> dict[str, str]:
+    classes = encode_classes(np.asarray(estimator.classes_))
+    ensemble = isinstance(estimator, SentimentEnsemble)
+    grayscale = [bool(m.grayscale) for m in members]
+    return {
+        "classes": json.dumps(classes["values"]),
+        "classes_dtype": classes["dtype"],
+        "wjsentiment_version": __version__,
+        "estimator": type(estimator).__name__,
+        "image_size": str(int(members[0].image_size)),
+        "grayscale": json.dumps(grayscale if ensemble else grayscale[0]),
+        "input": f"{INPUT_NAME}: uint8 RGB (batch, size, size, 3), decoded and resized to "
+                 "image_size",
+        "members": json.dumps([
+            {"name": name, "backbone": m.backbone, "grayscale": bool(m.grayscale),
+             "logit_temperature": _logit_temperature(m), "vote_temperature": float(t),
+             "weight": float(w)}
+            for name, m, w, t in zip(names, members, weights, vote_temperatures)]),
+    }
+
+
+def export_onnx(estimator: SentimentClassifier | SentimentEnsemble, path: str | os.PathLike,
+                *, opset: int | None = None) -> str:
+    """Write a fitted classifier or ensemble to one ONNX file.
+
+    The graph's input ``images`` is uint8, ``(batch, image_size, image_size, 3)``, RGB, with
+    a dynamic batch size; its output ``probabilities`` is float32 ``(batch, n_classes)``,
+    columns in the order of ``classes_``. Inside: channels-first conversion, scaling to
+    [0, 1], grayscale conversion for models trained on grayscale, the backbone's
+    normalisation, the network, the temperature and the softmax. An ensemble's graph holds
+    each member's network and temperature and the fitted weights of the soft vote.
+
+    The model's metadata holds ``classes`` (a JSON list) and ``classes_dtype``,
+    ``wjsentiment_version``, ``image_size``, ``grayscale`` (JSON: a bool, or one per member of
+    an ensemble), ``estimator`` and ``members`` (JSON). The file is written under a
+    temporary name and renamed into place.
+
+    Parameters
+    ----------
+    estimator : SentimentClassifier or SentimentEnsemble
+        Fitted. An ensemble's members must be SentimentClassifiers with one ``image_size``.
+    path : path-like
+        The ``.onnx`` file to write (its folder is created).
+    opset : int, optional
+        ONNX opset version; default: the one torch's exporter recommends.
+
+    Returns
+    -------
+    str
+        The file written.
+
+    Raises
+    ------
+    sklearn.exceptions.NotFittedError
+        Before ``fit``.
+    TypeError
+        For an estimator, or an ensemble member, that is not a SentimentClassifier.
+    ValueError
+        For ensemble members with different image sizes.
+    ImportError
+        Without the ``onnx`` package.
+
+    Examples
+    --------
+    >>> import numpy as np, tempfile, os
+    >>> from wjsentiment import SentimentClassifier
+    >>> X = np.random.default_rng(0).integers(0, 255, (4, 32, 32, 3), dtype=np.uint8)
+    >>> clf = SentimentClassifier(weights=None, image_size=32, epochs=1, verbose=0,
+    ...                           random_state=0).fit(X, ["Negative", "Positive"] * 2)
+    >>> path = export_onnx(clf, os.path.join(tempfile.mkdtemp(), "model.onnx"))
+    >>> model = load_onnx(path)
+    >>> bool(np.abs(model.predict_proba(X) - clf.predict_proba(X)).max() < 1e-4)
+    True
+    """
+    names, members, weights, vote_temperatures = _members(estimator)
+    onnx = _require("onnx")
+    import torch
+
+    module = _serving_module(members, weights, vote_temperatures)
+    size = int(members[0].image_size)
+    example = torch.zeros((2, size, size, 3), dtype=torch.uint8)
+    buffer = io.BytesIO()
+    with warnings.catch_warnings():
+        # The TorchScript exporter is deprecated in favour of the torch.export one, which
+        # needs the onnxscript package besides onnx; this one needs only onnx, and its
+        # output is checked against predict_proba by the tests.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.onnx.export(module, (example,), buffer, input_names=[INPUT_NAME],
+                          output_names=[OUTPUT_NAME], opset_version=opset, dynamo=False,
+                          dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}})
+    model = onnx.load_from_string(buffer.getvalue())
+    onnx.helper.set_model_props(model, _metadata(estimator, names, members, weights,
+                                                 vote_temperatures))
+    model.doc_string = (f"wjsentiment {type(estimator).__name__}: {INPUT_NAME} (uint8 RGB, "
+                        f"batch x {size} x {size} x 3) -> {OUTPUT_NAME} (float32, batch x "
+                        f"{len(estimator.classes_)}); classes in the metadata.")
+    onnx.checker.check_model(model)
+    with atomic_file(path, "wb") as handle:
+        handle.write(model.SerializeToString())
+    return str(path)
+
+
+# ------------------------------------------------------------------------------- predicting
+class OnnxClassifier:
+    """Predictions from an ONNX file written by :func:`export_onnx`, through onnxruntime.
+
+    Made by :func:`load_onnx`. Images are decoded and resized by wjsentiment's own decoder
+    (:func:`~wjsentiment.images.decode_image`), as the estimator does, so the probabilities
+    match its ``predict_proba``.
+
+    Attributes
+    ----------
+    classes_ : numpy.ndarray
+        The class labels, in the order of the probability columns.
+    image_size : int
+        Side of the square the images are resized to.
+    grayscale : bool or list of bool
+        Whether the model (or each member of an ensemble) sees grayscale images; the graph
+        converts them itself, so inputs are always RGB.
+    metadata : dict of str to str
+        The model's metadata as written by :func:`export_onnx`.
+    session : onnxruntime.InferenceSession
+    batch_size : int
+        Images per call of the session.
+    """
+
+    def __init__(self, session: Any, batch_size: int = 64) -> None:
+        self.session = session
+        self.batch_size = int(batch_size)
+        self.metadata = dict(session.get_modelmeta().custom_metadata_map)
+        self.classes_ = decode_classes({"values": json.loads(self.metadata["classes"]),
+                                        "dtype": self.metadata["classes_dtype"]})
+        self.image_size = int(self.metadata["image_size"])
+        self.grayscale = json.loads(self.metadata["grayscale"])
+
+    def __repr__(self) -> str:
+        return (f"OnnxClassifier({self.metadata['estimator']}, {len(self.classes_)} classes, "
+                f"{self.image_size} px)")
+
+    def _pixels(self, X: Any) -> np.ndarray:
+        if isinstance(X, np.ndarray) and X.dtype == np.uint8 \
+                and X.shape[1:] == (self.image_size, self.image_size, 3):
+            return X  # already what the decoder would return
+        items = as_image_inputs(X)
+        return np.stack([decode_image(item, self.image_size) for item in items])
+
+    def predict_proba(self, X: Any) -> np.ndarray:
+        """Class probabilities, one row per image, columns in the order of ``classes_``.
+
+        Parameters
+        ----------
+        X : sequence of paths or PIL images, or uint8 array (n, H, W, 3)
+
+        Returns
+        -------
+        numpy.ndarray of shape (n, n_classes), float32
+
+        Raises
+        ------
+        BadImageError
+            If an image cannot be decoded.
+        """
+        pixels = self._pixels(X)
+        parts = [self.session.run([OUTPUT_NAME], {INPUT_NAME: pixels[i:i + self.batch_size]})[0]
+                 for i in range(0, len(pixels), self.batch_size)]
+        return np.concatenate(parts)
+
+    def predict(self, X: Any) -> np.ndarray:
+        """The most probable class of each image.
+
+        Returns
+        -------
+        numpy.ndarray of shape (n,)
+            Labels from ``classes_``.
+        """
+        return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
+
+
+def load_onnx(path: str | os.PathLike, *, batch_size: int = 64,
+              providers: Sequence[str] | None = None,
+              session_options: Any = None) -> OnnxClassifier:
+    """Load an ONNX file written by :func:`export_onnx` for prediction with onnxruntime.
+
+    Parameters
+    ----------
+    path : path-like
+        The ``.onnx`` file.
+    batch_size : int, default=64
+        Images per call of the session.
+    providers : sequence of str, optional
+        onnxruntime execution providers, e.g. ``["CUDAExecutionProvider",
+        "CPUExecutionProvider"]``; default: the CPU.
+    session_options : onnxruntime.SessionOptions, optional
+        Threads, graph optimisation level and so on.
+
+    Returns
+    -------
+    OnnxClassifier
+
+    Raises
+    ------
+    FileNotFoundError
+        If ``path`` does not exist.
+    ValueError
+        If the file was not written by :func:`export_onnx`.
+    ImportError
+        Without the ``onnxruntime`` package.
+
+    Examples
+    --------
+    >>> model = load_onnx("model.onnx")  # doctest: +SKIP
+    >>> model.predict(["photo.jpg"])  # doctest: +SKIP
+    array(['Positive'], dtype='<U8')
+    """
+    ort = _require("onnxruntime")
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"No ONNX file at {str(path)!r}; write one with "
+                                "export_onnx(estimator, path) or `wjsentiment export`.")
+    session = ort.InferenceSession(str(path), sess_options=session_options,
+                                   providers=list(providers or ["CPUExecutionProvider"]))
+    keys = session.get_modelmeta().custom_metadata_map
+    inputs = [i.name for i in session.get_inputs()]
+    if "classes" not in keys or "image_size" not in keys or inputs != [INPUT_NAME]:
+        raise ValueError(f"{str(path)!r} was not written by wjsentiment's export_onnx (no "
+                         "classes and image_size in its metadata, or another input).")
+    return OnnxClassifier(session, batch_size=batch_size)
+
+
+__all__ = ["INPUT_NAME", "LUMINANCE_WEIGHTS", "OUTPUT_NAME", "OnnxClassifier", "export_onnx",
+           "load_onnx"]
