@@ -37,10 +37,11 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import json
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import _common  # noqa: F401 - puts the checkout first on sys.path
@@ -103,16 +104,20 @@ def _frozen_features(paths: list[str], size: int, smoke: bool) -> np.ndarray:
     torch.manual_seed(0)
     net, info = build_network({"backbone": backbone, "head": "linear", "n_classes": 2}, weights)
     store = get_store(size)
-    rows = store.add(paths, num_workers=2).rows
-    return frozen_features(net, (backbone, info["weights_source"]), store, rows,
-                           torch.device("cpu"), "fp32", batch_size=128)
+    with store.add(paths, num_workers=2, pin=True) as decoded:
+        return frozen_features(net, (backbone, info["weights_source"]), store, decoded.rows,
+                               torch.device("cpu"), "fp32", batch_size=128)
 
 
 class _LogRegAnchor:
     """Frozen features + logistic regression, C by an inner grouped CV on macro-F1."""
 
-    def __init__(self, features: dict[str, np.ndarray]) -> None:
-        self.features = features
+    def __init__(self, features: Callable[[], dict[str, np.ndarray]]) -> None:
+        self._features = features
+
+    @property
+    def features(self) -> dict[str, np.ndarray]:
+        return self._features()
 
     def fit(self, X, y, groups):
         F = np.stack([self.features[p] for p in X])
@@ -338,11 +343,10 @@ def main(argv: list[str] | None = None) -> dict:
     cache = Path(args.cache_dir) / ("smoke" if args.smoke else "full")
     cache.mkdir(parents=True, exist_ok=True)
 
-    features = None
-    if "logreg" in {r.split("+")[0] for r in args.recipes}:
+    @functools.cache
+    def features() -> dict[str, np.ndarray]:  # computed once, when a fold needs them
         size = SMOKE_PARAMS["image_size"] if args.smoke else DEMO_IMAGE_SIZE
-        feats = _frozen_features(list(data.paths), size, args.smoke)
-        features = dict(zip(data.paths, feats))
+        return dict(zip(data.paths, _frozen_features(list(data.paths), size, args.smoke)))
 
     results: dict[str, list[dict]] = {}
     for name in args.recipes:

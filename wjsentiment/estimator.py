@@ -735,8 +735,11 @@ class SentimentClassifier(ClassifierMixin, BaseEstimator):
             Labels from ``classes_``.
         """
         check_is_fitted(self, "model_")
-        rule = resolve_decision(self.decision, self._balanced_training())
-        return self.classes_[decide(proba, rule, self.class_prior_)]
+        return self.classes_[decide(proba, self._decision_rule(), self.class_prior_)]
+
+    def _decision_rule(self) -> str:
+        """The rule ``decision`` stands for: "balanced" or "argmax"."""
+        return resolve_decision(self.decision, self._balanced_training())
 
     # ------------------------------------------------------------------ pickling and saving
     def __getstate__(self) -> dict:

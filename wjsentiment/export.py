@@ -26,6 +26,7 @@ import numpy as np
 from sklearn.utils.validation import check_is_fitted
 
 from . import __version__
+from .calibration import decide
 from .ensemble import SentimentEnsemble
 from .estimator import SentimentClassifier, as_image_inputs
 from .images.decode import decode_image
@@ -82,6 +83,12 @@ def _logit_temperature(member: SentimentClassifier) -> float:
     return float(getattr(member, "temperature_", 1.0))
 
 
+def _logit_adjustment(member: SentimentClassifier) -> np.ndarray:
+    """What ``predict_proba`` adds to the scaled logits (zeros before calibration existed)."""
+    adjustment = getattr(member, "logit_adjustment_", None)
+    return np.zeros(member.n_classes_) if adjustment is None else np.asarray(adjustment)
+
+
 def _serving_module(members: list[SentimentClassifier], weights: np.ndarray,
                     vote_temperatures: np.ndarray):
     """A torch module: uint8 NHWC images -> probabilities, on CPU copies of the networks."""
@@ -97,6 +104,9 @@ def _serving_module(members: list[SentimentClassifier], weights: np.ndarray,
                                       for m in members)
             self.grayscale = [bool(m.grayscale) for m in members]
             self.logit_t = [_logit_temperature(m) for m in members]
+            for i, m in enumerate(members):
+                self.register_buffer(f"adjust{i}", torch.tensor(
+                    _logit_adjustment(m), dtype=torch.float32).view(1, -1))
             self.vote_t = [float(t) for t in vote_temperatures]
             self.weights = [float(w) for w in weights]
             self.register_buffer("luminance", torch.tensor(
@@ -110,10 +120,11 @@ def _serving_module(members: list[SentimentClassifier], weights: np.ndarray,
         def forward(self, images: torch.Tensor) -> torch.Tensor:
             x = images.permute(0, 3, 1, 2).float()
             total = None
-            for net, gray, logit_t, vote_t, weight in zip(
-                    self.nets, self.grayscale, self.logit_t, self.vote_t, self.weights):
+            for i, (net, gray, logit_t, vote_t, weight) in enumerate(zip(
+                    self.nets, self.grayscale, self.logit_t, self.vote_t, self.weights)):
                 pixels = (self.gray(x) if gray else x) / 255.0
-                proba = torch.softmax(net(pixels) / logit_t, dim=1)
+                adjust = getattr(self, f"adjust{i}")
+                proba = torch.softmax(net(pixels) / logit_t + adjust, dim=1)
                 if vote_t != 1.0:  # SentimentEnsemble's apply_temperature
                     proba = torch.softmax(torch.log(proba.clamp_min(_EPS)) / vote_t, dim=1)
                 part = proba if len(self.nets) == 1 else weight * proba
@@ -138,6 +149,9 @@ def _metadata(estimator: Any, names: list[str], members: list[SentimentClassifie
         "grayscale": json.dumps(grayscale if ensemble else grayscale[0]),
         "input": f"{INPUT_NAME}: uint8 RGB (batch, size, size, 3), decoded and resized to "
                  "image_size",
+        "decision": estimator._decision_rule(),
+        "class_prior": json.dumps([float(v) for v in (
+            estimator._class_prior() if ensemble else estimator.class_prior_)]),
         "members": json.dumps([
             {"name": name, "backbone": m.backbone, "grayscale": bool(m.grayscale),
              "logit_temperature": _logit_temperature(m), "vote_temperature": float(t),
@@ -293,14 +307,21 @@ class OnnxClassifier:
         return np.concatenate(parts)
 
     def predict(self, X: Any) -> np.ndarray:
-        """The most probable class of each image.
+        """The class of each image, by the exported model's decision rule.
+
+        The rule (``decision`` in the metadata: "argmax" or "balanced") and the training
+        class frequencies it needs (``class_prior``) are those of the estimator, so the
+        labels match its ``predict``.
 
         Returns
         -------
         numpy.ndarray of shape (n,)
             Labels from ``classes_``.
         """
-        return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
+        rule = self.metadata.get("decision", "argmax")
+        prior = json.loads(self.metadata["class_prior"]) if "class_prior" in self.metadata \
+            else None
+        return self.classes_[decide(self.predict_proba(X), rule, prior)]
 
 
 def load_onnx(path: str | os.PathLike, *, batch_size: int = 64,
