@@ -227,6 +227,7 @@ def _set_tta(model, tta) -> bool:
 # ------------------------------------------------------------------------------ summary
 def _fold_metrics(y_true: np.ndarray, scored: dict, classes: list[str]) -> dict:
     proba = np.asarray(scored["proba"])
+    proba = proba / proba.sum(axis=1, keepdims=True)  # float32 models sum to 1 +- 1e-7
     return {"macro_f1": f1_score(y_true, scored["pred"], labels=classes, average="macro",
                                  zero_division=0),
             "accuracy": accuracy_score(y_true, scored["pred"]),

@@ -30,7 +30,8 @@ RENDERED = {
 }
 
 #: Modules whose public names (``__all__``) must each have an entry in the API reference.
-API_MODULES = ("wjsentiment", "wjsentiment.datasets", "wjsentiment.ensemble",
+API_MODULES = ("wjsentiment", "wjsentiment.calibration", "wjsentiment.datasets",
+               "wjsentiment.ensemble",
                "wjsentiment.evaluation", "wjsentiment.plotting", "wjsentiment.explain",
                "wjsentiment.export")
 
