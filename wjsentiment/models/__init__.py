@@ -2,6 +2,7 @@
 
 from .backbones import (
     WeightsUnavailableError,
+    check_backbone_name,
     create_backbone,
     lite0_package_weights,
     load_backbone_weights,
@@ -18,6 +19,7 @@ __all__ = [
     "WeightsUnavailableError",
     "build_head",
     "build_network",
+    "check_backbone_name",
     "clear_feature_cache",
     "create_backbone",
     "feature_cache_dir",
