@@ -403,7 +403,7 @@ def test_version(capsys):
     (["fit", "--folder", "a", "--out", "x", "--early-stopping"], "--validation-fraction > 0"),
     (["predict", "model"], "the following arguments are required: IMAGE_OR_FOLDER"),
     (["download", "--min-confidence", "2"], "expected a number from 0 to 1"),
-    (["download", "--timeout", "inf"], "expected a positive number, got 'inf'"),
+    (["download", "--no-download", "--timeout", "inf"], "expected a positive number, got 'inf'"),
     (["fit", "--folder", "a", "--out", "x", "--lr", "nan"], "expected a positive number"),
     (["fit", "--folder", "a", "--out", "x", "--lr", "inf"], "got 'inf'"),
     (["fit", "--folder", "a", "--out", "x", "--image-size", "4"], "image_size must be in"),
