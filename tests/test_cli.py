@@ -7,6 +7,7 @@ import csv
 import io
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -141,8 +142,9 @@ def test_predict_folder_and_file_to_csv(fitted, emoji_folder, tmp_path):
                      "--batch-size", "5")
     assert result.returncode == 0, result.stderr
     rows = read_predictions(output)
-    assert list(rows[0]) == ["path", "label", *[f"proba_{c}" for c in CLASSES]]
+    assert list(rows[0]) == ["path", "label", *[f"proba_{c}" for c in CLASSES], "error"]
     assert len(rows) == len(CLASSES) * PER_CLASS + 1
+    assert all(r["error"] == "" for r in rows)
     assert rows[-1]["path"] == str(one_file)
     assert {Path(r["path"]).parent.name for r in rows[:-1]} == {c.lower() for c in CLASSES}
     proba = np.array([[float(r[f"proba_{c}"]) for c in CLASSES] for r in rows])
@@ -161,21 +163,82 @@ def test_predict_to_stdout(fitted, emoji_folder, capsys):
     assert [line.split(",")[0] for line in lines[1:]] == files
 
 
-def test_predict_bad_image_fails_and_keeps_old_output(fitted, emoji_folder, tmp_path, capsys):
+def test_predict_writes_a_row_for_every_input_with_an_error_column(fitted, emoji_folder,
+                                                                   tmp_path, capsys):
+    bad = tmp_path / "broken.png"
+    bad.write_text("this is not a PNG")
+    good = sorted((emoji_folder / "positive").iterdir())[:3]
+    output = tmp_path / "predictions.csv"
+    inputs = [good[0], bad, good[1], good[2]]  # the bad image shares a chunk with good ones
+    status = cli.main(["predict", str(fitted / "model"), *map(str, inputs), "-o", str(output),
+                       "--batch-size", "2"])
+    err = capsys.readouterr().err
+    assert status == 0, err
+    rows = read_predictions(output)
+    assert list(rows[0]) == ["path", "label", *[f"proba_{c}" for c in CLASSES], "error"]
+    assert [r["path"] for r in rows] == list(map(str, inputs))
+    assert [bool(r["error"]) for r in rows] == [False, True, False, False]
+    assert rows[1]["error"] == "not an image file PIL can read"
+    assert rows[1]["label"] == "" and all(rows[1][f"proba_{c}"] == "" for c in CLASSES)
+    for row in (rows[0], rows[2], rows[3]):
+        proba = [float(row[f"proba_{c}"]) for c in CLASSES]
+        assert row["label"] == CLASSES[int(np.argmax(proba))]
+        assert abs(sum(proba) - 1.0) < 1e-4
+    assert "1 of 4 image(s) could not be read" in err and "broken.png" in err
+    assert "on_bad_image" not in err + output.read_text()
+
+
+def test_predict_with_no_readable_image_exits_1_and_keeps_old_output(fitted, tmp_path, capsys):
     bad = tmp_path / "broken.png"
     bad.write_text("this is not a PNG")
     output = tmp_path / "predictions.csv"
     output.write_text("old content\n")
-    good = next((emoji_folder / "positive").iterdir())
-    status = cli.main(["predict", str(fitted / "model"), str(good), str(bad), "-o", str(output),
+    status = cli.main(["predict", str(fitted / "model"), str(bad), "-o", str(output),
                        "--quiet"])
     err = capsys.readouterr().err
     assert status == 1
-    assert err.startswith("wjsentiment predict: error:")
-    assert "broken.png" in err
+    assert err.startswith("wjsentiment predict: error: none of the 1 image(s) could be read")
+    assert "broken.png" in err and "on_bad_image" not in err
     assert len(err.strip().splitlines()) == 1
     assert output.read_text() == "old content\n"
     assert sorted(os.listdir(tmp_path)) == ["broken.png", "predictions.csv"]
+
+
+@pytest.mark.parametrize("damage", [
+    lambda model: (model / "model.safetensors").write_bytes(b""),
+    lambda model: (model / "model.safetensors").write_bytes(
+        (model / "model.safetensors").read_bytes()[:1000]),
+    lambda model: (model / "config.json").write_text("{not json"),
+    lambda model: (model / "config.json").write_text(
+        (model / "config.json").read_text().replace('"n_classes": 3', '"n_classes": "3"')),
+])
+def test_a_damaged_model_is_one_line_and_exit_1(fitted, emoji_folder, tmp_path, capsys, damage):
+    model = Path(shutil.copytree(fitted / "model", tmp_path / "model"))
+    damage(model)
+    status = cli.main(["predict", str(model), str(emoji_folder)])
+    err = capsys.readouterr().err
+    assert status == 1
+    assert err.startswith(f"wjsentiment predict: error: Cannot load '{model}")
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+
+def test_predict_help_documents_the_exit_statuses():
+    text = run_cli_help("predict")
+    assert "exit status:" in text and "error" in text
+    assert "0  predictions written" in text and "1  nothing written" in text
+
+
+def test_fit_skip_takes_a_folder_holding_a_non_image_jpg(emoji_folder, tmp_path):
+    folder = Path(shutil.copytree(emoji_folder, tmp_path / "photos"))
+    (folder / "positive" / "notes.jpg").write_text("not a JPEG")
+    args = ["fit", "--folder", str(folder), "--weights", "none", "--image-size", "32",
+            "--epochs", "1", "--finetune", "head", "--quiet"]
+    assert cli.main([*args, "--out", str(tmp_path / "raise")]) == 1  # the loader names it
+    with pytest.warns(UserWarning, match="Skipped 1 of 13"):
+        status = cli.main([*args, "--out", str(tmp_path / "skip"), "--on-bad-image", "skip"])
+    assert status == 0
+    config = json.loads((tmp_path / "skip" / "model" / "config.json").read_text())
+    assert [Path(s[1].strip("'")).name for s in config["skipped"]] == ["notes.jpg"]
 
 
 def test_missing_model_exits_1_naming_it(emoji_folder, tmp_path, capsys):
@@ -407,6 +470,17 @@ def test_version(capsys):
     (["fit", "--folder", "a", "--out", "x", "--early-stopping"], "--validation-fraction > 0"),
     (["predict", "model"], "the following arguments are required: IMAGE_OR_FOLDER"),
     (["download", "--min-confidence", "2"], "expected a number from 0 to 1"),
+    (["download", "--no-download", "--timeout", "inf"], "expected a positive number, got 'inf'"),
+    (["fit", "--folder", "a", "--out", "x", "--lr", "nan"], "expected a positive number"),
+    (["fit", "--folder", "a", "--out", "x", "--lr", "inf"], "got 'inf'"),
+    (["fit", "--folder", "a", "--out", "x", "--image-size", "4"], "image_size must be in"),
+    (["fit", "--folder", "a", "--out", "x", "--label-smoothing", "1"],
+     "label_smoothing must be in [0, 1)"),
+    (["fit", "--folder", "a", "--out", "x", "--validation-fraction", "1"],
+     "validation_fraction must be in [0, 1)"),
+    (["fit", "--folder", "a", "--out", "x", "--random-state", "-1"], "random_state must be"),
+    (["fit", "--folder", "a", "--out", "x", "--backbone", "resnet_18"],
+     "'resnet_18' is not a timm model name"),
     (["demo", "--quiet", "--verbose"], "not allowed with argument"),
 ])
 def test_bad_usage_exits_2(argv, message, capsys):

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -429,3 +431,78 @@ def test_holdout_keeps_groups_together(monkeypatch):
                       validation_fraction=0.25, verbose=0).fit(X, y, groups=groups)
     assert set(groups[seen["fit"]]).isdisjoint(groups[seen["val"]])
     assert len(seen["val"]) > 0
+
+
+# ------------------------------------------------------------------ clear errors (issue 11)
+def test_predict_before_fit_raises_not_fitted():
+    ens = SentimentEnsemble([("a", TableClassifier(table=np.eye(2)))])
+    with pytest.raises(NotFittedError):
+        ens.predict(np.array([[0]]))
+
+
+def test_labels_that_cannot_be_ordered_are_a_clear_value_error():
+    ens = SentimentEnsemble([("a", TableClassifier(table=np.eye(2)))], weights="auto",
+                            verbose=0)
+    with pytest.raises(ValueError, match=r"missing label\(s\)"):
+        ens.fit(np.arange(8)[:, None] % 2, np.array(["x", None] * 4, dtype=object))
+
+
+def test_disagreeing_classes_are_printed_as_plain_strings():
+    members = [("a", TableClassifier(table=np.eye(2), classes=np.array(["Neg", "Pos"]))),
+               ("b", TableClassifier(table=np.eye(2), classes=np.array(["Bad", "Good"])))]
+    with pytest.raises(ValueError) as info:
+        SentimentEnsemble(members, verbose=0).fit(np.array([[0], [1]]), ["Neg", "Pos"])
+    assert "'a' has ['Neg', 'Pos']; 'b' has ['Bad', 'Good']" in str(info.value)
+
+
+def _damaged_copy(fitted_pair, tmp_path, damage) -> Path:
+    path = Path(fitted_pair.save(tmp_path / "ens"))
+    damage(path)
+    return path
+
+
+def _edit_ensemble_json(change):
+    def damage(path):
+        config = json.loads((path / ENSEMBLE_FILE).read_text())
+        change(config)
+        (path / ENSEMBLE_FILE).write_text(json.dumps(config))
+    return damage
+
+
+@pytest.mark.parametrize("damage, file, problem", [
+    (lambda p: (p / ENSEMBLE_FILE).write_text('{"format_version": 1,'), ENSEMBLE_FILE,
+     "not valid JSON"),
+    (lambda p: (p / ENSEMBLE_FILE).write_text(""), ENSEMBLE_FILE, "it is empty"),
+    (_edit_ensemble_json(lambda c: c.update(format_version=7)), ENSEMBLE_FILE,
+     "newer wjsentiment (format 7"),
+    (_edit_ensemble_json(lambda c: c.update(estimator="SentimentClassifier")), ENSEMBLE_FILE,
+     "holds a SentimentClassifier, not a SentimentEnsemble"),
+    (_edit_ensemble_json(lambda c: c.pop("temperatures")), ENSEMBLE_FILE,
+     "the key 'temperatures' is missing"),
+    (_edit_ensemble_json(lambda c: c["members"][0].update(name=3)), ENSEMBLE_FILE,
+     "members[0].name must be a string"),
+    (_edit_ensemble_json(lambda c: c.update(weights=[1.0])), ENSEMBLE_FILE,
+     "it has 1 weights for 2 members"),
+    (_edit_ensemble_json(lambda c: c.update(temperatures=[1.0, -1.0])), ENSEMBLE_FILE,
+     "temperatures [1.0, -1.0] are not all finite and positive"),
+    (_edit_ensemble_json(lambda c: c["classes"].update(values=["Negative", "Happy"])),
+     ENSEMBLE_FILE, "classes ['Negative', 'Happy'] differ from member 'a'"),
+    (_edit_ensemble_json(lambda c: c["params"].update(validation_fraction=2.0)),
+     ENSEMBLE_FILE, "validation_fraction must be in (0, 1)"),
+    (_edit_ensemble_json(lambda c: c["members"][1].update(folder="../b")), ENSEMBLE_FILE,
+     "cannot be loaded"),
+    (lambda p: shutil.rmtree(p / "b"), ENSEMBLE_FILE,
+     "its member 'b' should be in the sub-folder 'b', which is missing"),
+    (lambda p: (p / "b" / "model.safetensors").write_bytes(b"\0" * 7), "b/model.safetensors",
+     "truncated"),
+    (lambda p: (p / "a" / "config.json").write_text("nonsense"), "a/config.json",
+     "not valid JSON"),
+])
+def test_damaged_ensemble_is_one_model_file_error(fitted_pair, tmp_path, damage, file, problem):
+    from wjsentiment.persistence import ModelFileError
+
+    path = _damaged_copy(fitted_pair, tmp_path, damage)
+    with pytest.raises(ModelFileError) as info:
+        SentimentEnsemble.load(path)
+    assert info.value.path == str(path / file)
+    assert problem in str(info.value)

@@ -272,3 +272,80 @@ def test_full_fine_tuning_runs_in_channels_last_on_a_cpu(bright_dark, tiny_param
     clf.save(tmp_path / "model")
     np.testing.assert_allclose(SentimentClassifier.load(tmp_path / "model").predict_proba(X),
                                expected, atol=1e-6)
+
+
+# ------------------------------------------------------------------ clear errors (issue 11)
+@pytest.mark.parametrize("name", ["lr", "weight_decay", "label_smoothing",
+                                  "validation_fraction"])
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), -float("inf")])
+def test_non_finite_numbers_are_refused_by_parameter_validation(name, value, tiny_params):
+    X, y = make_bright_dark(4)
+    with pytest.raises(ValueError, match=f"{name} must be a finite number"):
+        SentimentClassifier(**{**tiny_params, name: value}).fit(X, y)
+
+
+def test_an_unknown_backbone_is_reported_before_any_image_is_decoded(tmp_path, monkeypatch,
+                                                                     tiny_params):
+    import wjsentiment.images.cache as cache
+
+    def no_decoding(*args, **kwargs):
+        raise AssertionError("an image was decoded before the parameters were checked")
+
+    monkeypatch.setattr(cache.DecodedImageStore, "add", no_decoding)
+    paths = [str(tmp_path / f"{i}.png") for i in range(4)]  # never read
+    with pytest.raises(ValueError, match="'resnet_does_not_exist' is not a timm model name"):
+        SentimentClassifier(**tiny_params, backbone="resnet_does_not_exist").fit(
+            paths, [0, 1, 0, 1])
+
+
+def test_a_bad_random_state_is_a_parameter_error(tiny_params):
+    X, y = make_bright_dark(4)
+    with pytest.raises(ValueError, match=r"random_state must be None, an int in \[0, 2\*\*32"):
+        SentimentClassifier(**{**tiny_params, "random_state": -1}).fit(X, y)
+
+
+@pytest.mark.parametrize("labels, match", [
+    (["Positive", None, "Negative", "Positive", None, "Negative", "Positive", "Negative"],
+     r"2 missing label\(s\) \(None or NaN\), the first at position 1"),
+    (["Positive", float("nan")] * 4, r"4 missing label\(s\)"),
+    (["Positive", 1] * 4, r"mixes labels of types \['int', 'str'\]"),
+])
+def test_labels_that_cannot_be_ordered_are_a_clear_value_error(labels, match, tiny_params):
+    X, _ = make_bright_dark(4)
+    with pytest.raises(ValueError, match=match):
+        SentimentClassifier(**tiny_params).fit(X, np.array(labels, dtype=object))
+
+
+def test_every_image_skipped_says_so(tmp_path, tiny_params):
+    bad = _bad_files(tmp_path)
+    clf = SentimentClassifier(**tiny_params, on_bad_image="skip")
+    with pytest.raises(ValueError, match="All 3 images were skipped as unreadable"):
+        clf.fit(bad, ["Negative", "Positive", "Negative"])
+
+
+def test_messages_print_labels_as_plain_strings(image_files, tmp_path, tiny_params):
+    X, _ = make_bright_dark(4)
+    with pytest.raises(ValueError) as info:
+        SentimentClassifier(**tiny_params).fit(X, np.array(["Positive"] * 8))
+    assert "(['Positive'])." in str(info.value) and "np.str_" not in str(info.value)
+    paths, y = image_files
+    with pytest.raises(ValueError) as info:
+        SentimentClassifier(**tiny_params, on_bad_image="skip").fit(
+            paths[:6] + _bad_files(tmp_path), ["Positive"] * 6 + ["Negative"] * 3)
+    assert "(['Positive']) after skipping 3 unreadable image(s)" in str(info.value)
+    with pytest.raises(ValueError) as info:
+        SentimentClassifier(**tiny_params, class_weight={"Happy": 2.0}).fit(paths, y)
+    assert "(['Negative', 'Positive'])" in str(info.value)
+
+
+def test_the_bad_image_hint_depends_on_fit_or_predict(tmp_path, image_files, tiny_params):
+    paths, y = image_files
+    bad = _bad_files(tmp_path)[1]
+    with pytest.raises(BadImageError) as info:
+        SentimentClassifier(**tiny_params).fit(paths + [bad], list(y) + ["Negative"])
+    assert "on_bad_image='skip'" in str(info.value)
+    clf = SentimentClassifier(**tiny_params).fit(paths, y)
+    with pytest.raises(BadImageError) as info:
+        clf.predict(paths[:2] + [bad])
+    assert "notes.txt" in str(info.value) and "leave it out of X" in str(info.value)
+    assert "on_bad_image" not in str(info.value) and "training" not in str(info.value)

@@ -2,8 +2,9 @@
 explain predictions with heat maps and export models to ONNX.
 
 Each subcommand is a thin layer over the library: it parses arguments, calls the public API
-and turns the library's errors into a one-line message and exit status 1. Usage errors exit
-with status 2 (argparse's convention); success exits 0.
+and turns the library's errors into a one-line message and exit status 1. Usage errors,
+option values out of range included, exit with status 2 (argparse's convention); success exits
+0. ``predict`` succeeds when it could read at least one of its images.
 
 Run ``wjsentiment --help`` or ``wjsentiment <command> --help`` for the options, or use
 ``python -m wjsentiment`` when the entry point is not on ``PATH``.
@@ -14,6 +15,7 @@ from __future__ import annotations
 import argparse
 import csv
 import io
+import math
 import os
 import re
 import sys
@@ -90,7 +92,7 @@ def _number(kind: type, accept: Callable[[float], bool], what: str) -> Callable[
             value = kind(text)
         except ValueError:
             value = None
-        if value is None or not accept(value):
+        if value is None or not math.isfinite(value) or not accept(value):
             raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}")
         return value
 
@@ -286,11 +288,18 @@ def _add_predict(sub: Any) -> None:
         help="predict the sentiment of images with a saved model",
         description="Predict with a model saved by `wjsentiment fit` (or .save()). Inputs are "
                     "image files\nand/or folders (searched recursively for image files). "
-                    "Writes a CSV with the columns\npath, label and one proba_<class> column "
-                    "per class.",
+                    "Writes a CSV with one row per image\nand the columns path, label, one "
+                    "proba_<class> column per class, and error: empty\nwhen the image was "
+                    "read, else why it could not be (its label and probabilities\nare then "
+                    "empty).",
         epilog="examples:\n"
                "  wjsentiment predict runs/photos/model new_photos/ --output predictions.csv\n"
-               "  wjsentiment predict runs/photos/model a.jpg b.png > predictions.csv",
+               "  wjsentiment predict runs/photos/model a.jpg b.png > predictions.csv\n"
+               "\nexit status:\n"
+               "  0  predictions written (rows of unreadable images carry an error)\n"
+               "  1  nothing written: no image could be read, the model could not be loaded,\n"
+               "     or an input does not exist (a one-line reason on stderr)\n"
+               "  2  usage error",
     )
     p.add_argument("model", help="folder of a saved model (e.g. runs/photos/model)")
     p.add_argument("inputs", nargs="+", metavar="IMAGE_OR_FOLDER",
@@ -453,7 +462,10 @@ def _groups(args: argparse.Namespace, data: Any, parser: argparse.ArgumentParser
 
 
 def _load_labelled(args: argparse.Namespace, parser: argparse.ArgumentParser):
-    """The Bunch of labelled images named by --folder / --csv / --crowdflower."""
+    """The Bunch of labelled images named by --folder / --csv / --crowdflower.
+
+    With ``fit --on-bad-image skip`` the files are not opened here: the estimator skips the
+    unreadable ones."""
     from .datasets import fetch_image_sentiment, load_image_csv, load_image_folder
 
     if args.csv is None:
@@ -462,10 +474,12 @@ def _load_labelled(args: argparse.Namespace, parser: argparse.ArgumentParser):
                                      ("--root", args.root, None)):
             if value != default:
                 parser.error(f"{flag} only applies with --csv")
+    check_images = getattr(args, "on_bad_image", "raise") == "raise"
     if args.folder is not None:
-        return load_image_folder(args.folder)
+        return load_image_folder(args.folder, check_images=check_images)
     if args.csv is not None:
-        return load_image_csv(args.csv, args.image_col, args.label_col, root=args.root)
+        return load_image_csv(args.csv, args.image_col, args.label_col, root=args.root,
+                              check_images=check_images)
     data = fetch_image_sentiment(args.data_home, download=False,
                                  min_confidence=args.min_confidence, verbose=0)
     if not data.paths:
@@ -547,7 +561,6 @@ def _cmd_fit(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
 
     if args.early_stopping and args.validation_fraction <= 0:
         parser.error("--early-stopping needs --validation-fraction > 0, e.g. 0.15")
-    data = _load_labelled(args, parser)
     clf = SentimentClassifier(
         backbone=args.backbone, weights=args.weights, head=args.head, finetune=args.finetune,
         image_size=args.image_size, grayscale=args.grayscale, augment=args.augment,
@@ -562,6 +575,11 @@ def _cmd_fit(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         decision=args.decision,
         random_state=args.random_state, verbose=min(args.verbose, 1),
     )
+    try:  # the estimator's own checks, before any image is read: a bad value is a usage error
+        clf._validate_params()
+    except ValueError as exc:
+        parser.error(_message(exc))
+    data = _load_labelled(args, parser)
     _info(args, f"Training {args.backbone} ({args.finetune}) on {len(data.paths)} images, "
                 f"{len(set(data.target.tolist()))} classes.")
     start = time.perf_counter()
@@ -583,8 +601,24 @@ def _cmd_fit(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     return 0
 
 
+def _unreadable(model: Any, paths: list[str]) -> dict[int, str]:
+    """Why each of ``paths`` that ``model`` cannot read is unreadable, by position.
+
+    Decodes through the shared image store at the size of every member, as ``predict_proba``
+    will (so it finds them decoded), and collects the store's per-input errors.
+    """
+    from .images import get_store
+
+    reasons: dict[int, str] = {}
+    for est in getattr(model, "estimators_", [model]):
+        store = get_store(est.image_size, est.grayscale)
+        for pos, error in store.add(paths, num_workers=est._workers()).errors:
+            reasons.setdefault(pos, error.reason)
+    return reasons
+
+
 def _cmd_predict(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
-    """``wjsentiment predict``: a CSV of labels and class probabilities."""
+    """``wjsentiment predict``: a CSV of labels and class probabilities, one row per image."""
     import numpy as np
     from tqdm.auto import tqdm
 
@@ -594,22 +628,36 @@ def _cmd_predict(args: argparse.Namespace, parser: argparse.ArgumentParser) -> i
     classes = [str(c) for c in model.classes_]
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["path", "label", *[f"proba_{c}" for c in classes]])
+    writer.writerow(["path", "label", *[f"proba_{c}" for c in classes], "error"])
+    failed: list[tuple[str, str]] = []
     with tqdm(total=len(paths), unit="img", desc="predict", disable=args.verbose == 0,
               file=sys.stderr) as bar:
         for start in range(0, len(paths), args.batch_size):
             chunk = paths[start:start + args.batch_size]
-            proba = model.predict_proba(chunk)
-            best = np.argmax(proba, axis=1)
-            for path, row, k in zip(chunk, proba, best):
-                writer.writerow([path, classes[k], *[f"{p:.6f}" for p in row]])
+            reasons = _unreadable(model, chunk)
+            good = [path for i, path in enumerate(chunk) if i not in reasons]
+            proba = iter(model.predict_proba(good) if good else [])
+            for i, path in enumerate(chunk):
+                if i in reasons:
+                    failed.append((path, reasons[i]))
+                    writer.writerow([path, "", *[""] * len(classes), reasons[i]])
+                else:
+                    row = next(proba)
+                    writer.writerow([path, classes[int(np.argmax(row))],
+                                     *[f"{p:.6f}" for p in row], ""])
             bar.update(len(chunk))
+    if len(failed) == len(paths):
+        raise CommandError(f"none of the {len(paths)} image(s) could be read (first: "
+                           f"{failed[0][0]}: {failed[0][1]}); nothing was written.")
     if args.output is None:
         sys.stdout.write(buffer.getvalue())
         sys.stdout.flush()
     else:
         _atomic_write_text(args.output, buffer.getvalue())
         _info(args, f"Wrote {len(paths)} predictions to {args.output}")
+    if failed:
+        _info(args, f"{len(failed)} of {len(paths)} image(s) could not be read (first: "
+                    f"{failed[0][0]}: {failed[0][1]}); their rows give the error.")
     return 0
 
 

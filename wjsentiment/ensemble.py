@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import inspect
-import json
 import os
 import re
 from collections.abc import Callable, Iterator, Sequence
@@ -31,9 +30,18 @@ from tqdm.auto import tqdm
 
 from . import calibration
 from .calibration import DECISIONS, decide, resolve_decision
-from .estimator import SentimentClassifier
+from .estimator import SentimentClassifier, check_labels
 from .holdout import check_groups, holdout_split
-from .persistence import atomic_folder, decode_classes, encode_classes
+from .persistence import (
+    CLASSES_SCHEMA,
+    ModelFileError,
+    atomic_folder,
+    decode_classes,
+    encode_classes,
+    model_file_errors,
+    read_config,
+    write_config,
+)
 
 #: File holding the ensemble's own settings inside a saved ensemble folder.
 ENSEMBLE_FILE = "ensemble.json"
@@ -43,6 +51,18 @@ ENSEMBLE_FORMAT_VERSION = 1
 DEFAULT_HOLDOUT_SEED = 0
 #: Member classes a saved ensemble may contain (load never imports anything else).
 SAVABLE_MEMBERS: dict[str, type] = {"SentimentClassifier": SentimentClassifier}
+#: What ``save`` writes to ``ensemble.json`` besides ``format_version`` and ``estimator``
+#: (see :func:`wjsentiment.persistence.schema_problem`).
+ENSEMBLE_SCHEMA: dict[str, Any] = {
+    "params": {"weights": (type(None), str, [float]), "calibrate": bool,
+               "validation_fraction": float, "n_jobs": (type(None), int), "verbose": int},
+    "default_estimators": bool,
+    "members": [{"name": str, "folder": str, "estimator": str}],
+    "classes": CLASSES_SCHEMA,
+    "weights": [float],
+    "temperatures": [float],
+    "validation_log_loss": (type(None), dict),
+}
 
 _EPS = calibration.EPS
 _SAFE_FOLDER = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$")
@@ -534,6 +554,7 @@ class SentimentEnsemble(ClassifierMixin, _BaseComposition):
         n = X.shape[0] if hasattr(X, "shape") else len(X)
         if n != len(y):
             raise ValueError(f"X has {n} samples but y has {len(y)} labels; they must match.")
+        check_labels(y)
         check_classification_targets(y)
 
         members = [clone(est) for est in specs]
@@ -572,7 +593,7 @@ class SentimentEnsemble(ClassifierMixin, _BaseComposition):
         unknown = sorted({str(v) for v in y_val.tolist() if v not in index})
         if unknown:
             raise ValueError(f"y has labels {unknown} that are not in the members' classes_ "
-                             f"({list(self.classes_)}).")
+                             f"({self.classes_.tolist()}).")
         y_idx = np.array([index[v] for v in y_val.tolist()], dtype=np.intp)
         probas = self._member_probas(_safe_indexing(X, val_idx), fitted, names)
         if self.calibrate:
@@ -711,7 +732,6 @@ class SentimentEnsemble(ClassifierMixin, _BaseComposition):
                 for folder, est in zip(folders, self.estimators_):
                     est.save(tmp / folder)
             config = {
-                "format_version": ENSEMBLE_FORMAT_VERSION,
                 "estimator": type(self).__name__,
                 "params": {
                     "weights": _json_weights(self.weights),
@@ -730,7 +750,7 @@ class SentimentEnsemble(ClassifierMixin, _BaseComposition):
                 "class_prior": [float(v) for v in self.class_prior_],
                 "validation_log_loss": self.validation_log_loss_,
             }
-            (tmp / ENSEMBLE_FILE).write_text(json.dumps(config, indent=2))
+            write_config(tmp / ENSEMBLE_FILE, config, ENSEMBLE_FORMAT_VERSION)
         return str(path)
 
     @classmethod
@@ -753,43 +773,37 @@ class SentimentEnsemble(ClassifierMixin, _BaseComposition):
         ------
         FileNotFoundError
             If ``path`` holds no saved ensemble.
-        ValueError
-            If the folder holds something else or was written by a newer wjsentiment.
+        ModelFileError
+            If ``ensemble.json`` or a member's files are damaged, edited into something
+            invalid, of another kind of model or of a newer format; the message names the file.
         """
         path = Path(path)
-        if not (path / ENSEMBLE_FILE).is_file():
+        file = path / ENSEMBLE_FILE
+        if not file.is_file():
             raise FileNotFoundError(f"No saved SentimentEnsemble at {str(path)!r}: "
                                     f"{ENSEMBLE_FILE} is missing. Pass the folder written by "
                                     "SentimentEnsemble.save().")
-        config = json.loads((path / ENSEMBLE_FILE).read_text())
-        if config.get("estimator") != cls.__name__:
-            raise ValueError(f"{str(path)!r} holds a {config.get('estimator')}, not a "
-                             f"{cls.__name__}.")
-        if config.get("format_version", 0) > ENSEMBLE_FORMAT_VERSION:
-            raise ValueError(f"The ensemble at {str(path)!r} was saved by a newer wjsentiment "
-                             f"(format {config['format_version']}); upgrade wjsentiment to "
-                             "load it.")
-        names, members = [], []
-        for meta in config["members"]:
-            member_cls = SAVABLE_MEMBERS.get(meta["estimator"])
-            folder = meta["folder"]
-            if member_cls is None or not _SAFE_FOLDER.match(folder):
-                raise ValueError(f"{str(path)!r} lists a member {meta!r} that cannot be loaded.")
-            names.append(meta["name"])
-            members.append(member_cls.load(path / folder, device=device))
-        params = dict(config["params"])
-        estimators = None if config["default_estimators"] else \
-            [(name, clone(est)) for name, est in zip(names, members)]
-        ens = cls(estimators, **params)
-        ens.estimators_ = members
-        ens.named_estimators_ = Bunch(**dict(zip(names, members)))
-        ens.classes_ = decode_classes(config["classes"])
-        ens.weights_ = np.array(config["weights"], dtype=float)
-        ens.temperatures_ = np.array(config["temperatures"], dtype=float)
-        if "class_prior" in config:
-            ens.class_prior_ = np.array(config["class_prior"], dtype=float)
-        ens.validation_log_loss_ = config.get("validation_log_loss")
-        ens._moved_devices = {}
+        config = read_config(file, ENSEMBLE_FORMAT_VERSION, estimator=cls.__name__,
+                             schema=ENSEMBLE_SCHEMA)
+        names = [meta["name"] for meta in config["members"]]
+        members = [_load_member(path, meta, device) for meta in config["members"]]
+        with model_file_errors(file):
+            estimators = None if config["default_estimators"] else \
+                [(name, clone(est)) for name, est in zip(names, members)]
+            ens = cls(estimators, **config["params"])
+            ens._validate()
+            ens.estimators_ = members
+            ens.named_estimators_ = Bunch(**dict(zip(names, members)))
+            ens.classes_ = decode_classes(config["classes"])
+            ens.weights_ = np.array(config["weights"], dtype=float)
+            ens.temperatures_ = np.array(config["temperatures"], dtype=float)
+            if "class_prior" in config:  # saved before the decision rule existed: argmax
+                ens.class_prior_ = np.array(config["class_prior"], dtype=float)
+                if ens.class_prior_.shape != ens.classes_.shape:
+                    raise ValueError("class_prior must have one value per class")
+            ens.validation_log_loss_ = config["validation_log_loss"]
+            ens._moved_devices = {}
+            _check_saved_vote(ens, names, file)
         return ens
 
     def export_onnx(self, path: str | os.PathLike, *, opset: int | None = None) -> str:
@@ -807,6 +821,41 @@ class SentimentEnsemble(ClassifierMixin, _BaseComposition):
 
 
 # ---------------------------------------------------------------------------------- helpers
+def _load_member(path: Path, meta: dict[str, str], device: str | None) -> Any:
+    """Load the member ``meta`` of ``ensemble.json`` describes from its sub-folder."""
+    member_cls = SAVABLE_MEMBERS.get(meta["estimator"])
+    folder = meta["folder"]
+    if member_cls is None or not _SAFE_FOLDER.match(folder):
+        raise ModelFileError(path / ENSEMBLE_FILE, f"it lists a member {meta} that cannot be "
+                             f"loaded (only {sorted(SAVABLE_MEMBERS)} members, each in a "
+                             "sub-folder of the ensemble)")
+    if not (path / folder).is_dir():
+        raise ModelFileError(path / ENSEMBLE_FILE, f"its member {meta['name']!r} should be in "
+                             f"the sub-folder {folder!r}, which is missing")
+    return member_cls.load(path / folder, device=device)
+
+
+def _check_saved_vote(ens: SentimentEnsemble, names: list[str], file: Path) -> None:
+    """A loaded ensemble's weights, temperatures and classes must fit its members."""
+    n = len(names)
+    if len(set(names)) != n:
+        raise ModelFileError(file, f"its member names {names} are not unique")
+    for key, values in (("weights", ens.weights_), ("temperatures", ens.temperatures_)):
+        if len(values) != n:
+            raise ModelFileError(file, f"it has {len(values)} {key} for {n} members")
+    w, t = ens.weights_, ens.temperatures_
+    if not np.all(np.isfinite(w)) or np.any(w < 0) or w.sum() <= 0:
+        raise ModelFileError(file, f"its weights {w.tolist()} are not finite, non-negative "
+                                   "and summing to more than 0")
+    if not np.all(np.isfinite(t)) or np.any(t <= 0):
+        raise ModelFileError(file, f"its temperatures {t.tolist()} are not all finite and "
+                                   "positive")
+    for name, est in zip(names, ens.estimators_):
+        if not np.array_equal(np.asarray(est.classes_), ens.classes_):
+            raise ModelFileError(file, f"its classes {ens.classes_.tolist()} differ from "
+                                       f"member {name!r}'s {np.asarray(est.classes_).tolist()}")
+
+
 def _is_numeric_list(value: Any) -> bool:
     try:
         arr = np.asarray(value)
@@ -851,8 +900,8 @@ def _shared_classes(names: list[str], members: list[Any]) -> np.ndarray:
     differ = [(name, c) for name, c in zip(names[1:], classes[1:])
               if c.shape != ref.shape or not np.array_equal(c, ref)]
     if differ:
-        others = "; ".join(f"{name!r} has {list(c)}" for name, c in differ)
-        raise ValueError(f"The members disagree on classes_: {names[0]!r} has {list(ref)}; "
+        others = "; ".join(f"{name!r} has {c.tolist()}" for name, c in differ)
+        raise ValueError(f"The members disagree on classes_: {names[0]!r} has {ref.tolist()}; "
                          f"{others}. Every member must be fitted on the same labels.")
     return ref
 

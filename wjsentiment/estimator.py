@@ -8,10 +8,12 @@ augmentation and the loop itself live in :mod:`wjsentiment.images` and
 
 from __future__ import annotations
 
+import math
 import os
 import warnings
 from collections.abc import Sequence
 from numbers import Integral, Real
+from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -36,10 +38,22 @@ from .calibration import (
 from .holdout import check_groups, holdout_split
 from .images.cache import get_store
 from .images.decode import BadImageError, input_key
+from .models.backbones import check_backbone_name
 from .models.features import frozen_features
 from .models.heads import HEADS
 from .models.network import SentimentNet, build_network
-from .persistence import decode_classes, encode_classes, load_bundle, save_bundle
+from .persistence import (
+    CLASSIFIER_SCHEMA,
+    CONFIG_FILE,
+    WEIGHTS_FILE,
+    ModelFileError,
+    check_tensor_shapes,
+    decode_classes,
+    encode_classes,
+    load_bundle,
+    model_file_errors,
+    save_bundle,
+)
 from .training.batches import FeatureBatches, ImageBatches
 from .training.loop import (
     AVERAGING,
@@ -110,12 +124,47 @@ def as_image_inputs(X: Any, name: str = "X") -> list:
     return items
 
 
-def _first_error(errors: list[tuple[int, BadImageError]]) -> BadImageError:
-    """A fresh error for the first bad image that counts the others (cached errors stay as
-    they are)."""
+#: What to do about an image that cannot be decoded, by the method that met it.
+BAD_IMAGE_HINTS = {
+    "fit": "Fix or remove it, or pass on_bad_image='skip' to leave bad images out of training.",
+    "predict": "Fix it, or leave it out of X.",
+}
+
+
+def _first_error(errors: list[tuple[int, BadImageError]], during: str) -> BadImageError:
+    """A fresh error for the first bad image that counts the others and says what to do
+    ``during`` "fit" or "predict" (cached errors stay as they are)."""
     first = errors[0][1]
     more = f"; {len(errors) - 1} more bad image(s) in X" if len(errors) > 1 else ""
-    return BadImageError(first.source, first.reason + more)
+    return BadImageError(first.source, first.reason + more, BAD_IMAGE_HINTS[during])
+
+
+def check_labels(y: np.ndarray) -> None:
+    """Refuse labels that cannot be sorted into classes: missing ones or a mix of types.
+
+    numpy would otherwise fail with a TypeError about ``<`` between types.
+
+    Examples
+    --------
+    >>> check_labels(np.array(["Positive", None], dtype=object))  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    ValueError: y has 1 missing label(s) (None or NaN), the first at position 1; ...
+    """
+    try:
+        np.unique(y)
+    except TypeError:
+        values = y.tolist()
+        missing = [i for i, v in enumerate(values)
+                   if v is None or (isinstance(v, float) and math.isnan(v))]
+        if missing:
+            raise ValueError(
+                f"y has {len(missing)} missing label(s) (None or NaN), the first at position "
+                f"{missing[0]}; give every image a label, or leave unlabelled images out."
+            ) from None
+        kinds = sorted({type(v).__name__ for v in values})
+        raise ValueError(f"y mixes labels of types {kinds}, which cannot be ordered into "
+                         "classes; give every label the same type, e.g. str.") from None
 
 
 def _check_choice(name: str, value: Any, allowed: Sequence[Any]) -> None:
@@ -128,6 +177,8 @@ def _check_number(name: str, value: Any, kind: type, low: float | None, high: fl
     if isinstance(value, bool) or not isinstance(value, kind):
         raise ValueError(f"{name} must be a{'n int' if kind is Integral else ' number'}, "
                          f"got {value!r}.")
+    if not math.isfinite(value):
+        raise ValueError(f"{name} must be a finite number, got {value!r}.")
     too_low = low is not None and (value <= low if low_open else value < low)
     too_high = high is not None and (value >= high if high_open else value > high)
     if too_low or too_high:
@@ -357,8 +408,7 @@ class SentimentClassifier(ClassifierMixin, BaseEstimator):
 
     # ------------------------------------------------------------------ checks and settings
     def _validate_params(self) -> None:
-        if not isinstance(self.backbone, str) or not self.backbone:
-            raise ValueError(f"backbone must be a timm model name, got {self.backbone!r}.")
+        check_backbone_name(self.backbone)
         if not (self.weights is None or isinstance(self.weights, (str, os.PathLike))):
             raise ValueError(
                 f"weights must be 'imagenet', None or a path to a .pth/.safetensors file, "
@@ -403,6 +453,11 @@ class SentimentClassifier(ClassifierMixin, BaseEstimator):
         _check_choice("on_divergence", self.on_divergence, ON_DIVERGENCE)
         _check_choice("cuda_graphs", self.cuda_graphs, ("auto", True, False))
         _check_number("verbose", self.verbose, Integral, 0)
+        try:
+            check_random_state(self.random_state)
+        except ValueError:
+            raise ValueError(f"random_state must be None, an int in [0, 2**32 - 1] or a "
+                             f"numpy RandomState, got {self.random_state!r}.") from None
         self._torch_device()
 
     def _torch_device(self) -> torch.device:
@@ -492,6 +547,7 @@ class SentimentClassifier(ClassifierMixin, BaseEstimator):
         if len(y) != len(items):
             raise ValueError(f"X has {len(items)} images but y has {len(y)} labels; they must "
                              "match.")
+        check_labels(y)
         check_classification_targets(y)
         groups = check_groups(groups, len(items))
 
@@ -503,7 +559,11 @@ class SentimentClassifier(ClassifierMixin, BaseEstimator):
         self.skipped_ = [SkippedImage(pos, err.source, err.reason) for pos, err in decoded.errors]
         if self.skipped_:
             if self.on_bad_image == "raise":
-                raise _first_error(decoded.errors)
+                raise _first_error(decoded.errors, "fit")
+            first = self.skipped_[0]
+            if len(self.skipped_) == len(items):
+                raise ValueError(f"All {len(items)} images were skipped as unreadable (first: "
+                                 f"{first.source}: {first.reason}); nothing is left to train on.")
             warnings.warn(
                 f"Skipped {len(self.skipped_)} of {len(items)} images that could not be decoded "
                 f"(first: {self.skipped_[0].source}: {self.skipped_[0].reason}); see skipped_.",
@@ -516,7 +576,9 @@ class SentimentClassifier(ClassifierMixin, BaseEstimator):
         if self.n_classes_ < 2:
             raise ValueError(
                 f"y needs at least 2 classes to train a classifier; got {self.n_classes_} "
-                f"({list(self.classes_)})."
+                f"({self.classes_.tolist()})"
+                + (f" after skipping {len(self.skipped_)} unreadable image(s)."
+                   if self.skipped_ else ".")
             )
         train_idx, valid_idx = self._holdout(y_enc, None if groups is None else groups[keep],
                                              seed)
@@ -603,7 +665,7 @@ class SentimentClassifier(ClassifierMixin, BaseEstimator):
         if unknown:
             raise ValueError(
                 f"class_weight has keys {unknown} that are not classes of y "
-                f"({list(self.classes_)})."
+                f"({self.classes_.tolist()})."
             )
         return np.array([float(self.class_weight.get(c, 1.0)) for c in self.classes_.tolist()])
 
@@ -699,7 +761,7 @@ class SentimentClassifier(ClassifierMixin, BaseEstimator):
         items = as_image_inputs(X)
         store, decoded = self._decode(items, "X")
         if decoded.errors:
-            raise _first_error(decoded.errors)
+            raise _first_error(decoded.errors, "predict")
         device = self._torch_device()
         logits = self._logits(store, decoded.rows, device, self._precision(device))
         return calibrated_proba(logits, self.temperature_, self.logit_adjustment_)
@@ -757,8 +819,16 @@ class SentimentClassifier(ClassifierMixin, BaseEstimator):
         super().__setstate__(state)
 
     @staticmethod
-    def _rebuild(spec: dict, tensors: dict[str, torch.Tensor]) -> SentimentNet:
+    def _rebuild(spec: dict, tensors: dict[str, torch.Tensor],
+                 weights_file: Path | None = None) -> SentimentNet:
+        """The network ``spec`` describes, holding ``tensors`` (checked against it first when
+        they come from ``weights_file``)."""
         net, _ = build_network(spec, weights=None)
+        if weights_file is not None:
+            expected = {k: tuple(v.shape) for k, v in net.state_dict().items()}
+            check_tensor_shapes(weights_file, tensors, expected,
+                                f"the network {CONFIG_FILE} describes ({spec['backbone']}, "
+                                f"{spec['head']} head, {spec['n_classes']} classes)")
         net.load_state_dict(tensors, strict=True)
         return net.eval()
 
@@ -823,40 +893,79 @@ class SentimentClassifier(ClassifierMixin, BaseEstimator):
         ------
         FileNotFoundError
             If ``path`` holds no saved model.
+        ModelFileError
+            If a file of the model is damaged, truncated, edited into something invalid,
+            of another kind of model or of a newer format; the message names the file.
         """
-        tensors, config = load_bundle(path)
-        if config.get("estimator") != cls.__name__:
-            raise ValueError(f"{str(path)!r} holds a {config.get('estimator')}, not a "
-                             f"{cls.__name__}.")
+        tensors, config = load_bundle(path, estimator=cls.__name__, schema=CLASSIFIER_SCHEMA)
+        config_file = Path(path) / CONFIG_FILE
+        with model_file_errors(config_file):
+            est = cls(**cls._saved_params(config, config_file))
+            if device is not None:
+                est.set_params(device=device)
+            est.classes_ = decode_classes(config["classes"])
+            _check_saved_network(est, config["spec"], config_file)
+            est.n_classes_ = len(est.classes_)
+            est._spec = config["spec"]
+            est.model_ = cls._rebuild(config["spec"], tensors, Path(path) / WEIGHTS_FILE)
+            est.history_ = config["history"]
+            est.n_epochs_ = config["n_epochs"]
+            est.best_epoch_ = config["best_epoch"]
+            est.weights_source_ = config["weights_source"]
+            est.skipped_ = [SkippedImage(*s) for s in config["skipped"]]
+            _set_saved_calibration(est, config.get("calibration"))
+        est._features_key = None
+        return est
+
+    @classmethod
+    def _saved_params(cls, config: dict, config_file: Path) -> dict[str, Any]:
+        """The parameters a checked config holds, validated; missing ones take defaults."""
         params = dict(config["params"])
-        calibration = config.get("calibration")
-        if calibration is None:  # saved before calibration existed: it was not calibrated
+        unknown = sorted(set(params) - set(cls._get_param_names()))
+        if unknown:
+            raise ModelFileError(config_file, f"its params hold unknown parameters {unknown}",
+                                 "It may come from a newer wjsentiment: upgrade wjsentiment.")
+        if config.get("calibration") is None:  # saved before calibration existed (format 1)
             params.setdefault("calibration", None)
         class_weight = config["class_weight"]
         if isinstance(class_weight, dict):
             class_weight = {k: v for k, v in class_weight["pairs"]}
         params["class_weight"] = class_weight
-        if device is not None:
-            params["device"] = device
-        est = cls(**params)
-        est.classes_ = decode_classes(config["classes"])
-        est.n_classes_ = len(est.classes_)
-        est._spec = config["spec"]
-        est.model_ = cls._rebuild(config["spec"], tensors)
-        est.history_ = config["history"]
-        est.n_epochs_ = config["n_epochs"]
-        est.best_epoch_ = config["best_epoch"]
-        est.weights_source_ = config["weights_source"]
-        est.skipped_ = [SkippedImage(*s) for s in config["skipped"]]
-        est._features_key = None
-        n = est.n_classes_
-        if calibration is None:
-            calibration = {"temperature": 1.0, "logit_adjustment": [0.0] * n,
-                           "class_prior": [1.0 / n] * n}
-        est.temperature_ = float(calibration["temperature"])
-        est.logit_adjustment_ = np.asarray(calibration["logit_adjustment"], dtype=float)
-        est.class_prior_ = np.asarray(calibration["class_prior"], dtype=float)
-        return est
+        # The saved device may be missing here (a GPU model on a laptop): it is checked when
+        # used, and load(device=...) overrides it.
+        try:
+            cls(**{**params, "device": "cpu"})._validate_params()
+        except ValueError as exc:
+            raise ModelFileError(config_file, f"its params: {str(exc).rstrip('.')}") from exc
+        return params
+
+
+def _check_saved_network(est: SentimentClassifier, spec: dict, config_file: Path) -> None:
+    """The saved network's description must agree with the saved parameters and classes."""
+    for key in ("backbone", "head"):
+        if spec[key] != getattr(est, key):
+            raise ModelFileError(config_file, f"spec.{key} ({spec[key]!r}) differs from "
+                                              f"params.{key} ({getattr(est, key)!r})")
+    n_classes = len(est.classes_) if est.classes_.ndim == 1 else -1
+    if n_classes != spec["n_classes"]:
+        raise ModelFileError(config_file, f"it lists {len(est.classes_)} classes, but the "
+                                          f"network's head has {spec['n_classes']} outputs")
+
+
+def _set_saved_calibration(est: SentimentClassifier, saved: dict | None) -> None:
+    """Set the fitted calibration a config holds; a format-1 model (none) predicts as before:
+    temperature 1, no adjustment, and a uniform prior, under which "balanced" is argmax."""
+    n = est.n_classes_
+    if saved is None:
+        saved = {"temperature": 1.0, "logit_adjustment": [0.0] * n, "class_prior": [1.0 / n] * n}
+    est.temperature_ = float(saved["temperature"])
+    est.logit_adjustment_ = np.asarray(saved["logit_adjustment"], dtype=float)
+    est.class_prior_ = np.asarray(saved["class_prior"], dtype=float)
+    if not (np.isfinite(est.temperature_) and est.temperature_ > 0):
+        raise ValueError(f"calibration.temperature must be positive, got {est.temperature_}")
+    for name in ("logit_adjustment", "class_prior"):
+        if getattr(est, f"{name}_").shape != (n,):
+            raise ValueError(f"calibration.{name} must hold one number per class ({n})")
 
     def export_onnx(self, path: str | os.PathLike, *, opset: int | None = None) -> str:
         """Write the fitted model to one ONNX file that takes uint8 images and returns

@@ -358,9 +358,9 @@ def report_from_predictions(y_true: Any, proba: Any, classes: Sequence[Any], *,
     """
     classes_arr = np.asarray(classes)
     if classes_arr.ndim != 1 or len(classes_arr) < 2:
-        raise ValueError(f"classes must list at least two classes, got {list(classes_arr)}.")
+        raise ValueError(f"classes must list at least two classes, got {classes_arr.tolist()}.")
     if len(set(classes_arr.tolist())) != len(classes_arr):
-        raise ValueError(f"classes has duplicates: {list(classes_arr)}.")
+        raise ValueError(f"classes has duplicates: {classes_arr.tolist()}.")
     proba = np.asarray(proba, dtype=float)
     y_true = np.asarray(y_true)
     if y_true.ndim != 1 or len(y_true) == 0:

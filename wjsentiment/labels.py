@@ -48,7 +48,7 @@ def normalize_label(label: object) -> str:
         return _CANONICAL[key]
     except KeyError:
         raise ValueError(
-            f"Unknown sentiment label {label!r}; expected one of {list(SENTIMENT_LABELS)}."
+            f"Unknown sentiment label {str(label)!r}; expected one of {list(SENTIMENT_LABELS)}."
         ) from None
 
 

@@ -145,7 +145,7 @@ def plot_confusion_matrix(report_or_y_true: Any, y_pred: Any = None, *,
             labels = list(labels)
             if sorted(map(str, labels)) != sorted(map(str, report.labels)):
                 raise ValueError(f"labels must reorder the report's labels {report.labels}, "
-                                 f"got {labels}.")
+                                 f"got {[str(v) for v in labels]}.")
             order = [list(map(str, report.labels)).index(str(v)) for v in labels]
             cm = cm[np.ix_(order, order)]
         else:

@@ -41,14 +41,17 @@ def _is_image_name(name: str) -> bool:
     return not name.startswith(".") and os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS
 
 
-def _check_images(paths: Sequence[str]) -> None:
-    """Raise if any path is missing or does not look like an image (header check only)."""
+def _check_images(paths: Sequence[str], headers: bool = True) -> None:
+    """Raise if any path is missing or, with ``headers``, does not look like an image (header
+    check only)."""
     missing = [p for p in paths if not os.path.isfile(p)]
     if missing:
         raise FileNotFoundError(
             f"{len(missing)} image file(s) not found: {_listing(missing)}. "
             "Check the paths (and `root`), or remove those rows."
         )
+    if not headers:
+        return
     unreadable = []
     for p in paths:
         try:
@@ -89,7 +92,7 @@ def _make_bunch(frame: pd.DataFrame, target_names: list[Any], source: str) -> Bu
     )
 
 
-def load_image_folder(root: str | os.PathLike[str]) -> Bunch:
+def load_image_folder(root: str | os.PathLike[str], *, check_images: bool = True) -> Bunch:
     """Load images laid out as one sub-folder per class (like torchvision's ImageFolder).
 
     Files are found recursively inside each class folder; hidden files and folders
@@ -102,6 +105,10 @@ def load_image_folder(root: str | os.PathLike[str]) -> Bunch:
     ----------
     root : str or path-like
         The folder holding the class folders.
+    check_images : bool, default=True
+        Open each file's header and refuse the folder if some are not images. False lists the
+        files without opening them, for an estimator with ``on_bad_image="skip"`` to leave the
+        unreadable ones out.
 
     Returns
     -------
@@ -118,8 +125,8 @@ def load_image_folder(root: str | os.PathLike[str]) -> Bunch:
         If ``root`` is a file.
     ValueError
         If there are no class folders, a class folder holds no images, two folder
-        names mean the same sentiment label, or some image files cannot be read
-        (the error names them).
+        names mean the same sentiment label, or (with ``check_images``) some image files
+        cannot be read (the error names them).
 
     Examples
     --------
@@ -182,7 +189,7 @@ def load_image_folder(root: str | os.PathLike[str]) -> Bunch:
 
     paths = [p for name in class_dirs for p in files[name]]
     labels = [canonical[name] for name in class_dirs for _ in files[name]]
-    _check_images(paths)
+    _check_images(paths, headers=check_images)
     frame = pd.DataFrame({"path": paths, "label": pd.Series(labels, dtype=object)})
     return _make_bunch(frame, target_names, f"folder {str(root_path)!r}")
 
@@ -193,6 +200,7 @@ def load_image_csv(
     label_col: str,
     *,
     root: str | os.PathLike[str] | None = None,
+    check_images: bool = True,
 ) -> Bunch:
     """Load images listed in a CSV file with one path and one label per row.
 
@@ -211,6 +219,10 @@ def load_image_csv(
         Column holding labels.
     root : str or path-like, optional
         Folder that relative image paths start from.
+    check_images : bool, default=True
+        Open each file's header and refuse the CSV if some are not images. False only checks
+        that the files exist, for an estimator with ``on_bad_image="skip"`` to leave the
+        unreadable ones out.
 
     Returns
     -------
@@ -225,7 +237,7 @@ def load_image_csv(
         If the CSV or any listed image is missing (the error names them).
     ValueError
         If a column is missing, a row has no path or label, the CSV has no rows, or
-        some images cannot be read (the error names them).
+        (with ``check_images``) some images cannot be read (the error names them).
 
     Examples
     --------
@@ -267,7 +279,7 @@ def load_image_csv(
     for value in table[image_col]:
         p = Path(str(value)).expanduser()
         paths.append(str(p if p.is_absolute() else base / p))
-    _check_images(paths)
+    _check_images(paths, headers=check_images)
 
     target, target_names = _targets(table[label_col].tolist())
     frame = table.copy()

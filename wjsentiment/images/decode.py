@@ -65,15 +65,15 @@ class BadImageError(ValueError):
         A short description of the input (its path, or its position for in-memory images).
     reason : str
         What went wrong.
+    hint : str
+        What to do about it (the estimator says what applies where it met the image).
     """
 
-    def __init__(self, source: str, reason: str) -> None:
+    def __init__(self, source: str, reason: str, hint: str = "Fix or remove it.") -> None:
         self.source = source
         self.reason = reason
-        super().__init__(
-            f"Cannot use image {source}: {reason}. Fix or remove it, or pass "
-            "on_bad_image='skip' to leave bad images out of training."
-        )
+        self.hint = hint
+        super().__init__(f"Cannot use image {source}: {reason}. {hint}")
 
 
 def describe_input(item: object) -> str:

@@ -3,6 +3,7 @@
 from .backbones import (
     WEIGHT_PACKAGES,
     WeightsUnavailableError,
+    check_backbone_name,
     create_backbone,
     lite0_package_weights,
     load_backbone_weights,
@@ -21,6 +22,7 @@ __all__ = [
     "WeightsUnavailableError",
     "build_head",
     "build_network",
+    "check_backbone_name",
     "clear_feature_cache",
     "create_backbone",
     "feature_cache_dir",

@@ -206,6 +206,28 @@ def _cached_hub_file(model: nn.Module) -> str | None:
     return None
 
 
+def check_backbone_name(name: object) -> None:
+    """Raise a ValueError, with close matches, unless ``name`` is a timm model name.
+
+    Cheap (a look-up in timm's registry; nothing is built), so parameters can be checked
+    before any image is decoded.
+
+    Examples
+    --------
+    >>> check_backbone_name("resnet18")
+    >>> check_backbone_name("resnet_18")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    ValueError: backbone='resnet_18' is not a timm model name...
+    """
+    if not isinstance(name, str) or not timm.is_model(name):
+        close = timm.list_models(f"*{name}*")[:5] if isinstance(name, str) and name else []
+        hint = f" Close matches: {close}." if close else ""
+        raise ValueError(
+            f"backbone={name!r} is not a timm model name.{hint} See timm.list_models()."
+        )
+
+
 def create_backbone(name: str, weights: str | os.PathLike | None = "imagenet"):
     """Create a headless timm backbone and load its weights.
 
@@ -240,12 +262,7 @@ def create_backbone(name: str, weights: str | os.PathLike | None = "imagenet"):
     >>> info["num_features"], info["mean"]
     (512, (0.485, 0.456, 0.406))
     """
-    if not isinstance(name, str) or not timm.is_model(name):
-        close = timm.list_models(f"*{name}*")[:5] if isinstance(name, str) else []
-        hint = f" Close matches: {close}." if close else ""
-        raise ValueError(
-            f"backbone={name!r} is not a timm model name.{hint} See timm.list_models()."
-        )
+    check_backbone_name(name)
     model = timm.create_model(name, pretrained=False, num_classes=0)
     if weights is None:
         source = "random initialisation"
