@@ -622,6 +622,8 @@ def _cmd_predict(args: argparse.Namespace, parser: argparse.ArgumentParser) -> i
     import numpy as np
     from tqdm.auto import tqdm
 
+    from .evaluation import predictions_from_proba
+
     model = _load_model(args.model, args.device)
     _quiet_model(model)
     paths = _image_files(args.inputs)
@@ -636,15 +638,15 @@ def _cmd_predict(args: argparse.Namespace, parser: argparse.ArgumentParser) -> i
             chunk = paths[start:start + args.batch_size]
             reasons = _unreadable(model, chunk)
             good = [path for i, path in enumerate(chunk) if i not in reasons]
-            proba = iter(model.predict_proba(good) if good else [])
+            proba = model.predict_proba(good) if good else np.zeros((0, len(classes)))
+            predicted = iter(zip(predictions_from_proba(model, proba), proba))
             for i, path in enumerate(chunk):
                 if i in reasons:
                     failed.append((path, reasons[i]))
                     writer.writerow([path, "", *[""] * len(classes), reasons[i]])
                 else:
-                    row = next(proba)
-                    writer.writerow([path, classes[int(np.argmax(row))],
-                                     *[f"{p:.6f}" for p in row], ""])
+                    label, row = next(predicted)
+                    writer.writerow([path, str(label), *[f"{p:.6f}" for p in row], ""])
             bar.update(len(chunk))
     if len(failed) == len(paths):
         raise CommandError(f"none of the {len(paths)} image(s) could be read (first: "
