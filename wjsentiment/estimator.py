@@ -939,6 +939,20 @@ class SentimentClassifier(ClassifierMixin, BaseEstimator):
             raise ModelFileError(config_file, f"its params: {str(exc).rstrip('.')}") from exc
         return params
 
+    def export_onnx(self, path: str | os.PathLike, *, opset: int | None = None) -> str:
+        """Write the fitted model to one ONNX file that takes uint8 images and returns
+        probabilities; see :func:`wjsentiment.export.export_onnx`.
+
+        Returns
+        -------
+        str
+            The file written.
+        """
+        from .export import export_onnx
+
+        return export_onnx(self, path, opset=opset)
+
+
 
 def _check_saved_network(est: SentimentClassifier, spec: dict, config_file: Path) -> None:
     """The saved network's description must agree with the saved parameters and classes."""
@@ -966,19 +980,6 @@ def _set_saved_calibration(est: SentimentClassifier, saved: dict | None) -> None
     for name in ("logit_adjustment", "class_prior"):
         if getattr(est, f"{name}_").shape != (n,):
             raise ValueError(f"calibration.{name} must hold one number per class ({n})")
-
-    def export_onnx(self, path: str | os.PathLike, *, opset: int | None = None) -> str:
-        """Write the fitted model to one ONNX file that takes uint8 images and returns
-        probabilities; see :func:`wjsentiment.export.export_onnx`.
-
-        Returns
-        -------
-        str
-            The file written.
-        """
-        from .export import export_onnx
-
-        return export_onnx(self, path, opset=opset)
 
 
 __all__ = ["SentimentClassifier", "SkippedImage", "as_image_inputs"]
