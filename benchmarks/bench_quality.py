@@ -17,6 +17,7 @@ Recipes:
   backbone (the library's cheap recipe).
 - ``ensemble``: the demo's calibrated ensemble (:func:`wjsentiment.demo.demo_ensemble`); its
   members are reported too, as ``ensemble/<member>``.
+- ``lite0``, ``lite1``: one member of that ensemble, fitted alone (same seed and settings).
 - Models that fine-tune the whole network are also scored with test-time flips switched on
   after fitting (``<recipe>~flip``; their temperature was fitted without flips).
 - Any recipe can take modifiers after ``+``, which set estimator parameters:
@@ -57,7 +58,7 @@ from sklearn.preprocessing import StandardScaler
 
 from wjsentiment import SentimentClassifier, SentimentEnsemble
 from wjsentiment.datasets import load_emoji_sentiment
-from wjsentiment.demo import DEMO_IMAGE_SIZE, SMOKE_PARAMS, demo_ensemble
+from wjsentiment.demo import DEMO_IMAGE_SIZE, DEMO_MEMBERS, SMOKE_PARAMS, demo_ensemble
 from wjsentiment.evaluation import expected_calibration_error, predictions_from_proba
 from wjsentiment.persistence import atomic_file
 
@@ -143,6 +144,9 @@ def make_recipe(name: str, *, smoke: bool, features: dict | None):
     if base == "head":
         head = {**HEAD_PARAMS, **(SMOKE_PARAMS if smoke else {}), **params}
         return SentimentClassifier(**{"random_state": 0, "verbose": 0, **head})
+    if base in DEMO_MEMBERS:  # one member of the demo's ensemble, alone
+        member = dict(demo_ensemble(smoke=smoke).estimators)[base]
+        return member.set_params(**params)
     if base == "ensemble":
         ensemble = demo_ensemble(random_state=params.pop("random_state", 0), smoke=smoke,
                                  verbose=0)
@@ -150,7 +154,8 @@ def make_recipe(name: str, *, smoke: bool, features: dict | None):
             for member in ensemble.estimators:
                 member[1].set_params(**params)
         return ensemble
-    raise SystemExit(f"unknown recipe {base!r}; known: prior, logreg, head, ensemble.")
+    raise SystemExit(f"unknown recipe {base!r}; known: prior, logreg, head, ensemble, "
+                     f"{', '.join(DEMO_MEMBERS)}.")
 
 
 @contextlib.contextmanager
@@ -344,10 +349,12 @@ def main(argv: list[str] | None = None) -> dict:
     cache = Path(args.cache_dir) / ("smoke" if args.smoke else "full")
     cache.mkdir(parents=True, exist_ok=True)
 
+    used = [data.paths[i] for i in sorted(set(np.concatenate([np.r_[a, b] for a, b in folds])))]
+
     @functools.cache
     def features() -> dict[str, np.ndarray]:  # computed once, when a fold needs them
         size = SMOKE_PARAMS["image_size"] if args.smoke else DEMO_IMAGE_SIZE
-        return dict(zip(data.paths, _frozen_features(list(data.paths), size, args.smoke)))
+        return dict(zip(used, _frozen_features(used, size, args.smoke)))
 
     results: dict[str, list[dict]] = {}
     for name in args.recipes:

@@ -146,3 +146,21 @@ def test_run_gpu_script_is_valid_bash():
     body = script.read_text()
     for name in ("bench_fit.py", "bench_predict.py", "gpu_check.py", "profile_fit.py"):
         assert name in body
+
+
+def test_bench_quality_smoke(bench, tmp_path):
+    cache = tmp_path / "cache"
+    res = run(bench, "bench_quality", tmp_path, "--cache-dir", str(cache),
+              "--recipes", "prior", "logreg", "ensemble")
+    rows = {r["recipe"]: r for r in res["rows"]}
+    assert {"prior", "logreg", "ensemble", "ensemble/lite0", "ensemble/lite1",
+            "ensemble~flip"} <= set(rows)
+    assert "macro_f1_vs_anchor" in rows["ensemble"] and "macro_f1_vs_anchor" not in rows["logreg"]
+    assert all(r["folds"] == 2 for r in rows.values())
+    assert 0.0 <= rows["ensemble"]["ece_floor"] <= 1.0
+    assert "uncalibrated_log_loss" in rows["ensemble"] and "uncalibrated_ece" in rows["ensemble"]
+    cached = sorted(p.name for p in (cache / "smoke").iterdir())
+    assert len(cached) == 6  # three recipes x two folds, each written once
+    again = bench("bench_quality").main(["--smoke", "--cache-dir", str(cache), "--recipes",
+                                         "prior", "logreg", "ensemble"])
+    assert again["rows"] == res["rows"]  # read back from the cache, not refitted
