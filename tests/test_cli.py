@@ -19,6 +19,7 @@ from datasets_server import LocalImageServer, Reply, emoji_png
 
 from wjsentiment import cli
 from wjsentiment.datasets import crowdflower
+from wjsentiment.ensemble import ENSEMBLE_FILE
 
 REPO = Path(__file__).resolve().parents[1]
 EMOJI = REPO / "wjsentiment" / "datasets" / "data" / "emoji_sentiment"
@@ -431,10 +432,10 @@ def test_demo_smoke_subprocess(tmp_path):
     result = run_cli("demo", "--smoke", "--out", tmp_path / "demo")
     assert result.returncode == 0, result.stderr
     assert "macro-F1" in result.stdout
-    assert "Backbone weights:" in result.stdout
+    assert "Backbone weights of lite0:" in result.stdout
     metrics = json.loads((tmp_path / "demo" / "metrics.json").read_text())
     assert metrics["smoke"] is True
-    assert (tmp_path / "demo" / "model" / "config.json").is_file()
+    assert (tmp_path / "demo" / "model" / ENSEMBLE_FILE).is_file()
 
 
 # ------------------------------------------------------------------------- usage and help
