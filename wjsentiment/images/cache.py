@@ -36,9 +36,11 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
+import torch
 from tqdm.auto import tqdm
 
 from .decode import BadImageError, ImageInput, decode_image, input_key
+from .device import decode_files_on_device
 
 #: Images per chunk of the store: the unit of RAM or disk that is held or given back.
 CHUNK_IMAGES = 256
@@ -387,6 +389,7 @@ class DecodedImageStore:
         num_workers: int = 1,
         verbose: int = 0,
         pin: bool = False,
+        device: torch.device | None = None,
     ) -> DecodeResult:
         """Decode the inputs not yet in the store, and return the rows of all of them.
 
@@ -403,6 +406,10 @@ class DecodedImageStore:
             (:meth:`DecodeResult.release`, or ``with store.add(..., pin=True) as result:``).
             The rows are pinned in the same step that finds or allocates them. Without it
             the rows stay valid only until the store next needs room beyond its budgets.
+        device : torch.device, optional
+            Decode baseline JPEG files on this device, in batches (nvJPEG on CUDA; see
+            :mod:`wjsentiment.images.device`); every other input, and any file the device
+            refuses, is decoded on the host. None: everything on the host.
 
         Returns
         -------
@@ -439,7 +446,7 @@ class DecodedImageStore:
             self._pins[new] += 1
         row_of = dict(zip(todo, new.tolist()))
         try:
-            outcomes = self._decode(inputs, todo, row_of, num_workers, verbose)
+            outcomes = self._decode(inputs, todo, row_of, num_workers, verbose, device)
         except BaseException:  # interrupted: nothing of this call is kept
             with _LOCK:
                 self._pins[new] -= 1
@@ -479,18 +486,22 @@ class DecodedImageStore:
             result._pin(self, kept)
         return result
 
+    def _put(self, key: tuple, row_of: dict[tuple, int], pixels: np.ndarray) -> None:
+        row = row_of[key]
+        self._chunks[row // self.chunk_images][row % self.chunk_images] = pixels
+
     def _decode(self, inputs: Sequence[ImageInput], todo: dict[tuple, int],
-                row_of: dict[tuple, int], num_workers: int,
-                verbose: int) -> dict[tuple, Exception | None]:
-        """Decode each input of ``todo`` into its row: None, or the error it raised."""
+                row_of: dict[tuple, int], num_workers: int, verbose: int,
+                device: torch.device | None = None) -> dict[tuple, Exception | None]:
+        """Decode each input of ``todo`` into its row: None, or the error it raised. With a
+        ``device``, baseline JPEG files are decoded there first and the rest on the host."""
 
         def work(key: tuple) -> Exception | None:
             try:
                 pixels = decode_image(inputs[todo[key]], self.size, self.grayscale)
             except Exception as exc:  # noqa: BLE001 - BadImageError, or a system error to raise
                 return exc
-            row = row_of[key]
-            self._chunks[row // self.chunk_images][row % self.chunk_images] = pixels
+            self._put(key, row_of, pixels)
             return None
 
         outcomes: dict[tuple, Exception | None] = {}
@@ -499,7 +510,18 @@ class DecodedImageStore:
         bar = tqdm(total=len(todo), desc=f"decode {self.size}px", unit="img",
                    disable=verbose <= 0, leave=False)
         with ThreadPoolExecutor(max_workers=max(1, int(num_workers))) as pool:
-            for key, outcome in zip(todo, pool.map(work, todo)):
+            host = list(todo)
+            if device is not None:
+                files = [key for key in todo if isinstance(inputs[todo[key]], (str, os.PathLike))]
+                for pos, pixels in decode_files_on_device(
+                        [inputs[todo[key]] for key in files], self.size, self.grayscale, device,
+                        pool):
+                    if pixels is not None:
+                        self._put(files[pos], row_of, pixels)
+                        outcomes[files[pos]] = None
+                        bar.update(1)
+                host = [key for key in todo if key not in outcomes]
+            for key, outcome in zip(host, pool.map(work, host)):
                 outcomes[key] = outcome
                 bar.update(1)
         bar.close()
