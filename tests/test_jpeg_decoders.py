@@ -234,3 +234,16 @@ def test_resize_square_follows_pil_bilinear():
     pil = np.asarray(Image.fromarray(pixels).resize((224, 224), Image.Resampling.BILINEAR,
                                                     reducing_gap=3.0)).astype(int)
     assert np.abs(ours - pil).mean() < 0.2 and np.abs(ours - pil).max() <= 1
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+@pytest.mark.parametrize("n, channels", [(1, 3), (4, 3), (2, 1), (2, 4)])
+def test_resize_square_is_torchs_antialiased_bilinear_in_any_layout(n, channels, channels_last):
+    x = torch.randint(0, 256, (n, channels, 37, 51), dtype=torch.uint8)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    out = decode_module.resize_square(x, 24)
+    expected = torch.nn.functional.interpolate(x.contiguous(), size=(24, 24), mode="bilinear",
+                                               antialias=True, align_corners=False)
+    assert torch.equal(out, expected)
+    assert out.permute(0, 2, 3, 1).is_contiguous()  # NHWC memory: no copy to an array
