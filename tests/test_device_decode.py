@@ -205,3 +205,15 @@ def test_the_estimator_decodes_where_its_decoder_says(monkeypatch, tmp_path, ima
     clf.save(tmp_path / "m")
     assert SentimentClassifier.load(tmp_path / "m").decoder == "auto"
     clear_image_cache()
+
+
+def test_files_over_the_pixel_limit_are_left_to_the_host(tmp_path, monkeypatch):
+    from wjsentiment.images import decode as decode_module
+
+    (path,) = jpegs(tmp_path, 1)
+    monkeypatch.setattr(decode_module, "MAX_IMAGE_PIXELS", 50 * 50)
+    assert read_device_jpeg(path) is None
+    clear_image_cache()
+    result = get_store(16).add([path], device=CPU)
+    assert "decompression bomb" in result.errors[0][1].reason  # named by the host path
+    clear_image_cache()

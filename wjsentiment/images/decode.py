@@ -61,8 +61,8 @@ DRAFT_COVERAGE = 0.8
 JPEG_DECODERS = ("simplejpeg", "pil")
 
 #: The host JPEG decoder :func:`decode_image` uses when none is named: "simplejpeg" when it is
-#: installed (it decodes and resizes a Flickr-size photo in about half of PIL's CPU time, and
-#: outside the GIL, so decoding threads scale), else "pil".
+#: installed (it decodes and resizes a Flickr-size photo in about two thirds of PIL's CPU
+#: time, mostly outside the GIL), else "pil".
 JPEG_DECODER = "simplejpeg" if simplejpeg is not None else "pil"
 
 #: Images with more pixels than this are refused as possible decompression bombs (about 16k x 16k).
@@ -411,6 +411,8 @@ def decode_image(item: ImageInput, size: int, grayscale: bool = False, *,
         the path in the message. Such an image is not bad: a later call may read it.
     MemoryError
         When there is not enough memory to decode the image.
+    ValueError
+        For an unknown ``jpeg_decoder``, or "simplejpeg" without the package.
 
     Examples
     --------

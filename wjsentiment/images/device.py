@@ -29,8 +29,14 @@ import numpy as np
 import torch
 from PIL import Image
 
-from . import decode as _decode
-from .decode import JpegHeader, baseline_jpeg, draft_scale, output_pixels
+from .decode import (
+    JpegHeader,
+    baseline_jpeg,
+    check_pixel_count,
+    draft_scale,
+    output_pixels,
+    resize_square,
+)
 
 #: Where images are decoded: "auto" (on the model's device when it is a CUDA device, for the
 #: baseline JPEG files that nvJPEG decodes; on the host otherwise), "cpu" (always on the
@@ -85,9 +91,9 @@ def read_device_jpeg(path: str | os.PathLike) -> DeviceJpeg | None:
         with open(path, "rb") as fh, warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(fh) as img:
+                check_pixel_count(img, repr(os.fspath(path)))
                 header = baseline_jpeg(img)
-                if (header is None or header.orientation != 1
-                        or img.width * img.height > _decode.MAX_IMAGE_PIXELS):
+                if header is None or header.orientation != 1:
                     return None
                 fh.seek(0)
                 data = bytearray(fh.read())
@@ -145,7 +151,7 @@ def _resize_like_host(images: list[torch.Tensor], headers: list[JpegHeader],
         if factor > 1:
             batch = _draft(batch, factor)
         index = torch.tensor(members, device=out.device)
-        out.index_copy_(0, index, _decode.resize_square(batch, size).permute(0, 2, 3, 1))
+        out.index_copy_(0, index, resize_square(batch, size).permute(0, 2, 3, 1))
     return out
 
 
