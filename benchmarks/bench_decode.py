@@ -60,11 +60,11 @@ def plain_decode(path: str, size: int) -> np.ndarray:
         return np.asarray(img.convert("RGB").resize((size, size)))
 
 
-def decode_chunk(paths: list[str], size: int, jpeg_decoder: str) -> np.ndarray:
+def decode_chunk(paths: list[str], size: int, host_decoder: str) -> np.ndarray:
     """A process-pool task: decode some files with one host decoder."""
     from wjsentiment.images import decode_image
 
-    return np.stack([decode_image(p, size, jpeg_decoder=jpeg_decoder) for p in paths])
+    return np.stack([decode_image(p, size, host_decoder=host_decoder) for p in paths])
 
 
 def timed(fn) -> tuple[float, float]:
@@ -142,15 +142,15 @@ def simplejpeg_options(**options):
 
 @contextlib.contextmanager
 def default_decoder(name: str):
-    """Run the block with another default host JPEG decoder (``decode.JPEG_DECODER``)."""
+    """Run the block with another default host JPEG decoder (``decode.HOST_DECODER``)."""
     from wjsentiment.images import decode
 
-    saved = decode.JPEG_DECODER
-    decode.JPEG_DECODER = name
+    saved = decode.HOST_DECODER
+    decode.HOST_DECODER = name
     try:
         yield
     finally:
-        decode.JPEG_DECODER = saved
+        decode.HOST_DECODER = saved
 
 
 class Case(NamedTuple):
@@ -175,29 +175,29 @@ def decoder_cases(paths: list[str], size: int, workers: int,
     def nothing(out: np.ndarray) -> None:
         pass
 
-    def threads(jpeg_decoder: str, **options):
+    def threads(host_decoder: str, **options):
         def run(out: np.ndarray) -> None:
             def one(i: int) -> None:
-                out[i] = decode_image(paths[i], size, jpeg_decoder=jpeg_decoder)
+                out[i] = decode_image(paths[i], size, host_decoder=host_decoder)
 
             with simplejpeg_options(**options), ThreadPoolExecutor(workers) as pool:
                 list(pool.map(one, range(len(paths))))
         return run
 
-    def pooled(jpeg_decoder: str):
+    def pooled(host_decoder: str):
         def run(out: np.ndarray) -> None:
             starts = range(0, len(paths), PROCESS_CHUNK)
             chunks = [paths[s:s + PROCESS_CHUNK] for s in starts]
             for start, part in zip(starts, processes.map(
-                    decode_chunk, chunks, [size] * len(chunks), [jpeg_decoder] * len(chunks))):
+                    decode_chunk, chunks, [size] * len(chunks), [host_decoder] * len(chunks))):
                 out[start:start + len(part)] = part
         return run
 
-    def store(jpeg_decoder: str) -> tuple[Callable, Callable]:
+    def store(host_decoder: str) -> tuple[Callable, Callable]:
         added = []
 
         def run(out: np.ndarray) -> None:
-            with default_decoder(jpeg_decoder):
+            with default_decoder(host_decoder):
                 added.append(get_store(size).add(paths, num_workers=workers))
 
         def collect(out: np.ndarray) -> None:

@@ -17,11 +17,11 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from wjsentiment.images import BadImageError, decode_image
-from wjsentiment.images.decode import JPEG_DECODERS, simplejpeg
+from wjsentiment.images.decode import HOST_DECODERS, simplejpeg
 
 FORMATS = ("JPEG", "PNG", "GIF", "BMP", "TIFF", "WEBP")
 #: Every host JPEG decoder this environment has.
-DECODERS = [d for d in JPEG_DECODERS if d != "simplejpeg" or simplejpeg is not None]
+DECODERS = [d for d in HOST_DECODERS if d != "simplejpeg" or simplejpeg is not None]
 MODES = ("1", "L", "P", "RGB", "RGBA", "CMYK", "I;16")
 HAS_PROC_FD = os.path.isdir("/proc/self/fd")
 
@@ -102,10 +102,10 @@ def folder(tmp_path_factory):
     return tmp_path_factory.mktemp("damaged")
 
 
-@pytest.mark.parametrize("jpeg_decoder", DECODERS)
+@pytest.mark.parametrize("host_decoder", DECODERS)
 @settings(max_examples=150, deadline=None)
 @given(case=image_files(), size=st.sampled_from([8, 24]), grayscale=st.booleans())
-def test_decode_gives_pixels_or_bad_image_and_closes_the_file(folder, jpeg_decoder, case, size,
+def test_decode_gives_pixels_or_bad_image_and_closes_the_file(folder, host_decoder, case, size,
                                                                grayscale):
     fmt, data = case
     path = folder / f"image.{fmt.lower()}"
@@ -114,7 +114,7 @@ def test_decode_gives_pixels_or_bad_image_and_closes_the_file(folder, jpeg_decod
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", ResourceWarning)
         try:
-            out = decode_image(str(path), size, grayscale=grayscale, jpeg_decoder=jpeg_decoder)
+            out = decode_image(str(path), size, grayscale=grayscale, host_decoder=host_decoder)
         except BadImageError as exc:
             assert "image." in exc.source
         else:
@@ -131,19 +131,21 @@ JPEG_COMBINATIONS = [(fmt, mode) for fmt, mode in COMBINATIONS if fmt == "JPEG"]
 @settings(max_examples=200, deadline=None)
 @given(case=image_files(JPEG_COMBINATIONS), size=st.sampled_from([8, 24]),
        grayscale=st.booleans())
-def test_both_jpeg_decoders_agree_on_bad_files_and_on_pixels(folder, case, size, grayscale):
+def test_both_host_decoders_agree_on_bad_files_and_on_pixels(folder, case, size, grayscale):
     _, data = case
     path = folder / "agree.jpg"
     path.write_bytes(data)
     outcomes = []
-    for jpeg_decoder in ("simplejpeg", "pil"):
+    for host_decoder in ("simplejpeg", "pil"):
         try:
-            outcomes.append(decode_image(str(path), size, grayscale, jpeg_decoder=jpeg_decoder))
+            outcomes.append(decode_image(str(path), size, grayscale, host_decoder=host_decoder))
         except BadImageError:
             outcomes.append(None)
     fast, pil = outcomes
     assert (fast is None) == (pil is None)
     if fast is not None:
         assert fast.shape == pil.shape and fast.dtype == pil.dtype
-        # The same libjpeg decode; only the resize rounds differently.
-        assert np.abs(fast.astype(int) - pil.astype(int)).max() <= 2
+        # The same libjpeg decode; the two resizes differ by rounding, and by a few grey
+        # levels at the edges of extreme shapes (a 1 x 257 image, say).
+        diff = np.abs(fast.astype(int) - pil.astype(int))
+        assert diff.max() <= 4 and diff.mean() <= 1.0

@@ -129,9 +129,9 @@ def test_nvjpeg_pixels_agree_with_the_host_decoder(tmp_path):
     from wjsentiment.images.device import HOST_TOLERANCE
 
     photos = sample_photos(tmp_path, 8)
-    first = Image.open(photos[0])
-    first.save(tmp_path / "progressive.jpg", quality=90, progressive=True)
-    first.convert("CMYK").save(tmp_path / "cmyk.jpg", quality=90)
+    with Image.open(photos[0]) as first:
+        first.save(tmp_path / "progressive.jpg", quality=90, progressive=True)
+        first.convert("CMYK").save(tmp_path / "cmyk.jpg", quality=90)
     data = bytearray(open(photos[1], "rb").read())
     sos = data.index(b"\xff\xda")
     data[sos + 2:sos + 4] = b"\x00\x00"

@@ -7,13 +7,16 @@ This is the only place in wjsentiment that turns files into pixels. What it does
   1/8) whose result still covers :data:`DRAFT_COVERAGE` of the target size
   (:func:`draft_scale`, the rule of PIL's draft mode), which skips most of the decoding work
   for large photos.
-- Baseline RGB and grayscale JPEGs go through libjpeg-turbo by the optional ``simplejpeg``
-  package when it is installed (``pip install wjsentiment[fast]``; :data:`JPEG_DECODER`),
-  which decodes without holding the GIL, and are resized by torch's uint8 antialiased
-  bilinear kernel (:func:`resize_square`). Its pixels are PIL's at the same scale, and the
-  resize differs from PIL's by rounding (a mean under 0.1 grey level). Every other file
-  (progressive and CMYK JPEGs, other formats), and any JPEG libjpeg-turbo refuses or only
-  decodes with a warning, goes through PIL, which decides whether it is bad.
+- Two host decoders (:data:`HOST_DECODERS`). "pil": PIL decodes and resizes everything.
+  "simplejpeg", the default when the optional ``simplejpeg`` package is installed
+  (``pip install wjsentiment[fast]``; :data:`HOST_DECODER`): baseline RGB and grayscale JPEGs
+  are decoded by libjpeg-turbo, without holding the GIL, to PIL's pixels at the same scale;
+  every other file (progressive and CMYK JPEGs, other formats), and any JPEG libjpeg-turbo
+  refuses or only decodes with a warning, is decoded by PIL, which decides whether it is bad;
+  and every input, files, PIL images and arrays alike, is resized by torch's uint8
+  antialiased bilinear kernel (:func:`resize_square`), which differs from PIL's resize by
+  rounding (a mean under 0.1 grey level). Each decoder gives one input the same pixels
+  whether it comes as a file, a PIL image or an array.
 - Images are turned upright by their EXIF orientation (:func:`PIL.ImageOps.exif_transpose`):
   a phone photo stored sideways is learned and predicted the right way up. Files and PIL
   images alike; an unreadable EXIF block counts as "no orientation".
@@ -56,14 +59,15 @@ ImageInput = Union[str, os.PathLike, Image.Image, np.ndarray]  # noqa: UP007 - r
 #: full size, about 1.7x less decoding work, at the price of a slight blur of the short side.
 DRAFT_COVERAGE = 0.8
 
-#: Host decoders of baseline JPEGs: "simplejpeg" (libjpeg-turbo through the optional
-#: ``simplejpeg`` package, resized by :func:`resize_square`) and "pil" (PIL's draft mode).
-JPEG_DECODERS = ("simplejpeg", "pil")
+#: Host decoders: "simplejpeg" (libjpeg-turbo through the optional ``simplejpeg`` package for
+#: baseline JPEGs, PIL for other files, and :func:`resize_square` for every input) and "pil"
+#: (PIL for everything, JPEGs in draft mode).
+HOST_DECODERS = ("simplejpeg", "pil")
 
-#: The host JPEG decoder :func:`decode_image` uses when none is named: "simplejpeg" when it is
+#: The host decoder :func:`decode_image` uses when none is named: "simplejpeg" when it is
 #: installed (it decodes and resizes a Flickr-size photo in about two thirds of PIL's CPU
 #: time, mostly outside the GIL), else "pil".
-JPEG_DECODER = "simplejpeg" if simplejpeg is not None else "pil"
+HOST_DECODER = "simplejpeg" if simplejpeg is not None else "pil"
 
 #: Images with more pixels than this are refused as possible decompression bombs (about 16k x 16k).
 MAX_IMAGE_PIXELS = 268_435_456
@@ -271,9 +275,8 @@ def _decode_jpeg_fast(data: bytes, header: JpegHeader, size: int,
         )
     except ValueError:
         return None
-    pixels = upright_array(pixels, header.orientation)
-    resized = resize_square(torch.from_numpy(pixels).permute(2, 0, 1).unsqueeze(0), size)
-    return output_pixels(resized[0].permute(1, 2, 0).numpy(), grayscale)
+    return output_pixels(_resize_array(upright_array(pixels, header.orientation), size),
+                         grayscale)
 
 
 def _scaled_to_uint8(img: Image.Image) -> Image.Image:
@@ -297,8 +300,22 @@ def _to_rgb(img: Image.Image) -> Image.Image:
     return img.convert("RGB")
 
 
-def _finish(img: Image.Image, size: int, grayscale: bool) -> np.ndarray:
+def _resize_array(pixels: np.ndarray, size: int) -> np.ndarray:
+    """``(H, W, C)`` uint8 pixels resized by :func:`resize_square`, as ``(size, size, C)``.
+
+    torch only wraps writable arrays with positive strides: PIL's arrays are read-only, and a
+    flipped one-pixel-wide array counts as contiguous with a negative stride, so those are
+    copied first."""
+    if not pixels.flags.writeable or not pixels.flags.c_contiguous or min(pixels.strides) < 0:
+        pixels = pixels.copy(order="C")
+    tensor = torch.from_numpy(pixels).permute(2, 0, 1).unsqueeze(0)
+    return resize_square(tensor, size)[0].permute(1, 2, 0).numpy()
+
+
+def _finish(img: Image.Image, size: int, grayscale: bool, host_decoder: str) -> np.ndarray:
     img = _to_rgb(img)
+    if host_decoder == "simplejpeg":
+        return output_pixels(_resize_array(np.asarray(img, dtype=np.uint8), size), grayscale)
     if img.size != (size, size):
         img = img.resize((size, size), Image.Resampling.BILINEAR, reducing_gap=3.0)
     return output_pixels(np.asarray(img, dtype=np.uint8), grayscale)
@@ -314,7 +331,7 @@ def check_pixel_count(img: Image.Image, source: str) -> None:
         )
 
 
-def _decode_file(path: str, size: int, grayscale: bool, jpeg_decoder: str) -> np.ndarray:
+def _decode_file(path: str, size: int, grayscale: bool, host_decoder: str) -> np.ndarray:
     """Open, check, draft, load, turn upright and finish one file; both the file and the image
     are closed on the way out, whatever happens."""
     with open(path, "rb") as fh, warnings.catch_warnings():
@@ -322,7 +339,7 @@ def _decode_file(path: str, size: int, grayscale: bool, jpeg_decoder: str) -> np
         warnings.simplefilter("error", Image.DecompressionBombWarning)
         with Image.open(fh) as img:
             check_pixel_count(img, repr(path))
-            header = baseline_jpeg(img) if jpeg_decoder == "simplejpeg" else None
+            header = baseline_jpeg(img) if host_decoder == "simplejpeg" else None
             if header is not None:
                 fh.seek(0)
                 pixels = _decode_jpeg_fast(fh.read(), header, size, grayscale)
@@ -332,7 +349,7 @@ def _decode_file(path: str, size: int, grayscale: bool, jpeg_decoder: str) -> np
                 least = _draft_side(size)
                 img.draft("RGB", (least, least))  # before load; the orientation still holds
             img.load()
-            return _finish(_upright(img), size, grayscale)
+            return _finish(_upright(img), size, grayscale, host_decoder)
 
 
 #: ``errno`` values of an :class:`OSError` on opening that say what the path is, with the words
@@ -357,7 +374,7 @@ def _bad_image(exc: Exception, source: str) -> BadImageError:
     return BadImageError(source, f"unreadable or truncated ({type(exc).__name__}: {exc})")
 
 
-def _decode_array(item: np.ndarray, size: int, grayscale: bool) -> np.ndarray:
+def _decode_array(item: np.ndarray, size: int, grayscale: bool, host_decoder: str) -> np.ndarray:
     if item.dtype != np.uint8:
         raise BadImageError(
             describe_input(item), "arrays must be uint8 with values 0-255; convert with "
@@ -365,14 +382,14 @@ def _decode_array(item: np.ndarray, size: int, grayscale: bool) -> np.ndarray:
         )
     if item.ndim == 2 or (item.ndim == 3 and item.shape[2] in (1, 3, 4)):
         arr = item[:, :, 0] if item.ndim == 3 and item.shape[2] == 1 else item
-        return _finish(Image.fromarray(np.ascontiguousarray(arr)), size, grayscale)
+        return _finish(Image.fromarray(np.ascontiguousarray(arr)), size, grayscale, host_decoder)
     raise BadImageError(
         describe_input(item), "an image array must have shape (H, W), (H, W, 3) or (H, W, 4)"
     )
 
 
 def decode_image(item: ImageInput, size: int, grayscale: bool = False, *,
-                 jpeg_decoder: str | None = None) -> np.ndarray:
+                 host_decoder: str | None = None) -> np.ndarray:
     """Decode one image into a ``(size, size, 3)`` uint8 RGB array.
 
     The image is turned upright by its EXIF orientation (as
@@ -391,9 +408,9 @@ def decode_image(item: ImageInput, size: int, grayscale: bool = False, *,
         Side of the square output, in pixels.
     grayscale : bool, default=False
         Convert to grayscale, then back to three identical channels.
-    jpeg_decoder : {"simplejpeg", "pil"}, optional
-        Host decoder for baseline JPEG files (see :data:`JPEG_DECODERS`); default
-        :data:`JPEG_DECODER`. "simplejpeg" needs the ``simplejpeg`` package.
+    host_decoder : {"simplejpeg", "pil"}, optional
+        Which host decoder (see :data:`HOST_DECODERS`); default :data:`HOST_DECODER`.
+        "simplejpeg" needs the ``simplejpeg`` package.
 
     Returns
     -------
@@ -412,7 +429,7 @@ def decode_image(item: ImageInput, size: int, grayscale: bool = False, *,
     MemoryError
         When there is not enough memory to decode the image.
     ValueError
-        For an unknown ``jpeg_decoder``, or "simplejpeg" without the package.
+        For an unknown ``host_decoder``, or "simplejpeg" without the package.
 
     Examples
     --------
@@ -420,9 +437,9 @@ def decode_image(item: ImageInput, size: int, grayscale: bool = False, *,
     >>> decode_image(np.zeros((40, 60, 3), dtype=np.uint8), size=32).shape
     (32, 32, 3)
     """
-    jpeg_decoder = _jpeg_decoder(jpeg_decoder)
+    host_decoder = _host_decoder(host_decoder)
     if isinstance(item, np.ndarray):
-        return _decode_array(item, size, grayscale)
+        return _decode_array(item, size, grayscale, host_decoder)
     if not isinstance(item, (str, os.PathLike, Image.Image)):
         raise BadImageError(
             describe_input(item), "expected a file path (str or pathlib.Path), a PIL image or a "
@@ -431,8 +448,8 @@ def decode_image(item: ImageInput, size: int, grayscale: bool = False, *,
     source = describe_input(item)
     try:
         if isinstance(item, Image.Image):
-            return _finish(_upright(item), size, grayscale)
-        return _decode_file(os.fspath(item), size, grayscale, jpeg_decoder)
+            return _finish(_upright(item), size, grayscale, host_decoder)
+        return _decode_file(os.fspath(item), size, grayscale, host_decoder)
     except BadImageError:
         raise
     except OSError as exc:
@@ -445,13 +462,13 @@ def decode_image(item: ImageInput, size: int, grayscale: bool = False, *,
         raise _bad_image(exc, source) from exc
 
 
-def _jpeg_decoder(name: str | None) -> str:
+def _host_decoder(name: str | None) -> str:
     """The host JPEG decoder ``name`` stands for, checked."""
-    name = JPEG_DECODER if name is None else name
-    if name not in JPEG_DECODERS:
-        raise ValueError(f"jpeg_decoder must be one of {list(JPEG_DECODERS)}, got {name!r}.")
+    name = HOST_DECODER if name is None else name
+    if name not in HOST_DECODERS:
+        raise ValueError(f"host_decoder must be one of {list(HOST_DECODERS)}, got {name!r}.")
     if name == "simplejpeg" and simplejpeg is None:
-        raise ValueError("jpeg_decoder='simplejpeg' needs the simplejpeg package: pip install "
+        raise ValueError("host_decoder='simplejpeg' needs the simplejpeg package: pip install "
                          "simplejpeg (or wjsentiment[fast]), or use 'pil'.")
     return name
 

@@ -115,13 +115,13 @@ def _decode_batch(files: Sequence[DeviceJpeg], device: torch.device) -> list[tor
     tensors = [torch.frombuffer(f.data, dtype=torch.uint8) for f in files]
     try:
         return list(run(tensors))
-    except RuntimeError:  # one bad file fails the batch: find it
+    except (RuntimeError, ValueError):  # one bad file fails the batch: find it
         pass
     out: list[torch.Tensor | None] = []
     for tensor in tensors:
         try:
             out.append(run([tensor])[0])
-        except RuntimeError:
+        except (RuntimeError, ValueError):
             out.append(None)
     return out
 
