@@ -69,6 +69,22 @@ def test_only_new_or_rewritten_images_are_computed(cache_dir, image_files, tiny_
     assert computed_rows == [8, 1 + len(paths) - 8]
 
 
+@pytest.mark.skipif(__import__("wjsentiment.images.decode").images.decode.simplejpeg is None,
+                    reason="needs simplejpeg")
+def test_each_host_decoder_has_its_own_table(cache_dir, image_files, tiny_params,
+                                              computed_rows, monkeypatch):
+    """The two host decoders resize differently, so their features are not shared."""
+    from wjsentiment.images import decode
+
+    paths, y = image_files
+    for host_decoder in decode.HOST_DECODERS:
+        monkeypatch.setattr(decode, "HOST_DECODER", host_decoder)
+        _fresh_process_state()
+        SentimentClassifier(**tiny_params, finetune="head").fit(paths, y)
+    assert computed_rows == [len(paths)] * len(decode.HOST_DECODERS)
+    assert len([p for p in cache_dir.iterdir() if p.is_dir()]) == len(decode.HOST_DECODERS)
+
+
 def test_a_damaged_shard_is_skipped_with_a_warning(cache_dir, image_files, tiny_params,
                                                    computed_rows):
     paths, y = image_files

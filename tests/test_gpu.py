@@ -103,3 +103,62 @@ def test_export_of_a_model_on_cuda_matches_the_cpu(tmp_path):
     assert next(clf.model_.parameters()).device.type == "cuda"  # exported from a CPU copy
     cpu = clf.set_params(device="cpu").predict_proba(X)
     assert np.abs(model.predict_proba(X) - cpu).max() < 1e-4
+
+
+def sample_photos(folder, n: int, size=(500, 375)) -> list[str]:
+    """Baseline JPEGs cut from scikit-learn's sample photos, Flickr-size."""
+    from PIL import Image
+    from sklearn.datasets import load_sample_image
+
+    sources = [load_sample_image(name) for name in ("china.jpg", "flower.jpg")]
+    paths = []
+    for i in range(n):
+        src = sources[i % 2]
+        top, left = 7 * i % 50, 11 * i % 100
+        crop = Image.fromarray(src[top:top + 330, left:left + 440]).resize(size)
+        path = folder / f"photo_{i}.jpg"
+        crop.save(path, quality=90)
+        paths.append(str(path))
+    return paths
+
+
+def test_nvjpeg_pixels_agree_with_the_host_decoder(tmp_path):
+    from PIL import Image
+
+    from wjsentiment.images import clear_image_cache, decode_image, get_store
+    from wjsentiment.images.device import HOST_TOLERANCE
+
+    photos = sample_photos(tmp_path, 8)
+    with Image.open(photos[0]) as first:
+        first.save(tmp_path / "progressive.jpg", quality=90, progressive=True)
+        first.convert("CMYK").save(tmp_path / "cmyk.jpg", quality=90)
+    data = bytearray(open(photos[1], "rb").read())
+    sos = data.index(b"\xff\xda")
+    data[sos + 2:sos + 4] = b"\x00\x00"
+    (tmp_path / "broken.jpg").write_bytes(bytes(data))
+    others = [str(tmp_path / n) for n in ("progressive.jpg", "cmyk.jpg", "broken.jpg")]
+    clear_image_cache()
+    store = get_store(224)
+    result = store.add(photos + others, device=torch.device("cuda"), num_workers=4)
+    assert [pos for pos, _ in result.errors] == [len(photos) + 2]  # the broken file, on the host
+    pixels = store.gather(result.rows[:-1])
+    gaps = [np.abs(p.astype(int) - decode_image(path, 224).astype(int)).mean()
+            for p, path in zip(pixels, photos)]
+    assert max(gaps) < HOST_TOLERANCE, gaps
+    for p, path in zip(pixels[len(photos):], others[:2]):  # decoded on the host
+        np.testing.assert_array_equal(p, decode_image(path, 224))
+    clear_image_cache()
+
+
+def test_fit_and_predict_decode_jpeg_files_on_the_gpu(tmp_path):
+    from wjsentiment.images import clear_image_cache
+
+    clear_image_cache()
+    photos = sample_photos(tmp_path, 16)
+    y = ["Negative", "Positive"] * 8
+    clf = SentimentClassifier(**{**PARAMS, "image_size": 64}, decoder="cuda").fit(photos, y)
+    proba = clf.predict_proba(photos)
+    host = clf.set_params(decoder="cpu")
+    clear_image_cache()
+    assert np.abs(host.predict_proba(photos) - proba).max() < 0.1
+    clear_image_cache()

@@ -34,15 +34,22 @@ def test_decode_resizes_to_square_rgb(tmp_path):
 
 @pytest.fixture
 def resized_sizes(monkeypatch):
-    """The size of every image that decoding resizes, in order."""
+    """The size (width, height) of every image that decoding resizes, in order, whichever
+    decoder resizes it (PIL, or torch's kernel behind the simplejpeg path)."""
     sizes = []
     original = Image.Image.resize
+    original_tensor = decode_module.resize_square
 
     def spy(self, size, *args, **kwargs):
         sizes.append(self.size)
         return original(self, size, *args, **kwargs)
 
+    def spy_tensor(pixels, size):
+        sizes.append((pixels.shape[-1], pixels.shape[-2]))
+        return original_tensor(pixels, size)
+
     monkeypatch.setattr(Image.Image, "resize", spy)
+    monkeypatch.setattr(decode_module, "resize_square", spy_tensor)
     return sizes
 
 

@@ -36,9 +36,11 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
+import torch
 from tqdm.auto import tqdm
 
 from .decode import BadImageError, ImageInput, decode_image, input_key
+from .device import decode_files_on_device
 
 #: Images per chunk of the store: the unit of RAM or disk that is held or given back.
 CHUNK_IMAGES = 256
@@ -387,6 +389,7 @@ class DecodedImageStore:
         num_workers: int = 1,
         verbose: int = 0,
         pin: bool = False,
+        device: torch.device | None = None,
     ) -> DecodeResult:
         """Decode the inputs not yet in the store, and return the rows of all of them.
 
@@ -403,6 +406,10 @@ class DecodedImageStore:
             (:meth:`DecodeResult.release`, or ``with store.add(..., pin=True) as result:``).
             The rows are pinned in the same step that finds or allocates them. Without it
             the rows stay valid only until the store next needs room beyond its budgets.
+        device : torch.device, optional
+            Decode baseline JPEG files on this device, in batches (nvJPEG on CUDA; see
+            :mod:`wjsentiment.images.device`); every other input, and any file the device
+            refuses, is decoded on the host. None: everything on the host.
 
         Returns
         -------
@@ -416,16 +423,15 @@ class DecodedImageStore:
             meanwhile are kept, and the next call tries it again.
         """
         keys = [input_key(item) for item in inputs]
-        rows = np.full(len(inputs), -1, dtype=np.int64)
         errors: list[tuple[int, BadImageError]] = []
         todo: dict[tuple, int] = {}  # key -> first position
         with _LOCK:
             _settle()
-            for pos, key in enumerate(keys):
-                row = self._rows.get(key)
-                if row is not None:
-                    rows[pos] = row
-                elif key in self._bad:
+            known = self._rows.get
+            rows = np.array([known(key, -1) for key in keys], dtype=np.int64)
+            for pos in np.flatnonzero(rows < 0).tolist():
+                key = keys[pos]
+                if key in self._bad:
                     errors.append((pos, self._bad[key]))
                 elif key not in todo:
                     todo[key] = pos
@@ -439,7 +445,7 @@ class DecodedImageStore:
             self._pins[new] += 1
         row_of = dict(zip(todo, new.tolist()))
         try:
-            outcomes = self._decode(inputs, todo, row_of, num_workers, verbose)
+            outcomes = self._decode(inputs, todo, row_of, num_workers, verbose, device)
         except BaseException:  # interrupted: nothing of this call is kept
             with _LOCK:
                 self._pins[new] -= 1
@@ -468,29 +474,34 @@ class DecodedImageStore:
             _release_rows(self, kept)
         if system:
             raise system[0]
-        for pos, key in enumerate(keys):
-            if key in failed:
-                errors.append((pos, failed[key]))
-            elif key in row_of:
-                rows[pos] = row_of[key]
+        if row_of:  # (a call that found every input decodes nothing: no second pass)
+            for pos, key in enumerate(keys):
+                if key in failed:
+                    errors.append((pos, failed[key]))
+                elif key in row_of:
+                    rows[pos] = row_of[key]
         errors.sort(key=lambda item: item[0])
         result = DecodeResult(rows=rows, errors=errors)
         if pin:
             result._pin(self, kept)
         return result
 
+    def _put(self, key: tuple, row_of: dict[tuple, int], pixels: np.ndarray) -> None:
+        row = row_of[key]
+        self._chunks[row // self.chunk_images][row % self.chunk_images] = pixels
+
     def _decode(self, inputs: Sequence[ImageInput], todo: dict[tuple, int],
-                row_of: dict[tuple, int], num_workers: int,
-                verbose: int) -> dict[tuple, Exception | None]:
-        """Decode each input of ``todo`` into its row: None, or the error it raised."""
+                row_of: dict[tuple, int], num_workers: int, verbose: int,
+                device: torch.device | None = None) -> dict[tuple, Exception | None]:
+        """Decode each input of ``todo`` into its row: None, or the error it raised. With a
+        ``device``, baseline JPEG files are decoded there first and the rest on the host."""
 
         def work(key: tuple) -> Exception | None:
             try:
                 pixels = decode_image(inputs[todo[key]], self.size, self.grayscale)
             except Exception as exc:  # noqa: BLE001 - BadImageError, or a system error to raise
                 return exc
-            row = row_of[key]
-            self._chunks[row // self.chunk_images][row % self.chunk_images] = pixels
+            self._put(key, row_of, pixels)
             return None
 
         outcomes: dict[tuple, Exception | None] = {}
@@ -499,7 +510,18 @@ class DecodedImageStore:
         bar = tqdm(total=len(todo), desc=f"decode {self.size}px", unit="img",
                    disable=verbose <= 0, leave=False)
         with ThreadPoolExecutor(max_workers=max(1, int(num_workers))) as pool:
-            for key, outcome in zip(todo, pool.map(work, todo)):
+            host = list(todo)
+            if device is not None:
+                files = [key for key in todo if isinstance(inputs[todo[key]], (str, os.PathLike))]
+                for pos, pixels in decode_files_on_device(
+                        [inputs[todo[key]] for key in files], self.size, self.grayscale, device,
+                        pool):
+                    if pixels is not None:
+                        self._put(files[pos], row_of, pixels)
+                        outcomes[files[pos]] = None
+                        bar.update(1)
+                host = [key for key in todo if key not in outcomes]
+            for key, outcome in zip(host, pool.map(work, host)):
                 outcomes[key] = outcome
                 bar.update(1)
         bar.close()
@@ -539,6 +561,16 @@ class DecodedImageStore:
         elif out.shape[0] != len(rows):
             raise ValueError(f"out holds {out.shape[0]} images, rows name {len(rows)}.")
         chunks, offsets = np.divmod(rows, self.chunk_images)
+        # Runs of consecutive rows of one chunk (a prediction's rows are mostly in order)
+        # are copied as one block each: one numpy call, outside the GIL, instead of one
+        # Python step per image, which would hold the GIL against the threads computing.
+        starts = np.flatnonzero((np.diff(chunks) != 0) | (np.diff(offsets) != 1)) + 1
+        if len(starts) < len(rows) // 4:
+            bounds = [0, *starts.tolist(), len(rows)]
+            for a, b in zip(bounds[:-1], bounds[1:]):
+                o = int(offsets[a])
+                out[a:b] = self._chunks[int(chunks[a])][o:o + b - a]
+            return out
         for i, (c, o) in enumerate(zip(chunks.tolist(), offsets.tolist())):
             out[i] = self._chunks[c][o]
         return out

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from ..images import decode as image_decode
 from ..images.cache import DecodedImageStore
 from ..training.batches import ImageBatches, split_batches
 from ..training.steps import autocast
@@ -119,7 +120,8 @@ def _load_or_compute(net: SentimentNet, key: tuple, store: DecodedImageStore, ro
     root = feature_cache_dir()
     if root is None:
         return _compute(net, store, rows, device, precision, batch_size, verbose)
-    files = FeatureFiles(root, (key, store.size, store.grayscale))
+    # The host decoder is part of the key: its resize rounds pixels differently from PIL's.
+    files = FeatureFiles(root, (key, store.size, store.grayscale, image_decode.HOST_DECODER))
     digests = [image_digest(k) for k in store.input_keys(rows)]
     found, stored = files.read(digests)
     todo = np.flatnonzero(~found)
