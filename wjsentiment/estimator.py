@@ -35,6 +35,7 @@ from .calibration import (
     logit_adjustment,
     resolve_decision,
 )
+from .config import decode_threads
 from .holdout import check_groups, holdout_split
 from .images.cache import get_store
 from .images.decode import BadImageError, input_key
@@ -481,7 +482,7 @@ class SentimentClassifier(ClassifierMixin, BaseEstimator):
 
     def _workers(self) -> int:
         if self.num_workers == "auto":
-            return max(1, min(16, os.cpu_count() or 1))
+            return decode_threads()
         return int(self.num_workers)
 
     def _weights_key(self, seed: int) -> tuple | None:
