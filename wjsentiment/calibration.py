@@ -22,11 +22,8 @@ import numpy as np
 from scipy.optimize import minimize_scalar
 from scipy.special import log_softmax
 
-#: The ``calibration`` settings of the estimators.
-CALIBRATIONS = ("temperature", None)
-#: The ``decision`` settings of the estimators: "auto" picks "balanced" for a model trained
-#: with class weights or class-balanced sampling, else "argmax".
-DECISIONS = ("auto", "balanced", "argmax")
+from .params import CALIBRATIONS, DECISIONS
+
 #: Share of the training images held out to fit the temperature when ``validation_fraction``
 #: is 0.
 CALIBRATION_FRACTION = 0.1

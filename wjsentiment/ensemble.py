@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 from joblib import Parallel, delayed
 from scipy.optimize import minimize
-from sklearn.base import ClassifierMixin, clone
+from sklearn.base import ClassifierMixin, _fit_context, clone
 from sklearn.utils import Bunch, _safe_indexing
 from sklearn.utils._tags import get_tags
 from sklearn.utils.metaestimators import _BaseComposition
@@ -29,9 +29,10 @@ from sklearn.utils.validation import check_is_fitted
 from tqdm.auto import tqdm
 
 from . import calibration
-from .calibration import DECISIONS, decide, resolve_decision
+from .calibration import decide, resolve_decision
 from .estimator import SentimentClassifier, check_labels
 from .holdout import check_groups, holdout_split
+from .params import ENSEMBLE_PARAMS, check_params, constraints
 from .persistence import (
     CLASSES_SCHEMA,
     ModelFileError,
@@ -412,9 +413,30 @@ class SentimentEnsemble(ClassifierMixin, _BaseComposition):
         return tags
 
     # ---------------------------------------------------------------------------- checks
-    def _validate(self) -> tuple[list[str], list[Any]]:
+    _parameter_constraints: dict = constraints(ENSEMBLE_PARAMS)
+
+    def _validate_params(self) -> None:
+        """Check every parameter: scikit-learn's constraints (from
+        :data:`~wjsentiment.params.ENSEMBLE_PARAMS`), then the members and the weights."""
+        check_params(ENSEMBLE_PARAMS, self.get_params(deep=False), type(self).__name__)
+        names, members = self._members()
+        if self.weights is not None and not isinstance(self.weights, str):
+            w = np.asarray(self.weights, dtype=float) if _is_numeric_list(self.weights) else None
+            if w is None or w.ndim != 1:
+                raise ValueError(f"weights must be None, 'auto' or a list of numbers, got "
+                                 f"{self.weights!r}.")
+            if len(w) != len(members):
+                raise ValueError(f"weights has {len(w)} values but there are {len(members)} "
+                                 f"members ({names}); give one weight per member.")
+            if not np.all(np.isfinite(w)) or np.any(w < 0) or w.sum() <= 0:
+                raise ValueError(f"weights must be finite, non-negative and not all zero, got "
+                                 f"{list(w)}.")
+
+    def _members(self) -> tuple[list[str], list[Any]]:
+        """The names and (unfitted) members, checked: named pairs of probabilistic
+        classifiers with unique names."""
         spec = self._members_spec()
-        if not isinstance(spec, (list, tuple)) or len(spec) == 0:
+        if len(spec) == 0:
             raise ValueError("estimators must be a non-empty list of (name, estimator) pairs, "
                              f"got {spec!r}; or None for the default pair.")
         if not all(isinstance(pair, tuple) and len(pair) == 2 for pair in spec):
@@ -430,38 +452,6 @@ class SentimentEnsemble(ClassifierMixin, _BaseComposition):
                 raise ValueError(f"Member {name!r} ({type(est).__name__}) has no fit/"
                                  "predict_proba; every member must be a probabilistic "
                                  "classifier.")
-        if isinstance(self.weights, str):
-            if self.weights != "auto":
-                raise ValueError(f"weights must be None, 'auto' or a list of numbers, got "
-                                 f"{self.weights!r}.")
-        elif self.weights is not None:
-            w = np.asarray(self.weights, dtype=float) if _is_numeric_list(self.weights) else None
-            if w is None or w.ndim != 1:
-                raise ValueError(f"weights must be None, 'auto' or a list of numbers, got "
-                                 f"{self.weights!r}.")
-            if len(w) != len(members):
-                raise ValueError(f"weights has {len(w)} values but there are {len(members)} "
-                                 f"members ({names}); give one weight per member.")
-            if not np.all(np.isfinite(w)) or np.any(w < 0) or w.sum() <= 0:
-                raise ValueError(f"weights must be finite, non-negative and not all zero, got "
-                                 f"{list(w)}.")
-        if not isinstance(self.calibrate, (bool, np.bool_)):
-            raise ValueError(f"calibrate must be True or False, got {self.calibrate!r}.")
-        if isinstance(self.validation_fraction, bool) or \
-                not isinstance(self.validation_fraction, Real) or \
-                not 0 < self.validation_fraction < 1:
-            raise ValueError(f"validation_fraction must be in (0, 1), got "
-                             f"{self.validation_fraction!r}.")
-        if self.n_jobs is not None and (isinstance(self.n_jobs, bool)
-                                        or not isinstance(self.n_jobs, Integral)
-                                        or self.n_jobs == 0):
-            raise ValueError(f"n_jobs must be None or a non-zero int, got {self.n_jobs!r}.")
-        if isinstance(self.verbose, bool) or not isinstance(self.verbose, Integral) \
-                or self.verbose < 0:
-            raise ValueError(f"verbose must be an int >= 0, got {self.verbose!r}.")
-        if self.decision not in DECISIONS:
-            raise ValueError(f"decision must be one of {list(DECISIONS)}, got "
-                             f"{self.decision!r}.")
         return names, members
 
     def _holdout_seed(self, members: list[Any]) -> int:
@@ -522,6 +512,7 @@ class SentimentEnsemble(ClassifierMixin, _BaseComposition):
         return probas
 
     # --------------------------------------------------------------------------- fitting
+    @_fit_context(prefer_skip_nested_validation=False)  # members' parameters are checked too
     def fit(self, X: Any, y: Any, groups: Any = None) -> SentimentEnsemble:
         """Clone and fit every member; with a holdout, fit temperatures and/or weights.
 
@@ -547,7 +538,7 @@ class SentimentEnsemble(ClassifierMixin, _BaseComposition):
             For bad parameters, an X/y length mismatch, a holdout that cannot be stratified,
             or members that disagree on ``classes_``.
         """
-        names, specs = self._validate()
+        names, specs = self._members()
         y = np.asarray(y)
         if y.ndim != 1:
             raise ValueError(f"y must be 1-D (one label per sample), got shape {y.shape}.")
@@ -791,7 +782,7 @@ class SentimentEnsemble(ClassifierMixin, _BaseComposition):
             estimators = None if config["default_estimators"] else \
                 [(name, clone(est)) for name, est in zip(names, members)]
             ens = cls(estimators, **config["params"])
-            ens._validate()
+            ens._validate_params()
             ens.estimators_ = members
             ens.named_estimators_ = Bunch(**dict(zip(names, members)))
             ens.classes_ = decode_classes(config["classes"])

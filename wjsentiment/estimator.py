@@ -12,22 +12,19 @@ import math
 import os
 import warnings
 from collections.abc import Sequence
-from numbers import Integral, Real
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
 import torch
 from scipy.sparse import issparse
-from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.base import BaseEstimator, ClassifierMixin, _fit_context
 from sklearn.utils.class_weight import compute_class_weight
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, check_random_state
 
 from .calibration import (
     CALIBRATION_FRACTION,
-    CALIBRATIONS,
-    DECISIONS,
     MIN_CALIBRATION_SAMPLES,
     calibrated_proba,
     decide,
@@ -41,8 +38,8 @@ from .images.cache import get_store
 from .images.decode import BadImageError, input_key
 from .models.backbones import check_backbone_name
 from .models.features import frozen_features
-from .models.heads import HEADS
 from .models.network import SentimentNet, build_network
+from .params import CLASSIFIER_PARAMS, check_params, constraints
 from .persistence import (
     CLASSIFIER_SCHEMA,
     CONFIG_FILE,
@@ -57,15 +54,10 @@ from .persistence import (
 )
 from .training.batches import FeatureBatches, ImageBatches
 from .training.loop import (
-    AVERAGING,
-    ON_DIVERGENCE,
-    PRECISIONS,
-    TTA,
     TrainConfig,
     predict_logits,
     train_model,
 )
-from .training.optim import LR_SCHEDULES, OPTIMIZERS
 
 
 class SkippedImage(NamedTuple):
@@ -166,27 +158,6 @@ def check_labels(y: np.ndarray) -> None:
         kinds = sorted({type(v).__name__ for v in values})
         raise ValueError(f"y mixes labels of types {kinds}, which cannot be ordered into "
                          "classes; give every label the same type, e.g. str.") from None
-
-
-def _check_choice(name: str, value: Any, allowed: Sequence[Any]) -> None:
-    if not any(value is a or (not isinstance(value, bool) and value == a) for a in allowed):
-        raise ValueError(f"{name} must be one of {list(allowed)}, got {value!r}.")
-
-
-def _check_number(name: str, value: Any, kind: type, low: float | None, high: float | None = None,
-                  *, low_open: bool = False, high_open: bool = False) -> None:
-    if isinstance(value, bool) or not isinstance(value, kind):
-        raise ValueError(f"{name} must be a{'n int' if kind is Integral else ' number'}, "
-                         f"got {value!r}.")
-    if not math.isfinite(value):
-        raise ValueError(f"{name} must be a finite number, got {value!r}.")
-    too_low = low is not None and (value <= low if low_open else value < low)
-    too_high = high is not None and (value >= high if high_open else value > high)
-    if too_low or too_high:
-        lo = "(" if low_open else "["
-        hi = ")" if high_open else "]"
-        raise ValueError(f"{name} must be in {lo}{low}, {high if high is not None else 'inf'}{hi}, "
-                         f"got {value!r}.")
 
 
 class SentimentClassifier(ClassifierMixin, BaseEstimator):
@@ -408,57 +379,18 @@ class SentimentClassifier(ClassifierMixin, BaseEstimator):
         self.verbose = verbose
 
     # ------------------------------------------------------------------ checks and settings
+    _parameter_constraints: dict = constraints(CLASSIFIER_PARAMS)
+
     def _validate_params(self) -> None:
+        """Check every parameter: scikit-learn's constraints (from
+        :data:`~wjsentiment.params.CLASSIFIER_PARAMS`), then what they cannot express."""
+        check_params(CLASSIFIER_PARAMS, self.get_params(deep=False), type(self).__name__)
         check_backbone_name(self.backbone)
-        if not (self.weights is None or isinstance(self.weights, (str, os.PathLike))):
-            raise ValueError(
-                f"weights must be 'imagenet', None or a path to a .pth/.safetensors file, "
-                f"got {self.weights!r}."
-            )
-        _check_choice("head", self.head, HEADS)
-        _check_choice("finetune", self.finetune, ("full", "head"))
-        _check_number("image_size", self.image_size, Integral, 8, 4096)
-        _check_choice("grayscale", self.grayscale, (True, False))
-        _check_choice("augment", self.augment, (True, False))
-        _check_number("epochs", self.epochs, Integral, 1)
-        _check_number("batch_size", self.batch_size, Integral, 1)
-        _check_number("lr", self.lr, Real, 0, low_open=True)
-        _check_number("weight_decay", self.weight_decay, Real, 0)
-        _check_choice("optimizer", self.optimizer, OPTIMIZERS)
-        _check_choice("lr_schedule", self.lr_schedule, LR_SCHEDULES)
-        _check_number("label_smoothing", self.label_smoothing, Real, 0, 1, high_open=True)
-        if not (self.class_weight is None or self.class_weight == "balanced"
-                or isinstance(self.class_weight, dict)):
-            raise ValueError(
-                f"class_weight must be None, 'balanced' or a dict {{class: weight}}, got "
-                f"{self.class_weight!r}."
-            )
-        _check_choice("sampling", self.sampling, (None, "undersample", "oversample"))
-        _check_number("validation_fraction", self.validation_fraction, Real, 0, 1,
-                      high_open=True)
-        _check_choice("early_stopping", self.early_stopping, (True, False))
         if self.early_stopping and self.validation_fraction <= 0:
             raise ValueError(
                 "early_stopping=True needs a validation set: set validation_fraction > 0, "
                 "e.g. 0.15."
             )
-        _check_number("n_iter_no_change", self.n_iter_no_change, Integral, 1)
-        _check_choice("calibration", self.calibration, CALIBRATIONS)
-        _check_choice("decision", self.decision, DECISIONS)
-        _check_choice("averaging", self.averaging, AVERAGING)
-        _check_choice("tta", self.tta, TTA)
-        _check_choice("precision", self.precision, PRECISIONS)
-        if self.num_workers != "auto":
-            _check_number("num_workers", self.num_workers, Integral, 1)
-        _check_choice("on_bad_image", self.on_bad_image, ("raise", "skip"))
-        _check_choice("on_divergence", self.on_divergence, ON_DIVERGENCE)
-        _check_choice("cuda_graphs", self.cuda_graphs, ("auto", True, False))
-        _check_number("verbose", self.verbose, Integral, 0)
-        try:
-            check_random_state(self.random_state)
-        except ValueError:
-            raise ValueError(f"random_state must be None, an int in [0, 2**32 - 1] or a "
-                             f"numpy RandomState, got {self.random_state!r}.") from None
         self._torch_device()
 
     def _torch_device(self) -> torch.device:
@@ -512,6 +444,7 @@ class SentimentClassifier(ClassifierMixin, BaseEstimator):
         result = store.add(items, num_workers=self._workers(), verbose=self.verbose, pin=True)
         return store, result
 
+    @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X: Any, y: Any, groups: Any = None) -> SentimentClassifier:
         """Fine-tune the backbone and head on images X with labels y.
 
@@ -540,7 +473,6 @@ class SentimentClassifier(ClassifierMixin, BaseEstimator):
         TrainingDivergedError
             When the loss becomes non-finite, with ``on_divergence="raise"``.
         """
-        self._validate_params()
         items = as_image_inputs(X)
         y = np.asarray(y)
         if y.ndim != 1:
@@ -568,7 +500,7 @@ class SentimentClassifier(ClassifierMixin, BaseEstimator):
             warnings.warn(
                 f"Skipped {len(self.skipped_)} of {len(items)} images that could not be decoded "
                 f"(first: {self.skipped_[0].source}: {self.skipped_[0].reason}); see skipped_.",
-                UserWarning, stacklevel=2,
+                UserWarning, stacklevel=3,
             )
         keep = decoded.rows >= 0
         rows, y_kept = decoded.rows[keep], y[keep]
@@ -694,7 +626,7 @@ class SentimentClassifier(ClassifierMixin, BaseEstimator):
                 f"calibration={self.calibration!r} needs at least {MIN_CALIBRATION_SAMPLES} "
                 f"held-out images and {n_held} were held out, so the temperature stays 1. Use "
                 "more images or a larger validation_fraction, or calibration=None.",
-                UserWarning, stacklevel=3,
+                UserWarning, stacklevel=4,
             )
             return
         logits = self._logits(store, rows[valid_idx], device, precision)

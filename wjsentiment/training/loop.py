@@ -15,21 +15,14 @@ from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm.auto import tqdm
 
+from ..params import AVERAGING, ON_DIVERGENCE, PRECISIONS, TTA  # noqa: F401 - re-exported
 from .augment import random_resized_crop_flip
 from .batches import device_batches, split_batches
 from .optim import lr_factor_schedule, make_optimizer, set_lr
 from .steps import EagerStep, GraphedStep, autocast
 
-#: Precisions the loop runs in.
-PRECISIONS = ("auto", "fp32", "bf16")
-#: What training does when the loss or the weights become non-finite.
-ON_DIVERGENCE = ("raise", "restore")
-#: Weight averaging the loop can apply: None, or an exponential moving average of the weights.
-AVERAGING = (None, "ema")
 #: Time constant of the weight EMA, as a share of all training steps.
 EMA_HORIZON = 0.1
-#: Test-time augmentations of prediction: None, or the mean logits of an image and its mirror.
-TTA = (None, "flip")
 
 
 class TrainingDivergedError(FloatingPointError):

@@ -7,10 +7,7 @@ from collections.abc import Callable, Iterable
 
 import torch
 
-#: Optimizers :func:`make_optimizer` builds.
-OPTIMIZERS = ("adamw", "sgd")
-#: Schedules :func:`lr_factor_schedule` builds.
-LR_SCHEDULES = ("cosine", "constant")
+from ..params import LR_SCHEDULES, OPTIMIZERS
 
 
 def make_optimizer(
