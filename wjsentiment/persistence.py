@@ -277,7 +277,7 @@ def write_config(path: str | os.PathLike, config: dict[str, Any], format_version
     {'format_version': 1, 'estimator': 'Demo'}
     """
     payload = {"format_version": format_version, **config}
-    Path(path).write_text(json.dumps(payload, indent=2, default=_json_default), encoding="utf-8")
+    Path(path).write_text(json.dumps(payload, indent=2, default=json_default), encoding="utf-8")
 
 
 def read_config(
@@ -519,11 +519,18 @@ def _shown(value: Any) -> str:
         f"a string ({value[:37]!r})"
 
 
-def _json_default(value: Any) -> Any:
+def json_default(value: Any) -> Any:
+    """The ``default`` of :func:`json.dumps` for numpy values and paths.
+
+    Examples
+    --------
+    >>> json.dumps({"n": np.int64(3), "v": np.arange(2)}, default=json_default)
+    '{"n": 3, "v": [0, 1]}'
+    """
     if isinstance(value, np.generic):
         return value.item()
     if isinstance(value, np.ndarray):
         return value.tolist()
     if isinstance(value, os.PathLike):
         return os.fspath(value)
-    raise TypeError(f"Cannot store {type(value).__name__} in a saved model's JSON config.")
+    raise TypeError(f"Cannot write a {type(value).__name__} to JSON.")
