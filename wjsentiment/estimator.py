@@ -23,6 +23,7 @@ from sklearn.utils.class_weight import compute_class_weight
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, check_random_state
 
+from .batches import FeatureBatches, ImageBatches
 from .calibration import (
     CALIBRATION_FRACTION,
     MIN_CALIBRATION_SAMPLES,
@@ -52,7 +53,6 @@ from .persistence import (
     model_file_errors,
     save_bundle,
 )
-from .training.batches import FeatureBatches, ImageBatches
 from .training.loop import (
     TrainConfig,
     predict_logits,

@@ -24,10 +24,10 @@ import torch
 from sklearn.utils.validation import check_is_fitted
 from torch import nn
 
+from .batches import ImageBatches, split_batches
 from .ensemble import SentimentEnsemble
 from .estimator import SentimentClassifier, as_image_inputs
 from .images.cache import get_store
-from .training.batches import ImageBatches, split_batches
 
 #: The ``target`` that explains the class each image is predicted to be.
 PREDICTED = "predicted"

@@ -1,7 +1,7 @@
 """Training: batches on the device, augmentation, optimizer and schedule, the step, the loop."""
 
+from ..batches import FeatureBatches, ImageBatches, autocast, device_batches, split_batches
 from .augment import random_resized_crop_flip
-from .batches import FeatureBatches, ImageBatches, device_batches, split_batches
 from .loop import (
     ON_DIVERGENCE,
     PRECISIONS,
@@ -13,7 +13,7 @@ from .loop import (
     use_cuda_graphs,
 )
 from .optim import LR_SCHEDULES, OPTIMIZERS, lr_factor_schedule, make_optimizer, set_lr
-from .steps import EagerStep, GraphedStep, autocast
+from .steps import EagerStep, GraphedStep
 
 __all__ = [
     "LR_SCHEDULES",

@@ -15,11 +15,11 @@ from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm.auto import tqdm
 
+from ..batches import autocast, device_batches, split_batches
 from ..params import AVERAGING, ON_DIVERGENCE, PRECISIONS, TTA  # noqa: F401 - re-exported
 from .augment import random_resized_crop_flip
-from .batches import device_batches, split_batches
 from .optim import lr_factor_schedule, make_optimizer, set_lr
-from .steps import EagerStep, GraphedStep, autocast
+from .steps import EagerStep, GraphedStep
 
 #: Time constant of the weight EMA, as a share of all training steps.
 EMA_HORIZON = 0.1
