@@ -108,3 +108,9 @@ def test_lowering_the_memory_budget_gives_back_at_once(restored, tmp_path):
     assert store.ram_bytes > 0
     set_config(cache_memory_bytes=0)
     assert store.ram_bytes == 0
+
+
+def test_context_refuses_unknown_settings():
+    with pytest.raises(TypeError, match="unknown settings \\['cache_budget'\\]"):
+        with config_context(cache_budget=1):
+            pass

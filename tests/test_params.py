@@ -6,6 +6,8 @@ from __future__ import annotations
 import ast
 import inspect
 import re
+import subprocess
+import sys
 
 import pytest
 from sklearn.utils._param_validation import InvalidParameterError
@@ -107,3 +109,12 @@ def test_describe_names_non_finite_numbers_and_wrong_types():
     assert describe(by_name["epochs"], "ten") == "an int"
     assert describe(by_name["epochs"]) == "in [1, inf)"
     assert describe(by_name["class_weight"]) == "None, 'balanced' or a dict"
+
+
+def test_fit_help_imports_neither_torch_nor_scikit_learn():
+    """The options come from the declarations without scikit-learn's constraint objects."""
+    out = subprocess.run([sys.executable, "-X", "importtime", "-m", "wjsentiment", "fit",
+                          "--help"], capture_output=True, text=True, check=True)
+    imported = {line.rsplit("|", 1)[-1].strip() for line in out.stderr.splitlines()}
+    assert "(default: resnet18)" in out.stdout
+    assert "torch" not in imported and "sklearn" not in imported

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__
-from .params import CLASSIFIER_PARAMS, Interval, Param, describe
+from .params import CLASSIFIER_PARAMS, Param, Range, describe
 from .persistence import atomic_file, json_default
 
 PROG = "wjsentiment"
@@ -86,8 +86,8 @@ def _text(value: Any) -> str:
 def _expected(param: Param) -> str:
     """What a value of ``param`` must be, in words: "expected a positive integer" where the
     parameter is one interval from 0 or 1 upwards, else "<name> must be <what it allows>"."""
-    only = param.constraints[0] if len(param.constraints) == 1 else None
-    if isinstance(only, Interval) and only.right is None and only.left in (0, 1):
+    only = param.specs[0] if len(param.specs) == 1 else None
+    if isinstance(only, Range) and only.right is None and only.left in (0, 1):
         integer = only.type is Integral
         noun = "integer" if integer else "number"
         if only.closed == "neither" or (integer and only.left == 1):
@@ -98,7 +98,7 @@ def _expected(param: Param) -> str:
 
 def _candidates(param: Param, text: str) -> Iterator[Any]:
     """The values ``text`` may stand for, in the order they are tried."""
-    kinds = [c.type if isinstance(c, Interval) else c for c in param.constraints]
+    kinds = [c.type if isinstance(c, Range) else c for c in param.specs]
     if text.lower() == "none":
         yield None
     if Integral in kinds or "random_state" in kinds:
@@ -133,7 +133,7 @@ def _add_estimator_options(parser: argparse.ArgumentParser) -> None:
         if param.cli.group not in groups:
             groups[param.cli.group] = parser.add_argument_group(param.cli.group)
         options: dict[str, Any] = {"dest": param.name, "help": param.help}
-        if param.constraints == ["boolean"]:
+        if param.specs == ("boolean",):
             options["action"] = "store_false" if param.default else "store_true"
             if param.default:
                 options["help"] = f"no {param.help}"

@@ -44,6 +44,9 @@ DISK_DEFAULT = 32 * 2**30
 #: Decoding threads of ``"auto"``: every core, but at most this many.
 MAX_DECODE_THREADS = 16
 
+#: The names of the settings.
+SETTINGS = ("cache_memory_bytes", "cache_disk_bytes", "cache_dir", "feature_cache_dir",
+            "torch_threads", "decode_threads")
 #: The environment variable that gives each setting its default.
 ENVIRONMENT = {
     "cache_memory_bytes": "WJSENTIMENT_CACHE_MEMORY",
@@ -212,19 +215,18 @@ def _update(given: dict[str, Any]) -> dict[str, Any]:
 
 
 @contextlib.contextmanager
-def config_context(
-    *,
-    cache_memory_bytes: int = _UNSET,
-    cache_disk_bytes: int = _UNSET,
-    cache_dir: str | os.PathLike | None = _UNSET,
-    feature_cache_dir: str | os.PathLike | None = _UNSET,
-    torch_threads: int | None = _UNSET,
-    decode_threads: int | str = _UNSET,
-) -> Iterator[None]:
+def config_context(**settings: Any) -> Iterator[None]:
     """Change settings for the length of a ``with`` block, then restore them.
 
     Takes the parameters of :func:`set_config`. The settings are process-wide (see the
     module's notes on threads): every thread sees them while the block runs.
+
+    Raises
+    ------
+    TypeError
+        For a name that is not a setting.
+    ValueError
+        For a value of the wrong kind or out of range (nothing is changed).
 
     Examples
     --------
@@ -233,8 +235,11 @@ def config_context(
     ...     get_config()["torch_threads"]
     1
     """
-    given = {name: value for name, value in locals().items() if value is not _UNSET}
-    old = _update(given)
+    unknown = sorted(set(settings) - set(SETTINGS))
+    if unknown:
+        raise TypeError(f"config_context() got unknown settings {unknown}; the settings are "
+                        f"{list(SETTINGS)}.")
+    old = _update(settings)
     try:
         yield
     finally:

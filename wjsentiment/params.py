@@ -12,32 +12,26 @@ Adding a parameter is one declaration here plus the code that uses it.
 The lists of allowed values (:data:`HEADS`, :data:`OPTIMIZERS`, ...) are declared here too,
 and the modules that act on them import them from here.
 
-This module imports only the standard library, numpy and scikit-learn, so the command line
-can build its options without importing torch.
+This module imports only the standard library and numpy, so the command line builds its
+options (and ``--help``) without importing torch or scikit-learn: constraints are declared as
+plain data (:class:`Range`, a frozenset of strings, or scikit-learn's constraint strings and
+types) and turned into scikit-learn's constraint objects on first use
+(:attr:`Param.constraints`).
 """
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from numbers import Integral, Real
 from typing import Any
 
 import numpy as np
 
-# scikit-learn's constraint classes and their error have no public import path; its own
-# estimators and third-party ones that use ``_parameter_constraints`` import them from here.
-from sklearn.utils._param_validation import (
-    Interval,
-    InvalidParameterError,
-    StrOptions,
-    make_constraint,
-    validate_parameter_constraints,
-)
-
-__all__ = ["CLASSIFIER_PARAMS", "ENSEMBLE_PARAMS", "Cli", "Param", "check_params", "defaults",
-           "describe"]
+__all__ = ["CLASSIFIER_PARAMS", "ENSEMBLE_PARAMS", "Cli", "Param", "Range", "check_params",
+           "defaults", "describe"]
 
 #: Classification heads (see :func:`wjsentiment.models.build_head`).
 HEADS = ("linear", "mlp")
@@ -45,7 +39,7 @@ HEADS = ("linear", "mlp")
 FINETUNES = ("full", "head")
 #: Optimizers (see :func:`wjsentiment.training.optim.make_optimizer`).
 OPTIMIZERS = ("adamw", "sgd")
-#: Learning-rate schedules (see :func:`wjsentiment.training.optim.lr_factor`).
+#: Learning-rate schedules (see :func:`wjsentiment.training.optim.lr_factor_schedule`).
 LR_SCHEDULES = ("cosine", "constant")
 #: Class-balanced sampling of each epoch's images.
 SAMPLINGS = (None, "undersample", "oversample")
@@ -64,8 +58,47 @@ ON_BAD_IMAGE = ("raise", "skip")
 #: What training does when the loss or the weights become non-finite.
 ON_DIVERGENCE = ("raise", "restore")
 
-_POSITIVE_INT = Interval(Integral, 1, None, closed="left")
 _NO_VALUE: Any = object()
+
+
+@dataclass(frozen=True)
+class Range:
+    """An interval of numbers: scikit-learn's ``Interval(type, left, right, closed=closed)``,
+    declared without importing scikit-learn. ``None`` bounds are unbounded; an open bound at
+    infinity refuses infinity (and every interval refuses NaN)."""
+
+    type: type
+    left: float | None
+    right: float | None
+    closed: str = "left"
+
+    def __str__(self) -> str:
+        left = "-inf" if self.left is None else f"{self.left}"
+        right = "inf" if self.right is None else f"{self.right}"
+        opening = "[" if self.closed in ("left", "both") else "("
+        closing = "]" if self.closed in ("right", "both") else ")"
+        return f"{opening}{left}, {right}{closing}"
+
+
+_POSITIVE_INT = Range(Integral, 1, None, closed="left")
+
+
+@functools.cache
+def _sklearn_constraints(specs: tuple) -> list:
+    """scikit-learn's constraint objects for declared ``specs`` (one list per specs, reused, so
+    ``_parameter_constraints`` compare equal however often they are asked for)."""
+    # scikit-learn's constraint classes have no public import path; its own estimators and
+    # third-party ones that use _parameter_constraints import them from here.
+    from sklearn.utils._param_validation import Interval, StrOptions
+
+    def convert(spec: Any) -> Any:
+        if isinstance(spec, Range):
+            return Interval(spec.type, spec.left, spec.right, closed=spec.closed)
+        if isinstance(spec, frozenset):
+            return StrOptions(set(spec))
+        return spec
+
+    return [convert(spec) for spec in specs]
 
 
 @dataclass(frozen=True)
@@ -89,13 +122,19 @@ class Param:
     name: str
     default: Any
     help: str
-    constraints: list = field(default_factory=list)
+    specs: tuple = ()
     choices: tuple | None = None
     cli: Cli | None = None
 
     def __post_init__(self) -> None:
-        if self.choices is not None and not self.constraints:
-            object.__setattr__(self, "constraints", _choice_constraints(self.choices))
+        object.__setattr__(self, "specs", tuple(self.specs))
+        if self.choices is not None and not self.specs:
+            object.__setattr__(self, "specs", _choice_specs(self.choices))
+
+    @property
+    def constraints(self) -> list:
+        """The scikit-learn constraints (what ``_parameter_constraints`` holds)."""
+        return _sklearn_constraints(self.specs)
 
     @property
     def option(self) -> str:
@@ -105,13 +144,15 @@ class Param:
 
     def accepts(self, value: Any) -> bool:
         """Whether ``value`` satisfies one of the constraints."""
+        from sklearn.utils._param_validation import make_constraint
+
         return any(make_constraint(c).is_satisfied_by(value) for c in self.constraints)
 
 
-def _choice_constraints(choices: tuple) -> list:
-    strings = {c for c in choices if isinstance(c, str)}
-    return ([StrOptions(strings)] if strings else []) + \
-        ([None] if None in choices else []) + (["boolean"] if True in choices else [])
+def _choice_specs(choices: tuple) -> tuple:
+    strings = frozenset(c for c in choices if isinstance(c, str))
+    return ((strings,) if strings else ()) + \
+        ((None,) if None in choices else ()) + (("boolean",) if True in choices else ())
 
 
 def _choice(name: str, default: Any, choices: tuple, help: str,
@@ -132,7 +173,7 @@ CLASSIFIER_PARAMS: tuple[Param, ...] = (
     _choice("finetune", "full", FINETUNES,
             "'full' trains every layer; 'head' freezes the backbone (fast)", _MODEL),
     Param("image_size", 224, "side of the square the images are resized to",
-          [Interval(Integral, 8, 4096, closed="both")], cli=Cli("model", "PX")),
+          [Range(Integral, 8, 4096, closed="both")], cli=Cli("model", "PX")),
     Param("grayscale", False, "train on grayscale images", ["boolean"], cli=_MODEL),
     Param("augment", True, "random resized crops and flips of the training batches",
           ["boolean"], cli=_MODEL),
@@ -140,22 +181,22 @@ CLASSIFIER_PARAMS: tuple[Param, ...] = (
           cli=Cli("training", "N")),
     Param("batch_size", 32, "images per training step", [_POSITIVE_INT],
           cli=Cli("training", "N")),
-    Param("lr", 1e-3, "peak learning rate", [Interval(Real, 0, None, closed="neither")],
+    Param("lr", 1e-3, "peak learning rate", [Range(Real, 0, None, closed="neither")],
           cli=Cli("training", "LR")),
     Param("weight_decay", 1e-4, "weight decay of the optimizer",
-          [Interval(Real, 0, None, closed="left")], cli=Cli("training", "WD")),
+          [Range(Real, 0, None, closed="left")], cli=Cli("training", "WD")),
     _choice("optimizer", "adamw", OPTIMIZERS, "optimizer", _TRAINING),
     _choice("lr_schedule", "cosine", LR_SCHEDULES,
             "'cosine': linear warm-up, then cosine decay to 0", _TRAINING),
     Param("label_smoothing", 0.0, "label smoothing of the loss",
-          [Interval(Real, 0, 1, closed="left")], cli=Cli("training", "EPS")),
+          [Range(Real, 0, 1, closed="left")], cli=Cli("training", "EPS")),
     Param("class_weight", None, "'balanced' weighs classes inversely to their frequency in "
           "the loss (a dict {class: weight} from Python)",
-          [None, StrOptions({"balanced"}), dict], choices=(None, "balanced"), cli=_TRAINING),
+          [None, frozenset({"balanced"}), dict], choices=(None, "balanced"), cli=_TRAINING),
     _choice("sampling", None, SAMPLINGS,
             "draw the same number of images of every class per epoch", _TRAINING),
     Param("validation_fraction", 0.0, "stratified holdout for validation curves, early "
-          "stopping and calibration", [Interval(Real, 0, 1, closed="left")],
+          "stopping and calibration", [Range(Real, 0, 1, closed="left")],
           cli=Cli("training", "F")),
     Param("early_stopping", False, "stop when validation macro-F1 stops improving (needs a "
           "validation fraction)", ["boolean"], cli=_TRAINING),
@@ -176,32 +217,34 @@ CLASSIFIER_PARAMS: tuple[Param, ...] = (
             _HARDWARE),
     Param("num_workers", "auto", "image decoding threads ('auto': see "
           "wjsentiment.set_config(decode_threads=...))",
-          [StrOptions({"auto"}), _POSITIVE_INT], cli=Cli("hardware", "N")),
+          [frozenset({"auto"}), _POSITIVE_INT], cli=Cli("hardware", "N")),
     _choice("on_bad_image", "raise", ON_BAD_IMAGE,
             "stop at an unreadable image, or skip it with a warning", _TRAINING),
     _choice("on_divergence", "raise", ON_DIVERGENCE,
             "when the loss becomes NaN/inf: stop with an error, or keep the last good "
             "epoch's weights", _TRAINING),
     Param("cuda_graphs", "auto", "replay the CUDA train step from a graph",
-          ["boolean", StrOptions({"auto"})]),
+          ["boolean", frozenset({"auto"})]),
     Param("random_state", None, "seed for reproducible training", ["random_state"],
           cli=Cli("training", "SEED")),
     Param("verbose", 1, "0 is silent; 1 shows progress",
-          [Interval(Integral, 0, None, closed="left")]),
+          [Range(Integral, 0, None, closed="left")]),
+    Param("callbacks", None, "objects told of every epoch (see wjsentiment.training.Callback)",
+          [None, list]),
 )
 
 #: The parameters of :class:`~wjsentiment.SentimentEnsemble`, in the order of its signature.
 ENSEMBLE_PARAMS: tuple[Param, ...] = (
     Param("estimators", None, "the members, as (name, estimator) pairs", [list, tuple, None]),
     Param("weights", None, "None (equal), 'auto' (fitted) or one weight per member",
-          [None, StrOptions({"auto"}), "array-like"]),
+          [None, frozenset({"auto"}), "array-like"]),
     Param("calibrate", False, "fit one temperature per member on the holdout", ["boolean"]),
     Param("validation_fraction", 0.15, "share of the data held out for calibrate and "
-          "weights='auto'", [Interval(Real, 0, 1, closed="neither")]),
+          "weights='auto'", [Range(Real, 0, 1, closed="neither")]),
     Param("n_jobs", None, "threads running members on separate GPUs",
-          [None, _POSITIVE_INT, Interval(Integral, None, -1, closed="right")]),
+          [None, _POSITIVE_INT, Range(Integral, None, -1, closed="right")]),
     Param("verbose", 1, "0 is silent; 1 shows progress over members",
-          [Interval(Integral, 0, None, closed="left")]),
+          [Range(Integral, 0, None, closed="left")]),
     _choice("decision", "auto", DECISIONS, "how predict picks a class from the soft vote"),
 )
 
@@ -223,32 +266,23 @@ def constraints(params: Sequence[Param]) -> dict[str, list]:
 
 
 # ------------------------------------------------------------------------ what is allowed
-def _interval_text(interval: Interval) -> str:
-    left = "-inf" if interval.left is None else f"{interval.left}"
-    right = "inf" if interval.right is None else f"{interval.right}"
-    opening = "[" if interval.closed in ("left", "both") else "("
-    closing = "]" if interval.closed in ("right", "both") else ")"
-    return f"{opening}{left}, {right}{closing}"
-
-
-def _constraint_text(constraint: Any) -> str:
-    if constraint is None:
+def _spec_text(spec: Any) -> str:
+    if spec is None:
         return "None"
-    if isinstance(constraint, StrOptions):
-        return ", ".join(repr(o) for o in sorted(constraint.options))
-    if isinstance(constraint, Interval):
-        kind = "an int" if constraint.type is Integral else "a number"
-        return f"{kind} in {_interval_text(constraint)}"
-    if constraint == "random_state":
+    if isinstance(spec, frozenset):
+        return ", ".join(repr(o) for o in sorted(spec))
+    if isinstance(spec, Range):
+        return f"{'an int' if spec.type is Integral else 'a number'} in {spec}"
+    if spec == "random_state":
         return "None, an int in [0, 2**32 - 1] or a numpy RandomState"
-    if constraint == "boolean":
+    if spec == "boolean":
         return "True or False"
-    if constraint == "array-like":
+    if spec == "array-like":
         return "a list of numbers"
-    if isinstance(constraint, type):
-        article = "an" if constraint.__name__[0] in "aeiou" else "a"
-        return f"{article} {constraint.__name__}"
-    return str(constraint)
+    if isinstance(spec, type):
+        article = "an" if spec.__name__[0] in "aeiou" else "a"
+        return f"{article} {spec.__name__}"
+    return str(spec)
 
 
 def _joined(parts: list[str]) -> str:
@@ -271,28 +305,27 @@ def describe(param: Param, value: Any = _NO_VALUE) -> str:
     >>> describe(by_name["lr"], float("nan")), describe(by_name["lr"], "fast")
     ('a finite number', 'a number')
     """
-    intervals = [c for c in param.constraints if isinstance(c, Interval)]
+    ranges = [c for c in param.specs if isinstance(c, Range)]
     number = isinstance(value, Real) and not isinstance(value, bool)
-    if intervals and number and not np.isfinite(value):
+    if ranges and number and not np.isfinite(value):
         return "a finite number"
-    if param.constraints == intervals[:1] and value is not _NO_VALUE \
-            and not isinstance(value, intervals[0].type):
-        return "an int" if intervals[0].type is Integral else "a number"
-    options_only = all(c is None or c == "boolean" or isinstance(c, StrOptions)
-                       for c in param.constraints)
+    if param.specs == tuple(ranges[:1]) and value is not _NO_VALUE \
+            and not isinstance(value, ranges[0].type):
+        return "an int" if ranges[0].type is Integral else "a number"
+    options_only = all(c is None or c == "boolean" or isinstance(c, frozenset)
+                       for c in param.specs)
     if param.choices is not None and options_only:
         return f"one of {list(param.choices)}"
-    if len(param.constraints) == 1 and intervals:
-        return f"in {_interval_text(intervals[0])}"
-    return _joined([_constraint_text(c) for c in param.constraints])
+    if len(param.specs) == 1 and ranges:
+        return f"in {ranges[0]}"
+    return _joined([_spec_text(c) for c in param.specs])
 
 
 def check_params(params: Sequence[Param], values: Mapping[str, Any], caller: str) -> None:
     """Check ``values`` against the constraints of ``params``, in their order.
 
-    The error is scikit-learn's :class:`~sklearn.utils._param_validation.InvalidParameterError`
-    (a ValueError) with scikit-learn's message, followed by what the parameter allows in
-    the words of :func:`describe`.
+    The error is scikit-learn's ``InvalidParameterError`` (a ValueError) with scikit-learn's
+    message, followed by what the parameter allows in the words of :func:`describe`.
 
     Raises
     ------
@@ -308,6 +341,11 @@ def check_params(params: Sequence[Param], values: Mapping[str, Any], caller: str
 SentimentClassifier must be a str among {'linear', 'mlp'}. Got 'big' instead. head must be \
 one of ['linear', 'mlp'].
     """
+    from sklearn.utils._param_validation import (
+        InvalidParameterError,
+        validate_parameter_constraints,
+    )
+
     for param in params:
         if param.name not in values:
             continue
