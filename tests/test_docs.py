@@ -8,11 +8,13 @@ import ast
 import functools
 import os
 import posixpath
+import re
 import shutil
 import subprocess
 import sys
 import tempfile
 import threading
+from html import unescape
 from html.parser import HTMLParser
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -27,13 +29,24 @@ RENDERED = {
     "index.html": ("wjsentiment", ["What the predictions look like", "Where to go next"]),
     "quickstart.html": ("Quickstart", ["What happened", "The same from the command line"]),
     "api.html": ("API reference", ["Classifier", "Datasets", "Evaluation"]),
+    "api/estimator.html": ("Classifier", []),
 }
 
-#: Modules whose public names (``__all__``) must each have an entry in the API reference.
+#: Modules and packages whose public names (``__all__``) must each have an entry in the API
+#: reference (the pages under docs/api/).
 API_MODULES = ("wjsentiment", "wjsentiment.calibration", "wjsentiment.datasets",
                "wjsentiment.ensemble",
                "wjsentiment.evaluation", "wjsentiment.plotting", "wjsentiment.explain",
-               "wjsentiment.export")
+               "wjsentiment.export", "wjsentiment.training", "wjsentiment.models",
+               "wjsentiment.images", "wjsentiment.config", "wjsentiment.inputs",
+               "wjsentiment.labels", "wjsentiment.params")
+
+#: The API pages, one per module or group of modules.
+API_PAGES = ("estimator", "ensemble", "calibration", "training", "datasets", "evaluation",
+             "plotting", "explain", "export", "configuration", "models", "cli")
+
+#: The quickstart code that the README, the quickstart page and the home page all show.
+SNIPPET = ROOT / "docs" / "snippets" / "quickstart.py"
 
 
 class Page(HTMLParser):
@@ -158,7 +171,7 @@ def test_site_has_every_page_of_the_nav(site: Path) -> None:
                 "guide/evaluation.html", "guide/explain-export.html", "guide/cli.html",
                 "guide/saving.html",
                 "guide/performance.html", "guide/reference-study.html", "api.html",
-                "changelog.html"):
+                "changelog.html", *(f"api/{page}.html" for page in API_PAGES)):
         assert (site / rel).is_file(), f"{rel} missing from the built site"
     picture = site / "assets" / "predictions.png"
     assert picture.is_file() and picture.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -208,8 +221,17 @@ def public_names(module: str) -> list[str]:
     return []
 
 
+def test_evaluation_figures_are_made_by_the_build(site: Path) -> None:
+    page = (site / "guide" / "evaluation.html").read_text(encoding="utf-8")
+    for name in ("training_curves", "confusion_matrix", "reliability", "class_distribution"):
+        figure = site / "assets" / "evaluation" / f"{name}.png"
+        assert figure.is_file() and figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
+        assert f'src="../assets/evaluation/{name}.png"' in page, name
+    assert not (ROOT / "docs" / "assets" / "evaluation").exists()  # made, not committed
+
+
 def test_api_reference_covers_every_public_name(pages: dict[str, Page]) -> None:
-    ids = pages["api.html"].ids
+    ids = set().union(*(pages[f"api/{page}.html"].ids for page in API_PAGES))
     suffixes = {i.rsplit(".", 1)[-1] for i in ids if i.startswith("wjsentiment")}
     missing = []
     for module in API_MODULES:
@@ -220,9 +242,80 @@ def test_api_reference_covers_every_public_name(pages: dict[str, Page]) -> None:
 
 
 def test_docstrings_render_without_sphinx_roles(pages: dict[str, Page], site: Path) -> None:
-    html = (site / "api.html").read_text(encoding="utf-8")
-    for role in (":func:`", ":class:`", ":meth:`", ":data:`", ":attr:`"):
-        assert role not in html, f"{role} printed literally in the API reference"
+    for page in API_PAGES:
+        html = (site / "api" / f"{page}.html").read_text(encoding="utf-8")
+        for role in (":func:`", ":class:`", ":meth:`", ":data:`", ":attr:`"):
+            assert role not in html, f"{role} printed literally in api/{page}.html"
+
+
+def _text(html: str) -> str:
+    return unescape(re.sub(r"<[^>]+>", "", html))
+
+
+def test_numpydoc_types_render_as_written(site: Path) -> None:
+    text = _text((site / "api" / "estimator.html").read_text(encoding="utf-8"))
+    assert "path - like" not in text and "('linear', 'mlp')" not in text
+    assert '{"linear", "mlp"}' in text
+    calibration = _text((site / "api" / "calibration.html").read_text(encoding="utf-8"))
+    assert '{"argmax", "balanced"}' in calibration
+
+
+def test_home_and_quickstart_pages_show_the_quickstart_code(site: Path) -> None:
+    code = SNIPPET.read_text(encoding="utf-8")
+    for rel in ("index.html", "quickstart.html"):
+        text = _text((site / rel).read_text(encoding="utf-8"))
+        for line in code.splitlines():
+            assert line.strip() in text, f"{rel} lacks the quickstart line {line!r}"
+
+
+# ------------------------------------------------------------------- the quickstart code
+def _python_blocks(markdown: str) -> list[str]:
+    return re.findall(r"```python\n(.*?)```", markdown, re.S)
+
+
+def test_readme_quickstart_and_home_page_show_the_same_code() -> None:
+    code = SNIPPET.read_text(encoding="utf-8")
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert code in _python_blocks(readme)
+    include = '--8<-- "docs/snippets/quickstart.py"\n'
+    for page in ("quickstart.md", "index.md"):
+        assert include in _python_blocks((ROOT / "docs" / page).read_text(encoding="utf-8")), page
+
+
+@pytest.fixture
+def smoke_classifier(monkeypatch, tmp_path):
+    """SentimentClassifier made tiny (random 32-pixel network, two epochs, a tenth of a large
+    set of images), so that documentation code runs in seconds; and a clean working folder."""
+    import wjsentiment
+
+    class Smoke(wjsentiment.SentimentClassifier):
+        def fit(self, X, y, groups=None):
+            self.set_params(weights=None, image_size=32, epochs=2, batch_size=16, verbose=0)
+            step = 10 if len(X) > 200 else 1
+            return super().fit(X[::step], y[::step])
+
+    monkeypatch.setattr(wjsentiment, "SentimentClassifier", Smoke)
+    monkeypatch.chdir(tmp_path)
+    return Smoke
+
+
+def test_the_quickstart_code_runs(smoke_classifier, tmp_path, capsys) -> None:
+    exec(compile(SNIPPET.read_text(encoding="utf-8"), str(SNIPPET), "exec"), {})
+    assert "macro-F1" in capsys.readouterr().out
+    assert (tmp_path / "emoji-model" / "config.json").is_file()
+
+
+def test_the_callbacks_example_of_the_guide_runs(smoke_classifier, tmp_path) -> None:
+    guide = (ROOT / "docs" / "guide" / "classifier.md").read_text(encoding="utf-8")
+    code = _python_blocks(guide.split("<!-- callbacks-example -->", 1)[1])[0]
+    from conftest import make_bright_dark
+
+    paths, labels = make_bright_dark(20)
+    namespace = {"paths": paths, "labels": labels}
+    exec(compile(code, "classifier.md", "exec"), namespace)
+    rows = (tmp_path / "epochs.csv").read_text().splitlines()
+    clf = namespace["clf"]
+    assert rows[0].startswith("epoch,") and len(rows) == 1 + clf.n_epochs_
 
 
 # --------------------------------------------------------------------------- in a browser
@@ -293,6 +386,6 @@ def test_page_renders_in_chromium(rel: str, site: Path, served) -> None:
 
     if rel == "index.html":
         assert any(path.endswith("assets/predictions.png") for path, _ in requests)
-    if rel == "api.html":
-        assert any("SentimentClassifier" in h for h in page.heading_texts("h3"))
-        assert "wjsentiment.datasets.fetch_image_sentiment" in page.ids
+    if rel == "api/estimator.html":
+        assert any("SentimentClassifier" in h for h in page.heading_texts("h2"))
+        assert "wjsentiment.SentimentClassifier" in page.ids

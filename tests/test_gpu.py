@@ -71,7 +71,7 @@ def test_finetune_head_on_cuda():
 def test_cuda_graphs_with_streamed_batches(monkeypatch):
     # Images that do not stay on the GPU stream from pinned buffers filled by other threads,
     # which keep working while the train step is captured.
-    from wjsentiment.training import batches
+    from wjsentiment import batches
 
     monkeypatch.setattr(batches, "GPU_RESIDENT_SHARE", 0.0)
     X, y = make_bright_dark(40, size=64)

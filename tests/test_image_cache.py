@@ -13,7 +13,8 @@ import pytest
 import torch
 from PIL import Image
 
-from wjsentiment import SentimentClassifier
+from wjsentiment import SentimentClassifier, get_config, set_config
+from wjsentiment import config as config_module
 from wjsentiment.images import cache as cache_module
 from wjsentiment.images import clear_image_cache, get_store, set_cache_budget
 from wjsentiment.models import clear_feature_cache
@@ -44,8 +45,7 @@ def spill_file_bytes(folder) -> int:
 @pytest.fixture
 def budget(tmp_path, monkeypatch):
     """Small chunks and a settable budget, all restored afterwards. Returns a setter."""
-    for key in ("memory", "disk", "dir"):
-        monkeypatch.setitem(cache_module._BUDGET, key, cache_module._BUDGET[key])
+    saved = get_config()
     monkeypatch.setattr(cache_module, "CHUNK_IMAGES", CHUNK)
     clear_image_cache()
     clear_feature_cache()
@@ -55,6 +55,7 @@ def budget(tmp_path, monkeypatch):
         return set_cache_budget(memory * CHUNK_BYTES, spill, disk_bytes=disk * CHUNK_BYTES)
 
     yield set_chunks
+    set_config(**saved)
     clear_image_cache()
     clear_feature_cache()
 
@@ -158,12 +159,12 @@ def test_lowering_a_budget_gives_back_at_once(budget):
 
 def test_the_disk_budget_comes_from_the_environment(monkeypatch):
     monkeypatch.setenv("WJSENTIMENT_CACHE_DISK", "2.5e9")
-    assert cache_module._env_bytes("WJSENTIMENT_CACHE_DISK", 1) == 2_500_000_000
+    assert config_module._env_bytes("WJSENTIMENT_CACHE_DISK", 1) == 2_500_000_000
     monkeypatch.setenv("WJSENTIMENT_CACHE_DISK", "lots")
     with pytest.raises(ValueError, match="WJSENTIMENT_CACHE_DISK='lots'"):
-        cache_module._env_bytes("WJSENTIMENT_CACHE_DISK", 1)
+        config_module._env_bytes("WJSENTIMENT_CACHE_DISK", 1)
     monkeypatch.delenv("WJSENTIMENT_CACHE_DISK")
-    assert cache_module._env_bytes("WJSENTIMENT_CACHE_DISK", 7) == 7
+    assert config_module._env_bytes("WJSENTIMENT_CACHE_DISK", 7) == 7
     with pytest.raises(ValueError, match="disk_bytes must be >= 0"):
         set_cache_budget(disk_bytes=-1)
 

@@ -16,7 +16,7 @@ from sklearn.preprocessing import FunctionTransformer
 from sklearn.utils import estimator_checks as checks
 from sklearn.utils import get_tags
 
-from wjsentiment import SentimentClassifier
+from wjsentiment import SentimentClassifier, SentimentEnsemble
 
 API_CHECKS = [
     checks.check_no_attributes_set_in_init,
@@ -119,3 +119,11 @@ def test_predictions_are_well_formed_and_reproducible(n, labels, seed):
     assert set(clf.predict(X)) <= set(clf.classes_)
     again = SentimentClassifier(**params).fit(X, y).predict_proba(X)
     np.testing.assert_array_equal(proba, again)
+
+
+@pytest.mark.parametrize("estimator", [SentimentClassifier(), SentimentEnsemble()],
+                         ids=lambda est: type(est).__name__)
+def test_parameters_are_validated_the_scikit_learn_way(estimator):
+    """Every parameter has a constraint, and a bad value raises InvalidParameterError with
+    scikit-learn's message, before any data is looked at."""
+    checks.check_param_validation(type(estimator).__name__, estimator)

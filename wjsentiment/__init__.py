@@ -14,6 +14,7 @@ from importlib import import_module
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .config import config_context, get_config, set_config
 from .labels import SENTIMENT_LABELS
 
 if TYPE_CHECKING:
@@ -22,7 +23,8 @@ if TYPE_CHECKING:
 
 __version__ = "0.1.0"
 
-__all__ = ["SENTIMENT_LABELS", "SentimentClassifier", "SentimentEnsemble", "__version__", "load"]
+__all__ = ["SENTIMENT_LABELS", "SentimentClassifier", "SentimentEnsemble", "__version__",
+           "config_context", "get_config", "load", "set_config"]
 
 _LAZY = {"SentimentClassifier": ".estimator", "SentimentEnsemble": ".ensemble"}
 

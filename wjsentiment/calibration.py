@@ -1,5 +1,6 @@
-"""Calibrated probabilities and the decision rule, shared by the estimator and the ensemble.
+"""Calibration and the decision rule, for both estimators: one module for both.
 
+**The classifier** (:class:`~wjsentiment.SentimentClassifier`) works on logits.
 A fine-tuned network's softmax is too confident on images it has not seen (fitted temperatures
 of 3-9 on the emoji set), and training with ``class_weight="balanced"`` or ``sampling`` shifts
 it towards rare classes. :func:`calibrated_proba` undoes both: the logits are divided by a
@@ -11,22 +12,32 @@ What to predict from those probabilities is a separate choice (:func:`decide`): 
 probable class (``"argmax"``, best for accuracy), or the class with the highest probability
 relative to its frequency (``"balanced"``, which targets macro-F1 and balanced accuracy).
 
+**The ensemble** (:class:`~wjsentiment.SentimentEnsemble`) works on its members'
+probabilities: :func:`fit_proba_temperature` and :func:`apply_temperature` scale each member's,
+:func:`fit_weights` weighs the members, :func:`fit_soft_vote` does both on a holdout and
+:func:`soft_vote` combines them. scikit-learn's
+``CalibratedClassifierCV(FrozenEstimator(member), method="temperature")`` fits the same kind
+of temperature, but the fitted temperature can be read back only from private attributes of
+its calibrators, and the ensemble needs it (``temperatures_``, saved with the model and
+exported to ONNX); so the ensemble keeps this module's fitting, which is also never worse
+than ``T = 1`` on the data it was fitted on.
+
 Nothing here imports torch: it works on numpy arrays of logits or probabilities.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Sequence
+from numbers import Real
+from typing import Any, NamedTuple
 
 import numpy as np
-from scipy.optimize import minimize_scalar
+from scipy.optimize import minimize, minimize_scalar
 from scipy.special import log_softmax
+from sklearn.utils.validation import check_is_fitted
 
-#: The ``calibration`` settings of the estimators.
-CALIBRATIONS = ("temperature", None)
-#: The ``decision`` settings of the estimators: "auto" picks "balanced" for a model trained
-#: with class weights or class-balanced sampling, else "argmax".
-DECISIONS = ("auto", "balanced", "argmax")
+from .params import CALIBRATIONS, DECISIONS
+
 #: Share of the training images held out to fit the temperature when ``validation_fraction``
 #: is 0.
 CALIBRATION_FRACTION = 0.1
@@ -38,15 +49,19 @@ TEMPERATURE_BOUNDS = (1e-2, 1e2)
 EPS = 1e-12
 
 __all__ = ["CALIBRATIONS", "CALIBRATION_FRACTION", "DECISIONS", "MIN_CALIBRATION_SAMPLES",
-           "calibrated_proba", "decide", "fit_temperature", "log_loss_of", "logit_adjustment",
-           "resolve_decision"]
+           "SoftVote", "apply_temperature", "calibrated_proba", "decide", "fit_proba_temperature",
+           "fit_soft_vote", "fit_temperature", "fit_weights", "log_loss_of", "logit_adjustment",
+           "resolve_decision", "soft_vote"]
 
 
-def _check_scores(scores: Any, y: Any, name: str) -> tuple[np.ndarray, np.ndarray]:
+def _check_scores(scores: Any, y: Any, name: str,
+                  probabilities: bool = False) -> tuple[np.ndarray, np.ndarray]:
     scores = np.asarray(scores, dtype=float)
     if scores.ndim != 2 or scores.shape[0] == 0 or scores.shape[1] < 2:
         raise ValueError(f"{name} must be a 2-D array (n_samples, n_classes) with at least one "
                          f"row and two columns, got shape {scores.shape}.")
+    if probabilities and (not np.all(np.isfinite(scores)) or np.any(scores < 0)):
+        raise ValueError(f"{name} must hold finite, non-negative probabilities.")
     if not np.all(np.isfinite(scores)):
         raise ValueError(f"{name} must be finite; it holds NaN or infinity.")
     y = np.asarray(y)
@@ -227,3 +242,280 @@ def decide(proba: Any, rule: str, class_prior: Any = None) -> np.ndarray:
         raise ValueError("decision='balanced' needs the training class frequencies.")
     prior = np.clip(np.asarray(class_prior, dtype=float), EPS, None)
     return np.argmax(proba / prior, axis=1)
+
+
+class DecisionMixin:
+    """``predict`` and ``predict_from_proba`` of both estimators: the ``decision`` rule over
+    the probabilities.
+
+    The estimator provides ``predict_proba``, ``classes_``, ``_decision_rule()`` ("balanced"
+    or "argmax") and ``_class_prior()``, and names in ``_fitted_attribute`` the attribute
+    that ``fit`` sets.
+    """
+
+    _fitted_attribute = "classes_"
+
+    def predict(self, X: Any) -> np.ndarray:
+        """The class of each sample, by the ``decision`` rule over ``predict_proba(X)``.
+
+        Parameters
+        ----------
+        X : ImageInputs
+            What ``predict_proba`` takes.
+
+        Returns
+        -------
+        numpy.ndarray of shape (n,)
+            Labels from ``classes_``.
+
+        Raises
+        ------
+        sklearn.exceptions.NotFittedError
+            Before ``fit``.
+        """
+        return self.predict_from_proba(self.predict_proba(X))
+
+    def predict_from_proba(self, proba: Any) -> np.ndarray:
+        """The labels ``predict`` gives for probabilities already computed.
+
+        Applies the ``decision`` rule, so a caller that needs both the probabilities and the
+        labels predicts once.
+
+        Parameters
+        ----------
+        proba : array-like of shape (n, n_classes)
+            Probabilities from ``predict_proba``.
+
+        Returns
+        -------
+        numpy.ndarray of shape (n,)
+            Labels from ``classes_``.
+        """
+        check_is_fitted(self, self._fitted_attribute)
+        return self.classes_[decide(proba, self._decision_rule(), self._class_prior())]
+
+
+# ------------------------------------------------------- the ensemble's members' probabilities
+def _nll(proba: np.ndarray, y: np.ndarray) -> float:
+    """Mean negative log-likelihood of the true class (probabilities clipped at :data:`EPS`)."""
+    picked = proba[np.arange(len(y)), y]
+    return float(-np.mean(np.log(np.clip(picked, EPS, None))))
+
+
+def _log(proba: np.ndarray) -> np.ndarray:
+    return np.log(np.clip(proba, EPS, None))
+
+
+def apply_temperature(proba: Any, temperature: float) -> np.ndarray:
+    """Temperature-scale probabilities: ``softmax(log(proba) / temperature)`` per row.
+
+    A temperature above 1 softens the probabilities, below 1 sharpens them; 1 returns them
+    unchanged. See :func:`calibrated_proba`, which does the same on logits.
+
+    Parameters
+    ----------
+    proba : array-like of shape (n_samples, n_classes)
+        Probabilities (rows summing to 1).
+    temperature : float
+        Positive temperature.
+
+    Returns
+    -------
+    numpy.ndarray of shape (n_samples, n_classes)
+        Rows sum to 1.
+
+    Raises
+    ------
+    ValueError
+        If ``temperature`` is not a positive finite number.
+
+    Examples
+    --------
+    >>> apply_temperature([[0.8, 0.2]], 2.0).round(3)
+    array([[0.667, 0.333]])
+    """
+    if isinstance(temperature, bool) or not isinstance(temperature, Real) \
+            or not np.isfinite(temperature) or temperature <= 0:
+        raise ValueError(f"temperature must be a positive number, got {temperature!r}.")
+    proba = np.asarray(proba, dtype=float)
+    if temperature == 1.0:
+        return proba
+    return calibrated_proba(_log(proba), float(temperature))
+
+
+def fit_proba_temperature(proba: Any, y: Any) -> float:
+    """Fit the temperature that minimises the log-loss of :func:`apply_temperature`.
+
+    :func:`fit_temperature` on the log-probabilities: never worse than ``T = 1`` on the data
+    it was fitted on. ``wjsentiment.ensemble.fit_temperature`` is this function.
+
+    Parameters
+    ----------
+    proba : array-like of shape (n_samples, n_classes)
+        Held-out probabilities of one classifier.
+    y : array-like of int, shape (n_samples,)
+        The true class of each row, as a column index of ``proba``.
+
+    Returns
+    -------
+    float
+        The temperature.
+
+    Raises
+    ------
+    ValueError
+        If ``proba`` is not a 2-D probability array or ``y`` not matching column indices.
+
+    Examples
+    --------
+    >>> proba = [[0.6, 0.4], [0.4, 0.6], [0.6, 0.4], [0.4, 0.6]]
+    >>> fit_proba_temperature(proba, [0, 1, 0, 1]) < 1.0  # right but timid: sharpen
+    True
+    """
+    proba, y = _check_scores(proba, y, "proba", probabilities=True)
+    return fit_temperature(_log(proba), y)
+
+
+def fit_weights(probas: Sequence[Any], y: Any) -> np.ndarray:
+    """Fit non-negative member weights, summing to 1, that minimise the soft vote's log-loss.
+
+    The weights are a softmax of free parameters, fitted by L-BFGS from equal weights. The
+    result is never worse than equal weights on the data it was fitted on: if the optimiser
+    does not improve on them, equal weights are returned.
+
+    Parameters
+    ----------
+    probas : sequence of array-like of shape (n_samples, n_classes)
+        Held-out probabilities of each member, columns in the same class order.
+    y : array-like of int, shape (n_samples,)
+        The true class of each row, as a column index.
+
+    Returns
+    -------
+    numpy.ndarray of shape (n_members,)
+        Non-negative weights summing to 1.
+
+    Raises
+    ------
+    ValueError
+        If ``probas`` is empty or its arrays differ in shape.
+
+    Examples
+    --------
+    >>> good = [[0.9, 0.1], [0.1, 0.9], [0.8, 0.2], [0.3, 0.7]]
+    >>> noise = [[0.5, 0.5], [0.7, 0.3], [0.2, 0.8], [0.5, 0.5]]
+    >>> w = fit_weights([good, noise], [0, 1, 0, 1])
+    >>> bool(w[0] > 0.9), float(w.sum())
+    (True, 1.0)
+    """
+    if len(probas) == 0:
+        raise ValueError("probas is empty: pass one probability array per member.")
+    checked = [_check_scores(p, y, f"probas[{i}]", probabilities=True)
+               for i, p in enumerate(probas)]
+    shapes = {p.shape for p, _ in checked}
+    if len(shapes) != 1:
+        raise ValueError(f"Every array of probas must have the same shape, got {sorted(shapes)}.")
+    y = checked[0][1]
+    n_members = len(checked)
+    equal = np.full(n_members, 1.0 / n_members)
+    if n_members == 1:
+        return equal
+    # Probability each member gives the true class: (n_members, n_samples).
+    q = np.stack([p[np.arange(len(y)), y] for p, _ in checked])
+
+    def objective(theta: np.ndarray) -> tuple[float, np.ndarray]:
+        w = np.exp(theta - theta.max())
+        w /= w.sum()
+        mix = np.clip(w @ q, EPS, None)
+        grad_w = -np.mean(q / mix, axis=1)
+        return float(-np.mean(np.log(mix))), w * (grad_w - w @ grad_w)
+
+    baseline = objective(np.zeros(n_members))[0]
+    result = minimize(objective, np.zeros(n_members), jac=True, method="L-BFGS-B")
+    theta = np.asarray(result.x, dtype=float)
+    if not np.all(np.isfinite(theta)):
+        return equal
+    weights = np.exp(theta - theta.max())
+    weights /= weights.sum()
+    if objective(np.log(np.clip(weights, 1e-300, None)))[0] >= baseline:
+        return equal
+    return weights
+
+
+def normalised_weights(weights: Any, n_members: int) -> np.ndarray:
+    """Fixed member weights scaled to sum to 1; None gives equal weights.
+
+    Examples
+    --------
+    >>> normalised_weights([1, 3], 2).tolist(), normalised_weights(None, 2).tolist()
+    ([0.25, 0.75], [0.5, 0.5])
+    """
+    if weights is None:
+        return np.full(n_members, 1.0 / n_members)
+    w = np.asarray(weights, dtype=float)
+    return w / w.sum()
+
+
+class SoftVote(NamedTuple):
+    """What :func:`fit_soft_vote` fits on a holdout."""
+
+    temperatures: np.ndarray  #: one per member (1.0 without calibration)
+    weights: np.ndarray  #: one per member, summing to 1
+    log_loss: dict  #: the holdout's log-loss: "members" (a list), "equal_weights", "ensemble"
+
+
+def fit_soft_vote(probas: Sequence[Any], y: Any, *, calibrate: bool,
+                  weights: str | Sequence[float] | None) -> SoftVote:
+    """Fit the members' temperatures (``calibrate``) and, with ``weights="auto"``, their
+    weights on held-out probabilities.
+
+    Parameters
+    ----------
+    probas : sequence of array-like of shape (n_samples, n_classes)
+        Held-out probabilities of each member.
+    y : array-like of int, shape (n_samples,)
+        The true class of each row, as a column index.
+    calibrate : bool
+        Fit one temperature per member (:func:`fit_proba_temperature`).
+    weights : None, "auto" or sequence of float
+        "auto": :func:`fit_weights` on the (scaled) probabilities; otherwise
+        :func:`normalised_weights`.
+
+    Returns
+    -------
+    SoftVote
+
+    Examples
+    --------
+    >>> good = [[0.9, 0.1], [0.1, 0.9], [0.8, 0.2], [0.3, 0.7]]
+    >>> noise = [[0.5, 0.5], [0.7, 0.3], [0.2, 0.8], [0.5, 0.5]]
+    >>> vote = fit_soft_vote([good, noise], [0, 1, 0, 1], calibrate=False, weights="auto")
+    >>> vote.log_loss["ensemble"] <= vote.log_loss["equal_weights"]
+    True
+    """
+    n = len(probas)
+    temperatures = (np.array([fit_proba_temperature(p, y) for p in probas]) if calibrate
+                    else np.ones(n))
+    scaled = [apply_temperature(p, t) for p, t in zip(probas, temperatures)]
+    fitted = (fit_weights(scaled, y) if isinstance(weights, str)
+              else normalised_weights(weights, n))
+    y = np.asarray(y, dtype=np.intp)
+    log_loss = {
+        "members": [_nll(p, y) for p in scaled],
+        "equal_weights": _nll(np.mean(scaled, axis=0), y),
+        "ensemble": _nll(np.average(scaled, axis=0, weights=fitted), y),
+    }
+    return SoftVote(temperatures, fitted, log_loss)
+
+
+def soft_vote(probas: Sequence[Any], temperatures: Sequence[float],
+              weights: Sequence[float]) -> np.ndarray:
+    """The weighted mean of the members' temperature-scaled probabilities.
+
+    Examples
+    --------
+    >>> soft_vote([[[1.0, 0.0]], [[0.0, 1.0]]], [1.0, 1.0], [0.75, 0.25]).tolist()
+    [[0.75, 0.25]]
+    """
+    scaled = [apply_temperature(p, float(t)) for p, t in zip(probas, temperatures)]
+    return np.average(np.stack(scaled), axis=0, weights=weights)

@@ -13,6 +13,7 @@ Run ``wjsentiment --help`` or ``wjsentiment <command> --help`` for the options, 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import io
 import math
@@ -21,49 +22,19 @@ import re
 import sys
 import time
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from numbers import Integral, Real
 from pathlib import Path
 from typing import Any
 
 from . import __version__
-from .persistence import atomic_file
+from .params import CLASSIFIER_PARAMS, Param, Range, describe
+from .persistence import atomic_file, json_default
 
 PROG = "wjsentiment"
 
 #: File extensions ``predict`` picks up inside folders (any case).
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
-
-
-def _fit_defaults() -> dict[str, Any]:
-    """SentimentClassifier's defaults, so ``fit`` uses and ``fit --help`` shows them."""
-    from .estimator import SentimentClassifier
-
-    return SentimentClassifier().get_params()
-
-
-class _EstimatorDefault:
-    """The default of a ``fit`` option: whatever SentimentClassifier's parameter ``name``
-    defaults to. Looked up only when used, so building the parser (and ``--help``) does not
-    import torch."""
-
-    def __init__(self, name: str) -> None:
-        self.name = name
-
-    def __str__(self) -> str:  # what ``fit --help`` prints as the default
-        return str(_fit_defaults()[self.name])
-
-    def __repr__(self) -> str:
-        return f"<SentimentClassifier default of {self.name}>"
-
-
-def _resolve_defaults(args: argparse.Namespace) -> argparse.Namespace:
-    """Replace the options left at the estimator's defaults by those defaults."""
-    pending = {k: v for k, v in vars(args).items() if isinstance(v, _EstimatorDefault)}
-    if pending:
-        defaults = _fit_defaults()
-        for key, value in pending.items():
-            setattr(args, key, defaults[value.name])
-    return args
 
 
 class CommandError(Exception):
@@ -104,19 +75,89 @@ _positive_int = _number(int, lambda v: v >= 1, "a positive integer")
 _non_negative_int = _number(int, lambda v: v >= 0, "an integer >= 0")
 _fraction = _number(float, lambda v: 0.0 <= v <= 1.0, "a number from 0 to 1")
 _positive_float = _number(float, lambda v: v > 0, "a positive number")
-_non_negative_float = _number(float, lambda v: v >= 0, "a number >= 0")
 
 
-def _workers(text: str) -> int | str:
-    return "auto" if text == "auto" else _positive_int(text)
+# ------------------------------------------------------------ options of estimator parameters
+def _text(value: Any) -> str:
+    """How the command line writes a parameter value: None as "none"."""
+    return "none" if value is None else str(value)
 
 
-def _weights(text: str) -> str | None:
-    return None if text.lower() == "none" else text
+def _expected(param: Param) -> str:
+    """What a value of ``param`` must be, in words: "expected a positive integer" where the
+    parameter is one interval from 0 or 1 upwards, else "<name> must be <what it allows>"."""
+    only = param.specs[0] if len(param.specs) == 1 else None
+    if isinstance(only, Range) and only.right is None and only.left in (0, 1):
+        integer = only.type is Integral
+        noun = "integer" if integer else "number"
+        if only.closed == "neither" or (integer and only.left == 1):
+            return f"expected a positive {noun}"
+        return f"expected {'an' if integer else 'a'} {noun} >= 0"
+    return f"{param.name} must be {describe(param)}"
 
 
-def _none_or(text: str) -> str | None:
-    return None if text.lower() == "none" else text
+def _candidates(param: Param, text: str) -> Iterator[Any]:
+    """The values ``text`` may stand for, in the order they are tried."""
+    kinds = [c.type if isinstance(c, Range) else c for c in param.specs]
+    if text.lower() == "none":
+        yield None
+    if Integral in kinds or "random_state" in kinds:
+        with contextlib.suppress(ValueError):
+            yield int(text)
+    if Real in kinds:
+        with contextlib.suppress(ValueError):
+            yield float(text)
+    yield text
+
+
+def _value_type(param: Param) -> Callable[[str], Any]:
+    """An argparse type: the first value ``text`` stands for that ``param`` accepts."""
+
+    def parse(text: str) -> Any:
+        for value in _candidates(param, text):
+            if param.accepts(value):
+                return value
+        raise argparse.ArgumentTypeError(f"{_expected(param)}, got {text!r}")
+
+    parse.__name__ = param.name  # argparse names the type in its messages
+    return parse
+
+
+def _add_estimator_options(parser: argparse.ArgumentParser) -> None:
+    """One option per parameter of SentimentClassifier that the command line exposes, with
+    the type, choices and default its declaration gives (:mod:`wjsentiment.params`)."""
+    groups: dict[str, Any] = {}
+    for param in CLASSIFIER_PARAMS:
+        if param.cli is None:
+            continue
+        if param.cli.group not in groups:
+            groups[param.cli.group] = parser.add_argument_group(param.cli.group)
+        options: dict[str, Any] = {"dest": param.name, "help": param.help}
+        if param.specs == ("boolean",):
+            options["action"] = "store_false" if param.default else "store_true"
+            if param.default:
+                options["help"] = f"no {param.help}"
+        elif param.choices is not None:
+            options.update(choices=[_text(c) for c in param.choices],
+                           default=_text(param.default))
+        else:
+            options.update(type=_value_type(param), default=param.default,
+                           metavar=param.cli.metavar)
+        groups[param.cli.group].add_argument(param.option, **options)
+
+
+def _choice_values(args: argparse.Namespace) -> argparse.Namespace:
+    """Turn the texts of choice options ("none", ...) back into parameter values."""
+    for param in CLASSIFIER_PARAMS:
+        if param.cli is not None and param.choices is not None and hasattr(args, param.name):
+            texts = {_text(c): c for c in param.choices}
+            setattr(args, param.name, texts[getattr(args, param.name)])
+    return args
+
+
+def _estimator_params(args: argparse.Namespace) -> dict[str, Any]:
+    """The SentimentClassifier parameters the command line gave (or defaulted)."""
+    return {p.name: getattr(args, p.name) for p in CLASSIFIER_PARAMS if p.cli is not None}
 
 
 # ------------------------------------------------------------------------------ the parser
@@ -199,7 +240,6 @@ def _add_download(sub: Any) -> None:
 
 
 def _add_fit(sub: Any) -> None:
-    d = _EstimatorDefault  # d("lr"): the estimator's default, looked up only when used
     p = sub.add_parser(
         "fit", formatter_class=_Formatter,
         help="train a SentimentClassifier and save it",
@@ -219,65 +259,7 @@ def _add_fit(sub: Any) -> None:
                         "images) kept whole on one side of the held-out split")
     p.add_argument("--out", required=True, metavar="DIR",
                    help="output folder: OUT/model and OUT/training_curves.png")
-    m = p.add_argument_group("model")
-    m.add_argument("--backbone", default=d("backbone"), metavar="NAME",
-                   help="any timm model name, e.g. resnet18, resnet152, tf_efficientnet_lite0")
-    m.add_argument("--weights", type=_weights, default=d("weights"), metavar="SOURCE",
-                   help="'imagenet' (pretrained, from the cache or downloaded), 'none' "
-                        "(random initialisation) or a .pth/.safetensors file")
-    m.add_argument("--head", choices=("linear", "mlp"), default=d("head"),
-                   help="classification head")
-    m.add_argument("--finetune", choices=("full", "head"), default=d("finetune"),
-                   help="'full' trains every layer; 'head' freezes the backbone (fast)")
-    m.add_argument("--image-size", type=_positive_int, default=d("image_size"), metavar="PX",
-                   help="side of the square the images are resized to")
-    m.add_argument("--grayscale", action="store_true", help="train on grayscale images")
-    m.add_argument("--no-augment", dest="augment", action="store_false",
-                   help="turn off random resized crops and flips")
-    t = p.add_argument_group("training")
-    t.add_argument("--epochs", type=_positive_int, default=d("epochs"), metavar="N",
-                   help="passes over the training images")
-    t.add_argument("--batch-size", type=_positive_int, default=d("batch_size"), metavar="N",
-                   help="images per training step")
-    t.add_argument("--lr", type=_positive_float, default=d("lr"), help="learning rate")
-    t.add_argument("--weight-decay", type=_non_negative_float, default=d("weight_decay"),
-                   metavar="WD", help="weight decay of the optimizer")
-    t.add_argument("--optimizer", choices=("adamw", "sgd"), default=d("optimizer"),
-                   help="optimizer")
-    t.add_argument("--lr-schedule", choices=("cosine", "constant"), default=d("lr_schedule"),
-                   help="'cosine': linear warm-up, then cosine decay to 0")
-    t.add_argument("--label-smoothing", type=_non_negative_float, default=d("label_smoothing"),
-                   metavar="EPS", help="label smoothing of the loss, in [0, 1)")
-    t.add_argument("--class-weight", choices=("none", "balanced"), default="none",
-                   help="'balanced' weighs classes inversely to their frequency in the loss")
-    t.add_argument("--sampling", choices=("none", "undersample", "oversample"), default="none",
-                   help="draw the same number of images of every class per epoch")
-    t.add_argument("--validation-fraction", type=_fraction, default=d("validation_fraction"),
-                   metavar="F", help="stratified holdout for validation curves")
-    t.add_argument("--early-stopping", action="store_true",
-                   help="stop when validation macro-F1 stops improving (needs "
-                        "--validation-fraction)")
-    t.add_argument("--n-iter-no-change", type=_positive_int, default=d("n_iter_no_change"),
-                   metavar="N", help="patience of --early-stopping, in epochs")
-    t.add_argument("--on-bad-image", choices=("raise", "skip"), default=d("on_bad_image"),
-                   help="stop at an unreadable image, or skip it with a warning")
-    t.add_argument("--calibration", choices=("temperature", "none"), default="temperature",
-                   help="fit a temperature on held-out images so probabilities are "
-                        "calibrated, or not")
-    t.add_argument("--decision", choices=("auto", "balanced", "argmax"), default=d("decision"),
-                   help="how predict picks a class: 'balanced' divides the probabilities by "
-                        "the class frequencies (macro-F1), 'argmax' does not (accuracy)")
-    t.add_argument("--on-divergence", choices=("raise", "restore"), default=d("on_divergence"),
-                   help="when the loss becomes NaN/inf: stop with an error, or keep the last "
-                        "good epoch's weights")
-    t.add_argument("--random-state", type=int, default=None, metavar="SEED",
-                   help="seed for reproducible training")
-    r = p.add_argument_group("hardware")
-    r.add_argument("--device", default=d("device"), help="auto, cpu, cuda, cuda:1, ...")
-    r.add_argument("--precision", choices=("auto", "fp32", "bf16"), default=d("precision"),
-                   help="'auto': bf16 autocast on CUDA, fp32 on CPU")
-    r.add_argument("--num-workers", type=_workers, default=d("num_workers"), metavar="N",
-                   help="image decoding threads ('auto': every core, at most 16)")
+    _add_estimator_options(p)
     _add_common(p)
     p.set_defaults(handler=_cmd_fit, parser=p)
 
@@ -561,20 +543,7 @@ def _cmd_fit(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
 
     if args.early_stopping and args.validation_fraction <= 0:
         parser.error("--early-stopping needs --validation-fraction > 0, e.g. 0.15")
-    clf = SentimentClassifier(
-        backbone=args.backbone, weights=args.weights, head=args.head, finetune=args.finetune,
-        image_size=args.image_size, grayscale=args.grayscale, augment=args.augment,
-        epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-        weight_decay=args.weight_decay, optimizer=args.optimizer,
-        lr_schedule=args.lr_schedule, label_smoothing=args.label_smoothing,
-        class_weight=_none_or(args.class_weight), sampling=_none_or(args.sampling),
-        validation_fraction=args.validation_fraction, early_stopping=args.early_stopping,
-        n_iter_no_change=args.n_iter_no_change, device=args.device, precision=args.precision,
-        num_workers=args.num_workers, on_bad_image=args.on_bad_image,
-        on_divergence=args.on_divergence, calibration=_none_or(args.calibration),
-        decision=args.decision,
-        random_state=args.random_state, verbose=min(args.verbose, 1),
-    )
+    clf = SentimentClassifier(**_estimator_params(args), verbose=min(args.verbose, 1))
     try:  # the estimator's own checks, before any image is read: a bad value is a usage error
         clf._validate_params()
     except ValueError as exc:
@@ -683,7 +652,7 @@ def _cmd_evaluate(args: argparse.Namespace, parser: argparse.ArgumentParser) -> 
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)
         _atomic_write_text(out / "report.json",
-                           json.dumps(report.to_dict(), indent=2, default=_json_default))
+                           json.dumps(report.to_dict(), indent=2, default=json_default))
         save_figure(plot_confusion_matrix(report), out / "confusion_matrix.png")
         save_figure(plot_reliability_diagram(data.target, proba, model.classes_),
                     out / "reliability.png")
@@ -782,16 +751,6 @@ def _cmd_export(args: argparse.Namespace, parser: argparse.ArgumentParser) -> in
     return 0
 
 
-def _json_default(value: Any) -> Any:
-    if hasattr(value, "tolist"):
-        return value.tolist()
-    if hasattr(value, "item"):
-        return value.item()
-    if isinstance(value, os.PathLike):
-        return os.fspath(value)
-    raise TypeError(f"cannot write {type(value).__name__} to JSON")
-
-
 def _failures() -> tuple[type[BaseException], ...]:
     """Library errors reported as one line: missing files, bad input, unavailable weights."""
     errors: list[type[BaseException]] = [CommandError, OSError, ValueError]
@@ -811,14 +770,15 @@ def _message(exc: BaseException) -> str:
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    """Parse a command line; options of ``fit`` left out take SentimentClassifier's defaults.
+    """Parse a command line; options of ``fit`` left out take SentimentClassifier's defaults
+    (the options hold the parameters' values: "none" becomes None).
 
     Examples
     --------
     >>> parse_args(["fit", "--folder", "photos", "--out", "runs/x"]).backbone
     'resnet18'
     """
-    return _resolve_defaults(build_parser().parse_args(argv))
+    return _choice_values(build_parser().parse_args(argv))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -160,16 +160,6 @@ def run_demo(out: str | os.PathLike = "runs/demo", *, smoke: bool = False,
     >>> sorted(result["members"])  # doctest: +SKIP
     ['lite0', 'lite1']
     """
-    from .datasets import load_emoji_sentiment, stratified_split
-    from .evaluation import evaluate
-    from .labels import SENTIMENT_LABELS
-    from .plotting import (
-        plot_confusion_matrix,
-        plot_reliability_diagram,
-        plot_training_curves,
-        save_figure,
-    )
-
     def say(message: str) -> None:
         if verbose > 0:
             print(message, flush=True)
@@ -177,16 +167,8 @@ def run_demo(out: str | os.PathLike = "runs/demo", *, smoke: bool = False,
     start = time.perf_counter()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-
-    data = load_emoji_sentiment()
-    X = np.asarray(data.paths, dtype=object)
-    y = np.asarray(data.target)
-    groups = np.asarray(data.groups)
-    train, test = stratified_split(y, (1 - TEST_FRACTION, TEST_FRACTION),
-                                   random_state=SPLIT_SEED, groups=groups)
+    X, y, groups, (train, test) = _demo_split(smoke)
     params = {**DEMO_PARAMS, **(SMOKE_PARAMS if smoke else {})}
-    if smoke:
-        train, test = _smoke_subset((train, test), y, groups, per_class=2)
     say(f"Emoji sentiment demo{' (smoke run)' if smoke else ''}: {len(train)} training images, "
         f"{len(test)} test images of {len(np.unique(groups[test]))} emoji not seen in "
         "training.")
@@ -199,38 +181,11 @@ def run_demo(out: str | os.PathLike = "runs/demo", *, smoke: bool = False,
     for name, source in sources.items():
         say(f"Backbone weights of {name}: {source}")
 
-    labels = list(SENTIMENT_LABELS)
     test_paths = list(X[test])
-    members = {}
-    for name, member in model.named_estimators_.items():
-        member_report = evaluate(member, test_paths, y[test], labels=labels)
-        members[name] = {**_scores(member_report), "temperature": float(member.temperature_)}
-    report = evaluate(model, test_paths, y[test], labels=labels)
-    prior = np.array([np.mean(y[train] == c) for c in labels])
-    prior_log_loss = float(-np.mean(np.log(prior[[labels.index(v) for v in y[test]]])))
-
-    say("\nHeld-out emoji (macro-F1, accuracy, log-loss, ECE):")
-    for name, scores in members.items():
-        say(f"  {name:<9} {scores['macro_f1']:.3f}  {scores['accuracy']:.3f}  "
-            f"{scores['log_loss']:.3f}  {scores['ece']:.3f}   (temperature "
-            f"{scores['temperature']:.2f})")
-    say(f"  ensemble  {report.macro_f1:.3f}  {report.accuracy:.3f}  {report.log_loss:.3f}  "
-        f"{report.expected_calibration_error:.3f}")
-    say(f"  (always answering the training class frequencies: log-loss {prior_log_loss:.3f})")
-    say(f"\nHeld-out emoji: accuracy {report.accuracy:.3f}, macro-F1 {report.macro_f1:.3f}")
-    say(str(report))
-
-    proba = model.predict_proba(test_paths)
-    paths = {"model": str(model.save(out / "model")),
-             "confusion_matrix": str(out / "confusion_matrix.png"),
-             "reliability": str(out / "reliability.png"),
-             "metrics": str(out / "metrics.json")}
-    for name, member in model.named_estimators_.items():
-        paths[f"training_curves_{name}"] = str(out / f"training_curves_{name}.png")
-        save_figure(plot_training_curves(member.history_), paths[f"training_curves_{name}"])
-    save_figure(plot_confusion_matrix(report), paths["confusion_matrix"])
-    save_figure(plot_reliability_diagram(y[test], proba, model.classes_), paths["reliability"])
-
+    members, report = _evaluate_all(model, test_paths, y[test])
+    prior_log_loss = _prior_log_loss(y[train], y[test])
+    _say_scores(say, members, report, prior_log_loss)
+    paths = _save_outputs(model, out, report, y[test], model.predict_proba(test_paths))
     metrics = {
         **_scores(report),
         "prior_log_loss": prior_log_loss,
@@ -249,3 +204,76 @@ def run_demo(out: str | os.PathLike = "runs/demo", *, smoke: bool = False,
     say(f"Saved the ensemble to {paths['model']}, plots and metrics.json to {out} "
         f"({metrics['seconds']:.0f}s).")
     return {**metrics, "paths": paths}
+
+
+def _demo_split(smoke: bool) -> tuple:
+    """The emoji set's paths, labels and groups, and the training and held-out positions
+    (by emoji; a few per class with ``smoke``)."""
+    from .datasets import load_emoji_sentiment, stratified_split
+
+    data = load_emoji_sentiment()
+    X = np.asarray(data.paths, dtype=object)
+    y = np.asarray(data.target)
+    groups = np.asarray(data.groups)
+    split = stratified_split(y, (1 - TEST_FRACTION, TEST_FRACTION), random_state=SPLIT_SEED,
+                             groups=groups)
+    if smoke:
+        split = _smoke_subset(split, y, groups, per_class=2)
+    return X, y, groups, split
+
+
+def _evaluate_all(model, test_paths: list, y_test: np.ndarray) -> tuple[dict, object]:
+    """Each member's scores (and temperature) and the ensemble's report on the held-out set."""
+    from .evaluation import evaluate
+    from .labels import SENTIMENT_LABELS
+
+    labels = list(SENTIMENT_LABELS)
+    members = {}
+    for name, member in model.named_estimators_.items():
+        member_report = evaluate(member, test_paths, y_test, labels=labels)
+        members[name] = {**_scores(member_report), "temperature": float(member.temperature_)}
+    return members, evaluate(model, test_paths, y_test, labels=labels)
+
+
+def _prior_log_loss(y_train: np.ndarray, y_test: np.ndarray) -> float:
+    """The log-loss of always answering the training class frequencies."""
+    from .labels import SENTIMENT_LABELS
+
+    labels = list(SENTIMENT_LABELS)
+    prior = np.array([np.mean(y_train == c) for c in labels])
+    return float(-np.mean(np.log(prior[[labels.index(v) for v in y_test]])))
+
+
+def _say_scores(say, members: dict, report, prior_log_loss: float) -> None:
+    say("\nHeld-out emoji (macro-F1, accuracy, log-loss, ECE):")
+    for name, scores in members.items():
+        say(f"  {name:<9} {scores['macro_f1']:.3f}  {scores['accuracy']:.3f}  "
+            f"{scores['log_loss']:.3f}  {scores['ece']:.3f}   (temperature "
+            f"{scores['temperature']:.2f})")
+    say(f"  ensemble  {report.macro_f1:.3f}  {report.accuracy:.3f}  {report.log_loss:.3f}  "
+        f"{report.expected_calibration_error:.3f}")
+    say(f"  (always answering the training class frequencies: log-loss {prior_log_loss:.3f})")
+    say(f"\nHeld-out emoji: accuracy {report.accuracy:.3f}, macro-F1 {report.macro_f1:.3f}")
+    say(str(report))
+
+
+def _save_outputs(model, out: Path, report, y_test: np.ndarray,
+                  proba: np.ndarray) -> dict[str, str]:
+    """Save the ensemble and the plots into ``out``; return the paths (metrics.json's too)."""
+    from .plotting import (
+        plot_confusion_matrix,
+        plot_reliability_diagram,
+        plot_training_curves,
+        save_figure,
+    )
+
+    paths = {"model": str(model.save(out / "model")),
+             "confusion_matrix": str(out / "confusion_matrix.png"),
+             "reliability": str(out / "reliability.png"),
+             "metrics": str(out / "metrics.json")}
+    for name, member in model.named_estimators_.items():
+        paths[f"training_curves_{name}"] = str(out / f"training_curves_{name}.png")
+        save_figure(plot_training_curves(member.history_), paths[f"training_curves_{name}"])
+    save_figure(plot_confusion_matrix(report), paths["confusion_matrix"])
+    save_figure(plot_reliability_diagram(y_test, proba, model.classes_), paths["reliability"])
+    return paths

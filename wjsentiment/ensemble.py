@@ -2,8 +2,9 @@
 
 The ensemble averages its members' class probabilities. With ``calibrate=True`` each member's
 probabilities are first sharpened or softened by a temperature fitted on a held-out set; with
-``weights="auto"`` the members' weights are fitted on that set too. Members are fitted one after
-the other, or in threads on separate GPUs when several exist.
+``weights="auto"`` the members' weights are fitted on that set too (the fitting lives in
+:mod:`wjsentiment.calibration`). Members are fitted one after the other, or in threads on
+separate GPUs when several exist.
 """
 
 from __future__ import annotations
@@ -13,25 +14,34 @@ import inspect
 import os
 import re
 from collections.abc import Callable, Iterator, Sequence
-from numbers import Integral, Real
+from numbers import Integral
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from joblib import Parallel, delayed
-from scipy.optimize import minimize
-from sklearn.base import ClassifierMixin, clone
-from sklearn.utils import Bunch, _safe_indexing
-from sklearn.utils._tags import get_tags
+from numpy.typing import ArrayLike
+from sklearn.base import ClassifierMixin, _fit_context, clone
+from sklearn.utils import Bunch, get_tags
 from sklearn.utils.metaestimators import _BaseComposition
-from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted
 from tqdm.auto import tqdm
 
-from . import calibration
-from .calibration import DECISIONS, decide, resolve_decision
-from .estimator import SentimentClassifier, check_labels
-from .holdout import check_groups, holdout_split
+from .calibration import (  # noqa: F401 - apply_temperature, fit_temperature and fit_weights
+    DecisionMixin,
+    apply_temperature,  # were defined here in 0.1.0 and stay importable from here
+    decide,
+    fit_soft_vote,
+    fit_weights,
+    normalised_weights,
+    resolve_decision,
+    soft_vote,
+)
+from .calibration import fit_proba_temperature as fit_temperature  # noqa: F401 - see above
+from .estimator import SentimentClassifier
+from .holdout import holdout_split
+from .inputs import ImageInputs, check_groups, check_targets, n_samples, take
+from .params import ENSEMBLE_PARAMS, check_params, constraints
 from .persistence import (
     CLASSES_SCHEMA,
     ModelFileError,
@@ -39,7 +49,7 @@ from .persistence import (
     decode_classes,
     encode_classes,
     model_file_errors,
-    read_config,
+    read_saved_config,
     write_config,
 )
 
@@ -64,7 +74,6 @@ ENSEMBLE_SCHEMA: dict[str, Any] = {
     "validation_log_loss": (type(None), dict),
 }
 
-_EPS = calibration.EPS
 _SAFE_FOLDER = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$")
 
 
@@ -92,172 +101,11 @@ def default_estimators() -> list[tuple[str, SentimentClassifier]]:
     ]
 
 
-# ------------------------------------------------------------------------ probability tools
-def _check_proba_targets(proba: Any, y: Any, name: str = "proba") -> tuple[np.ndarray, np.ndarray]:
-    proba = np.asarray(proba, dtype=float)
-    if proba.ndim != 2 or proba.shape[0] == 0 or proba.shape[1] < 2:
-        raise ValueError(f"{name} must be a 2-D array (n_samples, n_classes) with at least one "
-                         f"row and two columns, got shape {proba.shape}.")
-    if not np.all(np.isfinite(proba)) or np.any(proba < 0):
-        raise ValueError(f"{name} must hold finite, non-negative probabilities.")
-    y = np.asarray(y)
-    if y.shape != (proba.shape[0],):
-        raise ValueError(f"y must be 1-D with one class index per row of {name} "
-                         f"({proba.shape[0]}), got shape {y.shape}.")
-    if y.dtype.kind not in "iu" or y.min() < 0 or y.max() >= proba.shape[1]:
-        raise ValueError(f"y must hold integer column indices of {name} in [0, "
-                         f"{proba.shape[1] - 1}]; encode labels with their position in classes_.")
-    return proba, y.astype(np.intp)
-
-
-def _nll(proba: np.ndarray, y: np.ndarray) -> float:
-    """Mean negative log-likelihood of the true class (probabilities clipped at 1e-12)."""
-    picked = proba[np.arange(len(y)), y]
-    return float(-np.mean(np.log(np.clip(picked, _EPS, None))))
-
-
-def _log(proba: np.ndarray) -> np.ndarray:
-    return np.log(np.clip(proba, _EPS, None))
-
-
-def apply_temperature(proba: Any, temperature: float) -> np.ndarray:
-    """Temperature-scale probabilities: ``softmax(log(proba) / temperature)`` per row.
-
-    A temperature above 1 softens the probabilities, below 1 sharpens them; 1 returns them
-    unchanged. See :func:`wjsentiment.calibration.calibrated_proba`, which does the same on
-    logits.
-
-    Parameters
-    ----------
-    proba : array-like of shape (n_samples, n_classes)
-        Probabilities (rows summing to 1).
-    temperature : float
-        Positive temperature.
-
-    Returns
-    -------
-    numpy.ndarray of shape (n_samples, n_classes)
-        Rows sum to 1.
-
-    Raises
-    ------
-    ValueError
-        If ``temperature`` is not a positive finite number.
-
-    Examples
-    --------
-    >>> apply_temperature([[0.8, 0.2]], 2.0).round(3)
-    array([[0.667, 0.333]])
-    """
-    if isinstance(temperature, bool) or not isinstance(temperature, Real) \
-            or not np.isfinite(temperature) or temperature <= 0:
-        raise ValueError(f"temperature must be a positive number, got {temperature!r}.")
-    proba = np.asarray(proba, dtype=float)
-    if temperature == 1.0:
-        return proba
-    return calibration.calibrated_proba(_log(proba), float(temperature))
-
-
-def fit_temperature(proba: Any, y: Any) -> float:
-    """Fit the temperature that minimises the log-loss of :func:`apply_temperature`.
-
-    :func:`wjsentiment.calibration.fit_temperature` on the log-probabilities: never worse than
-    ``T = 1`` on the data it was fitted on.
-
-    Parameters
-    ----------
-    proba : array-like of shape (n_samples, n_classes)
-        Held-out probabilities of one classifier.
-    y : array-like of int, shape (n_samples,)
-        The true class of each row, as a column index of ``proba``.
-
-    Returns
-    -------
-    float
-        The temperature.
-
-    Raises
-    ------
-    ValueError
-        If ``proba`` is not a 2-D probability array or ``y`` not matching column indices.
-
-    Examples
-    --------
-    >>> proba = [[0.6, 0.4], [0.4, 0.6], [0.6, 0.4], [0.4, 0.6]]
-    >>> fit_temperature(proba, [0, 1, 0, 1]) < 1.0  # right but timid: sharpen
-    True
-    """
-    proba, y = _check_proba_targets(proba, y)
-    return calibration.fit_temperature(_log(proba), y)
-
-
-def fit_weights(probas: Sequence[Any], y: Any) -> np.ndarray:
-    """Fit non-negative member weights, summing to 1, that minimise the soft vote's log-loss.
-
-    The weights are a softmax of free parameters, fitted by L-BFGS from equal weights. The
-    result is never worse than equal weights on the data it was fitted on: if the optimiser
-    does not improve on them, equal weights are returned.
-
-    Parameters
-    ----------
-    probas : sequence of array-like of shape (n_samples, n_classes)
-        Held-out probabilities of each member, columns in the same class order.
-    y : array-like of int, shape (n_samples,)
-        The true class of each row, as a column index.
-
-    Returns
-    -------
-    numpy.ndarray of shape (n_members,)
-        Non-negative weights summing to 1.
-
-    Raises
-    ------
-    ValueError
-        If ``probas`` is empty or its arrays differ in shape.
-
-    Examples
-    --------
-    >>> good = [[0.9, 0.1], [0.1, 0.9], [0.8, 0.2], [0.3, 0.7]]
-    >>> noise = [[0.5, 0.5], [0.7, 0.3], [0.2, 0.8], [0.5, 0.5]]
-    >>> w = fit_weights([good, noise], [0, 1, 0, 1])
-    >>> bool(w[0] > 0.9), float(w.sum())
-    (True, 1.0)
-    """
-    if len(probas) == 0:
-        raise ValueError("probas is empty: pass one probability array per member.")
-    checked = [_check_proba_targets(p, y, name=f"probas[{i}]") for i, p in enumerate(probas)]
-    shapes = {p.shape for p, _ in checked}
-    if len(shapes) != 1:
-        raise ValueError(f"Every array of probas must have the same shape, got {sorted(shapes)}.")
-    y = checked[0][1]
-    n_members = len(checked)
-    equal = np.full(n_members, 1.0 / n_members)
-    if n_members == 1:
-        return equal
-    # Probability each member gives the true class: (n_members, n_samples).
-    q = np.stack([p[np.arange(len(y)), y] for p, _ in checked])
-
-    def objective(theta: np.ndarray) -> tuple[float, np.ndarray]:
-        w = np.exp(theta - theta.max())
-        w /= w.sum()
-        mix = np.clip(w @ q, _EPS, None)
-        grad_w = -np.mean(q / mix, axis=1)
-        return float(-np.mean(np.log(mix))), w * (grad_w - w @ grad_w)
-
-    baseline = objective(np.zeros(n_members))[0]
-    result = minimize(objective, np.zeros(n_members), jac=True, method="L-BFGS-B")
-    theta = np.asarray(result.x, dtype=float)
-    if not np.all(np.isfinite(theta)):
-        return equal
-    weights = np.exp(theta - theta.max())
-    weights /= weights.sum()
-    if objective(np.log(np.clip(weights, 1e-300, None)))[0] >= baseline:
-        return equal
-    return weights
-
-
 # ------------------------------------------------------------------------------ the ensemble
-class SentimentEnsemble(ClassifierMixin, _BaseComposition):
+# scikit-learn has no public base for estimators made of named sub-estimators: its own
+# VotingClassifier and StackingClassifier use _BaseComposition for get_params/set_params of
+# "name__param" and for checking member names, which is what this class needs.
+class SentimentEnsemble(DecisionMixin, ClassifierMixin, _BaseComposition):
     """Soft vote over classifiers: the (weighted) mean of their class probabilities.
 
     Members are cloned and fitted in :meth:`fit`. With ``calibrate=True`` or ``weights="auto"``
@@ -337,6 +185,8 @@ class SentimentEnsemble(ClassifierMixin, _BaseComposition):
     >>> ens = SentimentEnsemble(weights="auto").fit(paths, labels)  # doctest: +SKIP
     """
 
+    _fitted_attribute = "estimators_"
+
     def __init__(
         self,
         estimators: list[tuple[str, Any]] | None = None,
@@ -412,9 +262,30 @@ class SentimentEnsemble(ClassifierMixin, _BaseComposition):
         return tags
 
     # ---------------------------------------------------------------------------- checks
-    def _validate(self) -> tuple[list[str], list[Any]]:
+    _parameter_constraints: dict = constraints(ENSEMBLE_PARAMS)
+
+    def _validate_params(self) -> None:
+        """Check every parameter: scikit-learn's constraints (from
+        :data:`~wjsentiment.params.ENSEMBLE_PARAMS`), then the members and the weights."""
+        check_params(ENSEMBLE_PARAMS, self.get_params(deep=False), type(self).__name__)
+        names, members = self._members()
+        if self.weights is not None and not isinstance(self.weights, str):
+            w = np.asarray(self.weights, dtype=float) if _is_numeric_list(self.weights) else None
+            if w is None or w.ndim != 1:
+                raise ValueError(f"weights must be None, 'auto' or a list of numbers, got "
+                                 f"{self.weights!r}.")
+            if len(w) != len(members):
+                raise ValueError(f"weights has {len(w)} values but there are {len(members)} "
+                                 f"members ({names}); give one weight per member.")
+            if not np.all(np.isfinite(w)) or np.any(w < 0) or w.sum() <= 0:
+                raise ValueError(f"weights must be finite, non-negative and not all zero, got "
+                                 f"{list(w)}.")
+
+    def _members(self) -> tuple[list[str], list[Any]]:
+        """The names and (unfitted) members, checked: named pairs of probabilistic
+        classifiers with unique names."""
         spec = self._members_spec()
-        if not isinstance(spec, (list, tuple)) or len(spec) == 0:
+        if len(spec) == 0:
             raise ValueError("estimators must be a non-empty list of (name, estimator) pairs, "
                              f"got {spec!r}; or None for the default pair.")
         if not all(isinstance(pair, tuple) and len(pair) == 2 for pair in spec):
@@ -430,38 +301,6 @@ class SentimentEnsemble(ClassifierMixin, _BaseComposition):
                 raise ValueError(f"Member {name!r} ({type(est).__name__}) has no fit/"
                                  "predict_proba; every member must be a probabilistic "
                                  "classifier.")
-        if isinstance(self.weights, str):
-            if self.weights != "auto":
-                raise ValueError(f"weights must be None, 'auto' or a list of numbers, got "
-                                 f"{self.weights!r}.")
-        elif self.weights is not None:
-            w = np.asarray(self.weights, dtype=float) if _is_numeric_list(self.weights) else None
-            if w is None or w.ndim != 1:
-                raise ValueError(f"weights must be None, 'auto' or a list of numbers, got "
-                                 f"{self.weights!r}.")
-            if len(w) != len(members):
-                raise ValueError(f"weights has {len(w)} values but there are {len(members)} "
-                                 f"members ({names}); give one weight per member.")
-            if not np.all(np.isfinite(w)) or np.any(w < 0) or w.sum() <= 0:
-                raise ValueError(f"weights must be finite, non-negative and not all zero, got "
-                                 f"{list(w)}.")
-        if not isinstance(self.calibrate, (bool, np.bool_)):
-            raise ValueError(f"calibrate must be True or False, got {self.calibrate!r}.")
-        if isinstance(self.validation_fraction, bool) or \
-                not isinstance(self.validation_fraction, Real) or \
-                not 0 < self.validation_fraction < 1:
-            raise ValueError(f"validation_fraction must be in (0, 1), got "
-                             f"{self.validation_fraction!r}.")
-        if self.n_jobs is not None and (isinstance(self.n_jobs, bool)
-                                        or not isinstance(self.n_jobs, Integral)
-                                        or self.n_jobs == 0):
-            raise ValueError(f"n_jobs must be None or a non-zero int, got {self.n_jobs!r}.")
-        if isinstance(self.verbose, bool) or not isinstance(self.verbose, Integral) \
-                or self.verbose < 0:
-            raise ValueError(f"verbose must be an int >= 0, got {self.verbose!r}.")
-        if self.decision not in DECISIONS:
-            raise ValueError(f"decision must be one of {list(DECISIONS)}, got "
-                             f"{self.decision!r}.")
         return names, members
 
     def _holdout_seed(self, members: list[Any]) -> int:
@@ -522,12 +361,17 @@ class SentimentEnsemble(ClassifierMixin, _BaseComposition):
         return probas
 
     # --------------------------------------------------------------------------- fitting
-    def fit(self, X: Any, y: Any, groups: Any = None) -> SentimentEnsemble:
+    @_fit_context(prefer_skip_nested_validation=False)  # members' parameters are checked too
+    def fit(self, X: ImageInputs | ArrayLike, y: ArrayLike, groups: ArrayLike | None = None
+            ) -> SentimentEnsemble:
         """Clone and fit every member; with a holdout, fit temperatures and/or weights.
 
         Parameters
         ----------
-        X : sequence of paths or PIL images, uint8 array (n, H, W, 3), or what the members take
+        X : ImageInputs or array-like
+            What the members take: for :class:`~wjsentiment.SentimentClassifier` members,
+            a sequence of image paths or PIL images, or a uint8 array of shape
+            ``(n, height, width, 3)``.
         y : array-like of shape (n,)
             Class labels.
         groups : array-like of shape (n,), optional
@@ -547,77 +391,67 @@ class SentimentEnsemble(ClassifierMixin, _BaseComposition):
             For bad parameters, an X/y length mismatch, a holdout that cannot be stratified,
             or members that disagree on ``classes_``.
         """
-        names, specs = self._validate()
-        y = np.asarray(y)
-        if y.ndim != 1:
-            raise ValueError(f"y must be 1-D (one label per sample), got shape {y.shape}.")
-        n = X.shape[0] if hasattr(X, "shape") else len(X)
-        if n != len(y):
-            raise ValueError(f"X has {n} samples but y has {len(y)} labels; they must match.")
-        check_labels(y)
-        check_classification_targets(y)
-
+        names, specs = self._members()
+        n = n_samples(X)
+        y = check_targets(y, n, unit="sample")
+        groups = check_groups(groups, n)
         members = [clone(est) for est in specs]
         self._moved_devices = self._spread_over_gpus(members)
         holdout = isinstance(self.weights, str) or bool(self.calibrate)
-        groups = check_groups(groups, n)
-        fit_idx = np.arange(n)
-        if holdout:
-            fit_idx, val_idx = holdout_split(y, self.validation_fraction, groups=groups,
-                                             random_state=self._holdout_seed(specs))
-            if len(val_idx) == 0:
-                raise ValueError(
-                    f"validation_fraction={self.validation_fraction} holds out no sample for "
-                    "calibrate/weights='auto': every class is too small. Use more samples per "
-                    "class, a larger fraction, or weights=None with calibrate=False."
-                )
-        X_fit = _safe_indexing(X, fit_idx) if holdout else X
-        y_fit, groups_fit = y[fit_idx], None if groups is None else groups[fit_idx]
-
-        fitted = self._run(lambda est: _fit_member(est, X_fit, y_fit, groups_fit), members,
+        fit_idx, val_idx = (self._holdout_split(y, groups, specs) if holdout
+                            else (np.arange(n), None))
+        X_fit = take(X, fit_idx) if holdout else X
+        groups_fit = None if groups is None else groups[fit_idx]
+        fitted = self._run(lambda est: _fit_member(est, X_fit, y[fit_idx], groups_fit), members,
                            desc="Fitting members")
         self.estimators_ = fitted
         self.named_estimators_ = Bunch(**dict(zip(names, fitted)))
         self.classes_ = _shared_classes(names, fitted)
         self.class_prior_ = _frequencies(y, self.classes_)
-
-        n_members = len(fitted)
-        self.temperatures_ = np.ones(n_members)
+        self.temperatures_ = np.ones(len(fitted))
         self.validation_log_loss_ = None
-        if not holdout:
-            self.weights_ = _normalised(self.weights, n_members)
-            return self
+        if holdout:
+            self._fit_vote(take(X, val_idx), y[val_idx], names)
+        else:
+            self.weights_ = normalised_weights(self.weights, len(fitted))
+        return self
 
-        y_val = y[val_idx]
+    def _holdout_split(self, y: np.ndarray, groups: np.ndarray | None,
+                       specs: list[Any]) -> tuple[np.ndarray, np.ndarray]:
+        """The members' training part and the holdout of ``calibrate``/``weights="auto"``."""
+        fit_idx, val_idx = holdout_split(y, self.validation_fraction, groups=groups,
+                                         random_state=self._holdout_seed(specs))
+        if len(val_idx) == 0:
+            raise ValueError(
+                f"validation_fraction={self.validation_fraction} holds out no sample for "
+                "calibrate/weights='auto': every class is too small. Use more samples per "
+                "class, a larger fraction, or weights=None with calibrate=False."
+            )
+        return fit_idx, val_idx
+
+    def _fit_vote(self, X_val: Any, y_val: np.ndarray, names: list[str]) -> None:
+        """Fit ``temperatures_`` and ``weights_`` on the holdout; set
+        ``validation_log_loss_``."""
         index = {c: i for i, c in enumerate(self.classes_.tolist())}
         unknown = sorted({str(v) for v in y_val.tolist() if v not in index})
         if unknown:
             raise ValueError(f"y has labels {unknown} that are not in the members' classes_ "
                              f"({self.classes_.tolist()}).")
         y_idx = np.array([index[v] for v in y_val.tolist()], dtype=np.intp)
-        probas = self._member_probas(_safe_indexing(X, val_idx), fitted, names)
-        if self.calibrate:
-            self.temperatures_ = np.array([fit_temperature(p, y_idx) for p in probas])
-            probas = [apply_temperature(p, t) for p, t in zip(probas, self.temperatures_)]
-        if isinstance(self.weights, str):
-            self.weights_ = fit_weights(probas, y_idx)
-        else:
-            self.weights_ = _normalised(self.weights, n_members)
-        equal = np.mean(probas, axis=0)
-        self.validation_log_loss_ = {
-            "members": {name: _nll(p, y_idx) for name, p in zip(names, probas)},
-            "equal_weights": _nll(equal, y_idx),
-            "ensemble": _nll(np.average(probas, axis=0, weights=self.weights_), y_idx),
-        }
-        return self
+        probas = self._member_probas(X_val, self.estimators_, names)
+        vote = fit_soft_vote(probas, y_idx, calibrate=bool(self.calibrate), weights=self.weights)
+        self.temperatures_, self.weights_ = vote.temperatures, vote.weights
+        self.validation_log_loss_ = {**vote.log_loss,
+                                     "members": dict(zip(names, vote.log_loss["members"]))}
 
     # ------------------------------------------------------------------------ predicting
-    def predict_proba(self, X: Any) -> np.ndarray:
+    def predict_proba(self, X: ImageInputs | ArrayLike) -> np.ndarray:
         """Weighted mean of the members' (temperature-scaled) class probabilities.
 
         Parameters
         ----------
-        X : what the members take (image paths, PIL images, uint8 array, ...)
+        X : ImageInputs or array-like
+            What the members take (see :meth:`fit`).
 
         Returns
         -------
@@ -632,39 +466,7 @@ class SentimentEnsemble(ClassifierMixin, _BaseComposition):
         check_is_fitted(self, "estimators_")
         names = list(self.named_estimators_)
         probas = self._member_probas(X, self.estimators_, names)
-        scaled = [apply_temperature(p, float(t)) for p, t in zip(probas, self.temperatures_)]
-        return np.average(np.stack(scaled), axis=0, weights=self.weights_)
-
-    def predict(self, X: Any) -> np.ndarray:
-        """The class of each sample, by the ``decision`` rule over :meth:`predict_proba`.
-
-        Returns
-        -------
-        numpy.ndarray of shape (n,)
-            Labels from ``classes_``.
-
-        Raises
-        ------
-        sklearn.exceptions.NotFittedError
-            Before ``fit``.
-        """
-        return self.predict_from_proba(self.predict_proba(X))
-
-    def predict_from_proba(self, proba: Any) -> np.ndarray:
-        """The labels :meth:`predict` gives for soft-vote probabilities already computed.
-
-        Parameters
-        ----------
-        proba : array-like of shape (n, n_classes)
-            Probabilities from :meth:`predict_proba`.
-
-        Returns
-        -------
-        numpy.ndarray of shape (n,)
-            Labels from ``classes_``.
-        """
-        check_is_fitted(self, "estimators_")
-        return self.classes_[decide(proba, self._decision_rule(), self._class_prior())]
+        return soft_vote(probas, self.temperatures_, self.weights_)
 
     def _decision_rule(self) -> str:
         """The rule ``decision`` stands for: "balanced" or "argmax"."""
@@ -779,19 +581,15 @@ class SentimentEnsemble(ClassifierMixin, _BaseComposition):
         """
         path = Path(path)
         file = path / ENSEMBLE_FILE
-        if not file.is_file():
-            raise FileNotFoundError(f"No saved SentimentEnsemble at {str(path)!r}: "
-                                    f"{ENSEMBLE_FILE} is missing. Pass the folder written by "
-                                    "SentimentEnsemble.save().")
-        config = read_config(file, ENSEMBLE_FORMAT_VERSION, estimator=cls.__name__,
-                             schema=ENSEMBLE_SCHEMA)
+        config = read_saved_config(path, ENSEMBLE_FILE, ENSEMBLE_FORMAT_VERSION,
+                                   estimator=cls.__name__, schema=ENSEMBLE_SCHEMA)
         names = [meta["name"] for meta in config["members"]]
         members = [_load_member(path, meta, device) for meta in config["members"]]
         with model_file_errors(file):
             estimators = None if config["default_estimators"] else \
                 [(name, clone(est)) for name, est in zip(names, members)]
             ens = cls(estimators, **config["params"])
-            ens._validate()
+            ens._validate_params()
             ens.estimators_ = members
             ens.named_estimators_ = Bunch(**dict(zip(names, members)))
             ens.classes_ = decode_classes(config["classes"])
@@ -864,13 +662,6 @@ def _is_numeric_list(value: Any) -> bool:
     return arr.dtype.kind in "iuf" and arr.dtype != bool
 
 
-def _normalised(weights: Any, n_members: int) -> np.ndarray:
-    if weights is None:
-        return np.full(n_members, 1.0 / n_members)
-    w = np.asarray(weights, dtype=float)
-    return w / w.sum()
-
-
 def _fit_member(est: Any, X: Any, y: np.ndarray, groups: np.ndarray | None) -> Any:
     """Fit one member, passing ``groups`` when its ``fit`` takes them."""
     if groups is not None and "groups" in inspect.signature(est.fit).parameters:
@@ -923,5 +714,4 @@ def _member_folders(names: list[str]) -> list[str]:
     return folders
 
 
-__all__ = ["SentimentEnsemble", "apply_temperature", "default_estimators", "fit_temperature",
-           "fit_weights"]
+__all__ = ["SentimentEnsemble", "default_estimators"]

@@ -8,41 +8,40 @@ augmentation and the loop itself live in :mod:`wjsentiment.images` and
 
 from __future__ import annotations
 
-import math
 import os
 import warnings
-from collections.abc import Sequence
-from numbers import Integral, Real
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
 import torch
-from scipy.sparse import issparse
-from sklearn.base import BaseEstimator, ClassifierMixin
+from numpy.typing import ArrayLike
+from sklearn.base import BaseEstimator, ClassifierMixin, _fit_context
 from sklearn.utils.class_weight import compute_class_weight
-from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, check_random_state
 
+from .batches import FeatureBatches, ImageBatches
 from .calibration import (
     CALIBRATION_FRACTION,
-    CALIBRATIONS,
-    DECISIONS,
     MIN_CALIBRATION_SAMPLES,
+    DecisionMixin,
     calibrated_proba,
-    decide,
     fit_temperature,
     logit_adjustment,
     resolve_decision,
 )
-from .holdout import check_groups, holdout_split
+from .config import decode_threads, get_config
+from .datasets.splits import balance
+from .holdout import holdout_split
 from .images.cache import get_store
 from .images.decode import BadImageError, input_key
-from .images.device import DECODERS, decode_device
+from .images.device import decode_device
+from .inputs import ImageInputs, as_image_inputs, check_groups, check_targets
 from .models.backbones import check_backbone_name
 from .models.features import frozen_features
-from .models.heads import HEADS
 from .models.network import SentimentNet, build_network
+from .params import CLASSIFIER_PARAMS, check_params, constraints
 from .persistence import (
     CLASSIFIER_SCHEMA,
     CONFIG_FILE,
@@ -55,17 +54,8 @@ from .persistence import (
     model_file_errors,
     save_bundle,
 )
-from .training.batches import FeatureBatches, ImageBatches
-from .training.loop import (
-    AVERAGING,
-    ON_DIVERGENCE,
-    PRECISIONS,
-    TTA,
-    TrainConfig,
-    predict_logits,
-    train_model,
-)
-from .training.optim import LR_SCHEDULES, OPTIMIZERS
+from .training.callbacks import check_callbacks
+from .training.loop import TrainConfig, TrainResult, cpu_threads, predict_logits, train_model
 
 
 class SkippedImage(NamedTuple):
@@ -74,55 +64,6 @@ class SkippedImage(NamedTuple):
     index: int
     source: str
     reason: str
-
-
-def as_image_inputs(X: Any, name: str = "X") -> list:
-    """Turn X into a list of image inputs (paths, PIL images or uint8 arrays).
-
-    Accepts a 1-D sequence (list, tuple, 1-D array, pandas Series or one-column DataFrame)
-    of paths or PIL images, or a uint8 array of shape ``(n, H, W, 3)``.
-
-    Raises
-    ------
-    ValueError
-        If X is empty or of another shape.
-    """
-    if issparse(X):
-        raise ValueError(
-            f"{name} is a sparse matrix; sparse input is not supported. Pass images: a sequence "
-            "of paths or PIL images, or a uint8 array of shape (n, H, W, 3)."
-        )
-    if hasattr(X, "iloc") and getattr(X, "ndim", 1) == 2:
-        if X.shape[1] != 1:
-            raise ValueError(
-                f"{name} is a DataFrame with {X.shape[1]} columns; pass the one column that holds "
-                "image paths, e.g. df['path']."
-            )
-        X = X.iloc[:, 0]
-    if hasattr(X, "to_numpy") and not isinstance(X, np.ndarray):
-        X = X.to_numpy()
-    if isinstance(X, np.ndarray):
-        if X.ndim == 4 and X.shape[-1] in (3, 4) and X.dtype == np.uint8:
-            items = list(X)
-        elif X.ndim == 1:
-            items = X.tolist()
-        else:
-            raise ValueError(
-                f"{name} must be a 1-D sequence of image paths or PIL images, or a uint8 array "
-                f"of shape (n, H, W, 3); got an array of shape {X.shape} and dtype {X.dtype}."
-            )
-    elif isinstance(X, (str, os.PathLike)):
-        raise ValueError(
-            f"{name} is a single path ({X!r}); pass a list of paths, e.g. [{X!r}], or use "
-            "wjsentiment.datasets.load_image_folder for a folder."
-        )
-    elif isinstance(X, Sequence) or hasattr(X, "__iter__"):
-        items = list(X)
-    else:
-        raise ValueError(f"{name} must be a sequence of images, got {type(X).__name__}.")
-    if len(items) == 0:
-        raise ValueError(f"{name} is empty: pass at least one image.")
-    return items
 
 
 #: What to do about an image that cannot be decoded, by the method that met it.
@@ -140,64 +81,36 @@ def _first_error(errors: list[tuple[int, BadImageError]], during: str) -> BadIma
     return BadImageError(first.source, first.reason + more, BAD_IMAGE_HINTS[during])
 
 
-def check_labels(y: np.ndarray) -> None:
-    """Refuse labels that cannot be sorted into classes: missing ones or a mix of types.
-
-    numpy would otherwise fail with a TypeError about ``<`` between types.
+def torch_device(device: str) -> torch.device:
+    """The torch device of a ``device`` parameter: "auto" is CUDA when there is a GPU.
 
     Examples
     --------
-    >>> check_labels(np.array(["Positive", None], dtype=object))  # doctest: +ELLIPSIS
-    Traceback (most recent call last):
-    ...
-    ValueError: y has 1 missing label(s) (None or NaN), the first at position 1; ...
+    >>> torch_device("cpu")
+    device(type='cpu')
     """
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
-        np.unique(y)
-    except TypeError:
-        values = y.tolist()
-        missing = [i for i, v in enumerate(values)
-                   if v is None or (isinstance(v, float) and math.isnan(v))]
-        if missing:
-            raise ValueError(
-                f"y has {len(missing)} missing label(s) (None or NaN), the first at position "
-                f"{missing[0]}; give every image a label, or leave unlabelled images out."
-            ) from None
-        kinds = sorted({type(v).__name__ for v in values})
-        raise ValueError(f"y mixes labels of types {kinds}, which cannot be ordered into "
-                         "classes; give every label the same type, e.g. str.") from None
+        resolved = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ValueError(
+            f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {device!r}."
+        ) from None
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device={device!r} but CUDA is not available; use 'auto' or 'cpu'.")
+    return resolved
 
 
-def _check_choice(name: str, value: Any, allowed: Sequence[Any]) -> None:
-    if not any(value is a or (not isinstance(value, bool) and value == a) for a in allowed):
-        raise ValueError(f"{name} must be one of {list(allowed)}, got {value!r}.")
-
-
-def _check_number(name: str, value: Any, kind: type, low: float | None, high: float | None = None,
-                  *, low_open: bool = False, high_open: bool = False) -> None:
-    if isinstance(value, bool) or not isinstance(value, kind):
-        raise ValueError(f"{name} must be a{'n int' if kind is Integral else ' number'}, "
-                         f"got {value!r}.")
-    if not math.isfinite(value):
-        raise ValueError(f"{name} must be a finite number, got {value!r}.")
-    too_low = low is not None and (value <= low if low_open else value < low)
-    too_high = high is not None and (value >= high if high_open else value > high)
-    if too_low or too_high:
-        lo = "(" if low_open else "["
-        hi = ")" if high_open else "]"
-        raise ValueError(f"{name} must be in {lo}{low}, {high if high is not None else 'inf'}{hi}, "
-                         f"got {value!r}.")
-
-
-class SentimentClassifier(ClassifierMixin, BaseEstimator):
+class SentimentClassifier(DecisionMixin, ClassifierMixin, BaseEstimator):
     """Image sentiment classifier: a timm backbone fine-tuned by transfer learning.
 
     ``X`` is a sequence of image paths, PIL images, or a uint8 array of shape
     ``(n, H, W, 3)``; ``y`` any labels (e.g. the five sentiment strings). Each distinct image
     is decoded once per ``(image_size, grayscale)`` into a shared uint8 cache, so later epochs,
     refits, clones and cross-validation folds do no decoding. The network runs in
-    channels_last memory (1.25-1.5x faster training steps on a CPU too); on CUDA, training runs
-    in bf16 autocast and augmentation happens on the GPU.
+    channels_last memory (faster on CPUs and GPUs alike); on CUDA, training runs in bf16
+    autocast and augmentation happens on the GPU.
 
     Parameters
     ----------
@@ -297,14 +210,21 @@ class SentimentClassifier(ClassifierMixin, BaseEstimator):
     cuda_graphs : bool or "auto", default="auto"
         On CUDA, record the train step (forward, backward, optimizer) in a CUDA graph and
         replay it, which removes Python's kernel-launch overhead at small batch sizes. "auto":
-        at batch sizes up to 128 (on an H100, resnet18 at batch 32 trained 2.9x faster with
-        it). Batches of another size (the last of an epoch) run eagerly; if capture fails,
+        at batch sizes up to 128 (see benchmarks/RESULTS.md for the gain). Batches of another
+        size (the last of an epoch) run eagerly; if capture fails,
         training continues eagerly with a warning. Applies to ``finetune="full"`` with
         ``optimizer="adamw"``; ignored on CPU.
     random_state : int, RandomState or None, default=None
         Seeds initialisation, shuffling, sampling, the validation split and augmentation.
     verbose : int, default=1
         0 is silent; 1 shows tqdm progress with loss and metrics.
+    callbacks : list or None, default=None
+        Objects told how training goes, to log it (to a CSV file, MLflow, TensorBoard) or to
+        stop it on a rule of your own: ``on_fit_begin(estimator)``, ``on_epoch_end(estimator,
+        record)`` after every epoch with its ``history_`` entry (returning True stops
+        training) and ``on_fit_end(estimator)``; subclass
+        :class:`~wjsentiment.training.Callback`. They are parameters: ``clone`` copies them,
+        and pickling the estimator pickles them; ``save`` does not store them.
 
     Attributes
     ----------
@@ -348,6 +268,8 @@ class SentimentClassifier(ClassifierMixin, BaseEstimator):
     ['Negative', 'Positive']
     """
 
+    _fitted_attribute = "model_"
+
     def __init__(
         self,
         backbone: str = "resnet18",
@@ -382,7 +304,10 @@ class SentimentClassifier(ClassifierMixin, BaseEstimator):
         cuda_graphs: bool | str = "auto",
         random_state: int | np.random.RandomState | None = None,
         verbose: int = 1,
+        callbacks: list | None = None,
     ) -> None:
+        # One line per parameter, by scikit-learn's convention (no logic in __init__), so this
+        # method is longer than the project's function limit (see tests/test_code_size.py).
         self.backbone = backbone
         self.weights = weights
         self.head = head
@@ -415,75 +340,26 @@ class SentimentClassifier(ClassifierMixin, BaseEstimator):
         self.cuda_graphs = cuda_graphs
         self.random_state = random_state
         self.verbose = verbose
+        self.callbacks = callbacks
 
     # ------------------------------------------------------------------ checks and settings
+    _parameter_constraints: dict = constraints(CLASSIFIER_PARAMS)
+
     def _validate_params(self) -> None:
+        """Check every parameter: scikit-learn's constraints (from
+        :data:`~wjsentiment.params.CLASSIFIER_PARAMS`), then what they cannot express."""
+        check_params(CLASSIFIER_PARAMS, self.get_params(deep=False), type(self).__name__)
         check_backbone_name(self.backbone)
-        if not (self.weights is None or isinstance(self.weights, (str, os.PathLike))):
-            raise ValueError(
-                f"weights must be 'imagenet', None or a path to a .pth/.safetensors file, "
-                f"got {self.weights!r}."
-            )
-        _check_choice("head", self.head, HEADS)
-        _check_choice("finetune", self.finetune, ("full", "head"))
-        _check_number("image_size", self.image_size, Integral, 8, 4096)
-        _check_choice("grayscale", self.grayscale, (True, False))
-        _check_choice("augment", self.augment, (True, False))
-        _check_number("epochs", self.epochs, Integral, 1)
-        _check_number("batch_size", self.batch_size, Integral, 1)
-        _check_number("lr", self.lr, Real, 0, low_open=True)
-        _check_number("weight_decay", self.weight_decay, Real, 0)
-        _check_choice("optimizer", self.optimizer, OPTIMIZERS)
-        _check_choice("lr_schedule", self.lr_schedule, LR_SCHEDULES)
-        _check_number("label_smoothing", self.label_smoothing, Real, 0, 1, high_open=True)
-        if not (self.class_weight is None or self.class_weight == "balanced"
-                or isinstance(self.class_weight, dict)):
-            raise ValueError(
-                f"class_weight must be None, 'balanced' or a dict {{class: weight}}, got "
-                f"{self.class_weight!r}."
-            )
-        _check_choice("sampling", self.sampling, (None, "undersample", "oversample"))
-        _check_number("validation_fraction", self.validation_fraction, Real, 0, 1,
-                      high_open=True)
-        _check_choice("early_stopping", self.early_stopping, (True, False))
+        check_callbacks(self.callbacks)
         if self.early_stopping and self.validation_fraction <= 0:
             raise ValueError(
                 "early_stopping=True needs a validation set: set validation_fraction > 0, "
                 "e.g. 0.15."
             )
-        _check_number("n_iter_no_change", self.n_iter_no_change, Integral, 1)
-        _check_choice("calibration", self.calibration, CALIBRATIONS)
-        _check_choice("decision", self.decision, DECISIONS)
-        _check_choice("averaging", self.averaging, AVERAGING)
-        _check_choice("tta", self.tta, TTA)
-        _check_choice("precision", self.precision, PRECISIONS)
-        if self.num_workers != "auto":
-            _check_number("num_workers", self.num_workers, Integral, 1)
-        _check_choice("decoder", self.decoder, DECODERS)
-        _check_choice("on_bad_image", self.on_bad_image, ("raise", "skip"))
-        _check_choice("on_divergence", self.on_divergence, ON_DIVERGENCE)
-        _check_choice("cuda_graphs", self.cuda_graphs, ("auto", True, False))
-        _check_number("verbose", self.verbose, Integral, 0)
-        try:
-            check_random_state(self.random_state)
-        except ValueError:
-            raise ValueError(f"random_state must be None, an int in [0, 2**32 - 1] or a "
-                             f"numpy RandomState, got {self.random_state!r}.") from None
         decode_device(self.decoder, self._torch_device())
 
     def _torch_device(self) -> torch.device:
-        if self.device == "auto":
-            return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-        try:
-            device = torch.device(self.device)
-        except (RuntimeError, TypeError):
-            raise ValueError(
-                f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {self.device!r}."
-            ) from None
-        if device.type == "cuda" and not torch.cuda.is_available():
-            raise ValueError(f"device={self.device!r} but CUDA is not available; use 'auto' or "
-                             "'cpu'.")
-        return device
+        return torch_device(self.device)
 
     def _precision(self, device: torch.device) -> str:
         if self.precision == "auto":
@@ -492,7 +368,7 @@ class SentimentClassifier(ClassifierMixin, BaseEstimator):
 
     def _workers(self) -> int:
         if self.num_workers == "auto":
-            return max(1, min(16, os.cpu_count() or 1))
+            return decode_threads()
         return int(self.num_workers)
 
     def _weights_key(self, seed: int) -> tuple | None:
@@ -514,7 +390,7 @@ class SentimentClassifier(ClassifierMixin, BaseEstimator):
         return tags
 
     # --------------------------------------------------------------------------- fitting
-    def _decode(self, items: list, name: str):
+    def _decode(self, items: list):
         # The rows stay pinned (never evicted or reused) while the returned result lives:
         # to the end of the fit or predict_proba that holds it (if it raises, until the
         # exception is dropped).
@@ -523,12 +399,16 @@ class SentimentClassifier(ClassifierMixin, BaseEstimator):
                            device=decode_device(self.decoder, self._torch_device()))
         return store, result
 
-    def fit(self, X: Any, y: Any, groups: Any = None) -> SentimentClassifier:
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X: ImageInputs, y: ArrayLike, groups: ArrayLike | None = None
+            ) -> SentimentClassifier:
         """Fine-tune the backbone and head on images X with labels y.
 
         Parameters
         ----------
-        X : sequence of paths or PIL images, or uint8 array (n, H, W, 3)
+        X : ImageInputs
+            A sequence of image paths or PIL images, or a uint8 array of shape
+            ``(n, height, width, 3)``.
         y : array-like of shape (n,)
             Class labels (strings or ints).
         groups : array-like of shape (n,), optional
@@ -551,39 +431,53 @@ class SentimentClassifier(ClassifierMixin, BaseEstimator):
         TrainingDivergedError
             When the loss becomes non-finite, with ``on_divergence="raise"``.
         """
-        self._validate_params()
         items = as_image_inputs(X)
-        y = np.asarray(y)
-        if y.ndim != 1:
-            raise ValueError(f"y must be 1-D (one label per image), got shape {y.shape}.")
-        if len(y) != len(items):
-            raise ValueError(f"X has {len(items)} images but y has {len(y)} labels; they must "
-                             "match.")
-        check_labels(y)
-        check_classification_targets(y)
+        y = check_targets(y, len(items))
         groups = check_groups(groups, len(items))
-
         device = self._torch_device()
         precision = self._precision(device)
         seed = int(check_random_state(self.random_state).randint(0, 2**31 - 1))
+        with cpu_threads(get_config()["torch_threads"]):
+            store, decoded = self._decode(items)
+            keep = self._skip_bad_images(decoded.errors, len(items))
+            rows = decoded.rows[keep]
+            y_enc = self._set_classes(y[keep])
+            split = _holdout(y_enc, None if groups is None else groups[keep], seed,
+                             self.validation_fraction, self.calibration)
+            net = self._build_network(seed, device)
+            result = self._train(net, store, rows, y_enc, split, device, precision, seed)
+            net.eval()
+            self.model_ = net
+            self.history_ = result.history
+            self.n_epochs_ = result.n_epochs
+            self.best_epoch_ = result.best_epoch
+            self._calibrate(y_enc, store, rows, split[1], device, precision)
+        return self
 
-        store, decoded = self._decode(items, "X")
-        self.skipped_ = [SkippedImage(pos, err.source, err.reason) for pos, err in decoded.errors]
-        if self.skipped_:
-            if self.on_bad_image == "raise":
-                raise _first_error(decoded.errors, "fit")
-            first = self.skipped_[0]
-            if len(self.skipped_) == len(items):
-                raise ValueError(f"All {len(items)} images were skipped as unreadable (first: "
-                                 f"{first.source}: {first.reason}); nothing is left to train on.")
-            warnings.warn(
-                f"Skipped {len(self.skipped_)} of {len(items)} images that could not be decoded "
-                f"(first: {self.skipped_[0].source}: {self.skipped_[0].reason}); see skipped_.",
-                UserWarning, stacklevel=2,
-            )
-        keep = decoded.rows >= 0
-        rows, y_kept = decoded.rows[keep], y[keep]
-        self.classes_, y_enc = np.unique(y_kept, return_inverse=True)
+    def _skip_bad_images(self, errors: list[tuple[int, BadImageError]], n: int) -> np.ndarray:
+        """Set ``skipped_``; raise for bad images unless ``on_bad_image="skip"``, then warn.
+        Returns the mask of the images kept."""
+        self.skipped_ = [SkippedImage(pos, err.source, err.reason) for pos, err in errors]
+        keep = np.ones(n, dtype=bool)
+        if not self.skipped_:
+            return keep
+        if self.on_bad_image == "raise":
+            raise _first_error(errors, "fit")
+        first = self.skipped_[0]
+        if len(self.skipped_) == n:
+            raise ValueError(f"All {n} images were skipped as unreadable (first: "
+                             f"{first.source}: {first.reason}); nothing is left to train on.")
+        warnings.warn(
+            f"Skipped {len(self.skipped_)} of {n} images that could not be decoded "
+            f"(first: {first.source}: {first.reason}); see skipped_.",
+            UserWarning, stacklevel=4,
+        )
+        keep[[s.index for s in self.skipped_]] = False
+        return keep
+
+    def _set_classes(self, y: np.ndarray) -> np.ndarray:
+        """Set ``classes_`` and ``n_classes_`` from the kept labels; return them encoded."""
+        self.classes_, y_enc = np.unique(y, return_inverse=True)
         self.n_classes_ = len(self.classes_)
         if self.n_classes_ < 2:
             raise ValueError(
@@ -592,110 +486,73 @@ class SentimentClassifier(ClassifierMixin, BaseEstimator):
                 + (f" after skipping {len(self.skipped_)} unreadable image(s)."
                    if self.skipped_ else ".")
             )
-        train_idx, valid_idx = self._holdout(y_enc, None if groups is None else groups[keep],
-                                             seed)
+        return y_enc
 
+    def _build_network(self, seed: int, device: torch.device) -> SentimentNet:
+        """The untrained network on ``device``; sets ``weights_source_``."""
         spec = {"backbone": self.backbone, "head": self.head, "n_classes": self.n_classes_}
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             net, info = build_network(spec, self.weights)
         self.weights_source_ = info["weights_source"]
         self._spec = spec
-        net.to(device)
+        return net.to(device)
 
-        config = TrainConfig(
-            epochs=self.epochs, batch_size=self.batch_size, lr=self.lr,
-            weight_decay=self.weight_decay, optimizer=self.optimizer,
-            lr_schedule=self.lr_schedule, label_smoothing=self.label_smoothing,
-            class_weights=self._class_weights(y_enc), sampling=self.sampling,
-            augment=self.augment, early_stopping=self.early_stopping,
-            n_iter_no_change=self.n_iter_no_change, precision=precision,
-            cuda_graphs=self.cuda_graphs if self.finetune == "full" else False,
-            on_divergence=self.on_divergence, averaging=self.averaging,
-            verbose=self.verbose, seed=seed,
-        )
-        self._features_key = None
+    def _sources(self, net: SentimentNet, store, rows: np.ndarray, split: tuple,
+                 device: torch.device, precision: str, seed: int) -> tuple:
+        """The module to train and its training and validation batch sources: the head on
+        cached backbone features (``finetune="head"``), else the whole network on images."""
         if self.finetune == "head":
             net.backbone.requires_grad_(False)
             self._features_key = self._weights_key(seed)
             feats = frozen_features(net, self._features_key, store, rows, device, precision,
                                     batch_size=max(64, self.batch_size), verbose=self.verbose)
             module = net.head
-            train_source = FeatureBatches(torch.from_numpy(feats[train_idx]), device)
-            valid_source = (FeatureBatches(torch.from_numpy(feats[valid_idx]), device)
-                            if valid_idx is not None else None)
+
+            def source(idx: np.ndarray):
+                return FeatureBatches(torch.from_numpy(feats[idx]), device)
         else:
+            self._features_key = None
             net.to(memory_format=torch.channels_last)  # faster on CPUs and GPUs alike
             module = net
-            train_source = ImageBatches(store, rows[train_idx], device)
-            valid_source = (ImageBatches(store, rows[valid_idx], device)
-                            if valid_idx is not None else None)
+
+            def source(idx: np.ndarray):
+                return ImageBatches(store, rows[idx], device)
+        train_idx, valid_idx = split
+        return module, source(train_idx), None if valid_idx is None else source(valid_idx)
+
+    def _train(self, net: SentimentNet, store, rows: np.ndarray, y_enc: np.ndarray,
+               split: tuple, device: torch.device, precision: str, seed: int) -> TrainResult:
+        """Train ``net`` on the training part of ``split``, validating on the other."""
+        config = TrainConfig.from_params(
+            self.get_params(deep=False), precision=precision, seed=seed,
+            class_weights=_class_weights(self.class_weight, self.classes_, y_enc),
+            cuda_graphs=self.cuda_graphs if self.finetune == "full" else False)
+        module, train_source, valid_source = self._sources(net, store, rows, split, device,
+                                                           precision, seed)
+        train_idx, valid_idx = split
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            result = train_model(
+            return train_model(
                 module, train_source, y_enc[train_idx], config, device, self.n_classes_,
                 valid_source=valid_source,
                 y_valid=y_enc[valid_idx] if valid_idx is not None else None,
+                epoch_order=epoch_order(y_enc[train_idx], self.sampling),
+                callbacks=self.callbacks or (), owner=self,
             )
-        net.eval()
-        self.model_ = net
-        self.history_ = result.history
-        self.n_epochs_ = result.n_epochs
-        self.best_epoch_ = result.best_epoch
-        self._calibrate(y_enc, store, rows, valid_idx, device, precision)
-        return self
-
-    def _holdout(self, y_enc: np.ndarray, groups: np.ndarray | None,
-                 seed: int) -> tuple[np.ndarray, np.ndarray | None]:
-        """Training and held-out positions: the validation split, or with calibration and
-        no validation split, a :data:`~wjsentiment.calibration.CALIBRATION_FRACTION` holdout
-        (none when it would be too small to calibrate: then every image trains)."""
-        everything = np.arange(len(y_enc))
-        if self.validation_fraction > 0:
-            train_idx, valid_idx = holdout_split(y_enc, self.validation_fraction,
-                                                 groups=groups, random_state=seed)
-            if len(valid_idx) == 0:
-                raise ValueError(
-                    f"validation_fraction={self.validation_fraction} holds out no image: "
-                    "every class is too small. Use more images per class or a larger fraction."
-                )
-            return train_idx, valid_idx
-        if self.calibration is not None:
-            train_idx, valid_idx = holdout_split(y_enc, CALIBRATION_FRACTION, groups=groups,
-                                                 random_state=seed, name="calibration")
-            if len(valid_idx) >= MIN_CALIBRATION_SAMPLES:
-                return train_idx, valid_idx
-        return everything, None
-
-    def _class_weights(self, y_enc: np.ndarray) -> np.ndarray | None:
-        if self.class_weight is None:
-            return None
-        classes = np.arange(self.n_classes_)
-        if self.class_weight == "balanced":
-            return compute_class_weight("balanced", classes=classes, y=y_enc)
-        unknown = [k for k in self.class_weight if k not in set(self.classes_.tolist())]
-        if unknown:
-            raise ValueError(
-                f"class_weight has keys {unknown} that are not classes of y "
-                f"({self.classes_.tolist()})."
-            )
-        return np.array([float(self.class_weight.get(c, 1.0)) for c in self.classes_.tolist()])
 
     def _balanced_training(self) -> bool:
         return self.class_weight == "balanced" or self.sampling is not None
-
-    def _trained_prior(self, class_prior: np.ndarray, y_enc: np.ndarray) -> np.ndarray:
-        """The class frequencies training saw, after sampling and class weights."""
-        seen = np.ones_like(class_prior) if self.sampling is not None else class_prior
-        weights = self._class_weights(y_enc)
-        return seen * weights if weights is not None else seen
 
     def _calibrate(self, y_enc: np.ndarray, store, rows: np.ndarray,
                    valid_idx: np.ndarray | None, device: torch.device, precision: str) -> None:
         """Set ``class_prior_``, ``logit_adjustment_`` and (with calibration) ``temperature_``."""
         self.class_prior_ = np.bincount(y_enc, minlength=self.n_classes_) / len(y_enc)
-        self.logit_adjustment_ = logit_adjustment(self.class_prior_,
-                                                  self._trained_prior(self.class_prior_, y_enc))
+        seen = (np.ones_like(self.class_prior_) if self.sampling is not None
+                else self.class_prior_)  # the frequencies training saw, before class weights
+        weights = _class_weights(self.class_weight, self.classes_, y_enc)
+        trained = seen * weights if weights is not None else seen
+        self.logit_adjustment_ = logit_adjustment(self.class_prior_, trained)
         self.temperature_ = 1.0
         if self.calibration is None:
             return
@@ -705,7 +562,7 @@ class SentimentClassifier(ClassifierMixin, BaseEstimator):
                 f"calibration={self.calibration!r} needs at least {MIN_CALIBRATION_SAMPLES} "
                 f"held-out images and {n_held} were held out, so the temperature stays 1. Use "
                 "more images or a larger validation_fraction, or calibration=None.",
-                UserWarning, stacklevel=3,
+                UserWarning, stacklevel=4,
             )
             return
         logits = self._logits(store, rows[valid_idx], device, precision)
@@ -745,7 +602,7 @@ class SentimentClassifier(ClassifierMixin, BaseEstimator):
             )
         return logits
 
-    def predict_proba(self, X: Any) -> np.ndarray:
+    def predict_proba(self, X: ImageInputs) -> np.ndarray:
         """Class probabilities, one row per image, columns in the order of ``classes_``.
 
         The network's logits, divided by ``temperature_`` and shifted by
@@ -753,7 +610,9 @@ class SentimentClassifier(ClassifierMixin, BaseEstimator):
 
         Parameters
         ----------
-        X : sequence of paths or PIL images, or uint8 array (n, H, W, 3)
+        X : ImageInputs
+            A sequence of image paths or PIL images, or a uint8 array of shape
+            ``(n, height, width, 3)``.
 
         Returns
         -------
@@ -771,49 +630,20 @@ class SentimentClassifier(ClassifierMixin, BaseEstimator):
         """
         check_is_fitted(self, "model_")
         items = as_image_inputs(X)
-        store, decoded = self._decode(items, "X")
+        store, decoded = self._decode(items)
         if decoded.errors:
             raise _first_error(decoded.errors, "predict")
         device = self._torch_device()
-        logits = self._logits(store, decoded.rows, device, self._precision(device))
+        with cpu_threads(get_config()["torch_threads"]):
+            logits = self._logits(store, decoded.rows, device, self._precision(device))
         return calibrated_proba(logits, self.temperature_, self.logit_adjustment_)
-
-    def predict(self, X: Any) -> np.ndarray:
-        """The class of each image, by the ``decision`` rule over :meth:`predict_proba`.
-
-        Parameters
-        ----------
-        X : sequence of paths or PIL images, or uint8 array (n, H, W, 3)
-
-        Returns
-        -------
-        numpy.ndarray of shape (n,)
-            Labels from ``classes_``.
-        """
-        return self.predict_from_proba(self.predict_proba(X))
-
-    def predict_from_proba(self, proba: Any) -> np.ndarray:
-        """The labels :meth:`predict` gives for probabilities already computed.
-
-        Applies the ``decision`` rule, so a caller that needs both the probabilities and
-        the labels predicts once.
-
-        Parameters
-        ----------
-        proba : array-like of shape (n, n_classes)
-            Probabilities from :meth:`predict_proba`.
-
-        Returns
-        -------
-        numpy.ndarray of shape (n,)
-            Labels from ``classes_``.
-        """
-        check_is_fitted(self, "model_")
-        return self.classes_[decide(proba, self._decision_rule(), self.class_prior_)]
 
     def _decision_rule(self) -> str:
         """The rule ``decision`` stands for: "balanced" or "argmax"."""
         return resolve_decision(self.decision, self._balanced_training())
+
+    def _class_prior(self) -> np.ndarray:
+        return self.class_prior_
 
     # ------------------------------------------------------------------ pickling and saving
     def __getstate__(self) -> dict:
@@ -827,22 +657,8 @@ class SentimentClassifier(ClassifierMixin, BaseEstimator):
         model_state = state.get("model_")
         if isinstance(model_state, dict):
             state = dict(state)
-            state["model_"] = self._rebuild(state["_spec"], model_state)
+            state["model_"] = _rebuild(state["_spec"], model_state)
         super().__setstate__(state)
-
-    @staticmethod
-    def _rebuild(spec: dict, tensors: dict[str, torch.Tensor],
-                 weights_file: Path | None = None) -> SentimentNet:
-        """The network ``spec`` describes, holding ``tensors`` (checked against it first when
-        they come from ``weights_file``)."""
-        net, _ = build_network(spec, weights=None)
-        if weights_file is not None:
-            expected = {k: tuple(v.shape) for k, v in net.state_dict().items()}
-            check_tensor_shapes(weights_file, tensors, expected,
-                                f"the network {CONFIG_FILE} describes ({spec['backbone']}, "
-                                f"{spec['head']} head, {spec['n_classes']} classes)")
-        net.load_state_dict(tensors, strict=True)
-        return net.eval()
 
     def save(self, path: str | os.PathLike) -> str:
         """Save the fitted model to a folder: weights in safetensors, the rest in JSON.
@@ -858,32 +674,7 @@ class SentimentClassifier(ClassifierMixin, BaseEstimator):
             The folder written.
         """
         check_is_fitted(self, "model_")
-        params = self.get_params(deep=False)
-        if isinstance(params["weights"], os.PathLike):
-            params["weights"] = os.fspath(params["weights"])
-        if not isinstance(params["random_state"], (int, type(None))):
-            params["random_state"] = None
-        class_weight = params.pop("class_weight")
-        if isinstance(class_weight, dict):
-            class_weight = {"pairs": [[k, v] for k, v in class_weight.items()]}
-        config = {
-            "estimator": type(self).__name__,
-            "params": params,
-            "class_weight": class_weight,
-            "classes": encode_classes(self.classes_),
-            "spec": self._spec,
-            "history": self.history_,
-            "n_epochs": self.n_epochs_,
-            "best_epoch": self.best_epoch_,
-            "weights_source": self.weights_source_,
-            "skipped": [list(s) for s in self.skipped_],
-            "calibration": {
-                "temperature": float(self.temperature_),
-                "logit_adjustment": [float(v) for v in self.logit_adjustment_],
-                "class_prior": [float(v) for v in self.class_prior_],
-            },
-        }
-        return str(save_bundle(path, self.model_.state_dict(), config))
+        return str(save_bundle(path, self.model_.state_dict(), _saved_config(self)))
 
     @classmethod
     def load(cls, path: str | os.PathLike, device: str | None = None) -> SentimentClassifier:
@@ -909,47 +700,7 @@ class SentimentClassifier(ClassifierMixin, BaseEstimator):
             If a file of the model is damaged, truncated, edited into something invalid,
             of another kind of model or of a newer format; the message names the file.
         """
-        tensors, config = load_bundle(path, estimator=cls.__name__, schema=CLASSIFIER_SCHEMA)
-        config_file = Path(path) / CONFIG_FILE
-        with model_file_errors(config_file):
-            est = cls(**cls._saved_params(config, config_file))
-            if device is not None:
-                est.set_params(device=device)
-            est.classes_ = decode_classes(config["classes"])
-            _check_saved_network(est, config["spec"], config_file)
-            est.n_classes_ = len(est.classes_)
-            est._spec = config["spec"]
-            est.model_ = cls._rebuild(config["spec"], tensors, Path(path) / WEIGHTS_FILE)
-            est.history_ = config["history"]
-            est.n_epochs_ = config["n_epochs"]
-            est.best_epoch_ = config["best_epoch"]
-            est.weights_source_ = config["weights_source"]
-            est.skipped_ = [SkippedImage(*s) for s in config["skipped"]]
-            _set_saved_calibration(est, config.get("calibration"))
-        est._features_key = None
-        return est
-
-    @classmethod
-    def _saved_params(cls, config: dict, config_file: Path) -> dict[str, Any]:
-        """The parameters a checked config holds, validated; missing ones take defaults."""
-        params = dict(config["params"])
-        unknown = sorted(set(params) - set(cls._get_param_names()))
-        if unknown:
-            raise ModelFileError(config_file, f"its params hold unknown parameters {unknown}",
-                                 "It may come from a newer wjsentiment: upgrade wjsentiment.")
-        if config.get("calibration") is None:  # saved before calibration existed (format 1)
-            params.setdefault("calibration", None)
-        class_weight = config["class_weight"]
-        if isinstance(class_weight, dict):
-            class_weight = {k: v for k, v in class_weight["pairs"]}
-        params["class_weight"] = class_weight
-        # The saved device may be missing here (a GPU model on a laptop): it is checked when
-        # used, and load(device=...) overrides it.
-        try:
-            cls(**{**params, "device": "cpu"})._validate_params()
-        except ValueError as exc:
-            raise ModelFileError(config_file, f"its params: {str(exc).rstrip('.')}") from exc
-        return params
+        return _load(cls, path, device)
 
     def export_onnx(self, path: str | os.PathLike, *, opset: int | None = None) -> str:
         """Write the fitted model to one ONNX file that takes uint8 images and returns
@@ -964,6 +715,136 @@ class SentimentClassifier(ClassifierMixin, BaseEstimator):
 
         return export_onnx(self, path, opset=opset)
 
+
+
+def _holdout(y_enc: np.ndarray, groups: np.ndarray | None, seed: int,
+             validation_fraction: float, calibration: str | None
+             ) -> tuple[np.ndarray, np.ndarray | None]:
+    """Training and held-out positions: the validation split, or with calibration and
+    no validation split, a :data:`~wjsentiment.calibration.CALIBRATION_FRACTION` holdout
+    (none when it would be too small to calibrate: then every image trains)."""
+    everything = np.arange(len(y_enc))
+    if validation_fraction > 0:
+        train_idx, valid_idx = holdout_split(y_enc, validation_fraction, groups=groups,
+                                             random_state=seed)
+        if len(valid_idx) == 0:
+            raise ValueError(
+                f"validation_fraction={validation_fraction} holds out no image: every class "
+                "is too small. Use more images per class or a larger fraction."
+            )
+        return train_idx, valid_idx
+    if calibration is not None:
+        train_idx, valid_idx = holdout_split(y_enc, CALIBRATION_FRACTION, groups=groups,
+                                             random_state=seed, name="calibration")
+        if len(valid_idx) >= MIN_CALIBRATION_SAMPLES:
+            return train_idx, valid_idx
+    return everything, None
+
+
+def _class_weights(class_weight: str | dict | None, classes: np.ndarray,
+                   y_enc: np.ndarray) -> np.ndarray | None:
+    """The loss weight of each class that ``class_weight`` asks for, or None."""
+    if class_weight is None:
+        return None
+    if class_weight == "balanced":
+        return compute_class_weight("balanced", classes=np.arange(len(classes)), y=y_enc)
+    unknown = [k for k in class_weight if k not in set(classes.tolist())]
+    if unknown:
+        raise ValueError(
+            f"class_weight has keys {unknown} that are not classes of y ({classes.tolist()})."
+        )
+    return np.array([float(class_weight.get(c, 1.0)) for c in classes.tolist()])
+
+
+def _load(cls: type, path: str | os.PathLike, device: str | None) -> SentimentClassifier:
+    """The body of :meth:`SentimentClassifier.load`."""
+    tensors, config = load_bundle(path, estimator=cls.__name__, schema=CLASSIFIER_SCHEMA)
+    config_file = Path(path) / CONFIG_FILE
+    with model_file_errors(config_file):
+        est = cls(**_saved_params(cls, config, config_file))
+        if device is not None:
+            est.set_params(device=device)
+        est.classes_ = decode_classes(config["classes"])
+        _check_saved_network(est, config["spec"], config_file)
+        est.n_classes_ = len(est.classes_)
+        est._spec = config["spec"]
+        est.model_ = _rebuild(config["spec"], tensors, Path(path) / WEIGHTS_FILE)
+        est.history_ = config["history"]
+        est.n_epochs_ = config["n_epochs"]
+        est.best_epoch_ = config["best_epoch"]
+        est.weights_source_ = config["weights_source"]
+        est.skipped_ = [SkippedImage(*s) for s in config["skipped"]]
+        _set_saved_calibration(est, config.get("calibration"))
+    est._features_key = None
+    return est
+
+
+def _rebuild(spec: dict, tensors: dict[str, torch.Tensor],
+             weights_file: Path | None = None) -> SentimentNet:
+    """The network ``spec`` describes, holding ``tensors`` (checked against it first when
+    they come from ``weights_file``)."""
+    net, _ = build_network(spec, weights=None)
+    if weights_file is not None:
+        expected = {k: tuple(v.shape) for k, v in net.state_dict().items()}
+        check_tensor_shapes(weights_file, tensors, expected,
+                            f"the network {CONFIG_FILE} describes ({spec['backbone']}, "
+                            f"{spec['head']} head, {spec['n_classes']} classes)")
+    net.load_state_dict(tensors, strict=True)
+    return net.eval()
+
+
+def _saved_config(est: SentimentClassifier) -> dict[str, Any]:
+    """What ``save`` writes to ``config.json`` (see
+    :data:`~wjsentiment.persistence.CLASSIFIER_SCHEMA`)."""
+    params = est.get_params(deep=False)
+    params.pop("callbacks")  # objects of the caller's, not part of the model
+    if isinstance(params["weights"], os.PathLike):
+        params["weights"] = os.fspath(params["weights"])
+    if not isinstance(params["random_state"], (int, type(None))):
+        params["random_state"] = None
+    class_weight = params.pop("class_weight")
+    if isinstance(class_weight, dict):
+        class_weight = {"pairs": [[k, v] for k, v in class_weight.items()]}
+    config = {
+        "estimator": type(est).__name__,
+        "params": params,
+        "class_weight": class_weight,
+        "classes": encode_classes(est.classes_),
+        "spec": est._spec,
+        "history": est.history_,
+        "n_epochs": est.n_epochs_,
+        "best_epoch": est.best_epoch_,
+        "weights_source": est.weights_source_,
+        "skipped": [list(s) for s in est.skipped_],
+        "calibration": {
+            "temperature": float(est.temperature_),
+            "logit_adjustment": [float(v) for v in est.logit_adjustment_],
+            "class_prior": [float(v) for v in est.class_prior_],
+        },
+    }
+    return config
+
+
+def _saved_params(cls: type, config: dict, config_file: Path) -> dict[str, Any]:
+    """The parameters a checked config holds, validated; missing ones take defaults."""
+    params = dict(config["params"])
+    unknown = sorted(set(params) - set(cls._get_param_names()))
+    if unknown:
+        raise ModelFileError(config_file, f"its params hold unknown parameters {unknown}",
+                             "It may come from a newer wjsentiment: upgrade wjsentiment.")
+    if config.get("calibration") is None:  # saved before calibration existed (format 1)
+        params.setdefault("calibration", None)
+    class_weight = config["class_weight"]
+    if isinstance(class_weight, dict):
+        class_weight = {k: v for k, v in class_weight["pairs"]}
+    params["class_weight"] = class_weight
+    # The saved device may be missing here (a GPU model on a laptop): it is checked when
+    # used, and load(device=...) overrides it.
+    try:
+        cls(**{**params, "device": "cpu"})._validate_params()
+    except ValueError as exc:
+        raise ModelFileError(config_file, f"its params: {str(exc).rstrip('.')}") from exc
+    return params
 
 
 def _check_saved_network(est: SentimentClassifier, spec: dict, config_file: Path) -> None:
@@ -994,4 +875,18 @@ def _set_saved_calibration(est: SentimentClassifier, saved: dict | None) -> None
             raise ValueError(f"calibration.{name} must hold one number per class ({n})")
 
 
-__all__ = ["SentimentClassifier", "SkippedImage", "as_image_inputs"]
+def epoch_order(y: np.ndarray, sampling: str | None
+                ) -> Callable[[np.random.Generator], np.ndarray]:
+    """The positions of the training images one epoch visits, given the run's generator: all
+    of them in a new order, or (``sampling``) a class-balanced draw in a new order."""
+
+    def order(rng: np.random.Generator) -> np.ndarray:
+        if sampling is None:
+            return rng.permutation(len(y))
+        picked = balance(y, strategy=sampling, random_state=int(rng.integers(2**31)))
+        return rng.permutation(np.asarray(picked))
+
+    return order
+
+
+__all__ = ["SentimentClassifier", "SkippedImage"]

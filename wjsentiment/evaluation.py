@@ -25,7 +25,7 @@ from sklearn.metrics import (
 )
 from sklearn.utils.validation import check_is_fitted
 
-from .labels import SENTIMENT_LABELS, normalize_label
+from .labels import normalize_label, ordinal_labels, sentiment_positions
 
 #: The 3-way polarity of each sentiment label.
 POLARITY: dict[str, str] = {
@@ -39,37 +39,6 @@ POLARITY: dict[str, str] = {
 POLARITY_LABELS: tuple[str, ...] = ("negative", "neutral", "positive")
 #: Equal-width confidence bins of the expected calibration error and the reliability diagram.
 CALIBRATION_BINS = 10
-
-
-def sentiment_positions(labels: Sequence[Any]) -> list[int] | None:
-    """Ordinal position (0 = Highly negative .. 4 = Highly positive) of each label.
-
-    Spelling is normalised as in :func:`wjsentiment.labels.normalize_label`.
-
-    Parameters
-    ----------
-    labels : sequence
-        Class labels.
-
-    Returns
-    -------
-    list of int or None
-        None if any label is not a sentiment label.
-
-    Examples
-    --------
-    >>> sentiment_positions(["Positive", "highly_negative"])
-    [3, 0]
-    >>> sentiment_positions(["cat", "dog"]) is None
-    True
-    """
-    positions = []
-    for label in labels:
-        try:
-            positions.append(SENTIMENT_LABELS.index(normalize_label(label)))
-        except ValueError:
-            return None
-    return positions
 
 
 def to_polarity(labels: Any) -> np.ndarray:
@@ -98,23 +67,6 @@ def to_polarity(labels: Any) -> np.ndarray:
     """
     return np.array([POLARITY[normalize_label(v)] for v in np.asarray(labels).tolist()],
                     dtype=object).astype(str)
-
-
-def ordinal_labels(classes: Sequence[Any]) -> list[Any]:
-    """Classes in ordinal sentiment order when they are all sentiment labels, else as given.
-
-    Examples
-    --------
-    >>> ordinal_labels(["Negative", "Highly positive", "Neutral"])
-    ['Negative', 'Neutral', 'Highly positive']
-    >>> ordinal_labels(["b", "a"])
-    ['b', 'a']
-    """
-    classes = list(classes)
-    positions = sentiment_positions(classes)
-    if positions is None:
-        return classes
-    return [classes[i] for i in sorted(range(len(classes)), key=lambda i: positions[i])]
 
 
 @dataclass
@@ -356,43 +308,16 @@ def report_from_predictions(y_true: Any, proba: Any, classes: Sequence[Any], *,
     >>> report.accuracy, report.labels
     (1.0, ['Negative', 'Neutral', 'Positive'])
     """
-    classes_arr = np.asarray(classes)
-    if classes_arr.ndim != 1 or len(classes_arr) < 2:
-        raise ValueError(f"classes must list at least two classes, got {classes_arr.tolist()}.")
-    if len(set(classes_arr.tolist())) != len(classes_arr):
-        raise ValueError(f"classes has duplicates: {classes_arr.tolist()}.")
-    proba = np.asarray(proba, dtype=float)
-    y_true = np.asarray(y_true)
-    if y_true.ndim != 1 or len(y_true) == 0:
-        raise ValueError(f"y must be a non-empty 1-D array of labels, got shape {y_true.shape}.")
-    if proba.shape != (len(y_true), len(classes_arr)):
-        raise ValueError(f"proba must have shape (n_samples, n_classes) = ({len(y_true)}, "
-                         f"{len(classes_arr)}), got {proba.shape}.")
-    class_list = classes_arr.tolist()
-    known = set(class_list)
-    if labels is None:
-        labels = ordinal_labels(class_list)
-    else:
-        labels = list(np.asarray(labels).tolist())
-        missing = [c for c in class_list if c not in set(labels)]
-        if missing or len(set(labels)) != len(labels):
-            raise ValueError(f"labels must list every class of the model once (it may add "
-                             f"more); got {labels}, classes are {class_list}.")
-    allowed = set(labels)
-    unknown = sorted({str(v) for v in y_true.tolist() if v not in allowed})
-    if unknown:
-        raise ValueError(f"y has labels {unknown} that are not classes of the model "
-                         f"({class_list}); evaluate on labels the model was trained on, or "
-                         "list them in labels.")
-
+    class_list, proba, y_true = _checked_predictions(classes, proba, y_true)
+    labels = _report_labels(labels, class_list, y_true)
     if y_pred is None:
-        y_pred = classes_arr[np.argmax(proba, axis=1)]
+        y_pred = np.asarray(class_list)[np.argmax(proba, axis=1)]
     y_pred = np.asarray(y_pred)
     if y_pred.shape != y_true.shape:
         raise ValueError(f"y_pred must have one label per sample ({len(y_true)}), got shape "
                          f"{y_pred.shape}.")
     # Labels the model does not know get probability 0; log_loss reads columns in sorted order.
-    extra = [v for v in labels if v not in known]
+    extra = [v for v in labels if v not in set(class_list)]
     all_classes = np.asarray(class_list + extra)
     all_proba = np.hstack([proba, np.zeros((len(proba), len(extra)))])
     order = np.argsort(all_classes, kind="stable")
@@ -409,19 +334,67 @@ def report_from_predictions(y_true: Any, proba: Any, classes: Sequence[Any], *,
         log_loss=float(log_loss(y_true, all_proba[:, order], labels=all_classes[order])),
         expected_calibration_error=expected_calibration_error(y_true, all_proba, all_classes),
     )
-    positions = sentiment_positions(labels)
-    if positions is not None:
-        position = dict(zip(labels, positions))
-        true_pos = np.array([position[v] for v in y_true.tolist()])
-        pred_pos = np.array([position[v] for v in y_pred.tolist()])
-        report.mean_absolute_error = float(np.mean(np.abs(true_pos - pred_pos)))
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)
-            warnings.simplefilter("ignore", UndefinedMetricWarning)
-            report.quadratic_kappa = float(cohen_kappa_score(y_true, y_pred, labels=labels,
-                                                             weights="quadratic"))
-        report.polarity = _polarity_report(y_true, y_pred, labels)
+    _add_ordinal_scores(report, y_true, y_pred)
     return report
+
+
+def _checked_predictions(classes: Sequence[Any], proba: Any,
+                         y_true: Any) -> tuple[list, np.ndarray, np.ndarray]:
+    """The classes as a list, and ``proba`` and ``y_true`` as arrays, their shapes checked."""
+    classes_arr = np.asarray(classes)
+    if classes_arr.ndim != 1 or len(classes_arr) < 2:
+        raise ValueError(f"classes must list at least two classes, got {classes_arr.tolist()}.")
+    if len(set(classes_arr.tolist())) != len(classes_arr):
+        raise ValueError(f"classes has duplicates: {classes_arr.tolist()}.")
+    proba = np.asarray(proba, dtype=float)
+    y_true = np.asarray(y_true)
+    if y_true.ndim != 1 or len(y_true) == 0:
+        raise ValueError(f"y must be a non-empty 1-D array of labels, got shape {y_true.shape}.")
+    if proba.shape != (len(y_true), len(classes_arr)):
+        raise ValueError(f"proba must have shape (n_samples, n_classes) = ({len(y_true)}, "
+                         f"{len(classes_arr)}), got {proba.shape}.")
+    return classes_arr.tolist(), proba, y_true
+
+
+def _report_labels(labels: Sequence[Any] | None, class_list: list,
+                   y_true: np.ndarray) -> list:
+    """The labels to report (see :func:`report_from_predictions`), checked against the
+    classes and the true labels."""
+    if labels is None:
+        labels = ordinal_labels(class_list)
+    else:
+        labels = list(np.asarray(labels).tolist())
+        missing = [c for c in class_list if c not in set(labels)]
+        if missing or len(set(labels)) != len(labels):
+            raise ValueError(f"labels must list every class of the model once (it may add "
+                             f"more); got {labels}, classes are {class_list}.")
+    allowed = set(labels)
+    unknown = sorted({str(v) for v in y_true.tolist() if v not in allowed})
+    if unknown:
+        raise ValueError(f"y has labels {unknown} that are not classes of the model "
+                         f"({class_list}); evaluate on labels the model was trained on, or "
+                         "list them in labels.")
+    return labels
+
+
+def _add_ordinal_scores(report: EvaluationReport, y_true: np.ndarray,
+                        y_pred: np.ndarray) -> None:
+    """With sentiment labels: the mean absolute error in classes, the quadratic kappa and
+    the polarity report."""
+    labels = report.labels
+    positions = sentiment_positions(labels)
+    if positions is None:
+        return
+    position = dict(zip(labels, positions))
+    true_pos = np.array([position[v] for v in y_true.tolist()])
+    pred_pos = np.array([position[v] for v in y_pred.tolist()])
+    report.mean_absolute_error = float(np.mean(np.abs(true_pos - pred_pos)))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        warnings.simplefilter("ignore", UndefinedMetricWarning)
+        report.quadratic_kappa = float(cohen_kappa_score(y_true, y_pred, labels=labels,
+                                                         weights="quadratic"))
+    report.polarity = _polarity_report(y_true, y_pred, labels)
 
 
 def evaluate(estimator: Any, X: Any, y: Any, *,
@@ -433,7 +406,9 @@ def evaluate(estimator: Any, X: Any, y: Any, *,
     estimator : fitted classifier with ``predict_proba`` and ``classes_``
         E.g. a :class:`~wjsentiment.SentimentClassifier` or
         :class:`~wjsentiment.ensemble.SentimentEnsemble`.
-    X : what the estimator takes (image paths, PIL images, uint8 array, ...)
+    X : ImageInputs or array-like
+        What the estimator takes: for wjsentiment's estimators, a sequence of image paths or
+        PIL images, or a uint8 array of shape ``(n, height, width, 3)``.
     y : array-like of shape (n,)
         True labels.
     labels : sequence, optional
@@ -521,6 +496,5 @@ def _matrix_text(matrix: np.ndarray, labels: Sequence[Any]) -> str:
 
 
 __all__ = ["CALIBRATION_BINS", "POLARITY", "POLARITY_LABELS", "EvaluationReport",
-           "PolarityReport", "evaluate", "expected_calibration_error", "ordinal_labels",
-           "predictions_from_proba", "reliability_table", "report_from_predictions",
-           "sentiment_positions", "to_polarity"]
+           "PolarityReport", "evaluate", "expected_calibration_error", "predictions_from_proba",
+           "reliability_table", "report_from_predictions", "to_polarity"]

@@ -24,10 +24,11 @@ import torch
 from sklearn.utils.validation import check_is_fitted
 from torch import nn
 
+from .batches import ImageBatches, split_batches
 from .ensemble import SentimentEnsemble
-from .estimator import SentimentClassifier, as_image_inputs
+from .estimator import SentimentClassifier
 from .images.cache import get_store
-from .training.batches import ImageBatches, split_batches
+from .inputs import as_image_inputs
 
 #: The ``target`` that explains the class each image is predicted to be.
 PREDICTED = "predicted"
@@ -259,8 +260,9 @@ def grad_cam(estimator: SentimentClassifier | SentimentEnsemble, X: Any, *,
     ----------
     estimator : SentimentClassifier or SentimentEnsemble
         Fitted; an ensemble's members must be SentimentClassifiers.
-    X : sequence of paths or PIL images, or uint8 array (n, H, W, 3)
-        The images, as for ``predict_proba``.
+    X : ImageInputs
+        A sequence of image paths or PIL images, or a uint8 array of shape
+        ``(n, height, width, 3)``, as for ``predict_proba``.
     target : "predicted", a label, or array-like of labels of shape (n,), default="predicted"
         The class each map explains: the one the estimator predicts for the image
         (``estimator.predict``), one label of ``classes_`` for all images, or one per image.

@@ -28,8 +28,9 @@ from sklearn.utils.validation import check_is_fitted
 from . import __version__
 from .calibration import decide
 from .ensemble import SentimentEnsemble
-from .estimator import SentimentClassifier, as_image_inputs
+from .estimator import SentimentClassifier
 from .images.decode import decode_image
+from .inputs import as_image_inputs
 from .persistence import atomic_file, decode_classes, encode_classes
 
 #: Name of the graph's input: uint8 images, ``(batch, image_size, image_size, 3)``, RGB.
@@ -290,7 +291,9 @@ class OnnxClassifier:
 
         Parameters
         ----------
-        X : sequence of paths or PIL images, or uint8 array (n, H, W, 3)
+        X : ImageInputs
+            A sequence of image paths or PIL images, or a uint8 array of shape
+            ``(n, height, width, 3)``.
 
         Returns
         -------

@@ -8,35 +8,11 @@ the held-out score is not inflated by images whose twin was trained on.
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 
 from .datasets.splits import stratified_split
 
-__all__ = ["check_groups", "holdout_split"]
-
-
-def check_groups(groups: Any, n_samples: int) -> np.ndarray | None:
-    """``groups`` as a 1-D array of one group per sample, or None.
-
-    Raises
-    ------
-    ValueError
-        If ``groups`` is not 1-D or its length differs from ``n_samples``.
-
-    Examples
-    --------
-    >>> check_groups(["a", "a", "b"], 3).tolist()
-    ['a', 'a', 'b']
-    """
-    if groups is None:
-        return None
-    arr = np.asarray(groups)
-    if arr.ndim != 1 or len(arr) != n_samples:
-        raise ValueError(f"groups must be 1-D with one group per image: got shape {arr.shape} "
-                         f"for {n_samples} images.")
-    return arr
+__all__ = ["holdout_split"]
 
 
 def holdout_split(y: np.ndarray, fraction: float, *, groups: np.ndarray | None = None,

@@ -1,9 +1,13 @@
-"""The five sentiment labels, in ordinal order, and label-string normalisation."""
+"""The five sentiment labels, in ordinal order; label-string normalisation; ordinal order of
+classes."""
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Sequence
+from typing import Any
+
+__all__ = ["SENTIMENT_LABELS", "normalize_label", "ordinal_labels", "sentiment_positions"]
 
 #: The five sentiment classes, from most negative to most positive.
 SENTIMENT_LABELS: tuple[str, ...] = (
@@ -52,12 +56,49 @@ def normalize_label(label: object) -> str:
         ) from None
 
 
-def label_order(labels: Iterable[object]) -> list[str]:
-    """Sort sentiment labels by ordinal position (most negative first).
+def sentiment_positions(labels: Sequence[Any]) -> list[int] | None:
+    """Ordinal position (0 = Highly negative .. 4 = Highly positive) of each label.
+
+    Spelling is normalised as in :func:`normalize_label`.
+
+    Parameters
+    ----------
+    labels : sequence
+        Class labels.
+
+    Returns
+    -------
+    list of int or None
+        None if any label is not a sentiment label.
 
     Examples
     --------
-    >>> label_order(["Positive", "Negative"])
-    ['Negative', 'Positive']
+    >>> sentiment_positions(["Positive", "highly_negative"])
+    [3, 0]
+    >>> sentiment_positions(["cat", "dog"]) is None
+    True
     """
-    return sorted({normalize_label(x) for x in labels}, key=SENTIMENT_LABELS.index)
+    positions = []
+    for label in labels:
+        try:
+            positions.append(SENTIMENT_LABELS.index(normalize_label(label)))
+        except ValueError:
+            return None
+    return positions
+
+
+def ordinal_labels(classes: Sequence[Any]) -> list[Any]:
+    """Classes in ordinal sentiment order when they are all sentiment labels, else as given.
+
+    Examples
+    --------
+    >>> ordinal_labels(["Negative", "Highly positive", "Neutral"])
+    ['Negative', 'Neutral', 'Highly positive']
+    >>> ordinal_labels(["b", "a"])
+    ['b', 'a']
+    """
+    classes = list(classes)
+    positions = sentiment_positions(classes)
+    if positions is None:
+        return classes
+    return [classes[i] for i in sorted(range(len(classes)), key=lambda i: positions[i])]

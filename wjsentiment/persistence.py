@@ -24,7 +24,7 @@ if TYPE_CHECKING:  # torch is imported by the functions that need it: the CLI st
 
 __all__ = ["ModelFileError", "atomic_file", "atomic_folder", "check_tensor_shapes",
            "decode_classes", "encode_classes", "load_bundle", "model_file_errors", "read_config",
-           "save_bundle", "schema_problem", "write_config"]
+           "read_saved_config", "save_bundle", "schema_problem", "write_config"]
 
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
@@ -254,15 +254,37 @@ def load_bundle(
     ...
     FileNotFoundError: No saved wjsentiment model at 'no/such/folder': config.json is missing...
     """
-    path = Path(path)
-    for name in (CONFIG_FILE, WEIGHTS_FILE):
-        if not (path / name).is_file():
-            raise FileNotFoundError(
-                f"No saved wjsentiment model at {str(path)!r}: {name} is missing. Pass the folder "
-                "written by .save()."
-            )
-    config = read_config(path / CONFIG_FILE, FORMAT_VERSION, estimator=estimator, schema=schema)
-    return _read_tensors(path / WEIGHTS_FILE), config
+    config_file, weights_file = _require(path, CONFIG_FILE), _require(path, WEIGHTS_FILE)
+    config = read_config(config_file, FORMAT_VERSION, estimator=estimator, schema=schema)
+    return _read_tensors(weights_file), config
+
+
+def _require(folder: str | os.PathLike, name: str, estimator: str | None = None) -> Path:
+    """``folder / name``, or a FileNotFoundError naming both when it is not a file."""
+    file = Path(folder) / name
+    if not file.is_file():
+        what = estimator or "wjsentiment model"
+        raise FileNotFoundError(f"No saved {what} at {str(folder)!r}: {name} is missing. Pass "
+                                f"the folder written by {estimator or ''}.save().")
+    return file
+
+
+def read_saved_config(folder: str | os.PathLike, name: str, format_version: int, *,
+                      estimator: str | None = None, schema: Schema | None = None
+                      ) -> dict[str, Any]:
+    """The checked JSON config ``name`` of the saved model in ``folder`` (see
+    :func:`read_config`): where both estimators' ``load`` check the kind of model and the
+    format version.
+
+    Raises
+    ------
+    FileNotFoundError
+        Naming the folder and the missing file.
+    ModelFileError
+        See :func:`read_config`.
+    """
+    file = _require(folder, name, estimator)
+    return read_config(file, format_version, estimator=estimator, schema=schema)
 
 
 def write_config(path: str | os.PathLike, config: dict[str, Any], format_version: int) -> None:
@@ -277,7 +299,7 @@ def write_config(path: str | os.PathLike, config: dict[str, Any], format_version
     {'format_version': 1, 'estimator': 'Demo'}
     """
     payload = {"format_version": format_version, **config}
-    Path(path).write_text(json.dumps(payload, indent=2, default=_json_default), encoding="utf-8")
+    Path(path).write_text(json.dumps(payload, indent=2, default=json_default), encoding="utf-8")
 
 
 def read_config(
@@ -519,11 +541,18 @@ def _shown(value: Any) -> str:
         f"a string ({value[:37]!r})"
 
 
-def _json_default(value: Any) -> Any:
+def json_default(value: Any) -> Any:
+    """The ``default`` of :func:`json.dumps` for numpy values and paths.
+
+    Examples
+    --------
+    >>> json.dumps({"n": np.int64(3), "v": np.arange(2)}, default=json_default)
+    '{"n": 3, "v": [0, 1]}'
+    """
     if isinstance(value, np.generic):
         return value.item()
     if isinstance(value, np.ndarray):
         return value.tolist()
     if isinstance(value, os.PathLike):
         return os.fspath(value)
-    raise TypeError(f"Cannot store {type(value).__name__} in a saved model's JSON config.")
+    raise TypeError(f"Cannot write a {type(value).__name__} to JSON.")

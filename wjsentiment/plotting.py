@@ -20,9 +20,9 @@ from .evaluation import (
     CALIBRATION_BINS,
     EvaluationReport,
     expected_calibration_error,
-    ordinal_labels,
     reliability_table,
 )
+from .labels import ordinal_labels
 from .persistence import atomic_file
 
 #: (panel title, history key suffix) of the three training-curve panels.
@@ -326,8 +326,9 @@ def plot_explanations(estimator: Any, X: Any, y: Any = None, *, target: Any = "p
     ----------
     estimator : SentimentClassifier or SentimentEnsemble
         Fitted.
-    X : sequence of paths or PIL images, or uint8 array (n, H, W, 3)
-        The images.
+    X : ImageInputs
+        A sequence of image paths or PIL images, or a uint8 array of shape
+        ``(n, height, width, 3)``.
     y : array-like of shape (n,), optional
         Their true labels.
     target, layer, batch_size

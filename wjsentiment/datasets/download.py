@@ -39,7 +39,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from PIL import Image
 from tqdm import tqdm
@@ -483,7 +483,10 @@ def _fetch_one(
     """Download ``url`` once to ``target`` (atomically); raise on any failure.
 
     The temporary file stays locked from its creation until it has been renamed to
-    ``target``, so other runs see it as alive for as long as it exists.
+    ``target``, so other runs see it as alive for as long as it exists. This is why it is
+    not :func:`wjsentiment.persistence.atomic_file`: the temporary file must carry this
+    run's id in its name and hold a lock that other runs can probe, and it is verified as
+    an image before the rename.
     """
     tmp = _temp_path(target, run_id)
     fh: BinaryIO | None = None
@@ -717,6 +720,32 @@ def download_images(
     >>> download_images([], tempfile.mkdtemp(), verbose=0)  # doctest: +ELLIPSIS
     DownloadReport(0 downloaded, 0 already present, 0 failed (of 0), directory=...)
     """
+    _check_settings(n_jobs, retries, timeout, max_bytes)
+    plan = _plan(urls, filenames)
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    report = DownloadReport(directory=str(directory))
+    todo = []
+    for url, name in plan:
+        if (directory / name).is_file():
+            report.skipped.append(url)
+        else:
+            todo.append((url, name))
+    settings = {"timeout": float(timeout), "retries": retries, "max_bytes": max_bytes}
+    failures = _run_downloads(todo, directory, report, n_jobs=n_jobs, verbose=verbose,
+                              total=len(plan), settings=settings)
+    # Report in input order, whatever order the downloads finished in.
+    order = {url: i for i, (url, _) in enumerate(plan)}
+    report.ok.sort(key=order.__getitem__)
+    report.skipped.sort(key=order.__getitem__)
+    report.failed = dict(sorted(report.failed.items(), key=lambda item: order[item[0]]))
+    failures.sort(key=lambda row: order[row[0]])
+    _update_failures(directory, plan, failures)
+    return report
+
+
+def _check_settings(n_jobs: int, retries: int, timeout: float, max_bytes: int) -> None:
+    """Refuse out-of-range settings of :func:`download_images` with a clear error."""
     if isinstance(n_jobs, bool) or not isinstance(n_jobs, int) or n_jobs < 1:
         raise ValueError(f"n_jobs must be an integer >= 1, got {n_jobs!r}.")
     if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
@@ -725,43 +754,28 @@ def download_images(
         raise ValueError(f"timeout must be a positive number of seconds, got {timeout!r}.")
     if isinstance(max_bytes, bool) or not isinstance(max_bytes, int) or max_bytes < 1:
         raise ValueError(f"max_bytes must be an integer >= 1, got {max_bytes!r}.")
-    plan = _plan(urls, filenames)
 
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
+
+def _run_downloads(todo: list[tuple[str, str]], directory: Path, report: DownloadReport, *,
+                   n_jobs: int, verbose: int, total: int,
+                   settings: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """Fetch ``todo`` in ``n_jobs`` threads into ``report``; return the failures.
+
+    On an interruption, in-flight downloads are abandoned and this run's temporary files
+    removed before the exception goes on.
+    """
     run_id = uuid.uuid4().hex[:12]
     in_progress = _survey_temp_files(directory)
-    report = DownloadReport(directory=str(directory))
-    todo = []
-    for url, name in plan:
-        if (directory / name).is_file():
-            report.skipped.append(url)
-        else:
-            todo.append((url, name))
-
     stop = threading.Event()
     failures: list[tuple[str, str, str]] = []
-    with tqdm(
-        total=len(plan),
-        initial=len(report.skipped),
-        desc="Downloading images",
-        unit="img",
-        disable=not verbose,
-    ) as bar:
+    with tqdm(total=total, initial=len(report.skipped), desc="Downloading images", unit="img",
+              disable=not verbose) as bar:
         executor = cf.ThreadPoolExecutor(max_workers=n_jobs, thread_name_prefix="wjs-download")
         try:
             futures = {
-                executor.submit(
-                    _download,
-                    url,
-                    directory / name,
-                    others=in_progress.get(name, []),
-                    run_id=run_id,
-                    timeout=float(timeout),
-                    retries=retries,
-                    max_bytes=max_bytes,
-                    stop=stop,
-                ): (url, name)
+                executor.submit(_download, url, directory / name,
+                                others=in_progress.get(name, []), run_id=run_id, stop=stop,
+                                **settings): (url, name)
                 for url, name in todo
             }
             pending = set(futures)
@@ -769,15 +783,7 @@ def download_images(
                 # A short wait keeps the main thread responsive to Ctrl-C.
                 done, pending = cf.wait(pending, timeout=0.25, return_when=cf.FIRST_COMPLETED)
                 for future in done:
-                    url, name = futures[future]
-                    outcome, reason = future.result()
-                    if outcome == _OK:
-                        report.ok.append(url)
-                    elif outcome == _PRESENT:
-                        report.skipped.append(url)
-                    else:
-                        report.failed[url] = reason
-                        failures.append((url, name, reason))
+                    _record(report, failures, futures[future], *future.result())
                     bar.update(1)
                     if report.failed:
                         bar.set_postfix(failed=len(report.failed), refresh=False)
@@ -787,11 +793,17 @@ def download_images(
             _remove_own_temp_files(directory, run_id)
             raise
         executor.shutdown(wait=True)
-    # Report in input order, whatever order the downloads finished in.
-    order = {url: i for i, (url, _) in enumerate(plan)}
-    report.ok.sort(key=order.__getitem__)
-    report.skipped.sort(key=order.__getitem__)
-    report.failed = dict(sorted(report.failed.items(), key=lambda item: order[item[0]]))
-    failures.sort(key=lambda row: order[row[0]])
-    _update_failures(directory, plan, failures)
-    return report
+    return failures
+
+
+def _record(report: DownloadReport, failures: list[tuple[str, str, str]],
+            job: tuple[str, str], outcome: str, reason: str) -> None:
+    """Add the outcome of one download to ``report`` (and ``failures``)."""
+    url, name = job
+    if outcome == _OK:
+        report.ok.append(url)
+    elif outcome == _PRESENT:
+        report.skipped.append(url)
+    else:
+        report.failed[url] = reason
+        failures.append((url, name, reason))

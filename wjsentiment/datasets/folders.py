@@ -12,7 +12,7 @@ import pandas as pd
 from PIL import Image
 from sklearn.utils import Bunch
 
-from wjsentiment.labels import label_order, normalize_label
+from wjsentiment.labels import normalize_label, ordinal_labels
 
 __all__ = ["load_image_csv", "load_image_folder"]
 
@@ -73,7 +73,7 @@ def _targets(labels: Sequence[Any]) -> tuple[np.ndarray, list[Any]]:
     except ValueError:
         values = np.asarray(list(labels), dtype=object)
         return values, sorted(set(values.tolist()), key=lambda v: (str(type(v)), v))
-    return np.asarray(normalized, dtype=object), label_order(normalized)
+    return np.asarray(normalized, dtype=object), ordinal_labels(sorted(set(normalized)))
 
 
 def _make_bunch(frame: pd.DataFrame, target_names: list[Any], source: str) -> Bunch:
@@ -185,7 +185,7 @@ def load_image_folder(root: str | os.PathLike[str], *, check_images: bool = True
                     f"the label {label!r}; merge them into one folder."
                 )
             by_label[label] = name
-        target_names = label_order(canonical.values())
+        target_names = ordinal_labels(sorted(set(canonical.values())))
 
     paths = [p for name in class_dirs for p in files[name]]
     labels = [canonical[name] for name in class_dirs for _ in files[name]]

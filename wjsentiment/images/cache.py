@@ -7,7 +7,7 @@ by content (:func:`~wjsentiment.images.decode.input_key`), not by object identit
 **Budgets.** The store keeps its pixels in chunks of :data:`CHUNK_IMAGES` rows. A new chunk
 lives in RAM while the RAM held by all stores stays within the memory budget, and otherwise in
 a memory-mapped file in the cache folder while the disk held stays within the disk budget
-(:func:`set_cache_budget`). Past both, new images take the rows of the least recently used
+(:func:`wjsentiment.set_config`). Past both, new images take the rows of the least recently used
 ones. A chunk is the unit that is held or given back, so the budgets are met to within one
 chunk per store, rounded down.
 
@@ -39,47 +39,12 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from ..config import get_config, on_change, set_config
 from .decode import BadImageError, ImageInput, decode_image, input_key
 from .device import decode_files_on_device
 
 #: Images per chunk of the store: the unit of RAM or disk that is held or given back.
 CHUNK_IMAGES = 256
-
-#: Default memory budget: this share of physical memory...
-MEMORY_SHARE = 0.25
-#: ...but at most this many bytes. ``WJSENTIMENT_CACHE_MEMORY`` overrides both.
-MEMORY_CAP = 16 * 2**30
-#: Default disk budget for spilled chunks; ``WJSENTIMENT_CACHE_DISK`` overrides it.
-DISK_DEFAULT = 32 * 2**30
-
-
-def _env_bytes(name: str, default: int) -> int:
-    value = os.environ.get(name)
-    if not value:
-        return default
-    try:
-        number = int(float(value))
-    except ValueError:
-        raise ValueError(f"{name}={value!r} is not a number of bytes; set it to a number such "
-                         "as 4e9, or unset it.") from None
-    if number < 0:
-        raise ValueError(f"{name}={value!r} must be >= 0 bytes.")
-    return number
-
-
-def _default_memory_budget() -> int:
-    try:
-        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (ValueError, OSError, AttributeError):
-        total = 8 * 2**30
-    return int(min(total * MEMORY_SHARE, MEMORY_CAP))
-
-
-_BUDGET = {
-    "memory": _env_bytes("WJSENTIMENT_CACHE_MEMORY", _default_memory_budget()),
-    "disk": _env_bytes("WJSENTIMENT_CACHE_DISK", DISK_DEFAULT),
-    "dir": os.environ.get("WJSENTIMENT_CACHE_DIR"),
-}
 
 #: Guards the bookkeeping of every store, and the registry of stores.
 _LOCK = threading.Lock()
@@ -96,6 +61,10 @@ def set_cache_budget(memory_bytes: int | None = None, cache_dir: str | os.PathLi
                      *, disk_bytes: int | None = None) -> dict:
     """Set how many bytes of decoded pixels are kept in RAM and on disk for reuse.
 
+    A thin wrapper over :func:`wjsentiment.set_config` (``cache_memory_bytes``,
+    ``cache_dir`` and ``cache_disk_bytes``), kept for existing code; None leaves a setting
+    as it is.
+
     The budgets bound the decoded images kept between calls; the images one ``fit`` or
     ``predict`` is using stay however many they are (spilled to disk beyond the budgets) and
     are given back when it ends. Lowering a budget gives back at once what is over it.
@@ -103,14 +72,11 @@ def set_cache_budget(memory_bytes: int | None = None, cache_dir: str | os.PathLi
     Parameters
     ----------
     memory_bytes : int, optional
-        RAM budget for decoded images, shared by every image size. Defaults to a quarter of
-        physical memory (at most 16 GiB), or the ``WJSENTIMENT_CACHE_MEMORY`` variable.
-    cache_dir : path, optional
-        Where spilled chunks are memory-mapped. Defaults to ``WJSENTIMENT_CACHE_DIR`` or the
-        system temporary directory.
+        RAM budget for decoded images, shared by every image size.
+    cache_dir : path-like, optional
+        Where spilled chunks are memory-mapped.
     disk_bytes : int, optional
-        Budget for spilled chunks in ``cache_dir``, shared by every image size. Defaults to
-        32 GiB, or the ``WJSENTIMENT_CACHE_DISK`` variable.
+        Budget for spilled chunks in ``cache_dir``, shared by every image size.
 
     Returns
     -------
@@ -126,16 +92,25 @@ def set_cache_budget(memory_bytes: int | None = None, cache_dir: str | os.PathLi
     for name, value in (("memory_bytes", memory_bytes), ("disk_bytes", disk_bytes)):
         if value is not None and int(value) < 0:
             raise ValueError(f"{name} must be >= 0, got {value!r}.")
-    with _LOCK:
-        if memory_bytes is not None:
-            _BUDGET["memory"] = int(memory_bytes)
-        if disk_bytes is not None:
-            _BUDGET["disk"] = int(disk_bytes)
-        if cache_dir is not None:
-            _BUDGET["dir"] = os.fspath(cache_dir)
-        _settle()
-        return {"memory_bytes": _BUDGET["memory"], "disk_bytes": _BUDGET["disk"],
-                "cache_dir": _BUDGET["dir"] or tempfile.gettempdir()}
+    given = {"cache_memory_bytes": memory_bytes, "cache_disk_bytes": disk_bytes,
+             "cache_dir": cache_dir}
+    set_config(**{k: int(v) if k != "cache_dir" else v
+                  for k, v in given.items() if v is not None})
+    settings = get_config()
+    return {"memory_bytes": settings["cache_memory_bytes"],
+            "disk_bytes": settings["cache_disk_bytes"],
+            "cache_dir": settings["cache_dir"] or tempfile.gettempdir()}
+
+
+def _budgets_changed(names: set[str]) -> None:
+    """Give back at once what is over a lowered budget (a :func:`~wjsentiment.config.on_change`
+    listener)."""
+    if names & {"cache_memory_bytes", "cache_disk_bytes"}:
+        with _LOCK:
+            _settle()
+
+
+on_change(_budgets_changed)
 
 
 def _held(on_disk: bool) -> int:
@@ -143,7 +118,7 @@ def _held(on_disk: bool) -> int:
 
 
 def _memmap_chunk(shape: tuple[int, ...]) -> np.ndarray:
-    directory = _BUDGET["dir"] or tempfile.gettempdir()
+    directory = get_config()["cache_dir"] or tempfile.gettempdir()
     os.makedirs(directory, exist_ok=True)
     fd, path = tempfile.mkstemp(prefix="wjsentiment-pixels-", suffix=".u8", dir=directory)
     os.close(fd)
@@ -162,7 +137,9 @@ def _settle() -> None:
     while _RELEASE_LATER:
         store, rows = _RELEASE_LATER.popleft()
         store._unpin(rows)
-    for on_disk, budget in ((False, _BUDGET["memory"]), (True, _BUDGET["disk"])):
+    settings = get_config()
+    for on_disk, budget in ((False, settings["cache_memory_bytes"]),
+                            (True, settings["cache_disk_bytes"])):
         held = _held(on_disk)
         if held <= budget:
             continue
@@ -356,15 +333,16 @@ class DecodedImageStore:
         room for one (RAM, then disk), then the least recently used unpinned rows, then new
         spilled chunks beyond the budgets (a working set larger than them)."""
         taken: list[int] = []
+        settings = get_config()
         try:
             while len(taken) < n:
                 if self._free:
                     rows = sorted(self._free)[:n - len(taken)]
                     self._free.difference_update(rows)
                     taken.extend(rows)
-                elif _held(False) + self.chunk_bytes <= _BUDGET["memory"]:
+                elif _held(False) + self.chunk_bytes <= settings["cache_memory_bytes"]:
                     self._new_chunk(on_disk=False)
-                elif _held(True) + self.chunk_bytes <= _BUDGET["disk"]:
+                elif _held(True) + self.chunk_bytes <= settings["cache_disk_bytes"]:
                     self._new_chunk(on_disk=True)
                 elif len(victims := self._least_recently_used(n - len(taken))):
                     for row in victims.tolist():

@@ -29,6 +29,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from ..params import DECODERS
 from .decode import (
     JpegHeader,
     baseline_jpeg,
@@ -37,11 +38,6 @@ from .decode import (
     output_pixels,
     resize_square,
 )
-
-#: Where images are decoded: "auto" (on the model's device when it is a CUDA device, for the
-#: baseline JPEG files that nvJPEG decodes; on the host otherwise), "cpu" (always on the
-#: host) or "cuda" (on the GPU for those files even when the model runs on the CPU).
-DECODERS = ("auto", "cpu", "cuda")
 
 #: Most JPEG files per call of the device decoder...
 DEVICE_BATCH = 128

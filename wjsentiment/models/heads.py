@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from torch import nn
 
-#: The heads :func:`build_head` knows.
-HEADS = ("linear", "mlp")
+from ..params import HEADS
 
 
 def build_head(kind: str, in_features: int, n_classes: int) -> nn.Module:

@@ -1,40 +1,12 @@
-"""Training: batches on the device, augmentation, optimizer and schedule, the step, the loop."""
+"""Training: the epoch loop, its callbacks, augmentation on the device, optimizer and schedule.
 
-from .augment import random_resized_crop_flip
-from .batches import FeatureBatches, ImageBatches, device_batches, split_batches
-from .loop import (
-    ON_DIVERGENCE,
-    PRECISIONS,
-    TrainConfig,
-    TrainingDivergedError,
-    TrainResult,
-    predict_logits,
-    train_model,
-    use_cuda_graphs,
-)
-from .optim import LR_SCHEDULES, OPTIMIZERS, lr_factor_schedule, make_optimizer, set_lr
-from .steps import EagerStep, GraphedStep, autocast
+What users need from here: :class:`Callback` to write their own ``callbacks`` for
+:class:`~wjsentiment.SentimentClassifier`, the loop's own two callbacks as examples, and the
+error raised when training diverges. The modules (``loop``, ``callbacks``, ``optim``,
+``steps``, ``augment``) hold the rest, for the estimator.
+"""
 
-__all__ = [
-    "LR_SCHEDULES",
-    "ON_DIVERGENCE",
-    "OPTIMIZERS",
-    "PRECISIONS",
-    "EagerStep",
-    "FeatureBatches",
-    "GraphedStep",
-    "ImageBatches",
-    "TrainConfig",
-    "TrainResult",
-    "TrainingDivergedError",
-    "autocast",
-    "device_batches",
-    "lr_factor_schedule",
-    "make_optimizer",
-    "predict_logits",
-    "random_resized_crop_flip",
-    "set_lr",
-    "split_batches",
-    "train_model",
-    "use_cuda_graphs",
-]
+from .callbacks import Callback, EarlyStopping, ProgressBar
+from .loop import TrainingDivergedError
+
+__all__ = ["Callback", "EarlyStopping", "ProgressBar", "TrainingDivergedError"]

@@ -1,4 +1,10 @@
-"""The epoch loop: batches -> (augment) -> mixed-precision step -> history, with early stopping."""
+"""The epoch loop: batches -> (augment) -> mixed-precision step -> history.
+
+Each epoch is small steps (:meth:`_Run.train_epoch`, :meth:`_Run.record`,
+:meth:`_Run.evaluate`); what happens between them is told to callbacks
+(:mod:`wjsentiment.training.callbacks`), two of which are the loop's own: the progress bar and
+early stopping.
+"""
 
 from __future__ import annotations
 
@@ -6,30 +12,26 @@ import contextlib
 import copy
 import time
 import warnings
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, fields
+from typing import Any
 
 import numpy as np
 import torch
 from sklearn.metrics import f1_score
 from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
-from tqdm.auto import tqdm
 
+from ..batches import autocast, device_batches, split_batches
+from ..config import get_config
+from ..params import AVERAGING
 from .augment import random_resized_crop_flip
-from .batches import device_batches, split_batches
-from .optim import lr_factor_schedule, make_optimizer, set_lr
-from .steps import EagerStep, GraphedStep, autocast
+from .callbacks import EarlyStopping, ProgressBar, overrides
+from .optim import lr_factor_schedule, make_optimizer, make_scheduler
+from .steps import EagerStep, GraphedStep
 
-#: Precisions the loop runs in.
-PRECISIONS = ("auto", "fp32", "bf16")
-#: What training does when the loss or the weights become non-finite.
-ON_DIVERGENCE = ("raise", "restore")
-#: Weight averaging the loop can apply: None, or an exponential moving average of the weights.
-AVERAGING = (None, "ema")
 #: Time constant of the weight EMA, as a share of all training steps.
 EMA_HORIZON = 0.1
-#: Test-time augmentations of prediction: None, or the mean logits of an image and its mirror.
-TTA = (None, "flip")
 
 
 class TrainingDivergedError(FloatingPointError):
@@ -61,26 +63,48 @@ class TrainingDivergedError(FloatingPointError):
 
 @dataclass
 class TrainConfig:
-    """Settings of one training run (the estimator's parameters, resolved)."""
+    """Settings of one training run.
 
-    epochs: int = 10
-    batch_size: int = 32
-    lr: float = 1e-3
-    weight_decay: float = 1e-4
-    optimizer: str = "adamw"
-    lr_schedule: str = "cosine"
-    label_smoothing: float = 0.0
-    class_weights: np.ndarray | None = None
-    sampling: str | None = None
-    augment: bool = True
-    early_stopping: bool = False
-    n_iter_no_change: int = 5
+    The fields without a default are the estimator parameters of the same names (declared
+    once, with their defaults, in :data:`wjsentiment.params.CLASSIFIER_PARAMS`);
+    :meth:`from_params` takes them from the estimator's ``get_params()``. The others are the
+    values ``fit`` resolves: the precision and CUDA-graph setting for the device, the class
+    weights for the labels, and the seed.
+    """
+
+    epochs: int
+    batch_size: int
+    lr: float
+    weight_decay: float
+    optimizer: str
+    lr_schedule: str
+    label_smoothing: float
+    augment: bool
+    early_stopping: bool
+    n_iter_no_change: int
+    on_divergence: str
+    averaging: str | None
+    verbose: int
     precision: str = "fp32"
-    cuda_graphs: bool | str = "auto"
-    on_divergence: str = "raise"
-    averaging: str | None = None
-    verbose: int = 1
+    cuda_graphs: bool | str = False
+    class_weights: np.ndarray | None = None
     seed: int = 0
+
+    @classmethod
+    def from_params(cls, params: Mapping[str, Any], **resolved: Any) -> TrainConfig:
+        """The configuration of estimator parameters ``params``, with ``resolved`` values
+        taking the place of parameters of the same name (``precision="auto"`` -> "bf16").
+
+        Examples
+        --------
+        >>> from wjsentiment.params import CLASSIFIER_PARAMS, defaults
+        >>> config = TrainConfig.from_params(defaults(CLASSIFIER_PARAMS), precision="fp32")
+        >>> config.epochs, config.precision
+        (10, 'fp32')
+        """
+        names = {f.name for f in fields(cls)}
+        given = {k: v for k, v in params.items() if k in names and k not in resolved}
+        return cls(**given, **resolved)
 
 
 @dataclass
@@ -161,15 +185,6 @@ def use_cuda_graphs(setting: bool | str, device: torch.device, batch_size: int) 
     return setting is True or batch_size <= 128
 
 
-def _epoch_order(y: np.ndarray, sampling: str | None, rng: np.random.Generator) -> np.ndarray:
-    if sampling is None:
-        return rng.permutation(len(y))
-    from ..datasets.splits import balance
-
-    picked = balance(y, strategy=sampling, random_state=int(rng.integers(2**31)))
-    return rng.permutation(np.asarray(picked))
-
-
 @torch.inference_mode()
 def predict_logits(module: nn.Module, source, batch_size: int, device: torch.device,
                    precision: str, tta: str | None = None) -> torch.Tensor:
@@ -230,6 +245,10 @@ def train_model(
     n_classes: int,
     valid_source=None,
     y_valid: np.ndarray | None = None,
+    *,
+    epoch_order: Callable[[np.random.Generator], np.ndarray] | None = None,
+    callbacks: Sequence[Any] = (),
+    owner: Any = None,
 ) -> TrainResult:
     """Train ``module`` on batches of ``train_source`` and return its history.
 
@@ -246,6 +265,14 @@ def train_model(
     n_classes : int
     valid_source, y_valid : optional
         Holdout for the validation curves and early stopping.
+    epoch_order : callable, optional
+        Given the run's random generator, the positions of ``train_source`` one epoch visits,
+        in order (class-balanced sampling, say). Default: a permutation of all of them.
+    callbacks : sequence, optional
+        Objects told of the run (see :mod:`wjsentiment.training.callbacks`), after the loop's
+        own progress bar and early stopping.
+    owner : object, optional
+        What the callbacks are given as ``estimator``.
 
     Returns
     -------
@@ -255,129 +282,181 @@ def train_model(
     Notes
     -----
     Training a head on cached features on a CPU runs on one thread: its tensors are too
-    small to gain from more, and threads that wait for each other on a busy machine made it
-    up to 8 times slower.
+    small to gain from more (see ``benchmarks/RESULTS.md``). Otherwise torch's CPU threads
+    follow ``wjsentiment.set_config(torch_threads=...)``.
     """
     small = getattr(train_source, "kind", "") == "features" and device.type == "cpu"
-    with cpu_threads(1 if small else None):
-        return _run_epochs(module, train_source, y_train, config, device, n_classes,
-                           valid_source, y_valid)
+    with cpu_threads(1 if small else get_config()["torch_threads"]):
+        run = _Run(module, train_source, y_train, config, device, n_classes,
+                   (valid_source, y_valid), epoch_order)
+        return run.fit(list(callbacks), owner)
 
 
-def _run_epochs(module, train_source, y_train, config, device, n_classes, valid_source,
-                y_valid) -> TrainResult:
-    rng = np.random.default_rng(config.seed)
-    generator = torch.Generator(device=device).manual_seed(config.seed)
-    augment = config.augment and getattr(train_source, "kind", "") == "images"
-    y_all = torch.as_tensor(y_train, dtype=torch.long, device=device)
-    y_valid_t = (torch.as_tensor(y_valid, dtype=torch.long, device=device)
-                 if valid_source is not None else None)
-    weight = (torch.as_tensor(config.class_weights, dtype=torch.float32, device=device)
-              if config.class_weights is not None else None)
-    criterion = nn.CrossEntropyLoss(weight=weight, label_smoothing=config.label_smoothing)
+class _Run:
+    """One training run: what its epochs share, and each part of an epoch as one method.
 
-    steps_per_epoch = len(split_batches(_epoch_order(y_train, config.sampling,
-                                                     np.random.default_rng(config.seed)),
-                                        config.batch_size, drop_single=True))
-    graphs = (config.optimizer == "adamw"
-              and use_cuda_graphs(config.cuda_graphs, device, config.batch_size))
-    optimizer = make_optimizer(module.parameters(), config.optimizer, config.lr,
-                               config.weight_decay, capturable=graphs)
-    lr_factor = lr_factor_schedule(config.lr_schedule, steps_per_epoch * config.epochs)
-    args = (module, criterion, optimizer, device, config.precision)
-    step = GraphedStep(*args, batch_size=config.batch_size) if graphs else EagerStep(*args)
-    step_count = 0
+    :meth:`fit` runs the epochs: :meth:`train_epoch` (one pass over the batches),
+    :meth:`record` and :meth:`evaluate` (the epoch's ``history_`` entry), then the callbacks
+    decide whether to stop.
+    """
 
-    averaged = _weight_average(module, config.averaging, steps_per_epoch * config.epochs)
-    watched = averaged.module if averaged is not None else module  # validated and kept
-    result = TrainResult()
-    best_f1, best_state, stale = -np.inf, None, 0
-    last_good = None  # weights at the end of the last finite epoch, for on_divergence="restore"
-    bar = tqdm(total=steps_per_epoch * config.epochs, unit="step", disable=config.verbose <= 0,
-               leave=config.verbose > 0, desc="fit")
-    for epoch in range(1, config.epochs + 1):
-        module.train()
+    def __init__(self, module: nn.Module, source, y_train: np.ndarray, config: TrainConfig,
+                 device: torch.device, n_classes: int, valid: tuple,
+                 epoch_order: Callable[[np.random.Generator], np.ndarray] | None) -> None:
+        self.module, self.source, self.config = module, source, config
+        self.device, self.n_classes = device, n_classes
+        self.order = epoch_order or (lambda rng: rng.permutation(len(y_train)))
+        self.rng = np.random.default_rng(config.seed)
+        self.generator = torch.Generator(device=device).manual_seed(config.seed)
+        self.augment = config.augment and getattr(source, "kind", "") == "images"
+        self.y = torch.as_tensor(y_train, dtype=torch.long, device=device)
+        self.valid_source = valid[0]
+        self.y_valid = (torch.as_tensor(valid[1], dtype=torch.long, device=device)
+                        if valid[0] is not None else None)
+        self.steps_per_epoch = len(split_batches(self.order(np.random.default_rng(config.seed)),
+                                                 config.batch_size, drop_single=True))
+        self._make_step()
+        self.averaged = _weight_average(module, config.averaging,
+                                        self.steps_per_epoch * config.epochs)
+        self.watched = self.averaged.module if self.averaged is not None else module
+        self.steps_done = 0
+        self.last_good: dict | None = None  # weights after the last finite epoch ("restore")
+        self.result = TrainResult()
+
+    def _make_step(self) -> None:
+        """The optimizer, its learning-rate schedule and the train step (graphed or eager)."""
+        config, total = self.config, self.steps_per_epoch * self.config.epochs
+        weight = (torch.as_tensor(config.class_weights, dtype=torch.float32, device=self.device)
+                  if config.class_weights is not None else None)
+        criterion = nn.CrossEntropyLoss(weight=weight, label_smoothing=config.label_smoothing)
+        graphs = (config.optimizer == "adamw"
+                  and use_cuda_graphs(config.cuda_graphs, self.device, config.batch_size))
+        optimizer = make_optimizer(self.module.parameters(), config.optimizer, config.lr,
+                                   config.weight_decay, capturable=graphs)
+        self.schedule = make_scheduler(optimizer, config.lr_schedule, total)
+        self.lr_factor = lr_factor_schedule(config.lr_schedule, total)
+        args = (self.module, criterion, optimizer, self.device, config.precision)
+        self.step = (GraphedStep(*args, batch_size=config.batch_size) if graphs
+                     else EagerStep(*args))
+
+    def fit(self, callbacks: list[Any], owner: Any) -> TrainResult:
+        """Run the epochs, telling ``callbacks`` (after the loop's own) what happens."""
+        progress = ProgressBar(self.steps_per_epoch * self.config.epochs, self.config.epochs,
+                               self.config.verbose)
+        early = (EarlyStopping(self.watched, self.module, self.config.n_iter_no_change)
+                 if self.config.early_stopping else None)
+        hooks = [progress, *([early] if early is not None else []), *callbacks]
+        try:
+            _tell(hooks, "on_fit_begin", owner)
+            for epoch in range(1, self.config.epochs + 1):
+                losses, pairs, seconds = self.train_epoch(epoch, hooks, owner)
+                diverged = _divergence(losses, self.module, epoch, self.steps_per_epoch)
+                if diverged is not None:
+                    self.keep_last_good(diverged, early)
+                    break
+                entry = self.record(epoch, losses, pairs, seconds)
+                self.evaluate(entry)
+                self.result.history.append(entry)
+                self.result.n_epochs = epoch
+                if self.config.on_divergence == "restore":
+                    self.last_good = copy.deepcopy(self.module.state_dict())
+                if any(_tell(hooks, "on_epoch_end", owner, entry)):
+                    break
+            self.finish(early)
+            _tell(hooks, "on_fit_end", owner)
+        finally:
+            progress.close()
+        return self.result
+
+    def train_epoch(self, epoch: int, hooks: list[Any], owner: Any
+                    ) -> tuple[np.ndarray, np.ndarray, float]:
+        """One pass over the epoch's batches: the loss x batch size of each step, the
+        (predicted, true) class pairs, and the seconds it took."""
+        self.module.train()
         start = time.perf_counter()
-        batches = split_batches(_epoch_order(y_train, config.sampling, rng), config.batch_size,
-                                drop_single=True)
+        batches = split_batches(self.order(self.rng), self.config.batch_size, drop_single=True)
         if epoch == 1:
-            check_batch_norm_batches(module, [len(b) for b in batches])
-        step_losses = []  # loss x batch size, per step, on the device: no sync per step
-        correct = []
-        seen = 0
-        targets = [y_all.index_select(0, index) for index in device_batches(batches, device)]
-        for target, x in zip(targets, train_source.iterate(batches)):
-            if augment:
-                x = random_resized_crop_flip(x, generator)
-            set_lr(optimizer, config.lr * lr_factor(step_count))
-            loss, logits = step(x, target)
-            if averaged is not None:
-                averaged.update_parameters(module)
-            step_count += 1
+            check_batch_norm_batches(self.module, [len(b) for b in batches])
+        per_batch = [h for h in hooks if overrides(h, "on_batch_end")]
+        step_losses, correct = [], []  # on the device: no sync per step
+        targets = [self.y.index_select(0, index) for index in device_batches(batches, self.device)]
+        for target, x in zip(targets, self.source.iterate(batches)):
+            if self.augment:
+                x = random_resized_crop_flip(x, self.generator)
+            loss, logits = self.step(x, target)
+            self.schedule.step()
+            if self.averaged is not None:
+                self.averaged.update_parameters(self.module)
+            self.steps_done += 1
             step_losses.append(loss.reshape(1) * len(target))
             correct.append(torch.stack([logits.argmax(1), target]))
-            seen += len(target)
-            bar.update(1)
+            for hook in per_batch:
+                hook.on_batch_end(owner, self.steps_done)
         losses = (torch.cat(step_losses).cpu().numpy() if step_losses
                   else np.zeros(0, dtype=np.float32))
-        diverged = _divergence(losses, module, epoch, len(batches))
-        if diverged is not None:
-            restore = best_state if config.early_stopping and best_state is not None else last_good
-            if config.on_divergence != "restore" or restore is None:
-                bar.close()
-                raise diverged
-            module.load_state_dict(restore)
-            result.diverged = diverged
-            if not (config.early_stopping and best_state is not None):
-                result.best_epoch = result.n_epochs
-            warnings.warn(f"{diverged} Kept the weights of epoch {result.best_epoch}.",
-                          RuntimeWarning, stacklevel=3)
-            bar.close()
-            return result
         pairs = torch.cat(correct, dim=1).cpu().numpy() if correct else np.zeros((2, 0), int)
-        seconds = time.perf_counter() - start
-        entry = {
+        return losses, pairs, time.perf_counter() - start
+
+    def record(self, epoch: int, losses: np.ndarray, pairs: np.ndarray,
+               seconds: float) -> dict:
+        """The epoch's ``history_`` entry from its training steps."""
+        seen = pairs.shape[1]
+        return {
             "epoch": epoch,
             "train_loss": float(losses.sum() / max(1, seen)),
             "train_accuracy": float((pairs[0] == pairs[1]).mean()) if seen else float("nan"),
-            "train_f1": float(f1_score(pairs[1], pairs[0], labels=np.arange(n_classes),
+            "train_f1": float(f1_score(pairs[1], pairs[0], labels=np.arange(self.n_classes),
                                        average="macro", zero_division=0)),
             "samples": seen,
-            "lr": config.lr * lr_factor(step_count - 1),
+            "lr": self.config.lr * self.lr_factor(self.steps_done - 1),
             "seconds": seconds,
             "images_per_second": seen / seconds if seconds > 0 else float("nan"),
         }
-        if valid_source is not None:
-            logits = predict_logits(watched, valid_source, max(config.batch_size, 64), device,
-                                    config.precision)
-            entry.update(_valid_scores(logits, y_valid_t, n_classes))
-        result.history.append(entry)
-        result.n_epochs = epoch
-        if config.on_divergence == "restore":
-            last_good = copy.deepcopy(module.state_dict())
-        postfix = {"loss": f"{entry['train_loss']:.3f}"}
-        if "valid_f1" in entry:
-            postfix["valid_f1"] = f"{entry['valid_f1']:.3f}"
-        bar.set_postfix(postfix, refresh=False)
-        bar.set_description(f"fit epoch {epoch}/{config.epochs}")
 
-        score = entry.get("valid_f1", -entry["train_loss"])
-        if score > best_f1:
-            best_f1, stale, result.best_epoch = score, 0, epoch
-            if config.early_stopping:
-                best_state = copy.deepcopy(watched.state_dict())
-        else:
-            stale += 1
-        if config.early_stopping and stale >= config.n_iter_no_change:
-            break
-    bar.close()
-    if config.early_stopping and best_state is not None:
-        module.load_state_dict(best_state)
-    else:
-        result.best_epoch = result.n_epochs
-        if averaged is not None:
-            module.load_state_dict(averaged.module.state_dict())
-    return result
+    def evaluate(self, entry: dict) -> None:
+        """Add the validation scores of the watched weights to ``entry``."""
+        if self.valid_source is None:
+            return
+        logits = predict_logits(self.watched, self.valid_source,
+                                max(self.config.batch_size, 64), self.device,
+                                self.config.precision)
+        entry.update(_valid_scores(logits, self.y_valid, self.n_classes))
+
+    def keep_last_good(self, diverged: TrainingDivergedError,
+                       early: EarlyStopping | None) -> None:
+        """After a non-finite epoch: raise, or (``on_divergence="restore"``) keep the weights
+        of the best epoch with early stopping, else of the last finite one, and warn."""
+        best = early is not None and early.best_state is not None
+        if self.config.on_divergence != "restore" or not (best or self.last_good is not None):
+            raise diverged
+        if not best:
+            self.module.load_state_dict(self.last_good)
+        self.result.diverged = diverged
+        self.result.best_epoch = early.best_epoch if best else self.result.n_epochs
+        warnings.warn(f"{diverged} Kept the weights of epoch {self.result.best_epoch}.",
+                      RuntimeWarning, stacklevel=7)  # the caller of fit
+
+    def finish(self, early: EarlyStopping | None) -> None:
+        """Set the epoch whose weights the module keeps (early stopping restores them at
+        ``on_fit_end``; without it the weight average, if any, becomes the model)."""
+        if self.result.diverged is not None:
+            return
+        if early is not None and early.best_state is not None:
+            self.result.best_epoch = early.best_epoch
+            return
+        self.result.best_epoch = self.result.n_epochs
+        if self.averaged is not None:
+            self.module.load_state_dict(self.averaged.module.state_dict())
+
+
+def _tell(hooks: list[Any], name: str, owner: Any, *args: Any) -> list[Any]:
+    """Call the hook ``name`` of every callback that has it (a record as a copy each)."""
+    answers = []
+    for hook in hooks:
+        method = getattr(hook, name, None)
+        if callable(method):
+            answers.append(method(owner, *(dict(a) for a in args)))
+    return answers
 
 
 def _weight_average(module: nn.Module, averaging: str | None,

@@ -7,10 +7,7 @@ from collections.abc import Callable, Iterable
 
 import torch
 
-#: Optimizers :func:`make_optimizer` builds.
-OPTIMIZERS = ("adamw", "sgd")
-#: Schedules :func:`lr_factor_schedule` builds.
-LR_SCHEDULES = ("cosine", "constant")
+from ..params import LR_SCHEDULES, OPTIMIZERS
 
 
 def make_optimizer(
@@ -21,7 +18,8 @@ def make_optimizer(
 
     On CUDA the fused implementation is used (one kernel per step). With
     ``capturable=True`` (AdamW only) the learning rate is a device tensor, so a CUDA graph
-    that captured the step still follows the schedule (:func:`set_lr` updates it in place).
+    that captured the step still follows the schedule (:func:`make_scheduler` updates it in
+    place).
 
     Examples
     --------
@@ -72,10 +70,19 @@ def lr_factor_schedule(name: str, total_steps: int) -> Callable[[int], float]:
     return factor
 
 
-def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
-    """Set the learning rate of every parameter group, in place when it is a tensor."""
-    for group in optimizer.param_groups:
-        if isinstance(group["lr"], torch.Tensor):
-            group["lr"].fill_(lr)
-        else:
-            group["lr"] = lr
+def make_scheduler(optimizer: torch.optim.Optimizer, name: str,
+                   total_steps: int) -> torch.optim.lr_scheduler.LambdaLR:
+    """torch's ``LambdaLR`` over :func:`lr_factor_schedule`: step it after every optimizer step.
+
+    ``LambdaLR`` fills a tensor learning rate in place (the ``capturable`` AdamW of a CUDA
+    graph keeps reading the same tensor), so the graph follows the schedule.
+
+    Examples
+    --------
+    >>> layer = torch.nn.Linear(2, 2)
+    >>> optimizer = make_optimizer(layer.parameters(), "sgd", 0.1, 0.0)
+    >>> schedule = make_scheduler(optimizer, "cosine", total_steps=100)
+    >>> optimizer.param_groups[0]["lr"]  # the first step warms up: 0.1 * 1/5
+    0.020000000000000004
+    """
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor_schedule(name, total_steps))

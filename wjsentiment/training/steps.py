@@ -8,19 +8,12 @@ falls back to eager steps if capture fails.
 
 from __future__ import annotations
 
-import contextlib
 import warnings
 
 import torch
 from torch import nn
 
-
-def autocast(device: torch.device, precision: str, *, cache: bool = True):
-    """bf16 autocast on the device for ``precision="bf16"``, nothing for ``"fp32"``."""
-    if precision == "bf16":
-        return torch.autocast(device_type=torch.device(device).type, dtype=torch.bfloat16,
-                              cache_enabled=cache)
-    return contextlib.nullcontext()
+from ..batches import autocast
 
 
 class EagerStep:

@@ -1,4 +1,8 @@
-"""Batches on the device: decoded uint8 images or cached features, in and out of the model.
+"""Batches on the device: decoded uint8 images or cached features, in and out of the model,
+and the precision they run in.
+
+Below both :mod:`wjsentiment.models` (the frozen-feature cache runs the backbone over image
+batches) and :mod:`wjsentiment.training` (the loop trains on them).
 
 On CUDA, the uint8 images of a fit are copied to the GPU once when they fit in its memory,
 and each batch is then an index into that tensor: no host work per epoch. Otherwise (and for
@@ -9,6 +13,7 @@ separate CUDA stream copies each one to the GPU while the previous batch compute
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections import deque
 from collections.abc import Iterator
@@ -17,7 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import torch
 
-from ..images.cache import DecodedImageStore
+from .images.cache import DecodedImageStore
 
 #: Share of free GPU memory the resident uint8 images may take.
 GPU_RESIDENT_SHARE = 0.4
@@ -222,3 +227,18 @@ def split_batches(order: np.ndarray, batch_size: int, *, drop_single: bool = Fal
     if drop_single and batch_size > 1 and len(batches) > 1 and len(batches[-1]) == 1:
         batches.pop()
     return batches
+
+
+def autocast(device: torch.device, precision: str, *, cache: bool = True):
+    """bf16 autocast on the device for ``precision="bf16"``, nothing for ``"fp32"``.
+
+    Examples
+    --------
+    >>> with autocast("cpu", "fp32"):
+    ...     torch.ones(1).dtype
+    torch.float32
+    """
+    if precision == "bf16":
+        return torch.autocast(device_type=torch.device(device).type, dtype=torch.bfloat16,
+                              cache_enabled=cache)
+    return contextlib.nullcontext()
