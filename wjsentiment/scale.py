@@ -116,15 +116,14 @@ def predict_frame(model: Any, paths: Sequence[str | os.PathLike]) -> pandas.Data
     >>> import numpy as np, tempfile
     >>> from PIL import Image
     >>> from wjsentiment import SentimentClassifier
-    >>> folder = tempfile.mkdtemp()
-    >>> paths = []
-    >>> for i, value in enumerate([20, 230, 30, 220]):
-    ...     paths.append(f"{folder}/{i}.png")
-    ...     Image.new("RGB", (16, 16), (value,) * 3).save(paths[-1])
-    >>> clf = SentimentClassifier(backbone="test_resnet", weights=None, image_size=16,
-    ...                           epochs=1, calibration=None, random_state=0, verbose=0)
-    >>> clf = clf.fit(paths, ["Negative", "Positive"] * 2)
-    >>> table = predict_frame(clf, [paths[0], f"{folder}/missing.png"])
+    >>> X = np.zeros((4, 16, 16, 3), dtype=np.uint8)
+    >>> X[1::2] = 230  # dark and bright images
+    >>> clf = SentimentClassifier(backbone="test_resnet", weights=None, image_size=16, epochs=1,
+    ...                           calibration=None, random_state=0, verbose=0)
+    >>> clf = clf.fit(X, ["Negative", "Positive"] * 2)
+    >>> dark = tempfile.mkdtemp() + "/dark.png"
+    >>> Image.fromarray(X[0]).save(dark)
+    >>> table = predict_frame(clf, [dark, "no/such/image.png"])
     >>> table.columns.tolist()
     ['path', 'label', 'proba_Negative', 'proba_Positive', 'error']
     >>> table["error"].tolist()
