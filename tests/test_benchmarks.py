@@ -164,3 +164,14 @@ def test_bench_quality_smoke(bench, tmp_path):
     again = bench("bench_quality").main(["--smoke", "--cache-dir", str(cache), "--recipes",
                                          "prior", "logreg", "ensemble"])
     assert again["rows"] == res["rows"]  # read back from the cache, not refitted
+
+
+def test_bench_scale_smoke(bench, tmp_path):
+    res = run(bench, "bench_scale", tmp_path, "--gloo-fit")
+    assert res["same_result"] is True
+    assert res["n_jobs_1"]["best_params"] == res["dask"]["best_params"]
+    assert res["dask"]["seconds"] > 0 and res["dask"]["startup_seconds"] > 0
+    assert res["ratio"] == pytest.approx(res["n_jobs_1"]["seconds"] / res["dask"]["seconds"])
+    assert res["warm_ratio"] == pytest.approx(res["n_jobs_1"]["warm_seconds"]
+                                              / res["dask"]["warm_seconds"])
+    assert res["gloo_fit"]["status"].startswith("pending")

@@ -271,6 +271,102 @@ def test_verbose_failure_prints_traceback(tmp_path, capsys):
     assert err.strip().splitlines()[-1].startswith("wjsentiment predict: error:")
 
 
+# ------------------------------------------------------------- predict: lists, streaming, resume
+@pytest.fixture
+def six_images(emoji_folder, tmp_path) -> list[Path]:
+    """Six emoji PNGs copied into tmp_path/images, in sorted order."""
+    folder = tmp_path / "images"
+    folder.mkdir()
+    sources = sorted(emoji_folder.rglob("*.png"))[:6]
+    return [Path(shutil.copy(src, folder / f"{i}_{src.name}")) for i, src in enumerate(sources)]
+
+
+def test_predict_reads_csv_and_txt_lists_of_paths(fitted, six_images, tmp_path, capsys):
+    lists = tmp_path / "lists"
+    lists.mkdir()
+    # A CSV with the paths in column "file", relative to the CSV's folder, one cell empty.
+    pd.DataFrame({"id": [1, 2, 3], "file": [f"../images/{six_images[0].name}", "",
+                                            f"../images/{six_images[1].name}"]}
+                 ).to_csv(lists / "batch.csv", index=False)
+    # A text file of absolute paths, one a line, with a blank line.
+    (lists / "more.txt").write_text(f"{six_images[2]}\n\n{six_images[3]}\n")
+    out = tmp_path / "predictions.csv"
+    status = cli.main(["predict", str(fitted / "model"), str(lists / "batch.csv"),
+                       str(lists / "more.txt"), "--path-col", "file", "--out", str(out)])
+    err = capsys.readouterr().err
+    assert status == 0, err
+    rows = read_predictions(out)
+    assert [Path(r["path"]).resolve() for r in rows] == [p.resolve() for p in six_images[:4]]
+    assert all(r["error"] == "" and r["label"] in CLASSES for r in rows)
+    assert "Left out 2 empty entries" in err and "Wrote 4 predictions" in err
+
+
+def test_predict_csv_list_without_the_path_column_exits_1(fitted, tmp_path, capsys):
+    (tmp_path / "list.csv").write_text("file\na.png\n")
+    status = cli.main(["predict", str(fitted / "model"), str(tmp_path / "list.csv")])
+    err = capsys.readouterr().err
+    assert status == 1
+    assert "--path-col 'path' is not a column of" in err and "columns: file" in err
+
+
+def test_predict_streams_chunks_and_keeps_no_decoded_images(fitted, six_images, tmp_path,
+                                                            monkeypatch):
+    """Each chunk is written before the next is read, and its decoded images are let go."""
+    from wjsentiment import scale
+    from wjsentiment.images import get_store
+
+    out = tmp_path / "predictions.csv"
+    seen = []  # (rows in the file, images held by the decoded-image store) as a chunk starts
+    predict_frame = scale.predict_frame
+
+    def watched(model, paths):
+        seen.append((len(read_predictions(out)) if out.exists() else 0,
+                     len(get_store(model.image_size, model.grayscale))))
+        return predict_frame(model, paths)
+
+    monkeypatch.setattr(scale, "predict_frame", watched)
+    status = cli.main(["predict", str(fitted / "model"), *map(str, six_images), "--out",
+                       str(out), "--batch-size", "2", "--quiet"])
+    assert status == 0
+    assert seen == [(0, 0), (2, 0), (4, 0)]
+    assert len(read_predictions(out)) == 6
+
+
+def test_predict_resume_continues_a_cut_file(fitted, six_images, tmp_path, capsys):
+    args = ["predict", str(fitted / "model"), *map(str, six_images), "--batch-size", "2"]
+    full = tmp_path / "full.csv"
+    assert cli.main([*args, "--out", str(full), "--quiet"]) == 0
+    lines = full.read_text().splitlines(keepends=True)
+    # What a killed run leaves: the header, two complete rows, and a row cut mid-number.
+    out = tmp_path / "predictions.csv"
+    out.write_text("".join(lines[:3]) + lines[3][:len(lines[3]) // 2])
+    assert cli.main([*args, "--out", str(out), "--resume"]) == 0
+    assert out.read_text() == full.read_text()
+    assert "Wrote 4 predictions" in capsys.readouterr().err
+    # Run again: everything is there.
+    assert cli.main([*args, "--out", str(out), "--resume"]) == 0
+    assert "All 6 images are already in" in capsys.readouterr().err
+    assert out.read_text() == full.read_text()
+
+
+def test_predict_resume_into_another_models_file_exits_1(fitted, six_images, tmp_path, capsys):
+    out = tmp_path / "predictions.csv"
+    out.write_text("path,label,proba_cat,proba_dog,error\nx.png,cat,0.9,0.1,\n")
+    status = cli.main(["predict", str(fitted / "model"), str(six_images[0]), "--out", str(out),
+                       "--resume"])
+    err = capsys.readouterr().err
+    assert status == 1
+    assert "does not start with the columns this model writes" in err
+    assert out.read_text() == "path,label,proba_cat,proba_dog,error\nx.png,cat,0.9,0.1,\n"
+
+
+def test_predict_resume_needs_out(fitted, six_images, capsys):
+    with pytest.raises(SystemExit) as info:
+        cli.main(["predict", str(fitted / "model"), str(six_images[0]), "--resume"])
+    assert info.value.code == 2
+    assert "--resume needs --out FILE" in capsys.readouterr().err
+
+
 # ------------------------------------------------------------------------------- evaluate
 def test_evaluate_prints_and_saves_report(fitted, emoji_folder, tmp_path, capsys):
     out = tmp_path / "eval"

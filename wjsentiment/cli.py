@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import csv
-import io
 import math
 import os
 import re
@@ -30,11 +29,16 @@ from typing import Any
 from . import __version__
 from .params import CLASSIFIER_PARAMS, Param, Range, describe
 from .persistence import atomic_file, json_default
+from .scale import PATH_COLUMN
 
 PROG = "wjsentiment"
 
 #: File extensions ``predict`` picks up inside folders (any case).
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
+
+#: Inputs of ``predict`` read as lists of image paths, by extension (any case): a CSV file
+#: with a header (the paths in the ``--path-col`` column), or text with one path a line.
+LIST_EXTENSIONS = (".csv", ".txt")
 
 
 class CommandError(Exception):
@@ -269,14 +273,20 @@ def _add_predict(sub: Any) -> None:
         "predict", formatter_class=_Formatter,
         help="predict the sentiment of images with a saved model",
         description="Predict with a model saved by `wjsentiment fit` (or .save()). Inputs are "
-                    "image files\nand/or folders (searched recursively for image files). "
-                    "Writes a CSV with one row per image\nand the columns path, label, one "
-                    "proba_<class> column per class, and error: empty\nwhen the image was "
+                    "image files,\nfolders (searched recursively for image files) and lists "
+                    "of paths: a .csv file\n(the paths in its --path-col column) or a .txt "
+                    "file (one path a line); relative\npaths in a list start from the list's "
+                    "folder. Writes a CSV with one row per image\nand the columns path, label, "
+                    "one proba_<class> column per class, and error: empty\nwhen the image was "
                     "read, else why it could not be (its label and probabilities\nare then "
-                    "empty).",
+                    "empty). The images are read and the rows written --batch-size at a\n"
+                    "time, so memory stays bounded however many there are; an interrupted run\n"
+                    "continues with --resume.",
         epilog="examples:\n"
-               "  wjsentiment predict runs/photos/model new_photos/ --output predictions.csv\n"
+               "  wjsentiment predict runs/photos/model new_photos/ --out predictions.csv\n"
                "  wjsentiment predict runs/photos/model a.jpg b.png > predictions.csv\n"
+               "  wjsentiment predict runs/photos/model million.csv --path-col file \\\n"
+               "      --out predictions.csv --resume   # again after an interruption\n"
                "\nexit status:\n"
                "  0  predictions written (rows of unreadable images carry an error)\n"
                "  1  nothing written: no image could be read, the model could not be loaded,\n"
@@ -285,11 +295,17 @@ def _add_predict(sub: Any) -> None:
     )
     p.add_argument("model", help="folder of a saved model (e.g. runs/photos/model)")
     p.add_argument("inputs", nargs="+", metavar="IMAGE_OR_FOLDER",
-                   help="image files and/or folders of images")
-    p.add_argument("-o", "--output", metavar="FILE", default=None,
-                   help="CSV file to write (written atomically); default: standard output")
+                   help="image files, folders of images, and .csv/.txt lists of image paths")
+    p.add_argument("-o", "--out", "--output", dest="output", metavar="FILE", default=None,
+                   help="CSV file to write, a chunk of rows at a time (--output is the old "
+                        "name); default: standard output")
+    p.add_argument("--resume", action="store_true",
+                   help="keep the rows already in --out and predict only the inputs whose "
+                        "path is not there yet (after an interrupted run)")
+    p.add_argument("--path-col", default=PATH_COLUMN, metavar="COL",
+                   help="column of the paths in .csv lists")
     p.add_argument("--batch-size", type=_positive_int, default=256, metavar="N",
-                   help="images decoded and classified per step")
+                   help="images decoded, classified and written per step")
     p.add_argument("--device", default=None,
                    help="device to predict on (default: the one the model was saved with; "
                         "'auto' picks CUDA when available)")
@@ -415,7 +431,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="examples:\n"
                "  wjsentiment demo                          # offline, a few minutes\n"
                "  wjsentiment fit --folder photos/ --out runs/photos\n"
-               "  wjsentiment predict runs/photos/model new/ --output predictions.csv\n"
+               "  wjsentiment predict runs/photos/model new/ --out predictions.csv\n"
                "  wjsentiment evaluate runs/photos/model --folder test/ --out runs/eval",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
@@ -482,33 +498,96 @@ def _load_model(path: str, device: str | None):
 
 def _quiet_model(model: Any) -> None:
     """Silence a loaded model's own progress bars (the command shows its own)."""
-    if "verbose" in model.get_params(deep=False):
-        model.set_params(verbose=0)
-    for member in getattr(model, "estimators_", []):
-        _quiet_model(member)
+    from .scale import quiet
+
+    quiet(model)
+
+
+def _walk_images(folder: str) -> Iterator[str]:
+    """Image files under ``folder``, found as they are needed: depth first, the entries of
+    each folder sorted by name. Hidden entries (``.name``) and links to folders are skipped.
+
+    Only one folder's names are held at a time (per level), so a tree of millions of files
+    is never listed whole.
+    """
+    with os.scandir(folder) as scan:
+        entries = sorted((entry.name, entry.is_dir(follow_symlinks=False), entry.is_file())
+                         for entry in scan if not entry.name.startswith("."))
+    for name, is_dir, is_file in entries:
+        path = os.path.join(folder, name)
+        if is_dir:
+            yield from _walk_images(path)
+        elif is_file and os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS:
+            yield path
+
+
+def _list_entries(path: Path, path_col: str, blank: list[int]) -> Iterator[str]:
+    """The image paths a .csv or .txt list names, relative ones joined to its folder;
+    ``blank[0]`` counts the empty entries left out."""
+    with open(path, encoding="utf-8-sig", newline="") as fh:
+        if path.suffix.lower() == ".csv":
+            values = ((row.get(path_col) or "") for row in csv.DictReader(fh))
+        else:
+            values = iter(fh)
+        for value in values:
+            entry = value.strip()
+            if entry:
+                yield str(path.parent / os.path.expanduser(entry))
+            else:
+                blank[0] += 1
+
+
+def _check_path_column(path: Path, path_col: str) -> None:
+    """Fail unless the header of the CSV list ``path`` has the column ``path_col``."""
+    with open(path, encoding="utf-8-sig", newline="") as fh:
+        columns = next(csv.reader(fh), [])
+    if path_col not in columns:
+        raise CommandError(f"--path-col {path_col!r} is not a column of {path} (columns: "
+                           f"{', '.join(columns) or 'none'}).")
+
+
+class _ImageInputs:
+    """The images named by ``predict``'s (or ``explain``'s) inputs, checked at once and then
+    listed lazily, in the order given.
+
+    Every input must exist; a folder must hold an image file; a list (with ``path_col``) must
+    have that column. The images themselves are read later, one chunk at a time.
+    """
+
+    def __init__(self, inputs: Sequence[str], path_col: str | None = None) -> None:
+        self.blank = [0]
+        self._sources: list[tuple[str, Path]] = []
+        for item in inputs:
+            path = Path(item).expanduser()
+            if path.is_dir():
+                if next(_walk_images(str(path)), None) is None:
+                    raise CommandError(f"folder {item!r} holds no image files "
+                                       f"({', '.join(IMAGE_EXTENSIONS)}).")
+                kind = "folder"
+            elif not path.is_file():
+                raise FileNotFoundError(f"input {item!r} does not exist.")
+            elif path_col is not None and path.suffix.lower() in LIST_EXTENSIONS:
+                if path.suffix.lower() == ".csv":
+                    _check_path_column(path, path_col)
+                kind = "list"
+            else:
+                kind = "image"
+            self._sources.append((kind, path))
+        self._path_col = path_col or PATH_COLUMN
+
+    def __iter__(self) -> Iterator[str]:
+        for kind, path in self._sources:
+            if kind == "folder":
+                yield from _walk_images(str(path))
+            elif kind == "list":
+                yield from _list_entries(path, self._path_col, self.blank)
+            else:
+                yield str(path)
 
 
 def _image_files(inputs: Sequence[str]) -> list[str]:
     """Image files named directly or found (recursively, sorted) in the named folders."""
-    found: list[str] = []
-    for item in inputs:
-        path = Path(item).expanduser()
-        if path.is_dir():
-            inside = sorted(
-                str(p) for p in path.rglob("*")
-                if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS
-                and not any(part.startswith(".") for part in p.relative_to(path).parts)
-            )
-            if not inside:
-                raise CommandError(
-                    f"folder {item!r} holds no image files ({', '.join(IMAGE_EXTENSIONS)})."
-                )
-            found.extend(inside)
-        elif path.is_file():
-            found.append(str(path))
-        else:
-            raise FileNotFoundError(f"input {item!r} does not exist.")
-    return found
+    return list(_ImageInputs(inputs))
 
 
 # ------------------------------------------------------------------------------ the commands
@@ -570,65 +649,47 @@ def _cmd_fit(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     return 0
 
 
-def _unreadable(model: Any, paths: list[str]) -> dict[int, str]:
-    """Why each of ``paths`` that ``model`` cannot read is unreadable, by position.
-
-    Decodes through the shared image store at the size of every member, as ``predict_proba``
-    will (so it finds them decoded), and collects the store's per-input errors.
-    """
-    from .images import get_store
-
-    reasons: dict[int, str] = {}
-    for est in getattr(model, "estimators_", [model]):
-        store = get_store(est.image_size, est.grayscale)
-        for pos, error in store.add(paths, num_workers=est._workers()).errors:
-            reasons.setdefault(pos, error.reason)
-    return reasons
-
-
 def _cmd_predict(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
-    """``wjsentiment predict``: a CSV of labels and class probabilities, one row per image."""
-    import numpy as np
+    """``wjsentiment predict``: a CSV of labels and class probabilities, one row per image,
+    written a chunk at a time (see :func:`wjsentiment.scale.predict_csv`)."""
     from tqdm.auto import tqdm
 
-    from .evaluation import predictions_from_proba
+    from .images import clear_image_cache
+    from .scale import predict_csv
 
+    if args.resume and args.output is None:
+        parser.error("--resume needs --out FILE: the output of the interrupted run")
+    inputs = _ImageInputs(args.inputs, path_col=args.path_col)
     model = _load_model(args.model, args.device)
     _quiet_model(model)
-    paths = _image_files(args.inputs)
-    classes = [str(c) for c in model.classes_]
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["path", "label", *[f"proba_{c}" for c in classes], "error"])
-    failed: list[tuple[str, str]] = []
-    with tqdm(total=len(paths), unit="img", desc="predict", disable=args.verbose == 0,
-              file=sys.stderr) as bar:
-        for start in range(0, len(paths), args.batch_size):
-            chunk = paths[start:start + args.batch_size]
-            reasons = _unreadable(model, chunk)
-            good = [path for i, path in enumerate(chunk) if i not in reasons]
-            proba = model.predict_proba(good) if good else np.zeros((0, len(classes)))
-            predicted = iter(zip(predictions_from_proba(model, proba), proba))
-            for i, path in enumerate(chunk):
-                if i in reasons:
-                    failed.append((path, reasons[i]))
-                    writer.writerow([path, "", *[""] * len(classes), reasons[i]])
-                else:
-                    label, row = next(predicted)
-                    writer.writerow([path, str(label), *[f"{p:.6f}" for p in row], ""])
-            bar.update(len(chunk))
-    if len(failed) == len(paths):
-        raise CommandError(f"none of the {len(paths)} image(s) could be read (first: "
-                           f"{failed[0][0]}: {failed[0][1]}); nothing was written.")
-    if args.output is None:
-        sys.stdout.write(buffer.getvalue())
-        sys.stdout.flush()
-    else:
-        _atomic_write_text(args.output, buffer.getvalue())
-        _info(args, f"Wrote {len(paths)} predictions to {args.output}")
+    with tqdm(unit="img", desc="predict", disable=args.verbose == 0, file=sys.stderr) as bar:
+
+        def chunk_done(n: int) -> None:
+            clear_image_cache()  # each image is read once: keep no decoded pixels
+            bar.update(n)
+
+        summary = predict_csv(model, inputs, sys.stdout if args.output is None else args.output,
+                              batch_size=args.batch_size, resume=args.resume,
+                              on_chunk=chunk_done)
+    if inputs.blank[0]:
+        _info(args, f"Left out {inputs.blank[0]} empty entries of the path lists.")
+    n, failed, first = summary.n_predicted, summary.n_failed, summary.first_failure
+    if n == 0:
+        if summary.n_skipped:
+            _info(args, f"All {summary.n_skipped} images are already in {args.output}; "
+                        "nothing to do.")
+            return 0
+        raise CommandError("the path lists name no image.")
+    if not summary.written:
+        raise CommandError(f"none of the {n} image(s) could be read (first: {first[0]}: "
+                           f"{first[1]}); nothing was written.")
+    if args.output is not None:
+        skipped = (f" (skipped {summary.n_skipped} already there)" if summary.n_skipped
+                   else "")
+        _info(args, f"Wrote {n} predictions to {args.output}{skipped}")
     if failed:
-        _info(args, f"{len(failed)} of {len(paths)} image(s) could not be read (first: "
-                    f"{failed[0][0]}: {failed[0][1]}); their rows give the error.")
+        _info(args, f"{failed} of {n} image(s) could not be read (first: {first[0]}: "
+                    f"{first[1]}); their rows give the error.")
     return 0
 
 

@@ -5,18 +5,23 @@ Off unless a folder is set with ``wjsentiment.set_config(feature_cache_dir=...)`
 ``WJSENTIMENT_FEATURE_CACHE_DIR`` variable. One sub-folder per (backbone, weights, precision,
 image size, colour mode, torch and timm versions) holds shards: ``.npz`` files of image digests
 and float32 feature vectors, each written under a temporary name and renamed, so a reader
-never sees half a shard and two processes can add shards side by side. An image's digest
-comes from its :func:`~wjsentiment.images.decode.input_key`: a file is identified by its
-device, inode, size and modification time, so a rewritten file is computed again.
+never sees half a shard and two processes can add shards side by side. A process that has
+features to compute holds the table's lock file (:meth:`FeatureFiles.lock`) from its last
+look at the shards until its own shard is written, so processes sharing the folder (the
+workers of a Dask cluster, say) compute each image's features once between them. An image's
+digest comes from its :func:`~wjsentiment.images.decode.input_key`: a file is identified by
+its device, inode, size and modification time, so a rewritten file is computed again.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import shutil
 import uuid
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +31,15 @@ import torch
 from ..config import get_config, set_config
 from ..persistence import atomic_file
 
+try:
+    import fcntl
+except ImportError:  # Windows: no advisory locks; processes may then compute a feature twice
+    fcntl = None  # type: ignore[assignment]
+
 _DIGEST_BYTES = 16
+
+#: The file in a table's folder that :meth:`FeatureFiles.lock` locks.
+LOCK_FILE = ".lock"
 
 
 def set_feature_cache_dir(path: str | os.PathLike | None) -> None:
@@ -118,6 +131,27 @@ class FeatureFiles:
         if not parts:
             return found, None
         return found, np.stack([parts[i] for i in np.flatnonzero(found)]).astype(np.float32)
+
+    @contextlib.contextmanager
+    def lock(self) -> Iterator[None]:
+        """Hold the table's lock while looking for missing features, computing and writing them.
+
+        Another process that wants features of this table waits, then finds them in the
+        shard this one wrote. An exclusive :func:`fcntl.flock` on :data:`LOCK_FILE`: the
+        kernel releases it when its holder exits, even when killed, so a lost worker never
+        blocks the others. Where the platform or file system has no such locks, nothing is
+        locked and two processes may compute the same features (each gets the right ones).
+        """
+        self.folder.mkdir(parents=True, exist_ok=True)
+        if fcntl is None:
+            yield
+            return
+        with open(self.folder / LOCK_FILE, "a+b") as handle:
+            try:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+            except OSError:  # e.g. ENOLCK: this file system does not lock
+                pass
+            yield  # closing the file releases the lock
 
     def write(self, digests: list[bytes | None], values: np.ndarray) -> None:
         """Add a shard with the features of the digests that are not None."""

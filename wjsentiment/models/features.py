@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import threading
 import weakref
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -115,18 +116,38 @@ def _load_or_compute(net: SentimentNet, key: tuple, store: DecodedImageStore, ro
                      device: torch.device, precision: str, batch_size: int,
                      verbose: int) -> np.ndarray:
     """Features of ``rows``: read from the cache folder where there, computed (and saved)
-    where not."""
+    where not.
+
+    Computing happens under the table's lock (:meth:`FeatureFiles.lock`), after a second
+    look at the folder: another process may have written the missing features meanwhile.
+    """
+
+    def compute(subset: np.ndarray) -> np.ndarray:
+        return _compute(net, store, subset, device, precision, batch_size, verbose)
+
     root = feature_cache_dir()
     if root is None:
-        return _compute(net, store, rows, device, precision, batch_size, verbose)
+        return compute(rows)
     # The host decoder is part of the key: its resize rounds pixels differently from PIL's.
     files = FeatureFiles(root, (key, store.size, store.grayscale, image_decode.HOST_DECODER))
     digests = [image_digest(k) for k in store.input_keys(rows)]
     found, stored = files.read(digests)
+    if all(found[i] or digests[i] is None for i in range(len(rows))):
+        # Nothing another process could write: all there, or inputs known by identity only.
+        return _fill(files, digests, found, stored, rows, compute)
+    with files.lock():
+        found, stored = files.read(digests)
+        return _fill(files, digests, found, stored, rows, compute)
+
+
+def _fill(files: FeatureFiles, digests: list[bytes | None], found: np.ndarray,
+          stored: np.ndarray | None, rows: np.ndarray,
+          compute: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
+    """The features of ``rows``: ``stored`` where ``found``, the others computed and saved."""
     todo = np.flatnonzero(~found)
     computed = None
     if len(todo):
-        computed = _compute(net, store, rows[todo], device, precision, batch_size, verbose)
+        computed = compute(rows[todo])
         files.write([digests[i] for i in todo], computed)
     if stored is None:
         return computed
