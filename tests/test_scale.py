@@ -20,9 +20,10 @@ from sklearn.base import clone
 from sklearn.model_selection import GridSearchCV, StratifiedKFold
 
 from wjsentiment import SentimentClassifier, cli
+from wjsentiment.config import ENVIRONMENT
 from wjsentiment.images import get_store
 from wjsentiment.models import feature_cache_dir, frozen_features, set_feature_cache_dir
-from wjsentiment.models.feature_files import FEATURE_CACHE_ENV, FeatureFiles, image_digest
+from wjsentiment.models.feature_files import FeatureFiles, image_digest
 from wjsentiment.models.network import build_network
 from wjsentiment.scale import predict_partitions, worker_setup
 
@@ -86,7 +87,8 @@ def client(feature_dir):
     their environment, as it would through a job script on a real cluster."""
     cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
                            dashboard_address=None,
-                           env={FEATURE_CACHE_ENV: str(feature_dir), "OMP_NUM_THREADS": "1"})
+                           env={ENVIRONMENT["feature_cache_dir"]: str(feature_dir),
+                                "OMP_NUM_THREADS": "1"})
     client = Client(cluster)
     client.register_plugin(worker_setup(torch_threads=1))
     yield client
