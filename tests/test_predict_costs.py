@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 import torch
 
+from wjsentiment import batches as batches_module
+from wjsentiment.batches import ImageBatches, split_batches
 from wjsentiment.images.cache import CHUNK_IMAGES, DecodedImageStore
-from wjsentiment.training import batches as batches_module
-from wjsentiment.training.batches import ImageBatches, split_batches
 
 
 @pytest.fixture(scope="module")
