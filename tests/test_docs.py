@@ -195,7 +195,7 @@ def test_every_internal_link_resolves(site: Path, pages: dict[str, Page]) -> Non
 def test_link_checker_catches_a_broken_link(site: Path) -> None:
     page = parse('<a href="../quickstart.html">ok</a><a href="../no-such-page.html">bad</a>'
                  '<a href="../api.html#no-such-anchor">bad anchor</a>'
-                 '<a href="../api.html#wjsentiment.SentimentClassifier">ok</a>'
+                 '<a href="../api/estimator.html#wjsentiment.SentimentClassifier">ok</a>'
                  '<a href="https://x.org/">ext</a>')
     bad = broken_links(site, "guide/data.html", page)
     assert len(bad) == 2 and "no-such-page" in bad[0] and "no-such-anchor" in bad[1]

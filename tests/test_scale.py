@@ -24,6 +24,7 @@ from wjsentiment.config import ENVIRONMENT
 from wjsentiment.images import get_store
 from wjsentiment.models import feature_cache_dir, frozen_features, set_feature_cache_dir
 from wjsentiment.models.feature_files import FeatureFiles, image_digest
+from wjsentiment.models.features import feature_table
 from wjsentiment.models.network import build_network
 from wjsentiment.scale import predict_partitions, worker_setup
 
@@ -232,7 +233,7 @@ def test_a_waiting_process_reads_the_features_written_meanwhile(images, feature_
     store = get_store(SIZE)
     decoded = store.add(paths, pin=True)
     weights_key = ("test_resnet", "random", "lock-test")
-    files = FeatureFiles(feature_folder, ((weights_key, "fp32"), store.size, store.grayscale))
+    files = feature_table(feature_folder, (weights_key, "fp32"), store)
     digests = [image_digest(k) for k in store.input_keys(decoded.rows)]
     marker = np.full((3, 4), 7.0, dtype=np.float32)  # not what the backbone would give
 

@@ -341,12 +341,13 @@ def check_params(params: Sequence[Param], values: Mapping[str, Any], caller: str
 
     Examples
     --------
-    >>> check_params(CLASSIFIER_PARAMS, {"head": "big"}, "SentimentClassifier")
+    >>> check_params(CLASSIFIER_PARAMS, {"head": "big"},
+    ...              "SentimentClassifier")  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
     sklearn.utils._param_validation.InvalidParameterError: The 'head' parameter of \
-SentimentClassifier must be a str among {'linear', 'mlp'}. Got 'big' instead. head must be \
-one of ['linear', 'mlp'].
+SentimentClassifier must be a str among {...}. Got 'big' instead. head must be one of \
+['linear', 'mlp'].
     """
     from sklearn.utils._param_validation import (
         InvalidParameterError,

@@ -12,6 +12,7 @@ from __future__ import annotations
 import threading
 import weakref
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -112,6 +113,16 @@ def frozen_features(
         return table.lookup(keys)
 
 
+def feature_table(root: Path, key: tuple, store: DecodedImageStore) -> FeatureFiles:
+    """The folder of ``root`` that holds the features of ``key``'s backbone on ``store``'s
+    images.
+
+    The host decoder is part of what the features depend on: its resize rounds pixels
+    differently from PIL's.
+    """
+    return FeatureFiles(root, (key, store.size, store.grayscale, image_decode.HOST_DECODER))
+
+
 def _load_or_compute(net: SentimentNet, key: tuple, store: DecodedImageStore, rows: np.ndarray,
                      device: torch.device, precision: str, batch_size: int,
                      verbose: int) -> np.ndarray:
@@ -128,8 +139,7 @@ def _load_or_compute(net: SentimentNet, key: tuple, store: DecodedImageStore, ro
     root = feature_cache_dir()
     if root is None:
         return compute(rows)
-    # The host decoder is part of the key: its resize rounds pixels differently from PIL's.
-    files = FeatureFiles(root, (key, store.size, store.grayscale, image_decode.HOST_DECODER))
+    files = feature_table(root, key, store)
     digests = [image_digest(k) for k in store.input_keys(rows)]
     found, stored = files.read(digests)
     if all(found[i] or digests[i] is None for i in range(len(rows))):
