@@ -187,23 +187,15 @@ def use_cuda_graphs(setting: bool | str, device: torch.device, batch_size: int) 
 
 @torch.inference_mode()
 def predict_logits(module: nn.Module, source, batch_size: int, device: torch.device,
-                   precision: str, tta: str | None = None) -> torch.Tensor:
-    """Logits of every sample of ``source``, in order, in eval mode, as float32 on the device.
-
-    With ``tta="flip"`` and image batches, each logit is the mean over the image and its
-    horizontal mirror.
-    """
+                   precision: str) -> torch.Tensor:
+    """Logits of every sample of ``source``, in order, in eval mode, as float32 on the device."""
     was_training = module.training
     module.eval()
     order = np.arange(len(source))
-    flip = tta == "flip" and getattr(source, "kind", "") == "images"
     outputs = []
     with autocast(device, precision):
         for x in source.iterate(split_batches(order, batch_size)):
-            logits = module(x).float()
-            if flip:
-                logits = 0.5 * (logits + module(x.flip(3)).float())
-            outputs.append(logits)
+            outputs.append(module(x).float())
     module.train(was_training)
     if not outputs:
         return torch.empty(0, device=device)
