@@ -176,10 +176,6 @@ class SentimentClassifier(DecisionMixin, ClassifierMixin, BaseEstimator):
         to its training frequency (``class_prior_``), which targets macro-F1 and balanced
         accuracy. "auto": "balanced" when ``class_weight="balanced"`` or ``sampling`` is set,
         else "argmax". Changes predictions, never probabilities.
-    averaging : {None, "ema"}, default=None
-        "ema": keep an exponential moving average of the weights (and batch-norm statistics)
-        over the run, with a time constant of a tenth of its steps, and use it as the model
-        (validation and early stopping watch the average).
     device : str, default="auto"
         "auto" (CUDA when available), "cpu", "cuda", "cuda:1", ...
     precision : {"auto", "fp32", "bf16"}, default="auto"
@@ -289,7 +285,6 @@ class SentimentClassifier(DecisionMixin, ClassifierMixin, BaseEstimator):
         n_iter_no_change: int = 5,
         calibration: str | None = "temperature",
         decision: str = "auto",
-        averaging: str | None = None,
         device: str = "auto",
         precision: str = "auto",
         num_workers: int | str = "auto",
@@ -324,7 +319,6 @@ class SentimentClassifier(DecisionMixin, ClassifierMixin, BaseEstimator):
         self.n_iter_no_change = n_iter_no_change
         self.calibration = calibration
         self.decision = decision
-        self.averaging = averaging
         self.device = device
         self.precision = precision
         self.num_workers = num_workers
