@@ -18,15 +18,17 @@ Recipes:
 - ``ensemble``: the demo's calibrated ensemble (:func:`wjsentiment.demo.demo_ensemble`); its
   members are reported too, as ``ensemble/<member>``.
 - ``lite0``, ``lite1``: one member of that ensemble, fitted alone (same seed and settings).
-- Models that fine-tune the whole network are also scored with test-time flips switched on
-  after fitting (``<recipe>~flip``; their temperature was fitted without flips).
 - Any recipe can take modifiers after ``+``, which set estimator parameters:
-  ``+ema`` (averaging="ema"), ``+flip`` (tta="flip"), ``+nocal`` (calibration=None),
-  ``+seed<k>`` (random_state=k). With calibration on, the same fitted model is also scored
-  with its temperature set to 1 (``uncalibrated_log_loss``, ``uncalibrated_ece``).
+  ``+nocal`` (calibration=None), ``+seed<k>`` (random_state=k).
+
+With calibration on, the same fitted model is also scored with its temperature set to 1
+(``uncalibrated_log_loss``, ``uncalibrated_ece``).
 
 Each (recipe, fold) is cached as JSON in ``--cache-dir``, so a run can be resumed or extended
-with more recipes; the summary is computed from the cache.
+with more recipes; the summary is computed from the cache. Below the table come paired
+differences between recipes on the same folds (``--pairs A:B``, mean +- se of A - B): by
+default the ensemble against each of its members, and each ``<recipe>+<modifier>`` against
+``<recipe>`` when both were run.
 
 Usage::
 
@@ -70,8 +72,7 @@ SPLIT_SEED = 0
 #: Draws of labels from a model's own probabilities for the ECE floor.
 FLOOR_DRAWS = 200
 #: What each ``+modifier`` sets.
-MODIFIERS = {"ema": {"averaging": "ema"}, "flip": {"tta": "flip"},
-             "nocal": {"calibration": None}}
+MODIFIERS = {"nocal": {"calibration": None}}
 LOGREG_C = np.logspace(-3, 1, 9)
 #: The library's cheap recipe: a linear head on frozen lite0 features.
 HEAD_PARAMS = {"backbone": "tf_efficientnet_lite0", "weights": "imagenet", "finetune": "head",
@@ -202,11 +203,6 @@ def run_fold(name: str, k: int, data, train: np.ndarray, test: np.ndarray, *, sm
                                   for m in getattr(model, "estimators_", [model])]
     if isinstance(model, SentimentEnsemble):
         result["members"] = _member_scores(model, X_test)
-    if "+flip" not in name and _set_tta(model, "flip"):
-        result["variants"] = {"flip": _scored(model, X_test)}
-        if isinstance(model, SentimentEnsemble):
-            result["variants"]["flip"]["members"] = _member_scores(model, X_test)
-        _set_tta(model, None)
     return result
 
 
@@ -218,15 +214,6 @@ def _member_scores(model: SentimentEnsemble, X_test) -> dict:
             entry["uncalibrated"] = _scored(member, X_test)
         scores[member_name] = entry
     return scores
-
-
-def _set_tta(model, tta) -> bool:
-    """Switch test-time flips on or off in a fitted model (its temperature was fitted
-    without them); False if the model has no such setting."""
-    members = [m for m in getattr(model, "estimators_", [model]) if hasattr(m, "tta")]
-    for m in members:
-        m.set_params(tta=tta)
-    return bool(members) and all(getattr(m, "finetune", "") == "full" for m in members)
 
 
 # ------------------------------------------------------------------------------ summary
@@ -255,22 +242,57 @@ def _mean_se(values: list[float]) -> tuple[float, float]:
     return float(arr.mean()), float(se)
 
 
-def summarise(results: dict[str, list[dict]], y: np.ndarray) -> list[dict]:
-    """One row per recipe (and ensemble member): mean +- se, paired differences, ECE."""
-    rng = np.random.default_rng(0)
+def _flatten(results: dict[str, list[dict]]) -> dict[str, list[tuple]]:
+    """``(scored, fold, classes, test rows)`` of every fold of every recipe and ensemble
+    member (``<recipe>/<member>``)."""
     flat: dict[str, list[tuple[dict, dict, list[str], np.ndarray]]] = {}
     for name, folds in results.items():
         for fold in folds:
             test = np.asarray(fold["test"])
-            versions = {name: fold, **{f"{name}~{variant}": scored for variant, scored
-                                       in fold.get("variants", {}).items()}}
-            for version, scored in versions.items():
-                flat.setdefault(version, []).append((scored, fold, fold["classes"], test))
-                for member, member_scored in scored.get("members", {}).items():
-                    flat.setdefault(f"{version}/{member}", []).append(
-                        (member_scored, fold, fold["classes"], test))
-    anchor = {fold["fold"]: _fold_metrics(y[test], scored, classes)
-              for scored, fold, classes, test in flat.get(ANCHOR, [])}
+            flat.setdefault(name, []).append((fold, fold, fold["classes"], test))
+            for member, member_scored in fold.get("members", {}).items():
+                flat.setdefault(f"{name}/{member}", []).append(
+                    (member_scored, fold, fold["classes"], test))
+    return flat
+
+
+def _per_fold(entries: list[tuple], y: np.ndarray) -> dict[int, dict]:
+    return {fold["fold"]: _fold_metrics(y[test], scored, classes)
+            for scored, fold, classes, test in entries}
+
+
+def default_pairs(names: list[str]) -> list[tuple[str, str]]:
+    """The ensemble against each member; ``<recipe>+<mod>`` against ``<recipe>``."""
+    pairs = [(name.split("/")[0], name) for name in names if "/" in name]
+    pairs += [(name, name.split("+")[0]) for name in names
+              if "+" in name and name.split("+")[0] in names]
+    return pairs
+
+
+def paired_differences(results: dict[str, list[dict]], y: np.ndarray,
+                       pairs: list[tuple[str, str]]) -> list[dict]:
+    """Mean +- se over the shared folds of ``a - b`` for each pair, per metric."""
+    flat = _flatten(results)
+    rows = []
+    for a, b in pairs:
+        if a not in flat or b not in flat:
+            raise SystemExit(f"--pairs {a}:{b}: both must be recipes (or members) that ran; "
+                             f"known: {sorted(flat)}.")
+        left, right = _per_fold(flat[a], y), _per_fold(flat[b], y)
+        shared = sorted(set(left) & set(right))
+        row: dict = {"pair": f"{a} - {b}", "folds": len(shared)}
+        for metric in ("macro_f1", "accuracy", "log_loss"):
+            row[metric], row[f"{metric}_se"] = _mean_se(
+                [left[k][metric] - right[k][metric] for k in shared])
+        rows.append(row)
+    return rows
+
+
+def summarise(results: dict[str, list[dict]], y: np.ndarray) -> list[dict]:
+    """One row per recipe (and ensemble member): mean +- se, paired differences, ECE."""
+    rng = np.random.default_rng(0)
+    flat = _flatten(results)
+    anchor = _per_fold(flat.get(ANCHOR, []), y)
     rows = []
     for name, entries in flat.items():
         per_fold = [(fold["fold"], _fold_metrics(y[test], scored, classes))
@@ -330,6 +352,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--json", default=None)
     parser.add_argument("--smoke", action="store_true",
                         help="a tiny run: 2 folds, a few emoji, tiny sizes")
+    parser.add_argument("--pairs", nargs="*", default=None, metavar="A:B",
+                        help="paired differences A - B to report (default: the ensemble "
+                             "against its members, <recipe>+<mod> against <recipe>)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--data-dir", default=None, help="unused (shared benchmark option)")
     args = parser.parse_args(argv)
@@ -375,10 +400,18 @@ def main(argv: list[str] | None = None) -> dict:
 
     rows = summarise(results, y)
     print(_table(rows))
+    pairs = (default_pairs([r["recipe"] for r in rows]) if args.pairs is None
+             else [tuple(p.split(":", 1)) for p in args.pairs])
+    differences = paired_differences(results, y, pairs)
+    if differences:
+        print("\nPaired differences (A - B, mean +- se over the same folds)")
+        print(format_table([{"pair": d["pair"], **{
+            m: f"{d[m]:+.3f} +- {d[m + '_se']:.3f}"
+            for m in ("macro_f1", "accuracy", "log_loss")}} for d in differences]))
     payload = {"benchmark": "bench_quality", "machine": machine_info(torch.device("cpu")),
                "settings": {"folds": n_folds, "split_seed": SPLIT_SEED, "anchor": ANCHOR,
                             "recipes": args.recipes, "smoke": args.smoke},
-               "rows": rows}
+               "rows": rows, "pairs": differences}
     if args.json:
         write_json(args.json, payload)
     return payload

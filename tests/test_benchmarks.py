@@ -153,8 +153,13 @@ def test_bench_quality_smoke(bench, tmp_path):
     res = run(bench, "bench_quality", tmp_path, "--cache-dir", str(cache),
               "--recipes", "prior", "logreg", "ensemble")
     rows = {r["recipe"]: r for r in res["rows"]}
-    assert {"prior", "logreg", "ensemble", "ensemble/lite0", "ensemble/lite1",
-            "ensemble~flip"} <= set(rows)
+    assert {"prior", "logreg", "ensemble", "ensemble/lite0", "ensemble/lite1"} <= set(rows)
+    pairs = {p["pair"]: p for p in res["pairs"]}
+    assert set(pairs) == {"ensemble - ensemble/lite0", "ensemble - ensemble/lite1"}
+    assert all(p["folds"] == 2 for p in pairs.values())
+    for member in ("lite0", "lite1"):  # same folds: the mean difference is the difference
+        assert pairs[f"ensemble - ensemble/{member}"]["log_loss"] == pytest.approx(
+            rows["ensemble"]["log_loss"] - rows[f"ensemble/{member}"]["log_loss"])
     assert "macro_f1_vs_anchor" in rows["ensemble"] and "macro_f1_vs_anchor" not in rows["logreg"]
     assert all(r["folds"] == 2 for r in rows.values())
     assert 0.0 <= rows["ensemble"]["ece_floor"] <= 1.0

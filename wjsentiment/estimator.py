@@ -176,14 +176,6 @@ class SentimentClassifier(DecisionMixin, ClassifierMixin, BaseEstimator):
         to its training frequency (``class_prior_``), which targets macro-F1 and balanced
         accuracy. "auto": "balanced" when ``class_weight="balanced"`` or ``sampling`` is set,
         else "argmax". Changes predictions, never probabilities.
-    averaging : {None, "ema"}, default=None
-        "ema": keep an exponential moving average of the weights (and batch-norm statistics)
-        over the run, with a time constant of a tenth of its steps, and use it as the model
-        (validation and early stopping watch the average).
-    tta : {None, "flip"}, default=None
-        Test-time augmentation. "flip": the logits of each image are the mean over the
-        image and its horizontal mirror (twice the prediction cost). Used for calibration
-        too. No effect with ``finetune="head"``.
     device : str, default="auto"
         "auto" (CUDA when available), "cpu", "cuda", "cuda:1", ...
     precision : {"auto", "fp32", "bf16"}, default="auto"
@@ -293,8 +285,6 @@ class SentimentClassifier(DecisionMixin, ClassifierMixin, BaseEstimator):
         n_iter_no_change: int = 5,
         calibration: str | None = "temperature",
         decision: str = "auto",
-        averaging: str | None = None,
-        tta: str | None = None,
         device: str = "auto",
         precision: str = "auto",
         num_workers: int | str = "auto",
@@ -329,8 +319,6 @@ class SentimentClassifier(DecisionMixin, ClassifierMixin, BaseEstimator):
         self.n_iter_no_change = n_iter_no_change
         self.calibration = calibration
         self.decision = decision
-        self.averaging = averaging
-        self.tta = tta
         self.device = device
         self.precision = precision
         self.num_workers = num_workers
@@ -592,8 +580,7 @@ class SentimentClassifier(DecisionMixin, ClassifierMixin, BaseEstimator):
             net.to(memory_format=torch.channels_last)
             # One pass: stream the batches (copies overlap compute) rather than upload first.
             source = ImageBatches(store, rows, device, resident=False)
-            logits = predict_logits(net, source, batch, device, precision,
-                                    tta=self.tta)
+            logits = predict_logits(net, source, batch, device, precision)
         logits = logits.double().cpu().numpy()
         if not np.isfinite(logits).all():
             raise FloatingPointError(

@@ -47,10 +47,6 @@ SAMPLINGS = (None, "undersample", "oversample")
 CALIBRATIONS = ("temperature", None)
 #: How ``predict`` picks a class: "auto" is "balanced" after class-balanced training.
 DECISIONS = ("auto", "balanced", "argmax")
-#: Weight averaging during training: None, or an exponential moving average.
-AVERAGING = (None, "ema")
-#: Test-time augmentation: None, or the mean logits of an image and its mirror.
-TTA = (None, "flip")
 #: Precisions the training loop and prediction run in.
 PRECISIONS = ("auto", "fp32", "bf16")
 #: Where images are decoded: "auto" (on the model's device when it is a CUDA device, for the
@@ -212,10 +208,6 @@ CLASSIFIER_PARAMS: tuple[Param, ...] = (
     _choice("decision", "auto", DECISIONS,
             "how predict picks a class: 'balanced' divides the probabilities by the class "
             "frequencies (macro-F1), 'argmax' does not (accuracy)", _TRAINING),
-    _choice("averaging", None, AVERAGING,
-            "'ema': use an exponential moving average of the weights", _TRAINING),
-    _choice("tta", None, TTA, "'flip': average the logits of each image and its mirror",
-            _TRAINING),
     Param("device", "auto", "auto, cpu, cuda, cuda:1, ...", [str], cli=_HARDWARE),
     _choice("precision", "auto", PRECISIONS, "'auto': bf16 autocast on CUDA, fp32 on CPU",
             _HARDWARE),

@@ -146,11 +146,9 @@ class EarlyStopping(Callback):
 
     Parameters
     ----------
-    watched : torch.nn.Module
-        The module whose weights are kept at the best epoch (the weight average when there
-        is one).
     module : torch.nn.Module
-        The module the best weights are restored into when training ends.
+        The module whose weights are kept at the best epoch and restored when training
+        ends.
     patience : int
         Epochs without improvement before stopping.
 
@@ -159,11 +157,11 @@ class EarlyStopping(Callback):
     best_epoch : int
         The epoch with the best score so far (0 before the first).
     best_state : dict or None
-        A copy of the watched module's weights at ``best_epoch``.
+        A copy of the module's weights at ``best_epoch``.
     """
 
-    def __init__(self, watched: Any, module: Any, patience: int) -> None:
-        self.watched, self.module, self.patience = watched, module, patience
+    def __init__(self, module: Any, patience: int) -> None:
+        self.module, self.patience = module, patience
         self.best_score = -np.inf
         self.best_epoch = 0
         self.best_state: dict | None = None
@@ -173,7 +171,7 @@ class EarlyStopping(Callback):
         score = record.get("valid_f1", -record["train_loss"])
         if score > self.best_score:
             self.best_score, self.best_epoch, self.stale = score, record["epoch"], 0
-            self.best_state = copy.deepcopy(self.watched.state_dict())
+            self.best_state = copy.deepcopy(self.module.state_dict())
         else:
             self.stale += 1
         return self.stale >= self.patience

@@ -20,18 +20,13 @@ import numpy as np
 import torch
 from sklearn.metrics import f1_score
 from torch import nn
-from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from ..batches import autocast, device_batches, split_batches
 from ..config import get_config
-from ..params import AVERAGING
 from .augment import random_resized_crop_flip
 from .callbacks import EarlyStopping, ProgressBar, overrides
 from .optim import lr_factor_schedule, make_optimizer, make_scheduler
 from .steps import EagerStep, GraphedStep
-
-#: Time constant of the weight EMA, as a share of all training steps.
-EMA_HORIZON = 0.1
 
 
 class TrainingDivergedError(FloatingPointError):
@@ -83,7 +78,6 @@ class TrainConfig:
     early_stopping: bool
     n_iter_no_change: int
     on_divergence: str
-    averaging: str | None
     verbose: int
     precision: str = "fp32"
     cuda_graphs: bool | str = False
@@ -187,23 +181,15 @@ def use_cuda_graphs(setting: bool | str, device: torch.device, batch_size: int) 
 
 @torch.inference_mode()
 def predict_logits(module: nn.Module, source, batch_size: int, device: torch.device,
-                   precision: str, tta: str | None = None) -> torch.Tensor:
-    """Logits of every sample of ``source``, in order, in eval mode, as float32 on the device.
-
-    With ``tta="flip"`` and image batches, each logit is the mean over the image and its
-    horizontal mirror.
-    """
+                   precision: str) -> torch.Tensor:
+    """Logits of every sample of ``source``, in order, in eval mode, as float32 on the device."""
     was_training = module.training
     module.eval()
     order = np.arange(len(source))
-    flip = tta == "flip" and getattr(source, "kind", "") == "images"
     outputs = []
     with autocast(device, precision):
         for x in source.iterate(split_batches(order, batch_size)):
-            logits = module(x).float()
-            if flip:
-                logits = 0.5 * (logits + module(x.flip(3)).float())
-            outputs.append(logits)
+            outputs.append(module(x).float())
     module.train(was_training)
     if not outputs:
         return torch.empty(0, device=device)
@@ -316,9 +302,6 @@ class _Run:
         self.steps_per_epoch = len(split_batches(self.order(np.random.default_rng(config.seed)),
                                                  config.batch_size, drop_single=True))
         self._make_step()
-        self.averaged = _weight_average(module, config.averaging,
-                                        self.steps_per_epoch * config.epochs)
-        self.watched = self.averaged.module if self.averaged is not None else module
         self.steps_done = 0
         self.last_good: dict | None = None  # weights after the last finite epoch ("restore")
         self.result = TrainResult()
@@ -343,7 +326,7 @@ class _Run:
         """Run the epochs, telling ``callbacks`` (after the loop's own) what happens."""
         progress = ProgressBar(self.steps_per_epoch * self.config.epochs, self.config.epochs,
                                self.config.verbose)
-        early = (EarlyStopping(self.watched, self.module, self.config.n_iter_no_change)
+        early = (EarlyStopping(self.module, self.config.n_iter_no_change)
                  if self.config.early_stopping else None)
         hooks = [progress, *([early] if early is not None else []), *callbacks]
         try:
@@ -385,8 +368,6 @@ class _Run:
                 x = random_resized_crop_flip(x, self.generator)
             loss, logits = self.step(x, target)
             self.schedule.step()
-            if self.averaged is not None:
-                self.averaged.update_parameters(self.module)
             self.steps_done += 1
             step_losses.append(loss.reshape(1) * len(target))
             correct.append(torch.stack([logits.argmax(1), target]))
@@ -414,10 +395,10 @@ class _Run:
         }
 
     def evaluate(self, entry: dict) -> None:
-        """Add the validation scores of the watched weights to ``entry``."""
+        """Add the validation scores of the current weights to ``entry``."""
         if self.valid_source is None:
             return
-        logits = predict_logits(self.watched, self.valid_source,
+        logits = predict_logits(self.module, self.valid_source,
                                 max(self.config.batch_size, 64), self.device,
                                 self.config.precision)
         entry.update(_valid_scores(logits, self.y_valid, self.n_classes))
@@ -438,15 +419,13 @@ class _Run:
 
     def finish(self, early: EarlyStopping | None) -> None:
         """Set the epoch whose weights the module keeps (early stopping restores them at
-        ``on_fit_end``; without it the weight average, if any, becomes the model)."""
+        ``on_fit_end``; without it, the last epoch's)."""
         if self.result.diverged is not None:
             return
         if early is not None and early.best_state is not None:
             self.result.best_epoch = early.best_epoch
             return
         self.result.best_epoch = self.result.n_epochs
-        if self.averaged is not None:
-            self.module.load_state_dict(self.averaged.module.state_dict())
 
 
 def _tell(hooks: list[Any], name: str, owner: Any, *args: Any) -> list[Any]:
@@ -459,16 +438,6 @@ def _tell(hooks: list[Any], name: str, owner: Any, *args: Any) -> list[Any]:
     return answers
 
 
-def _weight_average(module: nn.Module, averaging: str | None,
-                    total_steps: int) -> AveragedModel | None:
-    """An exponential moving average of ``module``'s weights and batch-norm statistics, with
-    a time constant of :data:`EMA_HORIZON` of the run's steps; None without averaging."""
-    if averaging is None:
-        return None
-    if averaging != "ema":
-        raise ValueError(f"averaging must be one of {list(AVERAGING)}, got {averaging!r}.")
-    decay = 1.0 - 1.0 / max(1.0, EMA_HORIZON * total_steps)
-    return AveragedModel(module, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
 
 
 def _divergence(losses: np.ndarray, module: nn.Module, epoch: int,
