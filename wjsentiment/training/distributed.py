@@ -181,10 +181,14 @@ class DataParallel(Local):
         return nn.parallel.DistributedDataParallel(module, device_ids=ids)
 
     def gather(self, array: np.ndarray) -> np.ndarray:
+        return np.concatenate(self._all_gather(array), axis=-1)
+
+    def _all_gather(self, array: np.ndarray) -> list[np.ndarray]:
+        """Every rank's ``array`` (of one shape and type on all ranks), by rank."""
         tensor = torch.from_numpy(np.ascontiguousarray(array)).to(self.comm_device)
         parts = [torch.empty_like(tensor) for _ in range(self.world_size)]
         dist.all_gather(parts, tensor)
-        return np.concatenate([p.cpu().numpy() for p in parts], axis=-1)
+        return [part.cpu().numpy() for part in parts]
 
     def from_rank0(self, value: Any) -> Any:
         box = [value]
@@ -207,13 +211,9 @@ class DataParallel(Local):
         mine = np.arange(self.rank, n, self.world_size)
         per_rank = math.ceil(n / self.world_size)
         values = compute(np.resize(mine, per_rank) if len(mine) else np.zeros(per_rank, int))
-        tensor = torch.from_numpy(np.ascontiguousarray(values)).to(self.comm_device)
-        parts = [torch.empty_like(tensor) for _ in range(self.world_size)]
-        dist.all_gather(parts, tensor)
         out = np.empty((n, *values.shape[1:]), dtype=values.dtype)
-        for rank, part in enumerate(parts):
-            count = len(range(rank, n, self.world_size))
-            out[rank::self.world_size] = part.cpu().numpy()[:count]
+        for rank, part in enumerate(self._all_gather(values)):
+            out[rank::self.world_size] = part[:len(range(rank, n, self.world_size))]
         return out
 
     @contextlib.contextmanager
