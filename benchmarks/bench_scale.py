@@ -20,9 +20,14 @@ On a machine with 2 cores the workers take the cores that torch's threads would 
 the cluster (process start, task transfer, one feature pass shared through files). The gain
 comes with more cores or machines than one process can use.
 
-The data-parallel fit of issue 13 part 1 (2 processes under torchrun with the gloo backend
-against 1 process of the same total batch) is not in the library yet: ``--gloo-fit`` only
-records that it is pending (see :func:`gloo_fit`).
+``--gloo-fit`` adds the data-parallel fit (see :func:`gloo_fit`): ``SentimentClassifier(
+finetune="full", weights=None, augment=False, ...)`` on the same images, once under
+``torchrun --nproc-per-node 2`` (gloo, ``batch_size`` per rank, one torch thread per rank)
+and once in one process with twice the batch size and two threads: the same total batch and
+the same cores. Reported: each run's training images per second (from ``history_``), the fit's
+seconds inside the process and the launch's seconds, and the ratio of images per second
+(2 processes / 1 process). On 2 cores this is no speed-up: it measures what the gradient
+all-reduce and the second process cost.
 
 Usage::
 
@@ -32,8 +37,14 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import socket
+import subprocess
+import sys
 import tempfile
 import time
+from pathlib import Path
 
 import _common
 import numpy as np
@@ -42,14 +53,60 @@ from flickr_like import make_flickr_like
 GRID = {"lr": [1e-3, 1e-2], "head": ["linear", "mlp"]}
 
 
-def gloo_fit(args: argparse.Namespace) -> dict:
-    """Placeholder for the 2-process gloo fit against a 1-process fit of the same total batch.
+def _fit_worker(spec_file: str) -> None:
+    """One rank (or the only process) of :func:`gloo_fit`: fit, and rank 0 writes its timing."""
+    spec = json.loads(Path(spec_file).read_text())
+    from wjsentiment import SentimentClassifier
 
-    Comes with data-parallel ``fit`` under torchrun (issue 13 part 1); until then it only
-    says so, so that the JSON keeps a place for the figure.
-    """
-    return {"status": "pending: data-parallel fit under torchrun (issue 13 part 1) is not in "
-                      "the library yet"}
+    clf = SentimentClassifier(backbone=spec["backbone"], weights=None, image_size=spec["size"],
+                              epochs=spec["epochs"], batch_size=spec["batch_size"],
+                              augment=False, calibration=None, device="cpu", random_state=0,
+                              verbose=0)
+    clf.fit(spec["paths"], spec["labels"])  # decoding, warm-up: not in the timed epochs
+    start = time.perf_counter()
+    clf.fit(spec["paths"], spec["labels"])
+    seconds = time.perf_counter() - start
+    if int(os.environ.get("RANK", "0")) == 0:
+        samples = sum(e["samples"] for e in clf.history_)
+        train = sum(e["seconds"] for e in clf.history_)
+        Path(spec["out"]).write_text(json.dumps({
+            "fit_seconds": seconds, "samples": samples, "train_seconds": train,
+            "images_per_second": samples / train, "history": clf.history_}))
+
+
+def _launch(spec: dict, processes: int, threads: int, folder: str) -> dict:
+    """Run :func:`_fit_worker` in ``processes`` processes under torchrun; its result."""
+    spec_file = Path(folder) / f"spec{processes}.json"
+    spec_file.write_text(json.dumps({**spec, "out": str(Path(folder) / f"out{processes}.json")}))
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads),
+           "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parents[1]),
+                                          os.environ.get("PYTHONPATH", "")])}
+    start = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node",
+                    str(processes), "--master-addr", "127.0.0.1", "--master-port", str(port),
+                    __file__, "--fit-worker", str(spec_file)], env=env, check=True,
+                   timeout=3600)
+    found = json.loads((Path(folder) / f"out{processes}.json").read_text())
+    return {**found, "launch_seconds": time.perf_counter() - start, "processes": processes,
+            "threads_per_process": threads}
+
+
+def gloo_fit(args: argparse.Namespace, paths: list[str], y: np.ndarray) -> dict:
+    """A 2-process gloo fit against a 1-process fit of the same total batch and cores."""
+    cores = max(2, os.cpu_count() or 2)
+    spec = {"backbone": args.backbone, "size": args.size, "epochs": args.epochs,
+            "paths": paths, "labels": np.asarray(y).tolist()}
+    with tempfile.TemporaryDirectory(prefix="wjs-bench-gloo-") as folder:
+        one = _launch({**spec, "batch_size": 2 * args.batch_size}, 1, cores, folder)
+        two = _launch({**spec, "batch_size": args.batch_size}, 2, cores // 2, folder)
+    ratio = two["images_per_second"] / one["images_per_second"]
+    return {"one_process": one, "two_processes": two, "ratio": ratio,
+            "total_batch": 2 * args.batch_size,
+            "status": f"2 processes x batch {args.batch_size} (gloo) / 1 process x batch "
+                      f"{2 * args.batch_size}: {ratio:.2f}x images per second"}
 
 
 def _search(args: argparse.Namespace, n_jobs: int):
@@ -104,7 +161,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--workers", type=int, default=2,
                         help="Dask worker processes, one thread each (default 2)")
     parser.add_argument("--gloo-fit", action="store_true",
-                        help="also the 2-process gloo fit (pending: issue 13 part 1)")
+                        help="also a 2-process gloo fit under torchrun against one "
+                             "process of the same total batch")
     args = parser.parse_args(argv)
     if args.smoke:
         args.n_images, args.size, args.epochs, args.batch_size, args.cv = (
@@ -181,11 +239,21 @@ def main(argv: list[str] | None = None) -> dict:
                   f"{warm_ratio:.2f} warm; same best_params_ and scores: {same}"],
     }
     if args.gloo_fit:
-        results["gloo_fit"] = gloo_fit(args)
+        results["gloo_fit"] = gloo_fit(args, paths, y)
         results["notes"].append(f"gloo fit: {results['gloo_fit']['status']}")
+        for key, name in (("one_process", "fit, 1 process"), ("two_processes",
+                                                              "fit, 2 processes (gloo)")):
+            run = results["gloo_fit"][key]
+            rows.append({"run": f"{name} x {run['threads_per_process']} threads",
+                         "seconds": run["fit_seconds"],
+                         "images_per_second": run["images_per_second"]})
     return _common.report(f"GridSearchCV on Dask {args.backbone} {args.size}px", results, rows,
-                          args.json_out)
+                          args.json_out, columns=["run", "fits", "seconds", "fits_per_second",
+                                                  "images_per_second"])
 
 
 if __name__ == "__main__":
-    main()
+    if sys.argv[1:2] == ["--fit-worker"]:  # a process of gloo_fit, started by torchrun
+        _fit_worker(sys.argv[2])
+    else:
+        main()

@@ -179,4 +179,10 @@ def test_bench_scale_smoke(bench, tmp_path):
     assert res["ratio"] == pytest.approx(res["n_jobs_1"]["seconds"] / res["dask"]["seconds"])
     assert res["warm_ratio"] == pytest.approx(res["n_jobs_1"]["warm_seconds"]
                                               / res["dask"]["warm_seconds"])
-    assert res["gloo_fit"]["status"].startswith("pending")
+    gloo = res["gloo_fit"]
+    one, two = gloo["one_process"], gloo["two_processes"]
+    assert (one["processes"], two["processes"]) == (1, 2)
+    assert one["samples"] == two["samples"] > 0  # the same images, one epoch each
+    assert one["history"][0]["samples"] == two["history"][0]["samples"]
+    assert gloo["ratio"] == pytest.approx(two["images_per_second"] / one["images_per_second"])
+    assert one["fit_seconds"] > 0 and two["launch_seconds"] > two["fit_seconds"]

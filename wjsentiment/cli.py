@@ -633,6 +633,10 @@ def _cmd_fit(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     start = time.perf_counter()
     clf.fit(data.paths, data.target, groups=_groups(args, data, parser))
     seconds = time.perf_counter() - start
+    from .training import is_main_process
+
+    if not is_main_process():  # under torchrun every rank holds the model; rank 0 writes it
+        return 0
     out = Path(args.out)
     model_dir = clf.save(out / "model")
     _info(args, f"Backbone weights: {clf.weights_source_}.")

@@ -8,6 +8,7 @@ augmentation and the loop itself live in :mod:`wjsentiment.images` and
 
 from __future__ import annotations
 
+import functools
 import os
 import warnings
 from collections.abc import Callable
@@ -55,6 +56,7 @@ from .persistence import (
     save_bundle,
 )
 from .training.callbacks import check_callbacks
+from .training.distributed import LOCAL, Local, data_parallel
 from .training.loop import TrainConfig, TrainResult, cpu_threads, predict_logits, train_model
 
 
@@ -205,7 +207,20 @@ class SentimentClassifier(DecisionMixin, ClassifierMixin, BaseEstimator):
         at batch sizes up to 128 (see benchmarks/RESULTS.md for the gain). Batches of another
         size (the last of an epoch) run eagerly; if capture fails,
         training continues eagerly with a warning. Applies to ``finetune="full"`` with
-        ``optimizer="adamw"``; ignored on CPU.
+        ``optimizer="adamw"``; ignored on CPU and in a data-parallel fit.
+    distributed : {"auto", False}, default="auto"
+        "auto": when torchrun started this process among several (``WORLD_SIZE`` > 1),
+        ``fit`` trains data-parallel with ``DistributedDataParallel``: it joins the default
+        process group (or creates it: ``nccl`` on CUDA, ``gloo`` on the CPU), each rank
+        trains on its shard of every epoch's order (the same global order on every rank, from
+        ``random_state``; with ``random_state=None`` rank 0's seed) on ``cuda:LOCAL_RANK``,
+        gradients are all-reduced, and with ``finetune="head"`` each rank computes the
+        backbone features of its share of the images. ``batch_size`` is per rank: the global
+        batch is ``batch_size`` x the number of ranks (scale ``lr`` with it). Every rank
+        decodes every image and validates on the whole holdout; ``history_``, early stopping,
+        the temperature and the weights are rank 0's on every rank (identical, bit for bit).
+        CUDA graphs are off. See the scaling guide. False: each process trains on its own,
+        as outside torchrun.
     random_state : int, RandomState or None, default=None
         Seeds initialisation, shuffling, sampling, the validation split and augmentation.
     verbose : int, default=1
@@ -292,6 +307,7 @@ class SentimentClassifier(DecisionMixin, ClassifierMixin, BaseEstimator):
         on_bad_image: str = "raise",
         on_divergence: str = "raise",
         cuda_graphs: bool | str = "auto",
+        distributed: str | bool = "auto",
         random_state: int | np.random.RandomState | None = None,
         verbose: int = 1,
         callbacks: list | None = None,
@@ -326,6 +342,7 @@ class SentimentClassifier(DecisionMixin, ClassifierMixin, BaseEstimator):
         self.on_bad_image = on_bad_image
         self.on_divergence = on_divergence
         self.cuda_graphs = cuda_graphs
+        self.distributed = distributed
         self.random_state = random_state
         self.verbose = verbose
         self.callbacks = callbacks
@@ -422,10 +439,12 @@ class SentimentClassifier(DecisionMixin, ClassifierMixin, BaseEstimator):
         items = as_image_inputs(X)
         y = check_targets(y, len(items))
         groups = check_groups(groups, len(items))
-        device = self._torch_device()
+        parallel = data_parallel(self.distributed, self._torch_device())
+        device = parallel.device(self._torch_device())
         precision = self._precision(device)
         seed = int(check_random_state(self.random_state).randint(0, 2**31 - 1))
-        with cpu_threads(get_config()["torch_threads"]):
+        with cpu_threads(get_config()["torch_threads"]), parallel.failures():
+            seed = parallel.from_rank0(seed)  # one split, initialisation and order
             store, decoded = self._decode(items)
             keep = self._skip_bad_images(decoded.errors, len(items))
             rows = decoded.rows[keep]
@@ -433,13 +452,14 @@ class SentimentClassifier(DecisionMixin, ClassifierMixin, BaseEstimator):
             split = _holdout(y_enc, None if groups is None else groups[keep], seed,
                              self.validation_fraction, self.calibration)
             net = self._build_network(seed, device)
-            result = self._train(net, store, rows, y_enc, split, device, precision, seed)
-            net.eval()
-            self.model_ = net
-            self.history_ = result.history
-            self.n_epochs_ = result.n_epochs
+            result = self._train(net, store, rows, y_enc, split, device, precision, seed,
+                                 parallel)
+            parallel.broadcast_state(net)  # rank 0's weights on every rank
+            self.model_ = net.eval()
+            self.history_, self.n_epochs_ = result.history, result.n_epochs
             self.best_epoch_ = result.best_epoch
             self._calibrate(y_enc, store, rows, split[1], device, precision)
+            self.temperature_ = parallel.from_rank0(self.temperature_)  # see distributed
         return self
 
     def _skip_bad_images(self, errors: list[tuple[int, BadImageError]], n: int) -> np.ndarray:
@@ -487,14 +507,17 @@ class SentimentClassifier(DecisionMixin, ClassifierMixin, BaseEstimator):
         return net.to(device)
 
     def _sources(self, net: SentimentNet, store, rows: np.ndarray, split: tuple,
-                 device: torch.device, precision: str, seed: int) -> tuple:
+                 device: torch.device, precision: str, seed: int,
+                 parallel: Local = LOCAL) -> tuple:
         """The module to train and its training and validation batch sources: the head on
-        cached backbone features (``finetune="head"``), else the whole network on images."""
+        cached backbone features (``finetune="head"``; each rank computes its share of them
+        in a data-parallel fit), else the whole network on images."""
         if self.finetune == "head":
             net.backbone.requires_grad_(False)
             self._features_key = self._weights_key(seed)
-            feats = frozen_features(net, self._features_key, store, rows, device, precision,
-                                    batch_size=max(64, self.batch_size), verbose=self.verbose)
+            feats = parallel.map_shards(functools.partial(
+                _features_at, net, self._features_key, store, rows, device, precision,
+                max(64, self.batch_size), self.verbose), len(rows))
             module = net.head
 
             def source(idx: np.ndarray):
@@ -510,14 +533,16 @@ class SentimentClassifier(DecisionMixin, ClassifierMixin, BaseEstimator):
         return module, source(train_idx), None if valid_idx is None else source(valid_idx)
 
     def _train(self, net: SentimentNet, store, rows: np.ndarray, y_enc: np.ndarray,
-               split: tuple, device: torch.device, precision: str, seed: int) -> TrainResult:
+               split: tuple, device: torch.device, precision: str, seed: int,
+               parallel: Local = LOCAL) -> TrainResult:
         """Train ``net`` on the training part of ``split``, validating on the other."""
+        graphs = self.finetune == "full" and parallel.world_size == 1  # not under DDP
         config = TrainConfig.from_params(
             self.get_params(deep=False), precision=precision, seed=seed,
             class_weights=_class_weights(self.class_weight, self.classes_, y_enc),
-            cuda_graphs=self.cuda_graphs if self.finetune == "full" else False)
+            cuda_graphs=self.cuda_graphs if graphs else False)
         module, train_source, valid_source = self._sources(net, store, rows, split, device,
-                                                           precision, seed)
+                                                           precision, seed, parallel)
         train_idx, valid_idx = split
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
@@ -526,7 +551,7 @@ class SentimentClassifier(DecisionMixin, ClassifierMixin, BaseEstimator):
                 valid_source=valid_source,
                 y_valid=y_enc[valid_idx] if valid_idx is not None else None,
                 epoch_order=epoch_order(y_enc[train_idx], self.sampling),
-                callbacks=self.callbacks or (), owner=self,
+                callbacks=self.callbacks or (), owner=self, parallel=parallel,
             )
 
     def _balanced_training(self) -> bool:
@@ -702,6 +727,15 @@ class SentimentClassifier(DecisionMixin, ClassifierMixin, BaseEstimator):
 
         return export_onnx(self, path, opset=opset)
 
+
+
+def _features_at(net: SentimentNet, key: tuple | None, store, rows: np.ndarray,
+                 device: torch.device, precision: str, batch_size: int, verbose: int,
+                 positions: np.ndarray) -> np.ndarray:
+    """The frozen-backbone features of ``rows[positions]`` (a rank's share of them in a
+    data-parallel fit)."""
+    return frozen_features(net, key, store, rows[positions], device, precision,
+                           batch_size=batch_size, verbose=verbose)
 
 
 def _holdout(y_enc: np.ndarray, groups: np.ndarray | None, seed: int,

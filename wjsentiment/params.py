@@ -14,8 +14,8 @@ and the modules that act on them import them from here.
 
 This module imports only the standard library and numpy, so the command line builds its
 options (and ``--help``) without importing torch or scikit-learn: constraints are declared as
-plain data (:class:`Range`, a frozenset of strings, or scikit-learn's constraint strings and
-types) and turned into scikit-learn's constraint objects on first use
+plain data (:class:`Range`, a frozenset of strings or of booleans, or scikit-learn's
+constraint strings and types) and turned into scikit-learn's constraint objects on first use
 (:attr:`Param.constraints`).
 """
 
@@ -57,6 +57,8 @@ DECODERS = ("auto", "cpu", "cuda")
 ON_BAD_IMAGE = ("raise", "skip")
 #: What training does when the loss or the weights become non-finite.
 ON_DIVERGENCE = ("raise", "restore")
+#: Data-parallel training: "auto" (when torchrun started the process) or never.
+DISTRIBUTED = ("auto", False)
 
 _NO_VALUE: Any = object()
 
@@ -89,11 +91,13 @@ def _sklearn_constraints(specs: tuple) -> list:
     ``_parameter_constraints`` compare equal however often they are asked for)."""
     # scikit-learn's constraint classes have no public import path; its own estimators and
     # third-party ones that use _parameter_constraints import them from here.
-    from sklearn.utils._param_validation import Interval, StrOptions
+    from sklearn.utils._param_validation import Interval, Options, StrOptions
 
     def convert(spec: Any) -> Any:
         if isinstance(spec, Range):
             return Interval(spec.type, spec.left, spec.right, closed=spec.closed)
+        if isinstance(spec, frozenset) and all(isinstance(o, bool) for o in spec):
+            return Options(bool, set(spec))  # e.g. False alone, beside a string option
         if isinstance(spec, frozenset):
             return StrOptions(set(spec))
         return spec
@@ -151,8 +155,9 @@ class Param:
 
 def _choice_specs(choices: tuple) -> tuple:
     strings = frozenset(c for c in choices if isinstance(c, str))
-    return ((strings,) if strings else ()) + \
-        ((None,) if None in choices else ()) + (("boolean",) if True in choices else ())
+    flags = frozenset(c for c in choices if isinstance(c, bool))
+    return ((strings,) if strings else ()) + ((None,) if None in choices else ()) + \
+        (("boolean",) if True in flags else (flags,) if flags else ())
 
 
 def _choice(name: str, default: Any, choices: tuple, help: str,
@@ -224,6 +229,9 @@ CLASSIFIER_PARAMS: tuple[Param, ...] = (
             "epoch's weights", _TRAINING),
     Param("cuda_graphs", "auto", "replay the CUDA train step from a graph",
           ["boolean", frozenset({"auto"})]),
+    _choice("distributed", "auto", DISTRIBUTED,
+            "'auto': train data-parallel when torchrun started several processes; False: "
+            "each process trains on its own", _HARDWARE),
     Param("random_state", None, "seed for reproducible training", ["random_state"],
           cli=Cli("training", "SEED")),
     Param("verbose", 1, "0 is silent; 1 shows progress",

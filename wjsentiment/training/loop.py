@@ -25,6 +25,7 @@ from ..batches import autocast, device_batches, split_batches
 from ..config import get_config
 from .augment import random_resized_crop_flip
 from .callbacks import EarlyStopping, ProgressBar, overrides
+from .distributed import LOCAL, Local
 from .optim import lr_factor_schedule, make_optimizer, make_scheduler
 from .steps import EagerStep, GraphedStep
 
@@ -235,6 +236,7 @@ def train_model(
     epoch_order: Callable[[np.random.Generator], np.ndarray] | None = None,
     callbacks: Sequence[Any] = (),
     owner: Any = None,
+    parallel: Local = LOCAL,
 ) -> TrainResult:
     """Train ``module`` on batches of ``train_source`` and return its history.
 
@@ -259,6 +261,12 @@ def train_model(
         own progress bar and early stopping.
     owner : object, optional
         What the callbacks are given as ``estimator``.
+    parallel : Local or DataParallel, optional
+        The data-parallel context (:mod:`wjsentiment.training.distributed`): each rank
+        trains on its shard of every epoch's order through ``DistributedDataParallel``, the
+        records of ``history_`` cover all ranks and are rank 0's on every rank, and training
+        stops on every rank when a callback of some rank asks. The weights stay those of
+        this rank; the caller broadcasts rank 0's at the end. Default: one process.
 
     Returns
     -------
@@ -274,7 +282,7 @@ def train_model(
     small = getattr(train_source, "kind", "") == "features" and device.type == "cpu"
     with cpu_threads(1 if small else get_config()["torch_threads"]):
         run = _Run(module, train_source, y_train, config, device, n_classes,
-                   (valid_source, y_valid), epoch_order)
+                   (valid_source, y_valid), epoch_order, parallel)
         return run.fit(list(callbacks), owner)
 
 
@@ -288,12 +296,15 @@ class _Run:
 
     def __init__(self, module: nn.Module, source, y_train: np.ndarray, config: TrainConfig,
                  device: torch.device, n_classes: int, valid: tuple,
-                 epoch_order: Callable[[np.random.Generator], np.ndarray] | None) -> None:
+                 epoch_order: Callable[[np.random.Generator], np.ndarray] | None,
+                 parallel: Local = LOCAL) -> None:
         self.module, self.source, self.config = module, source, config
-        self.device, self.n_classes = device, n_classes
-        self.order = epoch_order or (lambda rng: rng.permutation(len(y_train)))
+        self.device, self.n_classes, self.parallel = device, n_classes, parallel
+        whole = epoch_order or (lambda rng: rng.permutation(len(y_train)))
+        self.order = lambda rng: parallel.shard(whole(rng))  # the same rng on every rank
         self.rng = np.random.default_rng(config.seed)
-        self.generator = torch.Generator(device=device).manual_seed(config.seed)
+        # Augmentation differs between ranks: each crops its own images its own way.
+        self.generator = torch.Generator(device=device).manual_seed(config.seed + parallel.rank)
         self.augment = config.augment and getattr(source, "kind", "") == "images"
         self.y = torch.as_tensor(y_train, dtype=torch.long, device=device)
         self.valid_source = valid[0]
@@ -318,14 +329,15 @@ class _Run:
                                    config.weight_decay, capturable=graphs)
         self.schedule = make_scheduler(optimizer, config.lr_schedule, total)
         self.lr_factor = lr_factor_schedule(config.lr_schedule, total)
-        args = (self.module, criterion, optimizer, self.device, config.precision)
+        args = (self.parallel.wrap(self.module), criterion, optimizer, self.device,
+                config.precision)
         self.step = (GraphedStep(*args, batch_size=config.batch_size) if graphs
                      else EagerStep(*args))
 
     def fit(self, callbacks: list[Any], owner: Any) -> TrainResult:
         """Run the epochs, telling ``callbacks`` (after the loop's own) what happens."""
         progress = ProgressBar(self.steps_per_epoch * self.config.epochs, self.config.epochs,
-                               self.config.verbose)
+                               self.config.verbose if self.parallel.rank == 0 else 0)
         early = (EarlyStopping(self.module, self.config.n_iter_no_change)
                  if self.config.early_stopping else None)
         hooks = [progress, *([early] if early is not None else []), *callbacks]
@@ -339,11 +351,12 @@ class _Run:
                     break
                 entry = self.record(epoch, losses, pairs, seconds)
                 self.evaluate(entry)
+                entry = self.parallel.from_rank0(entry)  # one history_ on every rank
                 self.result.history.append(entry)
                 self.result.n_epochs = epoch
                 if self.config.on_divergence == "restore":
                     self.last_good = copy.deepcopy(self.module.state_dict())
-                if any(_tell(hooks, "on_epoch_end", owner, entry)):
+                if self.parallel.any(any(_tell(hooks, "on_epoch_end", owner, entry))):
                     break
             self.finish(early)
             _tell(hooks, "on_fit_end", owner)
@@ -354,7 +367,7 @@ class _Run:
     def train_epoch(self, epoch: int, hooks: list[Any], owner: Any
                     ) -> tuple[np.ndarray, np.ndarray, float]:
         """One pass over the epoch's batches: the loss x batch size of each step, the
-        (predicted, true) class pairs, and the seconds it took."""
+        (predicted, true) class pairs (both of every rank's steps), and the seconds it took."""
         self.module.train()
         start = time.perf_counter()
         batches = split_batches(self.order(self.rng), self.config.batch_size, drop_single=True)
@@ -376,7 +389,9 @@ class _Run:
         losses = (torch.cat(step_losses).cpu().numpy() if step_losses
                   else np.zeros(0, dtype=np.float32))
         pairs = torch.cat(correct, dim=1).cpu().numpy() if correct else np.zeros((2, 0), int)
-        return losses, pairs, time.perf_counter() - start
+        # Every rank runs as many steps of one size: the gathered arrays cover all ranks.
+        return (self.parallel.gather(losses), self.parallel.gather(pairs),
+                time.perf_counter() - start)
 
     def record(self, epoch: int, losses: np.ndarray, pairs: np.ndarray,
                seconds: float) -> dict:
