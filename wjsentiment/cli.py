@@ -33,9 +33,6 @@ from .scale import PATH_COLUMN
 
 PROG = "wjsentiment"
 
-#: File extensions ``predict`` picks up inside folders (any case).
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
-
 #: Inputs of ``predict`` read as lists of image paths, by extension (any case): a CSV file
 #: with a header (the paths in the ``--path-col`` column), or text with one path a line.
 LIST_EXTENSIONS = (".csv", ".txt")
@@ -508,8 +505,11 @@ def _walk_images(folder: str) -> Iterator[str]:
     each folder sorted by name. Hidden entries (``.name``) and links to folders are skipped.
 
     Only one folder's names are held at a time (per level), so a tree of millions of files
-    is never listed whole.
+    is never listed whole. The files picked up are those whose extension (any case) is in
+    :data:`wjsentiment.datasets.folders.IMAGE_EXTENSIONS`.
     """
+    from .datasets.folders import IMAGE_EXTENSIONS
+
     with os.scandir(folder) as scan:
         entries = sorted((entry.name, entry.is_dir(follow_symlinks=False), entry.is_file())
                          for entry in scan if not entry.name.startswith("."))
@@ -561,8 +561,10 @@ class _ImageInputs:
             path = Path(item).expanduser()
             if path.is_dir():
                 if next(_walk_images(str(path)), None) is None:
+                    from .datasets.folders import IMAGE_EXTENSIONS
+
                     raise CommandError(f"folder {item!r} holds no image files "
-                                       f"({', '.join(IMAGE_EXTENSIONS)}).")
+                                       f"({', '.join(sorted(IMAGE_EXTENSIONS))}).")
                 kind = "folder"
             elif not path.is_file():
                 raise FileNotFoundError(f"input {item!r} does not exist.")
