@@ -19,7 +19,8 @@ Recipes:
   members are reported too, as ``ensemble/<member>``.
 - ``lite0``, ``lite1``: one member of that ensemble, fitted alone (same seed and settings).
 - Any recipe can take modifiers after ``+``, which set estimator parameters:
-  ``+nocal`` (calibration=None), ``+seed<k>`` (random_state=k).
+  ``+nocal`` (calibration=None), ``+head`` (a head on frozen features: finetune="head",
+  30 epochs, lr 3e-3), ``+seed<k>`` (random_state=k).
 
 With calibration on, the same fitted model is also scored with its temperature set to 1
 (``uncalibrated_log_loss``, ``uncalibrated_ece``).
@@ -72,7 +73,8 @@ SPLIT_SEED = 0
 #: Draws of labels from a model's own probabilities for the ECE floor.
 FLOOR_DRAWS = 200
 #: What each ``+modifier`` sets.
-MODIFIERS = {"nocal": {"calibration": None}}
+MODIFIERS = {"nocal": {"calibration": None},
+             "head": {"finetune": "head", "epochs": 30, "lr": 3e-3}}
 LOGREG_C = np.logspace(-3, 1, 9)
 #: The library's cheap recipe: a linear head on frozen lite0 features.
 HEAD_PARAMS = {"backbone": "tf_efficientnet_lite0", "weights": "imagenet", "finetune": "head",
