@@ -10,9 +10,8 @@ STAMP  := $(VENV)/.installed
 
 setup: $(STAMP)
 
-# torch and torchvision are pinned for development installs (they install from local disk here).
-# wjsentiment does not import torchvision, but timm depends on it: pinned beside torch, pip does
-# not pick a torchvision built for another torch.
+# torch and torchvision are pinned for development installs (they install from local disk here),
+# together, so that pip does not pick a torchvision built for another torch.
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
