@@ -16,6 +16,7 @@ See the guide page "Scaling out".
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import hashlib
 import os
@@ -77,18 +78,19 @@ def quiet(model: Any) -> Any:
     return model
 
 
-def _unreadable(model: Any, paths: list[str]) -> dict[int, str]:
-    """Why each of ``paths`` that ``model`` cannot read is unreadable, by position.
+def _decode_for(model: Any, paths: list[str], held: contextlib.ExitStack) -> dict[int, str]:
+    """Decode ``paths`` once for every member of ``model``, as its ``predict_proba`` would
+    (same store, same decoder and device), pinned until ``held`` closes; return why each
+    unreadable one is unreadable, by position.
 
-    Decodes through the shared image store at the size of every member, as ``predict_proba``
-    will (so it finds them decoded), and collects the store's per-input errors.
+    ``predict_proba`` then finds the images decoded: none is decoded twice, and a CUDA model
+    decodes on its GPU.
     """
-    from .images import get_store
-
     reasons: dict[int, str] = {}
     for est in getattr(model, "estimators_", [model]):
-        store = get_store(est.image_size, est.grayscale)
-        for pos, error in store.add(paths, num_workers=est._workers()).errors:
+        _, decoded = est._decode(paths)
+        held.enter_context(decoded)
+        for pos, error in decoded.errors:
             reasons.setdefault(pos, error.reason)
     return reasons
 
@@ -135,9 +137,10 @@ def predict_frame(model: Any, paths: Sequence[str | os.PathLike]) -> pandas.Data
 
     paths = [os.fspath(p) for p in paths]
     classes = list(model.classes_)
-    reasons = _unreadable(model, paths)
-    good = [path for i, path in enumerate(paths) if i not in reasons]
-    proba = model.predict_proba(good) if good else np.zeros((0, len(classes)))
+    with contextlib.ExitStack() as held:
+        reasons = _decode_for(model, paths, held)
+        good = [path for i, path in enumerate(paths) if i not in reasons]
+        proba = model.predict_proba(good) if good else np.zeros((0, len(classes)))
     labels = predictions_from_proba(model, proba)
     read = np.array([i not in reasons for i in range(len(paths))], dtype=bool)
     table_proba = np.full((len(paths), len(classes)), np.nan)
@@ -535,7 +538,9 @@ def predict_partitions(paths: dask.dataframe.DataFrame | dask.dataframe.Series,
     if int(batch_size) < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size!r}.")
     model_path = os.path.realpath(model)
-    meta = predict_frame(load_model(model_path, device), [])  # columns and dtypes
+    # The columns and dtypes, from the model loaded on the client's CPU: the workers' device
+    # (a GPU, say) need not exist here.
+    meta = predict_frame(load_model(model_path, "cpu"), [])
     return paths.map_partitions(_predict_partition, model_path, path_col, int(batch_size),
                                 device, meta=meta)
 
