@@ -30,7 +30,6 @@ from tqdm.auto import tqdm
 from .calibration import (  # noqa: F401 - apply_temperature, fit_temperature and fit_weights
     DecisionMixin,
     apply_temperature,  # were defined here in 0.1.0 and stay importable from here
-    decide,
     fit_soft_vote,
     fit_weights,
     normalised_weights,

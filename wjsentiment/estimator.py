@@ -536,11 +536,10 @@ class SentimentClassifier(DecisionMixin, ClassifierMixin, BaseEstimator):
                split: tuple, device: torch.device, precision: str, seed: int,
                parallel: Local = LOCAL) -> TrainResult:
         """Train ``net`` on the training part of ``split``, validating on the other."""
-        graphs = self.finetune == "full" and parallel.world_size == 1  # not under DDP
         config = TrainConfig.from_params(
             self.get_params(deep=False), precision=precision, seed=seed,
             class_weights=_class_weights(self.class_weight, self.classes_, y_enc),
-            cuda_graphs=self.cuda_graphs if graphs else False)
+            cuda_graphs=self.cuda_graphs if self.finetune == "full" else False)
         module, train_source, valid_source = self._sources(net, store, rows, split, device,
                                                            precision, seed, parallel)
         train_idx, valid_idx = split

@@ -380,6 +380,9 @@ def _decode_array(item: np.ndarray, size: int, grayscale: bool, host_decoder: st
             describe_input(item), "arrays must be uint8 with values 0-255; convert with "
             "np.clip(a, 0, 255).astype(np.uint8)"
         )
+    if item.ndim == 3 and item.shape[2] == 3 and host_decoder == "simplejpeg":
+        # RGB already: resized as it is (PIL would only copy it there and back).
+        return output_pixels(_resize_array(item, size), grayscale)
     if item.ndim == 2 or (item.ndim == 3 and item.shape[2] in (1, 3, 4)):
         arr = item[:, :, 0] if item.ndim == 3 and item.shape[2] == 1 else item
         return _finish(Image.fromarray(np.ascontiguousarray(arr)), size, grayscale, host_decoder)

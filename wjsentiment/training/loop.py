@@ -323,7 +323,8 @@ class _Run:
         weight = (torch.as_tensor(config.class_weights, dtype=torch.float32, device=self.device)
                   if config.class_weights is not None else None)
         criterion = nn.CrossEntropyLoss(weight=weight, label_smoothing=config.label_smoothing)
-        graphs = (config.optimizer == "adamw"
+        # A DDP step all-reduces between ranks: it is not captured in a CUDA graph.
+        graphs = (config.optimizer == "adamw" and self.parallel.world_size == 1
                   and use_cuda_graphs(config.cuda_graphs, self.device, config.batch_size))
         optimizer = make_optimizer(self.module.parameters(), config.optimizer, config.lr,
                                    config.weight_decay, capturable=graphs)
@@ -354,7 +355,8 @@ class _Run:
                 entry = self.parallel.from_rank0(entry)  # one history_ on every rank
                 self.result.history.append(entry)
                 self.result.n_epochs = epoch
-                if self.config.on_divergence == "restore":
+                if self.config.on_divergence == "restore" and early is None:
+                    # (with early stopping its best epoch is what a divergence restores)
                     self.last_good = copy.deepcopy(self.module.state_dict())
                 if self.parallel.any(any(_tell(hooks, "on_epoch_end", owner, entry))):
                     break
