@@ -182,10 +182,10 @@ def run_demo(out: str | os.PathLike = "runs/demo", *, smoke: bool = False,
         say(f"Backbone weights of {name}: {source}")
 
     test_paths = list(X[test])
-    members, report = _evaluate_all(model, test_paths, y[test])
+    members, report, proba = _evaluate_all(model, test_paths, y[test])
     prior_log_loss = _prior_log_loss(y[train], y[test])
     _say_scores(say, members, report, prior_log_loss)
-    paths = _save_outputs(model, out, report, y[test], model.predict_proba(test_paths))
+    paths = _save_outputs(model, out, report, y[test], proba)
     metrics = {
         **_scores(report),
         "prior_log_loss": prior_log_loss,
@@ -222,9 +222,10 @@ def _demo_split(smoke: bool) -> tuple:
     return X, y, groups, split
 
 
-def _evaluate_all(model, test_paths: list, y_test: np.ndarray) -> tuple[dict, object]:
-    """Each member's scores (and temperature) and the ensemble's report on the held-out set."""
-    from .evaluation import evaluate
+def _evaluate_all(model, test_paths: list, y_test: np.ndarray) -> tuple[dict, object, np.ndarray]:
+    """Each member's scores (and temperature), and the ensemble's report and probabilities on
+    the held-out set (predicted once, for the report and the plots alike)."""
+    from .evaluation import evaluate, predictions_from_proba, report_from_predictions
     from .labels import SENTIMENT_LABELS
 
     labels = list(SENTIMENT_LABELS)
@@ -232,7 +233,10 @@ def _evaluate_all(model, test_paths: list, y_test: np.ndarray) -> tuple[dict, ob
     for name, member in model.named_estimators_.items():
         member_report = evaluate(member, test_paths, y_test, labels=labels)
         members[name] = {**_scores(member_report), "temperature": float(member.temperature_)}
-    return members, evaluate(model, test_paths, y_test, labels=labels)
+    proba = model.predict_proba(test_paths)
+    report = report_from_predictions(y_test, proba, model.classes_, labels=labels,
+                                     y_pred=predictions_from_proba(model, proba))
+    return members, report, proba
 
 
 def _prior_log_loss(y_train: np.ndarray, y_test: np.ndarray) -> float:
