@@ -248,8 +248,8 @@ class DecisionMixin:
     """``predict`` and ``predict_from_proba`` of both estimators: the ``decision`` rule over
     the probabilities.
 
-    The estimator provides ``predict_proba``, ``classes_``, ``_decision_rule()`` ("balanced"
-    or "argmax") and ``_class_prior()``, and names in ``_fitted_attribute`` the attribute
+    The estimator provides ``predict_proba``, ``classes_``, ``decision_rule_`` ("balanced"
+    or "argmax") and ``class_prior_``, and names in ``_fitted_attribute`` the attribute
     that ``fit`` sets.
     """
 
@@ -292,7 +292,7 @@ class DecisionMixin:
             Labels from ``classes_``.
         """
         check_is_fitted(self, self._fitted_attribute)
-        return self.classes_[decide(proba, self._decision_rule(), self._class_prior())]
+        return self.classes_[decide(proba, self.decision_rule_, self.class_prior_)]
 
 
 # ------------------------------------------------------- the ensemble's members' probabilities

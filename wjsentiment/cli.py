@@ -626,7 +626,7 @@ def _cmd_fit(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         parser.error("--early-stopping needs --validation-fraction > 0, e.g. 0.15")
     clf = SentimentClassifier(**_estimator_params(args), verbose=min(args.verbose, 1))
     try:  # the estimator's own checks, before any image is read: a bad value is a usage error
-        clf._validate_params()
+        clf.check_params()
     except ValueError as exc:
         parser.error(_message(exc))
     data = _load_labelled(args, parser)

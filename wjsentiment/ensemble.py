@@ -39,6 +39,7 @@ from .calibration import (  # noqa: F401 - apply_temperature, fit_temperature an
 from .calibration import fit_proba_temperature as fit_temperature  # noqa: F401 - see above
 from .estimator import SentimentClassifier
 from .holdout import holdout_split
+from .inference import Member
 from .inputs import ImageInputs, check_groups, check_targets, n_samples, take
 from .params import ENSEMBLE_PARAMS, check_params, constraints
 from .persistence import (
@@ -467,16 +468,55 @@ class SentimentEnsemble(DecisionMixin, ClassifierMixin, _BaseComposition):
         probas = self._member_probas(X, self.estimators_, names)
         return soft_vote(probas, self.temperatures_, self.weights_)
 
-    def _decision_rule(self) -> str:
-        """The rule ``decision`` stands for: "balanced" or "argmax"."""
+    # ------------------------------------------------------------------ the inference seam
+    @property
+    def members_(self) -> list[Member]:
+        """The fitted members that vote, with their weights and temperatures.
+
+        The same accessor as :attr:`SentimentClassifier.members_
+        <wjsentiment.SentimentClassifier.members_>` (see :mod:`wjsentiment.inference`).
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from sklearn.linear_model import LogisticRegression
+        >>> X, y = np.r_[np.zeros((4, 2)), np.ones((4, 2))], [0] * 4 + [1] * 4
+        >>> ens = SentimentEnsemble([("a", LogisticRegression()), ("b", LogisticRegression())],
+        ...                         verbose=0).fit(X, y)
+        >>> [(m.name, m.weight, m.temperature) for m in ens.members_]
+        [('a', 0.5, 1.0), ('b', 0.5, 1.0)]
+        """
+        check_is_fitted(self, "estimators_")
+        weights = np.asarray(self.weights_, dtype=float)
+        weights = weights / weights.sum()
+        return [Member(name, est, float(w), float(t)) for name, est, w, t in zip(
+            self.named_estimators_, self.estimators_, weights, self.temperatures_)]
+
+    @property
+    def decision_rule_(self) -> str:
+        """The rule ``predict`` applies: "balanced" or "argmax" (what ``decision`` stands
+        for; see :func:`~wjsentiment.calibration.decide`)."""
+        check_is_fitted(self, "estimators_")
         return resolve_decision(self.decision,
                                 any(_trains_balanced(est) for est in self.estimators_))
 
-    def _class_prior(self) -> np.ndarray:
-        prior = getattr(self, "class_prior_", None)
-        if prior is None:  # saved before class_prior_ existed: the old argmax
-            prior = np.full(len(self.classes_), 1.0 / len(self.classes_))
-        return prior
+    def check_params(self) -> SentimentEnsemble:
+        """Check the ensemble's and its members' parameters now, without fitting.
+
+        Returns
+        -------
+        self : SentimentEnsemble
+
+        Raises
+        ------
+        ValueError
+            For a bad value, naming the parameter.
+        """
+        self._validate_params()
+        for _, est in self._members_spec():
+            if hasattr(est, "check_params"):
+                est.check_params()
+        return self
 
     # ------------------------------------------------------------------------ save / load
     @contextlib.contextmanager
@@ -594,10 +634,13 @@ class SentimentEnsemble(DecisionMixin, ClassifierMixin, _BaseComposition):
             ens.classes_ = decode_classes(config["classes"])
             ens.weights_ = np.array(config["weights"], dtype=float)
             ens.temperatures_ = np.array(config["temperatures"], dtype=float)
-            if "class_prior" in config:  # saved before the decision rule existed: argmax
-                ens.class_prior_ = np.array(config["class_prior"], dtype=float)
-                if ens.class_prior_.shape != ens.classes_.shape:
-                    raise ValueError("class_prior must have one value per class")
+            # Saved before the decision rule existed: a uniform prior, under which
+            # "balanced" is the old argmax.
+            n_classes = len(ens.classes_)
+            ens.class_prior_ = np.array(config.get("class_prior", [1.0 / n_classes] * n_classes),
+                                        dtype=float)
+            if ens.class_prior_.shape != ens.classes_.shape:
+                raise ValueError("class_prior must have one value per class")
             ens.validation_log_loss_ = config["validation_log_loss"]
             ens._moved_devices = {}
             _check_saved_vote(ens, names, file)

@@ -8,10 +8,11 @@ augmentation and the loop itself live in :mod:`wjsentiment.images` and
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -38,6 +39,7 @@ from .holdout import holdout_split
 from .images.cache import get_store
 from .images.decode import BadImageError, input_key
 from .images.device import decode_device
+from .inference import DecodedImages, Member
 from .inputs import ImageInputs, as_image_inputs, check_groups, check_targets
 from .models.backbones import check_backbone_name
 from .models.features import frozen_features
@@ -649,12 +651,106 @@ class SentimentClassifier(DecisionMixin, ClassifierMixin, BaseEstimator):
             logits = self._logits(store, decoded.rows, device, self._precision(device))
         return calibrated_proba(logits, self.temperature_, self.logit_adjustment_)
 
-    def _decision_rule(self) -> str:
-        """The rule ``decision`` stands for: "balanced" or "argmax"."""
+    # ------------------------------------------------------------------ the inference seam
+    @property
+    def members_(self) -> list[Member]:
+        """The fitted classifiers that vote: this one, with weight 1 and temperature 1.
+
+        The same accessor as :attr:`SentimentEnsemble.members_
+        <wjsentiment.SentimentEnsemble.members_>`, so code that serves, explains or exports
+        a model treats both alike (see :mod:`wjsentiment.inference`).
+        """
+        check_is_fitted(self, "model_")
+        return [Member(type(self).__name__, self, 1.0, 1.0)]
+
+    @property
+    def decision_rule_(self) -> str:
+        """The rule ``predict`` applies: "balanced" or "argmax" (what ``decision`` stands
+        for; see :func:`~wjsentiment.calibration.decide`)."""
+        check_is_fitted(self, "model_")
         return resolve_decision(self.decision, self._balanced_training())
 
-    def _class_prior(self) -> np.ndarray:
-        return self.class_prior_
+    def decode(self, X: ImageInputs) -> DecodedImages:
+        """Decode ``X`` as ``predict_proba`` would (this model's image size, colour mode,
+        decoder and device) into the shared cache, and keep the images there while the
+        result is held.
+
+        Images that cannot be decoded are listed in the result's ``errors`` rather than
+        raised, so a caller can predict the others and report these.
+
+        Parameters
+        ----------
+        X : ImageInputs
+            A sequence of image paths or PIL images, or a uint8 array of shape
+            ``(n, height, width, 3)``.
+
+        Returns
+        -------
+        DecodedImages
+            Use it in a ``with`` block: the images are released at its end.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> X = np.zeros((2, 32, 32, 3), dtype=np.uint8)
+        >>> clf = SentimentClassifier(weights=None, image_size=32, epochs=1, verbose=0,
+        ...                           random_state=0).fit(X, ["Negative", "Positive"])
+        >>> with clf.decode(X) as decoded:
+        ...     [x.shape for _, x in decoded.batches(batch_size=2)]
+        [torch.Size([2, 3, 32, 32])]
+        """
+        check_is_fitted(self, "model_")
+        store, result = self._decode(as_image_inputs(X))
+        return DecodedImages(store, result, self._torch_device())
+
+    @contextlib.contextmanager
+    def inference_network(self) -> Iterator[SentimentNet]:
+        """The network on this model's device, in eval mode with frozen parameters, for the
+        length of a ``with`` block; its modes and ``requires_grad`` flags are restored after.
+
+        For code that runs the network itself (Grad-CAM, export): inputs are float
+        ``[0, 1]`` NCHW batches as :meth:`DecodedImages.batches
+        <wjsentiment.inference.DecodedImages.batches>` yields them; the network normalises
+        them and returns logits (before ``temperature_`` and ``logit_adjustment_``).
+        """
+        check_is_fitted(self, "model_")
+        net = self._model_on(self._torch_device())
+        modes = [(module, module.training) for module in net.modules()]
+        flags = [(param, param.requires_grad) for param in net.parameters()]
+        try:
+            net.eval()
+            net.requires_grad_(False)
+            yield net
+        finally:
+            for module, training in modes:
+                module.training = training
+            for param, flag in flags:
+                param.requires_grad_(flag)
+
+    def check_params(self) -> SentimentClassifier:
+        """Check every parameter now, as ``fit`` does first, without fitting.
+
+        For code that wants to refuse a bad setting before expensive work (reading the
+        images, say), such as the command line.
+
+        Returns
+        -------
+        self : SentimentClassifier
+
+        Raises
+        ------
+        sklearn.utils._param_validation.InvalidParameterError or ValueError
+            For a value of the wrong type or out of range, naming the parameter.
+
+        Examples
+        --------
+        >>> SentimentClassifier(epochs=0).check_params()  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        sklearn.utils._param_validation.InvalidParameterError: The 'epochs' parameter ...
+        """
+        self._validate_params()
+        return self
 
     # ------------------------------------------------------------------ pickling and saving
     def __getstate__(self) -> dict:

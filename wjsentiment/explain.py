@@ -21,13 +21,11 @@ from typing import Any
 
 import numpy as np
 import torch
-from sklearn.utils.validation import check_is_fitted
 from torch import nn
 
-from .batches import ImageBatches, split_batches
-from .ensemble import SentimentEnsemble
-from .estimator import SentimentClassifier
+from .config import decode_threads
 from .images.cache import get_store
+from .inference import FittedModel, Member
 from .inputs import as_image_inputs
 
 #: The ``target`` that explains the class each image is predicted to be.
@@ -82,15 +80,16 @@ def _feature_layers(backbone: nn.Module, size: int, device: torch.device) -> lis
     return list(dict.fromkeys(finished))
 
 
-def _check_classifier(estimator: Any, role: str = "estimator") -> SentimentClassifier:
-    if not isinstance(estimator, SentimentClassifier):
+def _check_classifier(estimator: Any, role: str = "estimator") -> Any:
+    """``estimator`` if it is a fitted classifier whose network Grad-CAM can run."""
+    if not hasattr(estimator, "inference_network"):
         raise TypeError(f"{role} is a {type(estimator).__name__}; Grad-CAM needs a "
                         "SentimentClassifier (or a SentimentEnsemble of them).")
-    check_is_fitted(estimator, "model_")
+    estimator.members_  # noqa: B018 - NotFittedError before fit
     return estimator
 
 
-def default_layer(estimator: SentimentClassifier) -> str:
+def default_layer(estimator: Any) -> str:
     """The layer :func:`grad_cam` uses by default: the backbone's last 4-D feature map.
 
     It is the last module of the timm backbone's ``forward_features`` whose output has the
@@ -129,7 +128,7 @@ def default_layer(estimator: SentimentClassifier) -> str:
         return _resolve_layer(estimator, net, device, None)[0]
 
 
-def _resolve_layer(estimator: SentimentClassifier, net: nn.Module, device: torch.device,
+def _resolve_layer(estimator: Any, net: nn.Module, device: torch.device,
                    layer: str | None) -> tuple[str, nn.Module]:
     names = _feature_layers(net.backbone, estimator.image_size, device)
     if not names:
@@ -150,30 +149,11 @@ def _resolve_layer(estimator: SentimentClassifier, net: nn.Module, device: torch
 
 # ------------------------------------------------------------------------ the model's state
 @contextlib.contextmanager
-def _state_kept(nets: list[nn.Module]) -> Iterator[None]:
-    """Restore every module's train/eval mode and every parameter's ``requires_grad`` after
-    the block (``predict_proba``, for one, leaves a network in eval mode)."""
-    modes = [(module, module.training) for net in nets for module in net.modules()]
-    flags = [(param, param.requires_grad) for net in nets for param in net.parameters()]
-    try:
-        yield
-    finally:
-        for module, training in modes:
-            module.training = training
-        for param, flag in flags:
-            param.requires_grad_(flag)
-
-
-@contextlib.contextmanager
-def _explaining(estimator: SentimentClassifier) -> Iterator[tuple[nn.Module, torch.device]]:
-    """The estimator's network on its device, in eval mode with frozen parameters, for the
-    block; its state as it was after."""
-    device = estimator._torch_device()
-    net = estimator._model_on(device)
-    with _state_kept([net]):
-        net.eval()
-        net.requires_grad_(False)  # gradients reach the layer's output, never the weights
-        yield net, device
+def _explaining(estimator: Any) -> Iterator[tuple[nn.Module, torch.device]]:
+    """The estimator's network on its device, in eval mode with frozen parameters (gradients
+    reach the layer's output, never the weights), for the block; its state as it was after."""
+    with estimator.inference_network() as net:
+        yield net, next(net.parameters()).device
 
 
 # --------------------------------------------------------------------------------- grad-cam
@@ -183,22 +163,17 @@ def _normalised(maps: torch.Tensor) -> torch.Tensor:
     return torch.where(peak > 0, maps / peak.clamp_min(1e-30), torch.zeros_like(maps))
 
 
-def _classifier_maps(estimator: SentimentClassifier, items: list, targets: np.ndarray,
+def _classifier_maps(estimator: Any, items: list, targets: np.ndarray,
                      size: int, batch_size: int | None, layer: str | None) -> np.ndarray:
     from captum.attr import LayerAttribution, LayerGradCam
 
-    store = get_store(estimator.image_size, estimator.grayscale)
-    decoded = store.add(items, num_workers=estimator._workers())
-    if decoded.errors:
-        raise decoded.errors[0][1]
-    batch = batch_size or estimator.batch_size
     out = np.empty((len(items), size, size), dtype=np.float32)
-    with _explaining(estimator) as (net, device):
+    with estimator.decode(items) as decoded, _explaining(estimator) as (net, device):
+        if decoded.errors:
+            raise decoded.errors[0][1]
         _, module = _resolve_layer(estimator, net, device, layer)
         cam = LayerGradCam(net, module)
-        batches = split_batches(np.arange(len(items)), batch)
-        source = ImageBatches(store, decoded.rows, device, resident=False)
-        for index, x in zip(batches, source.iterate(batches)):
+        for index, x in decoded.batches(batch_size or estimator.batch_size):
             target = torch.as_tensor(targets[index], device=device)
             maps = cam.attribute(x, target=target, relu_attributions=True)
             maps = LayerAttribution.interpolate(maps.detach(), (size, size),
@@ -227,22 +202,23 @@ def _target_indices(estimator: Any, items: list, target: Any) -> np.ndarray:
     return np.array([position[label] for label in labels], dtype=np.int64)
 
 
-def _members(estimator: Any) -> tuple[list[SentimentClassifier], np.ndarray]:
-    """The classifiers whose maps are averaged, and their weights."""
-    if isinstance(estimator, SentimentEnsemble):
-        check_is_fitted(estimator, "estimators_")
-        members = [_check_classifier(member, f"ensemble member {name!r}")
-                   for name, member in estimator.named_estimators_.items()]
-        weights = np.asarray(estimator.weights_, dtype=float)
-        return members, weights / weights.sum()
-    return [_check_classifier(estimator)], np.ones(1)
+def _members(estimator: Any) -> list[Member]:
+    """The members whose maps are averaged, checked, with their weights."""
+    if not hasattr(type(estimator), "members_"):
+        raise TypeError(f"estimator is a {type(estimator).__name__}; Grad-CAM needs a "
+                        "SentimentClassifier (or a SentimentEnsemble of them).")
+    members = estimator.members_
+    role = "estimator" if len(members) == 1 and members[0].classifier is estimator else None
+    for member in members:
+        _check_classifier(member.classifier, role or f"ensemble member {member.name!r}")
+    return members
 
 
-def _output_size(members: list[SentimentClassifier]) -> int:
-    return max(int(member.image_size) for member in members)
+def _output_size(members: list[Member]) -> int:
+    return max(int(member.classifier.image_size) for member in members)
 
 
-def grad_cam(estimator: SentimentClassifier | SentimentEnsemble, X: Any, *,
+def grad_cam(estimator: FittedModel, X: Any, *,
              target: Any = PREDICTED, batch_size: int | None = None,
              layer: str | None = None) -> np.ndarray:
     """Grad-CAM heat maps: where in each image the evidence for a class lies.
@@ -306,20 +282,22 @@ def grad_cam(estimator: SentimentClassifier | SentimentEnsemble, X: Any, *,
     if batch_size is not None and (isinstance(batch_size, bool)
                                    or not isinstance(batch_size, Integral) or batch_size < 1):
         raise ValueError(f"batch_size must be a positive integer or None, got {batch_size!r}.")
-    members, weights = _members(estimator)
+    members = _members(estimator)
     items = as_image_inputs(X)
     size = _output_size(members)
     total = np.zeros((len(items), size, size), dtype=np.float32)
-    with _state_kept([member.model_ for member in members]):
+    with contextlib.ExitStack() as kept:  # every network as it was, after predict too
+        for member in members:
+            kept.enter_context(member.classifier.inference_network())
         targets = _target_indices(estimator, items, target)
-        for member, weight in zip(members, weights):
-            if weight > 0:
-                total += np.float32(weight) * _classifier_maps(member, items, targets, size,
-                                                               batch_size, layer)
+        for member in members:
+            if member.weight > 0:
+                total += np.float32(member.weight) * _classifier_maps(
+                    member.classifier, items, targets, size, batch_size, layer)
     return np.clip(total, 0.0, 1.0, out=total)
 
 
-def explain_images(estimator: SentimentClassifier | SentimentEnsemble, X: Any, *,
+def explain_images(estimator: FittedModel, X: Any, *,
                    target: Any = PREDICTED, batch_size: int | None = None,
                    layer: str | None = None) -> Explanations:
     """Heat maps together with the decoded images, predicted labels and probabilities.
@@ -342,7 +320,7 @@ def explain_images(estimator: SentimentClassifier | SentimentEnsemble, X: Any, *
     >>> result.images.shape, result.heatmaps.shape, result.predicted.shape
     ((2, 64, 64, 3), (2, 64, 64), (2,))
     """
-    members, _ = _members(estimator)
+    members = _members(estimator)
     items = as_image_inputs(X)
     proba = np.asarray(estimator.predict_proba(items))
     predicted = np.asarray(estimator.predict(items))
@@ -351,7 +329,7 @@ def explain_images(estimator: SentimentClassifier | SentimentEnsemble, X: Any, *
         estimator.classes_[_target_indices(estimator, items, target)]
     heatmaps = grad_cam(estimator, items, target=explained, batch_size=batch_size, layer=layer)
     store = get_store(_output_size(members), grayscale=False)
-    decoded = store.add(items, num_workers=members[0]._workers())
+    decoded = store.add(items, num_workers=decode_threads())
     return Explanations(images=store.gather(decoded.rows), heatmaps=heatmaps,
                         predicted=predicted, probability=proba[np.arange(len(items)), column],
                         explained=np.asarray(explained))

@@ -23,13 +23,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sklearn.utils.validation import check_is_fitted
 
 from . import __version__
 from .calibration import decide
-from .ensemble import SentimentEnsemble
-from .estimator import SentimentClassifier
 from .images.decode import decode_image
+from .inference import FittedModel
 from .inputs import as_image_inputs
 from .persistence import atomic_file, decode_classes, encode_classes
 
@@ -52,45 +50,39 @@ def _require(module: str) -> Any:
 
 
 # ----------------------------------------------------------------------------- the members
-def _members(estimator: Any) -> tuple[list[str], list[SentimentClassifier], np.ndarray,
-                                      np.ndarray]:
-    """Names, classifiers, vote weights (summing to 1) and vote temperatures."""
-    if isinstance(estimator, SentimentEnsemble):
-        check_is_fitted(estimator, "estimators_")
-        names = list(estimator.named_estimators_)
-        members = list(estimator.estimators_)
-        for name, member in zip(names, members):
-            if not isinstance(member, SentimentClassifier):
-                raise TypeError(f"Ensemble member {name!r} is a {type(member).__name__}; ONNX "
-                                "export needs every member to be a SentimentClassifier.")
-            check_is_fitted(member, "model_")
-        sizes = {name: int(member.image_size) for name, member in zip(names, members)}
-        if len(set(sizes.values())) > 1:
-            raise ValueError(f"The ensemble's members resize images to different sizes "
-                             f"({sizes}); the exported graph takes one image size. Export the "
-                             "members one by one, or fit them at one image_size.")
-        weights = np.asarray(estimator.weights_, dtype=float)
-        return names, members, weights / weights.sum(), \
-            np.asarray(estimator.temperatures_, dtype=float)
-    if not isinstance(estimator, SentimentClassifier):
+def _members(estimator: Any) -> tuple[list[str], list[Any], np.ndarray, np.ndarray]:
+    """Names, classifiers, vote weights (summing to 1) and vote temperatures, from the
+    model's ``members_`` (see :mod:`wjsentiment.inference`)."""
+    if not hasattr(type(estimator), "members_"):
         raise TypeError(f"estimator is a {type(estimator).__name__}; export_onnx takes a "
                         "SentimentClassifier or a SentimentEnsemble.")
-    check_is_fitted(estimator, "model_")
-    return [type(estimator).__name__], [estimator], np.ones(1), np.ones(1)
+    members = estimator.members_  # NotFittedError before fit
+    for member in members:
+        if not hasattr(member.classifier, "inference_network"):
+            raise TypeError(f"Ensemble member {member.name!r} is a "
+                            f"{type(member.classifier).__name__}; ONNX export needs every "
+                            "member to be a SentimentClassifier.")
+    sizes = {m.name: int(m.classifier.image_size) for m in members}
+    if len(set(sizes.values())) > 1:
+        raise ValueError(f"The ensemble's members resize images to different sizes "
+                         f"({sizes}); the exported graph takes one image size. Export the "
+                         "members one by one, or fit them at one image_size.")
+    return ([m.name for m in members], [m.classifier for m in members],
+            np.array([m.weight for m in members]), np.array([m.temperature for m in members]))
 
 
-def _logit_temperature(member: SentimentClassifier) -> float:
+def _logit_temperature(member: Any) -> float:
     """The temperature ``predict_proba`` divides the logits by (1 for an uncalibrated model)."""
     return float(getattr(member, "temperature_", 1.0))
 
 
-def _logit_adjustment(member: SentimentClassifier) -> np.ndarray:
+def _logit_adjustment(member: Any) -> np.ndarray:
     """What ``predict_proba`` adds to the scaled logits (zeros before calibration existed)."""
     adjustment = getattr(member, "logit_adjustment_", None)
     return np.zeros(member.n_classes_) if adjustment is None else np.asarray(adjustment)
 
 
-def _serving_module(members: list[SentimentClassifier], weights: np.ndarray,
+def _serving_module(members: list[Any], weights: np.ndarray,
                     vote_temperatures: np.ndarray):
     """A torch module: uint8 NHWC images -> probabilities, on CPU copies of the networks."""
     import copy
@@ -136,10 +128,10 @@ def _serving_module(members: list[SentimentClassifier], weights: np.ndarray,
 
 
 # --------------------------------------------------------------------------------- metadata
-def _metadata(estimator: Any, names: list[str], members: list[SentimentClassifier],
+def _metadata(estimator: Any, names: list[str], members: list[Any],
               weights: np.ndarray, vote_temperatures: np.ndarray) -> dict[str, str]:
     classes = encode_classes(np.asarray(estimator.classes_))
-    ensemble = isinstance(estimator, SentimentEnsemble)
+    ensemble = len(members) > 1 or hasattr(estimator, "estimators_")
     grayscale = [bool(m.grayscale) for m in members]
     return {
         "classes": json.dumps(classes["values"]),
@@ -150,9 +142,8 @@ def _metadata(estimator: Any, names: list[str], members: list[SentimentClassifie
         "grayscale": json.dumps(grayscale if ensemble else grayscale[0]),
         "input": f"{INPUT_NAME}: uint8 RGB (batch, size, size, 3), decoded and resized to "
                  "image_size",
-        "decision": estimator._decision_rule(),
-        "class_prior": json.dumps([float(v) for v in (
-            estimator._class_prior() if ensemble else estimator.class_prior_)]),
+        "decision": estimator.decision_rule_,
+        "class_prior": json.dumps([float(v) for v in estimator.class_prior_]),
         "members": json.dumps([
             {"name": name, "backbone": m.backbone, "grayscale": bool(m.grayscale),
              "logit_temperature": _logit_temperature(m), "vote_temperature": float(t),
@@ -161,7 +152,7 @@ def _metadata(estimator: Any, names: list[str], members: list[SentimentClassifie
     }
 
 
-def export_onnx(estimator: SentimentClassifier | SentimentEnsemble, path: str | os.PathLike,
+def export_onnx(estimator: FittedModel, path: str | os.PathLike,
                 *, opset: int | None = None) -> str:
     """Write a fitted classifier or ensemble to one ONNX file.
 

@@ -87,9 +87,8 @@ def _decode_for(model: Any, paths: list[str], held: contextlib.ExitStack) -> dic
     decodes on its GPU.
     """
     reasons: dict[int, str] = {}
-    for est in getattr(model, "estimators_", [model]):
-        _, decoded = est._decode(paths)
-        held.enter_context(decoded)
+    for member in model.members_ if paths else []:
+        decoded = held.enter_context(member.classifier.decode(paths))
         for pos, error in decoded.errors:
             reasons.setdefault(pos, error.reason)
     return reasons
