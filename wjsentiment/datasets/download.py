@@ -365,7 +365,7 @@ def _retry_delay(retry: Retry, response: urllib3.BaseHTTPResponse | None) -> flo
         with contextlib.suppress(InvalidHeader):
             after = retry.get_retry_after(response)
             if after is not None:
-                return after
+                return min(after, MAX_RETRY_DELAY)
     return retry.get_backoff_time()
 
 
@@ -610,8 +610,7 @@ def download_images(
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     retry = Retry(total=retries, status_forcelist=RETRY_STATUSES, backoff_factor=BACKOFF_BASE,
-                  backoff_jitter=BACKOFF_BASE, backoff_max=MAX_RETRY_DELAY,
-                  retry_after_max=MAX_RETRY_DELAY)
+                  backoff_jitter=BACKOFF_BASE, backoff_max=MAX_RETRY_DELAY)
     run = _Run(http=urllib3.PoolManager(maxsize=n_jobs, headers={"User-Agent": _USER_AGENT}),
                retry=retry, locks=_lock_folder(directory), timeout=float(timeout),
                deadline=float(deadline or DEADLINE_TIMEOUTS * timeout), max_bytes=max_bytes,
