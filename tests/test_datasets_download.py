@@ -585,7 +585,7 @@ def test_the_default_deadline_follows_the_timeout(server, tmp_path):
     assert server.hits["/drip.jpg"] == 1  # no time was left for a retry
 
 
-@pytest.mark.parametrize("deadline", [0, -1.0, float("nan"), "10"])
+@pytest.mark.parametrize("deadline", [0, -1.0, float("nan"), float("inf"), "10"])
 def test_a_bad_deadline_is_refused(tmp_path, deadline):
     with pytest.raises(ValueError, match="deadline"):
         download_images(["http://127.0.0.1:9/a.jpg"], tmp_path, deadline=deadline, verbose=0)

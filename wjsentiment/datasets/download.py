@@ -21,6 +21,7 @@ import concurrent.futures as cf
 import contextlib
 import csv
 import hashlib
+import math
 import os
 import re
 import tempfile
@@ -263,7 +264,8 @@ def _check_settings(n_jobs: int, retries: int, timeout: float, deadline: float |
     for name, value in (("timeout", timeout), ("deadline", deadline)):
         if value is None and name == "deadline":
             continue
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+        if (isinstance(value, bool) or not isinstance(value, (int, float))
+                or not 0 < value < math.inf):
             raise ValueError(f"{name} must be a positive number of seconds, got {value!r}.")
 
 
@@ -402,8 +404,8 @@ def _fetch_once(url: str, target: Path, run: _Run, end: float) -> None:
             raise _Refused(f"not a valid image ({exc.reason})") from None
         except HTTPError as exc:  # the connection broke or timed out while reading
             raise _connection_failure(exc) from None
-        except OSError as exc:  # writing the file (its name is the temporary one: left out)
-            raise _Retryable(f"could not write {target.name} ({exc.strerror or exc})") from None
+        except OSError as exc:  # of the local file (whose temporary name is left out)
+            raise _Retryable(f"file error on {target.name} ({exc.strerror or exc})") from None
 
 
 def _connection_failure(exc: BaseException | None) -> Exception:
