@@ -126,12 +126,13 @@ def dask_search(args: argparse.Namespace, paths: list[str], y: np.ndarray) -> di
     import joblib
     from distributed import Client, LocalCluster
 
-    from wjsentiment.models import feature_cache_dir, set_feature_cache_dir
+    from wjsentiment import set_config
+    from wjsentiment.models import feature_cache_dir
     from wjsentiment.scale import worker_setup
 
     previous = feature_cache_dir()
     with tempfile.TemporaryDirectory(prefix="wjs-bench-features-") as features:
-        set_feature_cache_dir(features)  # the refit, in this process, reads them too
+        set_config(feature_cache_dir=features)  # the refit, in this process, reads them too
         start = time.perf_counter()
         cluster = LocalCluster(n_workers=args.workers, threads_per_worker=1, processes=True,
                                dashboard_address=None)
@@ -148,7 +149,7 @@ def dask_search(args: argparse.Namespace, paths: list[str], y: np.ndarray) -> di
         finally:
             client.close()
             cluster.close()
-            set_feature_cache_dir(previous)
+            set_config(feature_cache_dir=previous)
     return {"startup_seconds": startup, "seconds": seconds[0], "warm_seconds": seconds[1],
             "search": search}
 
@@ -174,14 +175,15 @@ def main(argv: list[str] | None = None) -> dict:
 
     import torch
 
+    from wjsentiment import set_config
     from wjsentiment.images import clear_image_cache
-    from wjsentiment.models import clear_feature_cache, feature_cache_dir, set_feature_cache_dir
+    from wjsentiment.models import clear_feature_cache, feature_cache_dir
 
     data = make_flickr_like(args.n_images, args.data_dir, verbose=False)
     paths, y = list(data.paths), np.asarray(data.labels)
 
     folder = feature_cache_dir()
-    set_feature_cache_dir(None)  # cold: no features from an earlier run on disk
+    set_config(feature_cache_dir=None)  # cold: no features from an earlier run on disk
     clear_image_cache()
     clear_feature_cache()
     try:
@@ -192,7 +194,7 @@ def main(argv: list[str] | None = None) -> dict:
         _search(args, n_jobs=1).fit(paths, y)
         local_warm = time.perf_counter() - start
     finally:
-        set_feature_cache_dir(folder)
+        set_config(feature_cache_dir=folder)
         clear_image_cache()
         clear_feature_cache()
 

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import io
 import os
+import struct
 import threading
 import time
+import zlib
 from collections import Counter
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -36,6 +38,24 @@ def make_jpeg(size: int = 64, seed: int = 0) -> bytes:
     buffer = io.BytesIO()
     Image.fromarray(pixels).save(buffer, format="JPEG", quality=90)
     return buffer.getvalue()
+
+
+def png_header_only(width: int, height: int, bit_depth: int = 8, colour_type: int = 0) -> bytes:
+    """A PNG file that claims ``width x height`` pixels but holds only a few rows of them.
+
+    Opening it reads the size (what the pixel limit is checked on); decoding it would fail as
+    truncated, after allocating the whole image. Grey (``colour_type=0``) or RGB (``2``).
+    """
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        body = kind + data
+        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
+
+    header = struct.pack(">IIBBBBB", width, height, bit_depth, colour_type, 0, 0, 0)
+    samples = {0: 1, 2: 3}[colour_type] * bit_depth // 8
+    rows = zlib.compress(b"\0" * (1 + width * samples) * 2)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", rows)
+            + chunk(b"IEND", b""))
 
 
 def assert_clean_image_dir(directory: str | os.PathLike[str]) -> list[str]:

@@ -12,7 +12,7 @@ import pytest
 
 from wjsentiment import config_context, get_config, set_config
 from wjsentiment.images import clear_image_cache, get_store, set_cache_budget
-from wjsentiment.models import feature_cache_dir, set_feature_cache_dir
+from wjsentiment.models import feature_cache_dir
 
 
 @pytest.fixture
@@ -93,9 +93,10 @@ def test_old_setters_are_wrappers_over_set_config(restored, tmp_path):
     assert get_config()["cache_memory_bytes"] == 4096 == settings["memory_bytes"]
     assert get_config()["cache_disk_bytes"] == 8192 == settings["disk_bytes"]
     assert get_config()["cache_dir"] == str(tmp_path) == settings["cache_dir"]
-    set_feature_cache_dir(tmp_path / "features")
+    set_config(feature_cache_dir=tmp_path / "features")  # (set_feature_cache_dir is gone)
     assert get_config()["feature_cache_dir"] == str(tmp_path / "features")
-    set_feature_cache_dir(None)
+    assert str(feature_cache_dir()) == str(tmp_path / "features")
+    set_config(feature_cache_dir=None)
     assert get_config()["feature_cache_dir"] is None and feature_cache_dir() is None
 
 

@@ -132,3 +132,17 @@ def test_download_from_local_server(tmp_path, monkeypatch):
 
         offline = fetch_image_sentiment(tmp_path, download=False)
         assert offline.paths == expected and offline.download_report is None
+
+
+def test_the_download_deadline_reaches_the_downloader(tmp_path, monkeypatch):
+    full = crowdflower._load_metadata()
+    small = full.iloc[:1].copy()
+    with LocalImageServer() as server:
+        body = make_jpeg(size=96, seed=2)
+        small["url"] = [server.add("/slow.jpg", Reply(body=body, content_type="image/jpeg",
+                                                      chunk_size=8, chunk_delay=0.1))]
+        monkeypatch.setattr(crowdflower, "_load_metadata", lambda: small.copy())
+        ds = fetch_image_sentiment(tmp_path, timeout=2.0, deadline=0.5, retries=0, verbose=0)
+    (reason,) = ds.download_report.failed.values()
+    assert "deadline of 0.5 s" in reason
+    assert ds.paths == []

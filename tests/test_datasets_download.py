@@ -5,6 +5,7 @@ from __future__ import annotations
 import concurrent.futures as cf
 import csv
 import email.utils
+import gzip
 import os
 import subprocess
 import sys
@@ -20,15 +21,14 @@ from datasets_server import (
     assert_clean_image_dir,
     emoji_png,
     make_jpeg,
+    png_header_only,
 )
+from filelock import SoftFileLock
+from PIL import ImageFile
 
 from wjsentiment.datasets import DownloadReport, default_filename, download_images
 from wjsentiment.datasets import download as download_module
-
-try:
-    import fcntl
-except ImportError:  # Windows
-    fcntl = None
+from wjsentiment.images.decode import BadImageError, decode_image
 
 PNG = emoji_png(0)
 JPEG = make_jpeg()
@@ -208,8 +208,8 @@ def test_interrupt_midway_leaves_no_partial_file_and_resumes(server, tmp_path, m
                 raise KeyboardInterrupt
             return self._response.read1(min(n, 100))
 
-    def open_url(url, timeout):
-        response = real_open(url, timeout)
+    def open_url(http, url, timeout):
+        response = real_open(http, url, timeout)
         return Interrupting(response) if url == urls[2] else response
 
     monkeypatch.setattr(download_module, "_open_url", open_url)
@@ -412,19 +412,16 @@ def test_young_or_locked_temp_files_are_kept_old_unlocked_ones_removed(tmp_path,
     stale = time.time() - 2 * download_module.STALE_TEMP_AGE
     os.utime(old, (stale, stale))
     os.utime(old_locked, (stale, stale))
-    if fcntl is None:
-        download_images([], tmp_path, verbose=0)
-        assert young.exists() and not old.exists()
-        return
-    with open(old_locked, "rb") as held:
-        fcntl.flock(held, fcntl.LOCK_EX)  # a live run, stalled for long, still owns it
+    locks = download_module._lock_folder(tmp_path)
+    with download_module._lock(locks, "c.jpg"):  # a live run, stalled for long, still owns it
         download_images([], tmp_path, verbose=0)
     assert young.exists() and old_locked.exists()
     assert not old.exists()
 
 
 def test_without_locks_age_alone_decides_and_downloads_work(server, tmp_path, monkeypatch):
-    monkeypatch.setattr(download_module, "fcntl", None)  # as on Windows
+    # As where the file system has no locks: filelock's lock files alone (SoftFileLock).
+    monkeypatch.setattr(download_module, "FileLock", SoftFileLock)
     young = tmp_path / ".a.jpg.0123456789ab.wjs-partial"
     old = tmp_path / ".b.jpg.0123456789ab.wjs-partial"
     for path in (young, old):
@@ -442,16 +439,17 @@ def test_without_locks_age_alone_decides_and_downloads_work(server, tmp_path, mo
 
 def test_vanished_temp_file_is_retried(server, tmp_path, monkeypatch):
     url = server.add("/v/img.png", Reply(body=PNG))
-    real_verify = download_module._verify_image
+    real_verify = download_module.verify_image_file
     calls = []
 
-    def verify_after_another_run_removed_it(path):
-        calls.append(path)
+    def verify_after_another_run_removed_it(fh, source):
+        calls.append(source)
         if len(calls) == 1:
-            os.remove(path)
-        return real_verify(path)
+            for partial in tmp_path.glob(f".{default_filename(url)}.*"):
+                os.remove(partial)
+        return real_verify(fh, source)
 
-    monkeypatch.setattr(download_module, "_verify_image", verify_after_another_run_removed_it)
+    monkeypatch.setattr(download_module, "verify_image_file", verify_after_another_run_removed_it)
     report = _get([url], tmp_path, retries=2)
     assert report.ok == [url] and report.failed == {}
     assert server.hits["/v/img.png"] == 2
@@ -468,8 +466,8 @@ def retry_delays(monkeypatch):
     delays: list[float] = []
     real = download_module._retry_delay
 
-    def record(attempt, retry_after):
-        delays.append(real(attempt, retry_after))
+    def record(retry, response):
+        delays.append(real(retry, response))
         return 0.0
 
     monkeypatch.setattr(download_module, "_retry_delay", record)
@@ -513,8 +511,9 @@ def test_429_without_retry_after_backs_off(server, tmp_path, monkeypatch, retry_
     monkeypatch.setattr(download_module, "BACKOFF_BASE", 1.0)
     url = server.add("/t/img.png", _busy(429, None), _busy(429, "soon"), Reply(body=PNG))
     assert _get([url], tmp_path, retries=2).ok == [url]
-    first, second = retry_delays  # 1 s, then 2 s, each with jitter of -50% .. +50%
-    assert 0.5 <= first <= 1.5 and 1.0 <= second <= 3.0
+    # urllib3's Retry: the first retry at once, then 2 s (2 * base) plus jitter of 0 .. base.
+    first, second = retry_delays
+    assert first == 0.0 and 2.0 <= second <= 3.0
 
 
 def test_persistent_429_gives_up_and_other_4xx_are_not_retried(server, tmp_path, retry_delays):
@@ -558,3 +557,102 @@ def test_default_filename_depends_on_the_url_alone():
         name = default_filename(f"http://h/{last}")
         assert name and not name.startswith(".") and not name.endswith(".wjs-partial")
         assert name != "_failures.csv"
+
+
+# --- hardening, round 2 (issue 19) --------------------------------------------------------
+
+
+def test_a_trickling_server_is_abandoned_at_the_deadline(server, tmp_path):
+    body = make_jpeg(size=96, seed=5)  # about 5,000 bytes, one every 0.2 s: half an hour
+    url = server.add("/drip.jpg", Reply(body=body, content_type="image/jpeg", chunk_size=1,
+                                        chunk_delay=0.2))
+    start = time.monotonic()
+    report = _get([url], tmp_path, timeout=2.0, retries=0, deadline=1.0)
+    elapsed = time.monotonic() - start
+    assert "deadline of 1 s" in report.failed[url]
+    assert elapsed < 1.0 + 2.0 + 2.0  # the deadline, at most one read timeout, and slack
+    assert assert_clean_image_dir(tmp_path) == []
+
+
+def test_the_default_deadline_follows_the_timeout(server, tmp_path):
+    body = make_jpeg(size=96, seed=6)
+    url = server.add("/drip.jpg", Reply(body=body, content_type="image/jpeg", chunk_size=8,
+                                        chunk_delay=0.05))  # each read well within the timeout
+    start = time.monotonic()
+    report = _get([url], tmp_path, timeout=0.2, retries=3)
+    assert time.monotonic() - start < download_module.DEADLINE_TIMEOUTS * 0.2 + 3.0
+    assert "deadline of 2 s" in report.failed[url]
+    assert server.hits["/drip.jpg"] == 1  # no time was left for a retry
+
+
+@pytest.mark.parametrize("deadline", [0, -1.0, float("nan"), float("inf"), "10"])
+def test_a_bad_deadline_is_refused(tmp_path, deadline):
+    with pytest.raises(ValueError, match="deadline"):
+        download_images(["http://127.0.0.1:9/a.jpg"], tmp_path, deadline=deadline, verbose=0)
+
+
+def test_what_training_refuses_as_a_bomb_is_refused_before_it_is_decoded(server, tmp_path,
+                                                                        monkeypatch):
+    huge = png_header_only(12_000, 12_000)  # 144 megapixels, in about 100 bytes
+    deep = png_header_only(9_000, 9_000, bit_depth=16)  # 81 megapixels of 2 bytes each
+    urls = [server.add("/huge.png", Reply(body=huge)), server.add("/deep.png", Reply(body=deep))]
+    decoded = []
+    monkeypatch.setattr(ImageFile.ImageFile, "load", lambda im: decoded.append(im.size))
+    report = _get(urls, tmp_path)
+    assert list(report.failed) == urls
+    assert all("decompression bomb" in reason for reason in report.failed.values())
+    assert decoded == []  # refused from the header: no pixel was decoded
+    assert assert_clean_image_dir(tmp_path) == []
+    for i, data in enumerate((huge, deep)):  # and training refuses the same files
+        path = tmp_path / f"copy-{i}.png"
+        path.write_bytes(data)
+        with pytest.raises(BadImageError, match="decompression bomb"):
+            decode_image(str(path), 32)
+    assert decoded == []
+
+
+def test_failure_reasons_do_not_name_the_temporary_file(server, tmp_path):
+    page = server.add("/page.jpg", Reply(body=b"<html>gone</html>", content_type="text/html"))
+    cut = server.add("/cut.jpg", Reply(body=JPEG[: len(JPEG) // 2], content_type="image/jpeg"))
+    report = _get([page, cut], tmp_path)
+    for url in (page, cut):
+        reason = report.failed[url]
+        assert "not a valid image" in reason
+        assert download_module.TEMP_SUFFIX not in reason and str(tmp_path) not in reason
+    assert _manifest(tmp_path) == {(page, default_filename(page)), (cut, default_filename(cut))}
+
+
+def test_two_runs_started_together_fetch_each_url_once(server, tmp_path):
+    urls = [server.add(f"/both/{i}.png", Reply(body=emoji_png(i), delay=0.1)) for i in range(6)]
+    together = threading.Barrier(2)
+
+    def run() -> DownloadReport:
+        together.wait(timeout=10)
+        return _get(urls, tmp_path, n_jobs=3)
+
+    with cf.ThreadPoolExecutor(2) as pool:
+        first, second = (f.result(timeout=60) for f in [pool.submit(run), pool.submit(run)])
+    assert [server.hits[f"/both/{i}.png"] for i in range(6)] == [1] * 6
+    assert sorted(first.ok + second.ok) == sorted(urls)
+    assert sorted(first.skipped + second.skipped) == sorted(urls)  # waited, then found it
+    assert first.failed == {} and second.failed == {}
+    assert assert_clean_image_dir(tmp_path) == sorted(map(default_filename, urls))
+
+
+def test_redirects_elsewhere_than_http_and_redirect_loops_are_refused(server, tmp_path):
+    to_file = server.add("/f.png", Reply(302, headers={"Location": "file:///etc/passwd"}))
+    loop = server.add("/loop.png", Reply(302, headers={"Location": "/loop.png"}))
+    report = _get([to_file, loop], tmp_path, retries=2)
+    assert "not an http(s) location" in report.failed[to_file]
+    assert "redirect" in report.failed[loop]
+    assert server.hits["/f.png"] == 1  # refused, not retried
+    assert server.hits["/loop.png"] == download_module.MAX_REDIRECTS + 1
+    assert assert_clean_image_dir(tmp_path) == []
+
+
+def test_a_compressed_body_is_kept_as_sent_not_inflated(server, tmp_path):
+    bomb = gzip.compress(b"\0" * 10_000_000)  # 10 MB of zeros in about 10 kB
+    url = server.add("/z.png", Reply(body=bomb, headers={"Content-Encoding": "gzip"}))
+    report = _get([url], tmp_path, max_bytes=len(bomb) + 1)
+    assert "not a valid image" in report.failed[url]
+    assert assert_clean_image_dir(tmp_path) == []

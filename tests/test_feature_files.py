@@ -10,18 +10,18 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from wjsentiment import SentimentClassifier
+from wjsentiment import SentimentClassifier, set_config
 from wjsentiment.images import clear_image_cache
-from wjsentiment.models import clear_feature_cache, features, set_feature_cache_dir
+from wjsentiment.models import clear_feature_cache, features
 
 
 @pytest.fixture
 def cache_dir(tmp_path):
     folder = tmp_path / "features"
-    set_feature_cache_dir(folder)
+    set_config(feature_cache_dir=folder)
     clear_feature_cache()
     yield folder
-    set_feature_cache_dir(None)
+    set_config(feature_cache_dir=None)
     clear_feature_cache()
 
 

@@ -242,19 +242,23 @@ def test_out_of_memory_is_raised_and_not_recorded_as_bad(tmp_path, monkeypatch):
     clear_image_cache()
 
 
-def test_permission_denied_is_a_system_error(tmp_path, monkeypatch):
+@pytest.mark.parametrize("code", [errno.EACCES, errno.EPERM])
+def test_permission_denied_is_a_bad_image_naming_the_file(tmp_path, monkeypatch, code):
+    """A file this account may not read stays so until someone changes its permissions: it is
+    a bad input of its own (issue 19, #8), not a system error that would stop a whole run."""
     path = tmp_path / "locked.png"
     Image.new("RGB", (8, 8)).save(path)
     real_open = builtins.open
 
     def denied(file, *args, **kwargs):
         if isinstance(file, (str, os.PathLike)) and os.fspath(file) == str(path):
-            raise PermissionError(errno.EACCES, "Permission denied", os.fspath(file))
+            raise PermissionError(code, os.strerror(code), os.fspath(file))
         return real_open(file, *args, **kwargs)
 
     monkeypatch.setattr(builtins, "open", denied)
-    with pytest.raises(PermissionError, match="locked.png"):
+    with pytest.raises(BadImageError, match="locked.png") as info:
         decode_image(str(path), 8)
+    assert info.value.reason.startswith("permission denied")
 
 
 def palette_image(colour: tuple[int, int, int], transparency: int | None = None) -> Image.Image:

@@ -19,10 +19,10 @@ from PIL import Image
 from sklearn.base import clone
 from sklearn.model_selection import GridSearchCV, StratifiedKFold
 
-from wjsentiment import SentimentClassifier, cli
+from wjsentiment import SentimentClassifier, cli, set_config
 from wjsentiment.config import ENVIRONMENT
 from wjsentiment.images import get_store
-from wjsentiment.models import feature_cache_dir, frozen_features, set_feature_cache_dir
+from wjsentiment.models import feature_cache_dir, frozen_features
 from wjsentiment.models.feature_files import FeatureFiles, image_digest
 from wjsentiment.models.features import feature_table
 from wjsentiment.models.network import build_network
@@ -68,12 +68,12 @@ def local_search(images) -> GridSearchCV:
     """The reference: the search in this process, n_jobs=1, no feature folder."""
     paths, labels = images
     previous_dir, previous_threads = feature_cache_dir(), torch.get_num_threads()
-    set_feature_cache_dir(None)
+    set_config(feature_cache_dir=None)
     torch.set_num_threads(1)  # as on the workers
     try:
         return search(n_jobs=1).fit(paths, labels)
     finally:
-        set_feature_cache_dir(previous_dir)
+        set_config(feature_cache_dir=previous_dir)
         torch.set_num_threads(previous_threads)
 
 
@@ -219,9 +219,9 @@ def test_predict_partitions_gives_the_cli_rows_loading_the_model_once_per_worker
 @pytest.fixture
 def feature_folder(tmp_path):
     previous = feature_cache_dir()
-    set_feature_cache_dir(tmp_path)
+    set_config(feature_cache_dir=tmp_path)
     yield tmp_path
-    set_feature_cache_dir(previous)
+    set_config(feature_cache_dir=previous)
 
 
 def test_a_waiting_process_reads_the_features_written_meanwhile(images, feature_folder,

@@ -78,6 +78,7 @@ def fetch_image_sentiment(
     include_golden: bool = True,
     n_jobs: int = 16,
     timeout: float = 10.0,
+    deadline: float | None = None,
     retries: int = 3,
     verbose: int = 1,
 ) -> Bunch:
@@ -102,7 +103,11 @@ def fetch_image_sentiment(
     n_jobs : int, default=16
         Maximum number of downloads in flight at once.
     timeout : float, default=10.0
-        Socket timeout in seconds per request.
+        Seconds to wait for a connection and for each read of an answer.
+    deadline : float, optional
+        Seconds one image may take in all, retries included; a server that keeps sending a
+        trickle of bytes is abandoned then. Default ten times ``timeout`` (see
+        :func:`~wjsentiment.datasets.download_images`).
     retries : int, default=3
         Extra attempts for transient download failures.
     verbose : int, default=1
@@ -163,6 +168,7 @@ def fetch_image_sentiment(
             filenames=filenames,
             n_jobs=n_jobs,
             timeout=timeout,
+            deadline=deadline,
             retries=retries,
             verbose=verbose,
         )

@@ -396,9 +396,10 @@ class DecodedImageStore:
         Raises
         ------
         OSError or MemoryError
-            When the system failed to read an input (too many open files, permission denied,
-            an I/O error, out of memory). The input is not recorded as bad, the images decoded
-            meanwhile are kept, and the next call tries it again.
+            When the system failed to read an input (too many open files, an I/O error, out
+            of memory). The input is not recorded as bad, the images decoded meanwhile are
+            kept, and the next call tries it again. A file this account may not read is not
+            such an error: it is a bad input like a truncated one, in ``errors``.
         """
         keys = [input_key(item) for item in inputs]
         errors: list[tuple[int, BadImageError]] = []

@@ -25,26 +25,35 @@ This is the only place in wjsentiment that turns files into pixels. What it does
   or ``I``; ``I`` values outside 0-65535 are clipped), ``F`` maps 0.0-1.0 to 0-255 (clipped).
 - Transparent images are composited on white.
 
-Errors that are properties of the input (missing, truncated, not an image, too large) raise
-:class:`BadImageError`. Errors of the system (too many open files, permission denied, an I/O
-error, out of memory: :data:`SYSTEM_ERRNOS` and :class:`MemoryError`) are not: they raise an
-:class:`OSError` (or the :class:`MemoryError`) naming the file, since the same file may read
-fine a moment later and must not be dropped as "bad".
+- Memory is bounded: a file is refused before it is decoded when its pixels, counted by the
+  bytes of one sample (a 16-bit pixel counts twice, a 32-bit or float one four times), are
+  over :data:`MAX_IMAGE_PIXELS` (:func:`check_pixel_count`); and the threads decoding at once
+  hold at most :data:`DECODE_MEMORY_BYTES` of decoded pixels between them (a large image waits
+  for room), so many threads cannot decode many large images at the same time.
+
+Errors that are properties of the input (missing, unreadable for lack of permission,
+truncated, not an image, too large) raise :class:`BadImageError`. Errors of the system (too
+many open files, an I/O error, out of memory: :data:`SYSTEM_ERRNOS` and :class:`MemoryError`)
+are not: they raise an :class:`OSError` (or the :class:`MemoryError`) naming the file, since
+the same file may read fine a moment later and must not be dropped as "bad".
 """
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import math
 import os
+import threading
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
-from typing import NamedTuple, Union
+from typing import BinaryIO, NamedTuple, Union
 
 import numpy as np
 import torch
-from PIL import ExifTags, Image, ImageOps
+from PIL import ExifTags, Image, ImageMode, ImageOps
 
 try:  # optional: libjpeg-turbo with DCT-domain scaling, decoding without the GIL
     import simplejpeg
@@ -69,13 +78,23 @@ HOST_DECODERS = ("simplejpeg", "pil")
 #: time, mostly outside the GIL), else "pil".
 HOST_DECODER = "simplejpeg" if simplejpeg is not None else "pil"
 
-#: Images with more pixels than this are refused as possible decompression bombs (about 16k x 16k).
-MAX_IMAGE_PIXELS = 268_435_456
+#: Files with more pixels than this are refused, before decoding, as possible decompression
+#: bombs: PIL's own default limit (about 9,500 x 9,500), with each pixel counted by the bytes of
+#: one sample, so a 16-bit image may have half as many pixels and a 32-bit or float one a quarter.
+MAX_IMAGE_PIXELS = 89_478_485
+
+#: The most bytes of decoded pixels that the threads decoding files hold at once: a file whose
+#: pixels do not fit beside those being decoded waits for them (one larger than this decodes
+#: alone), so that, say, 16 threads never decode 16 large images at the same time.
+DECODE_MEMORY_BYTES = 2**30
 
 #: ``errno`` values of an :class:`OSError` that come from the system, not from the file: the
-#: same file may read fine on the next try, so it is never recorded as a bad image.
+#: same file may read fine on the next try, so it is never recorded as a bad image. A file this
+#: account may not read (``EACCES``, ``EPERM``) is not among them: it stays unreadable until
+#: someone changes its permissions (which gives it a new :func:`input_key`), so it is a bad
+#: image of its own, not a reason to stop a whole run.
 SYSTEM_ERRNOS = frozenset({
-    errno.EMFILE, errno.ENFILE, errno.EACCES, errno.EPERM, errno.EIO, errno.ENOMEM,
+    errno.EMFILE, errno.ENFILE, errno.EIO, errno.ENOMEM,
     errno.EAGAIN, errno.EINTR, errno.EBUSY, errno.ETIMEDOUT, errno.ENOBUFS,
 })
 
@@ -280,11 +299,20 @@ def _decode_jpeg_fast(data: bytes, header: JpegHeader, size: int,
 
 
 def _scaled_to_uint8(img: Image.Image) -> Image.Image:
-    """An ``L`` image from a 16-bit (``I;16*``, ``I``) or float (``F``) one, by the type's range."""
-    arr = np.asarray(img, dtype=np.float64)
-    full_scale = 1.0 if img.mode == "F" else float(_UINT16_MAX)
-    scaled = np.nan_to_num(arr * (255.0 / full_scale), nan=0.0, posinf=255.0, neginf=0.0)
-    return Image.fromarray(np.clip(np.rint(scaled), 0, 255).astype(np.uint8))
+    """An ``L`` image from a 16-bit (``I;16*``, ``I``) or float (``F``) one, by the type's range.
+
+    Integers are scaled in integer arithmetic (rounding as ``rint`` does: ``v * 255 / 65535``
+    never ends in one half), in place, so a 16-bit image needs 4 bytes per pixel beside its own.
+    """
+    if img.mode == "F":
+        scaled = np.asarray(img, dtype=np.float64) * 255.0
+        scaled = np.nan_to_num(scaled, nan=0.0, posinf=255.0, neginf=0.0)
+        return Image.fromarray(np.clip(np.rint(scaled), 0, 255).astype(np.uint8))
+    arr = np.clip(np.asarray(img), 0, _UINT16_MAX).astype(np.uint32)
+    arr *= 255
+    arr += _UINT16_MAX // 2
+    arr //= _UINT16_MAX
+    return Image.fromarray(arr.astype(np.uint8))
 
 
 def _to_rgb(img: Image.Image) -> Image.Image:
@@ -321,25 +349,103 @@ def _finish(img: Image.Image, size: int, grayscale: bool, host_decoder: str) -> 
     return output_pixels(np.asarray(img, dtype=np.uint8), grayscale)
 
 
+def _sample_bytes(mode: str) -> int:
+    """Bytes of one sample of a PIL mode: 1 for 8-bit modes, 2 for ``I;16*``, 4 for ``I``, ``F``."""
+    try:
+        return np.dtype(ImageMode.getmode(mode).typestr).itemsize
+    except (KeyError, TypeError):  # a mode PIL names but does not describe: count it as 8-bit
+        return 1
+
+
 def check_pixel_count(img: Image.Image, source: str) -> None:
-    """Refuse an opened image with more than :data:`MAX_IMAGE_PIXELS` pixels."""
-    if img.width * img.height > MAX_IMAGE_PIXELS:
-        raise BadImageError(
-            source,
-            f"{img.width}x{img.height} pixels is over the limit of {MAX_IMAGE_PIXELS} "
-            "(possible decompression bomb)",
-        )
+    """Refuse an opened (not yet decoded) image that is too large to decode.
+
+    Its pixels are counted by the bytes of one sample (a 16-bit pixel counts twice, a 32-bit
+    or float pixel four times) and compared with :data:`MAX_IMAGE_PIXELS`. Every path that
+    decodes a file checks it with this function (the host and device decoders, and the
+    downloader before it accepts a file), so an image one of them accepts is never refused by
+    another.
+
+    Raises
+    ------
+    BadImageError
+        Naming ``source`` and saying it is refused as a possible decompression bomb.
+
+    Examples
+    --------
+    A 9,000 x 9,000 16-bit image counts as 162 million pixels:
+
+    >>> deep = Image.new("I;16", (9, 9))
+    >>> deep._size = (9000, 9000)  # what a PNG header would say, without the pixels
+    >>> check_pixel_count(deep, "deep.png")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    wjsentiment.images.decode.BadImageError: Cannot use image deep.png: 9000x9000 pixels of \
+2-byte samples count as 162000000 pixels, over the limit of 89478485 (possible decompression...
+    """
+    weight = _sample_bytes(img.mode)
+    counted = img.width * img.height * weight
+    if counted > MAX_IMAGE_PIXELS:
+        size = f"{img.width}x{img.height} pixels"
+        if weight > 1:
+            size += f" of {weight}-byte samples count as {counted} pixels,"
+        raise BadImageError(source, f"{size} over the limit of {MAX_IMAGE_PIXELS} "
+                                    "(possible decompression bomb)")
 
 
-def _decode_file(path: str, size: int, grayscale: bool, host_decoder: str) -> np.ndarray:
-    """Open, check, draft, load, turn upright and finish one file; both the file and the image
-    are closed on the way out, whatever happens."""
-    with open(path, "rb") as fh, warnings.catch_warnings():
+class _DecodeMemory:
+    """The bytes of decoded pixels that threads may hold at once (:data:`DECODE_MEMORY_BYTES`).
+
+    A thread asks for the bytes of the image it is about to decode and waits until they fit
+    beside what the others hold; an image larger than the whole budget waits until nothing
+    else is held, then decodes alone.
+    """
+
+    def __init__(self) -> None:
+        self._held = 0
+        self._changed = threading.Condition()
+
+    @contextlib.contextmanager
+    def hold(self, nbytes: int) -> Iterator[None]:
+        with self._changed:
+            nbytes = min(nbytes, DECODE_MEMORY_BYTES)
+            self._changed.wait_for(lambda: self._held + nbytes <= DECODE_MEMORY_BYTES)
+            self._held += nbytes
+        try:
+            yield
+        finally:
+            with self._changed:
+                self._held -= nbytes
+                self._changed.notify_all()
+
+
+_DECODE_MEMORY = _DecodeMemory()
+
+
+def _decoded_bytes(img: Image.Image, factor: int = 1) -> int:
+    """Bytes of the pixels of an opened image once decoded (``factor`` times smaller)."""
+    pixels = -(-img.width // factor) * -(-img.height // factor)
+    return pixels * len(img.getbands()) * _sample_bytes(img.mode)
+
+
+@contextlib.contextmanager
+def _opened(fh: BinaryIO, source: str) -> Iterator[Image.Image]:
+    """The image of an open file, its header read and checked (:func:`check_pixel_count`)."""
+    with warnings.catch_warnings():
         # PIL only warns between its own limit and twice that: refuse those too.
         warnings.simplefilter("error", Image.DecompressionBombWarning)
         with Image.open(fh) as img:
-            check_pixel_count(img, repr(path))
-            header = baseline_jpeg(img) if host_decoder == "simplejpeg" else None
+            check_pixel_count(img, source)
+            yield img
+
+
+def _decode_file(path: str, size: int, grayscale: bool, host_decoder: str) -> np.ndarray:
+    """Open, check, draft, load, turn upright and finish one file, within the decoding memory
+    budget; both the file and the image are closed on the way out, whatever happens."""
+    with open(path, "rb") as fh, _opened(fh, repr(path)) as img:
+        header = baseline_jpeg(img) if host_decoder == "simplejpeg" else None
+        factor = draft_scale(img.width, img.height, size) if img.format == "JPEG" else 1
+        with _DECODE_MEMORY.hold(_decoded_bytes(img, factor)):
             if header is not None:
                 fh.seek(0)
                 pixels = _decode_jpeg_fast(fh.read(), header, size, grayscale)
@@ -352,10 +458,51 @@ def _decode_file(path: str, size: int, grayscale: bool, host_decoder: str) -> np
             return _finish(_upright(img), size, grayscale, host_decoder)
 
 
+def verify_image_file(fh: BinaryIO, source: str) -> None:
+    """Check that an open image file is one :func:`decode_image` accepts, keeping no pixels.
+
+    The same checks as decoding: the header is read and the size checked first
+    (:func:`check_pixel_count`, so a decompression bomb is refused before any of it is
+    decoded), then the whole file is decoded once, within the decoding memory budget, to
+    find truncated or damaged data. The downloader checks every file so before keeping it.
+
+    Parameters
+    ----------
+    fh : binary file
+        Open for reading; read from where it stands.
+    source : str
+        How errors name the file.
+
+    Raises
+    ------
+    BadImageError
+        If the file is not an image, is truncated or damaged, or is too large.
+    OSError, MemoryError
+        For errors of the system, as :func:`decode_image`.
+
+    Examples
+    --------
+    >>> import io
+    >>> verify_image_file(io.BytesIO(b"<html>"), "page.jpg")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    wjsentiment.images.decode.BadImageError: Cannot use image page.jpg: not an image file PIL...
+    """
+    start = fh.tell()
+    with _named_errors(source):
+        with _opened(fh, source) as img:
+            img.verify()  # the structure, and checksums where the format has them
+        fh.seek(start)
+        with _opened(fh, source) as img, _DECODE_MEMORY.hold(_decoded_bytes(img)):
+            img.load()
+
+
 #: ``errno`` values of an :class:`OSError` on opening that say what the path is, with the words
 #: :class:`BadImageError` gives for them.
 _PATH_ERRORS = {
     errno.ENOENT: "no such file",
+    errno.EACCES: "permission denied (this account may not read it)",
+    errno.EPERM: "permission denied (operation not permitted)",
     errno.EISDIR: "it is a directory, not an image file",
     errno.ENOTDIR: "a part of the path is not a directory",
 }
@@ -423,11 +570,12 @@ def decode_image(item: ImageInput, size: int, grayscale: bool = False, *,
     Raises
     ------
     BadImageError
-        If the file is missing, unreadable, truncated, not an image, or larger than
-        :data:`MAX_IMAGE_PIXELS`; or the array has the wrong dtype or shape.
+        If the file is missing, unreadable (no permission to read it included), truncated,
+        not an image, or larger than :data:`MAX_IMAGE_PIXELS` allows (see
+        :func:`check_pixel_count`); or the array has the wrong dtype or shape.
     OSError
         For an error of the system rather than of the image (errno in
-        :data:`SYSTEM_ERRNOS`: too many open files, permission denied, I/O error...), with
+        :data:`SYSTEM_ERRNOS`: too many open files, an I/O error...), with
         the path in the message. Such an image is not bad: a later call may read it.
     MemoryError
         When there is not enough memory to decode the image.
@@ -448,11 +596,19 @@ def decode_image(item: ImageInput, size: int, grayscale: bool = False, *,
             describe_input(item), "expected a file path (str or pathlib.Path), a PIL image or a "
             "uint8 array"
         )
-    source = describe_input(item)
-    try:
+    with _named_errors(describe_input(item)):
         if isinstance(item, Image.Image):
             return _finish(_upright(item), size, grayscale, host_decoder)
         return _decode_file(os.fspath(item), size, grayscale, host_decoder)
+
+
+@contextlib.contextmanager
+def _named_errors(source: str) -> Iterator[None]:
+    """Turn what a decoder raises into a :class:`BadImageError` naming ``source``, except the
+    errors of the system (:data:`SYSTEM_ERRNOS`, :class:`MemoryError`), which are re-raised
+    naming it."""
+    try:
+        yield
     except BadImageError:
         raise
     except OSError as exc:

@@ -15,7 +15,7 @@ from .backbones import (
 from .backbones import check_backbone_name as check_backbone_name
 from .backbones import lite0_package_weights as lite0_package_weights
 from .backbones import load_backbone_weights as load_backbone_weights
-from .feature_files import feature_cache_dir, set_feature_cache_dir
+from .feature_files import feature_cache_dir
 from .features import clear_feature_cache
 from .features import frozen_features as frozen_features
 from .heads import HEADS as HEADS
@@ -32,5 +32,4 @@ __all__ = [
     "feature_cache_dir",
     "package_weights",
     "read_state_dict",
-    "set_feature_cache_dir",
 ]

@@ -15,26 +15,19 @@ its device, inode, size and modification time, so a rewritten file is computed a
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
-import os
 import shutil
 import uuid
 import warnings
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import timm
 import torch
+from filelock import FileLock
 
-from ..config import get_config, set_config
+from ..config import get_config
 from ..persistence import atomic_file
-
-try:
-    import fcntl
-except ImportError:  # Windows: no advisory locks; processes may then compute a feature twice
-    fcntl = None  # type: ignore[assignment]
 
 _DIGEST_BYTES = 16
 
@@ -42,31 +35,19 @@ _DIGEST_BYTES = 16
 LOCK_FILE = ".lock"
 
 
-def set_feature_cache_dir(path: str | os.PathLike | None) -> None:
-    """Keep frozen-backbone features in ``path`` as well as in memory (None: memory only).
+def feature_cache_dir() -> Path | None:
+    """The folder features are kept in (the ``feature_cache_dir`` setting), or None.
 
-    A thin wrapper over ``wjsentiment.set_config(feature_cache_dir=path)``, kept for existing
-    code. With ``finetune="head"``, the backbone's features of each image are computed once
-    per process anyway; a folder makes them outlive the process.
-
-    Parameters
-    ----------
-    path : path-like or None
-        Folder to create and use. The default comes from ``WJSENTIMENT_FEATURE_CACHE_DIR``.
+    Set it with ``wjsentiment.set_config(feature_cache_dir=...)`` or the
+    ``WJSENTIMENT_FEATURE_CACHE_DIR`` variable.
 
     Examples
     --------
-    >>> import tempfile
-    >>> set_feature_cache_dir(tempfile.mkdtemp())
-    >>> feature_cache_dir() is not None
+    >>> import tempfile, wjsentiment
+    >>> with wjsentiment.config_context(feature_cache_dir=tempfile.mkdtemp()):
+    ...     feature_cache_dir() is not None
     True
-    >>> set_feature_cache_dir(None)
     """
-    set_config(feature_cache_dir=path)
-
-
-def feature_cache_dir() -> Path | None:
-    """The folder features are kept in (the ``feature_cache_dir`` setting), or None."""
     folder = get_config()["feature_cache_dir"]
     return None if folder is None else Path(folder)
 
@@ -132,26 +113,17 @@ class FeatureFiles:
             return found, None
         return found, np.stack([parts[i] for i in np.flatnonzero(found)]).astype(np.float32)
 
-    @contextlib.contextmanager
-    def lock(self) -> Iterator[None]:
-        """Hold the table's lock while looking for missing features, computing and writing them.
+    def lock(self) -> FileLock:
+        """The table's lock, to hold while looking for missing features, computing and writing
+        them (``with files.lock(): ...``).
 
         Another process that wants features of this table waits, then finds them in the
-        shard this one wrote. An exclusive :func:`fcntl.flock` on :data:`LOCK_FILE`: the
-        kernel releases it when its holder exits, even when killed, so a lost worker never
-        blocks the others. Where the platform or file system has no such locks, nothing is
-        locked and two processes may compute the same features (each gets the right ones).
+        shard this one wrote. A :class:`filelock.FileLock` on :data:`LOCK_FILE`: the operating
+        system releases it when its holder exits, even when killed, so a lost worker never
+        blocks the others.
         """
         self.folder.mkdir(parents=True, exist_ok=True)
-        if fcntl is None:
-            yield
-            return
-        with open(self.folder / LOCK_FILE, "a+b") as handle:
-            try:
-                fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
-            except OSError:  # e.g. ENOLCK: this file system does not lock
-                pass
-            yield  # closing the file releases the lock
+        return FileLock(self.folder / LOCK_FILE)
 
     def write(self, digests: list[bytes | None], values: np.ndarray) -> None:
         """Add a shard with the features of the digests that are not None."""

@@ -3,7 +3,7 @@
 With ``finetune="head"`` only the head trains, so the backbone's output for an image never
 changes: it is computed once and every epoch, fold and clone reuses it. The table hangs off
 the decoded-image store it was computed from and goes away with it. With a cache folder
-(:func:`~wjsentiment.models.set_feature_cache_dir`), features also go to disk and later
+(``wjsentiment.set_config(feature_cache_dir=...)``), features also go to disk and later
 processes read them from there (:mod:`~wjsentiment.models.feature_files`).
 """
 
