@@ -62,6 +62,7 @@ def plot_training_curves(history: Any, *, axes: Sequence[Axes] | None = None,
     Returns
     -------
     matplotlib.figure.Figure
+        The figure of the three panels (``axes``' figure when given).
 
     Raises
     ------
@@ -154,6 +155,7 @@ def plot_confusion_matrix(report_or_y_true: Any, y_pred: Any = None, *,
     Returns
     -------
     matplotlib.figure.Figure
+        The figure drawn on (``ax``'s figure when given).
 
     Raises
     ------
@@ -232,6 +234,7 @@ def plot_reliability_diagram(y_true: Any, proba: Any, classes: Sequence[Any], *,
     classes : sequence
         The model's ``classes_``.
     n_bins : int, default=10
+        Number of equal-width confidence bins between 0 and 1.
     ax : matplotlib Axes, optional
         Where to draw; by default a new figure.
     title : str, optional
@@ -240,6 +243,7 @@ def plot_reliability_diagram(y_true: Any, proba: Any, classes: Sequence[Any], *,
     Returns
     -------
     matplotlib.figure.Figure
+        The figure drawn on (``ax``'s figure when given).
 
     Examples
     --------
@@ -292,6 +296,7 @@ def plot_class_distribution(y: Any, *, labels: Sequence[Any] | None = None,
     Returns
     -------
     matplotlib.figure.Figure
+        The figure drawn on (``ax``'s figure when given).
 
     Raises
     ------
@@ -315,6 +320,7 @@ def plot_class_distribution(y: Any, *, labels: Sequence[Any] | None = None,
     fig, ax = _figure_and_axes(ax, (7, 4))
     bars = ax.bar([str(v) for v in labels], counts, color="tab:blue")
     ax.bar_label(bars)
+    ax.set_ylim(0, max(max(counts), 1) * 1.12)  # room for the label of the highest bar
     ax.set_ylabel("samples")
     ax.set_title(title or f"Class distribution ({len(values)} samples)")
     ax.tick_params(axis="x", labelrotation=20)
@@ -339,6 +345,7 @@ def overlay_heatmap(image: Any, heatmap: Any, *, alpha: float = 0.5,
     Returns
     -------
     numpy.ndarray of shape (H, W, 3), uint8
+        The blended image.
 
     Raises
     ------
@@ -396,6 +403,7 @@ def plot_explanations(estimator: Any, X: Any, y: Any = None, *, target: Any = "p
     Returns
     -------
     matplotlib.figure.Figure
+        The grid, one panel per image.
 
     Raises
     ------
@@ -454,6 +462,7 @@ def save_figure(fig: Figure, path: str | os.PathLike, **savefig_kwargs: Any) -> 
     Parameters
     ----------
     fig : matplotlib.figure.Figure
+        The figure to save.
     path : path-like
         Target file; its suffix gives the format (``.png``, ``.pdf``, ``.svg``, ...) unless
         ``format`` is passed. Parent folders are created.
