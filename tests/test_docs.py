@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import ast
 import functools
+import json
 import os
 import posixpath
 import re
@@ -20,6 +21,7 @@ from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import unquote, urljoin, urlsplit
 
+import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -176,6 +178,7 @@ def test_site_has_every_page_of_the_nav(site: Path) -> None:
     picture = site / "assets" / "predictions.png"
     assert picture.is_file() and picture.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert picture.stat().st_size < 200_000
+    assert not (ROOT / "docs" / "assets" / "predictions.png").exists()  # made, not committed
 
 
 def test_heat_map_figure_is_made_by_the_build(site: Path) -> None:
@@ -228,6 +231,37 @@ def test_evaluation_figures_are_made_by_the_build(site: Path) -> None:
         assert figure.is_file() and figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
         assert f'src="../assets/evaluation/{name}.png"' in page, name
     assert not (ROOT / "docs" / "assets" / "evaluation").exists()  # made, not committed
+
+
+def test_captions_state_the_scores_of_the_model_their_figures_show(site: Path) -> None:
+    pattern = (r"On the 184 held-out emoji it scores accuracy 0\.\d\d, macro-F1 0\.\d\d, "
+               r"log-loss \d\.\d\d and expected calibration error 0\.\d{3}\.")
+    for rel in ("index.html", "guide/evaluation.html"):
+        text = " ".join(_text((site / rel).read_text(encoding="utf-8")).split())
+        assert "{{" not in text, f"{rel}: a placeholder of docs/hooks.py was left unfilled"
+        assert re.search(pattern, text), f"{rel}: no scores of the build's model"
+    text = " ".join(_text((site / "guide" / "evaluation.html").read_text("utf-8")).split())
+    assert re.search(r"its top probability averages 0\.\d\d, and its most probable class is "
+                     r"right 0\.\d\d of the time: it is (over-confident|under-confident|"
+                     r"about as sure as it is right)\.", text)
+
+
+#: Pages whose rewording is another change of issue 21 (the Scaling out guide): left out of
+#: the check below until it lands, then removed from here.
+MACHINE_TALK_PENDING = {"guide/scaling.html"}
+
+
+def test_no_page_speaks_of_the_machine_it_was_written_on(pages, site: Path) -> None:
+    words = re.compile(r"this (2-core |dev |development )?machine|busy (2-core )?machine|"
+                       r"2-core machine", re.I)
+    found = {}
+    for rel in pages:
+        if rel in MACHINE_TALK_PENDING:
+            continue
+        text = " ".join(_text((site / rel).read_text(encoding="utf-8")).split())
+        if hits := [m.group(0) for m in words.finditer(text)]:
+            found[rel] = hits
+    assert not found, f"pages that speak of the writer's machine: {found}"
 
 
 def test_api_reference_covers_every_public_name(pages: dict[str, Page]) -> None:
@@ -318,6 +352,53 @@ def test_the_callbacks_example_of_the_guide_runs(smoke_classifier, tmp_path) -> 
     assert rows[0].startswith("epoch,") and len(rows) == 1 + clf.n_epochs_
 
 
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory) -> tuple[bytes, np.ndarray, np.ndarray]:
+    """A tiny classifier's ONNX file (bytes), its classes, and an image."""
+    pytest.importorskip("onnx")
+    pytest.importorskip("onnxruntime")
+    from conftest import make_bright_dark
+
+    from wjsentiment import SentimentClassifier
+
+    X, y = make_bright_dark(8, size=32)
+    clf = SentimentClassifier(weights=None, image_size=32, epochs=1, batch_size=8,
+                              calibration=None, verbose=0, random_state=0).fit(X, y)
+    path = clf.export_onnx(tmp_path_factory.mktemp("onnx") / "model.onnx")
+    return Path(path).read_bytes(), clf.classes_, X[0]
+
+
+@pytest.mark.parametrize("rule", ["balanced", "argmax"])
+def test_the_onnx_snippet_without_wjsentiment_agrees_with_predict(rule, exported, tmp_path,
+                                                                   monkeypatch, capsys) -> None:
+    import onnx
+    from PIL import Image
+
+    from wjsentiment.export import load_onnx
+
+    guide = (ROOT / "docs" / "guide" / "explain-export.md").read_text(encoding="utf-8")
+    code = _python_blocks(guide.split("<!-- onnx-without-wjsentiment -->", 1)[1])[0]
+    data, classes, image = exported
+    monkeypatch.chdir(tmp_path)
+    Path("model.onnx").write_bytes(data)
+    Image.fromarray(image).save("a.jpg")
+    proba = load_onnx("model.onnx").predict_proba(["a.jpg"])[0]
+    # Save a rule and a class prior under which the balanced rule picks the least probable
+    # class, so that a snippet taking the argmax under "balanced" prints another label.
+    prior = np.ones(len(proba))
+    prior[proba.argmin()] = 1e-6
+    model = onnx.load("model.onnx")
+    for prop in model.metadata_props:
+        if prop.key in ("decision", "class_prior"):
+            prop.value = rule if prop.key == "decision" else json.dumps(prior.tolist())
+    onnx.save(model, "model.onnx")
+    expected = load_onnx("model.onnx").predict(["a.jpg"])[0]
+    assert (expected == classes[proba.argmin()]) == (rule == "balanced")
+
+    exec(compile(code, "explain-export.md", "exec"), {})
+    assert capsys.readouterr().out.strip() == str(expected)
+
+
 # --------------------------------------------------------------------------- in a browser
 def _chromium() -> str | None:
     for name in ("chromium", "chromium-browser", "google-chrome"):
@@ -389,3 +470,84 @@ def test_page_renders_in_chromium(rel: str, site: Path, served) -> None:
     if rel == "api/estimator.html":
         assert any("SentimentClassifier" in h for h in page.heading_texts("h2"))
         assert "wjsentiment.SentimentClassifier" in page.ids
+
+
+#: A page that loads one page of the site in a frame of a given width and writes, once it
+#: has loaded, what the browser measured there: each code block's white-space, overflow,
+#: widths and lines (of text, and as laid out), and each figure's natural and shown width.
+PROBE = """<!doctype html><html><body><pre id="out">not measured</pre>
+<iframe id="page" src="{page}" style="width:{width}px;height:1600px;border:0"></iframe>
+<script>
+var frame = document.getElementById("page");
+function measure() {{
+  var doc = frame.contentDocument, view = frame.contentWindow, blocks = [], figures = [];
+  doc.querySelectorAll(".md-content pre > code").forEach(function (code) {{
+    var style = view.getComputedStyle(code);
+    var inner = code.clientHeight - parseFloat(style.paddingTop)
+                - parseFloat(style.paddingBottom);
+    blocks.push({{white_space: style.whiteSpace, overflow_x: style.overflowX,
+                 scroll_width: code.scrollWidth, client_width: code.clientWidth,
+                 lines: code.textContent.replace(/\\n$/, "").split("\\n").length,
+                 laid_out: Math.round(inner / parseFloat(style.lineHeight))}});
+  }});
+  doc.querySelectorAll(".md-content img").forEach(function (img) {{
+    figures.push({{src: img.getAttribute("src"), natural: img.naturalWidth,
+                  shown: img.clientWidth}});
+  }});
+  document.getElementById("out").textContent = JSON.stringify({{blocks: blocks,
+                                                                figures: figures}});
+}}
+frame.addEventListener("load", measure);
+</script></body></html>"""
+
+
+def measure_in_chromium(site: Path, host: str, page: str, width: int = 1280) -> dict:
+    """What Chromium measures on ``page`` of the site shown ``width`` pixels wide."""
+    browser = _chromium()
+    if browser is None:
+        pytest.skip("chromium is not installed (apt-get install -y chromium)")
+    probe = site / "_probe.html"
+    probe.write_text(PROBE.format(page=page, width=width), encoding="utf-8")
+    try:
+        dom = dump_dom(browser, f"http://{host}/_probe.html")
+    finally:
+        probe.unlink()
+    found = re.search(r'<pre id="out">(.*?)</pre>', dom, re.S)
+    assert found and found.group(1).startswith("{"), \
+        f"the probe measured nothing on {page}: {found and found.group(1)[:200]}"
+    return json.loads(unescape(found.group(1)))
+
+
+@pytest.mark.parametrize("page", ["quickstart.html", "guide/explain-export.html"])
+def test_code_blocks_scroll_and_never_wrap(page: str, site: Path, served) -> None:
+    # On a phone-sized screen, several lines of these pages are wider than their block.
+    blocks = measure_in_chromium(site, served[0], page, width=480)["blocks"]
+    assert blocks, f"{page}: no code block measured"
+    for block in blocks:
+        assert block["white_space"] == "pre", block
+        assert block["laid_out"] == block["lines"], f"{page}: a code line wrapped: {block}"
+    wide = [b for b in blocks if b["scroll_width"] > b["client_width"]]
+    assert wide, f"{page}: no code line is wider than its block; pick a page that has one"
+    assert all(b["overflow_x"] in ("auto", "scroll") for b in wide), wide
+
+
+def _png_dpi(path: Path) -> float:
+    """The resolution a PNG's pHYs chunk records, in dots per inch."""
+    data = path.read_bytes()
+    at = data.index(b"pHYs")
+    per_metre = int.from_bytes(data[at + 4:at + 8], "big")
+    assert data[at + 12] == 1, f"{path.name}: pHYs is not in metres"
+    return per_metre * 0.0254
+
+
+@pytest.mark.parametrize("page", ["index.html", "guide/evaluation.html",
+                                  "guide/explain-export.html"])
+def test_figures_are_shown_at_a_readable_size(page: str, site: Path, served) -> None:
+    figures = measure_in_chromium(site, served[0], page)["figures"]
+    assert figures, f"{page}: no figure measured"
+    for figure in figures:
+        png = site / posixpath.normpath(posixpath.join(posixpath.dirname(page), figure["src"]))
+        # 10-point text is dpi / 72 * 10 pixels in the PNG, then scaled by the page.
+        text_px = _png_dpi(png) / 72 * 10 * figure["shown"] / figure["natural"]
+        assert text_px >= 12, f"{page}: 10-point text of {figure['src']} shows " \
+                              f"{text_px:.1f} pixels high ({figure})"

@@ -8,6 +8,7 @@ from types import SimpleNamespace
 import matplotlib
 import numpy as np
 import pytest
+from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from wjsentiment.evaluation import report_from_predictions
@@ -15,6 +16,7 @@ from wjsentiment.labels import SENTIMENT_LABELS
 from wjsentiment.plotting import (
     plot_class_distribution,
     plot_confusion_matrix,
+    plot_reliability_diagram,
     plot_training_curves,
     save_figure,
 )
@@ -59,12 +61,29 @@ def test_training_curves_have_three_panels_train_and_valid(valid, n_lines):
         assert labels == (["train", "valid"] if valid else ["train"])
 
 
+def test_training_curves_say_what_model_and_which_loss():
+    fig = plot_training_curves(_history(3, True))
+    assert fig.axes[0].get_ylabel() == "cross-entropy, before calibration"
+    assert fig.get_suptitle() == "Training curves"
+
+    class Fitted:  # what plot_training_curves reads of a fitted classifier
+        history_ = _history(3, True)
+
+        def get_params(self, deep=True):
+            return {"backbone": "resnet18", "finetune": "head", "image_size": 64}
+
+    assert plot_training_curves(Fitted()).get_suptitle() == \
+        "Training curves: resnet18, head only, 64 px"
+    assert plot_training_curves(Fitted(), title="lite0").get_suptitle() == "lite0"
+
+
 def test_training_curves_accept_an_estimator_and_given_axes():
     fig = Figure()
     axes = fig.subplots(1, 3)
     out = plot_training_curves(SimpleNamespace(history_=_history(2, True)), axes=axes)
     assert out is fig
     assert all(len(ax.get_lines()) == 2 for ax in axes)
+    assert fig.get_suptitle() == ""  # the caller's figure keeps its own title
     with pytest.raises(ValueError, match="3 Axes"):
         plot_training_curves(_history(2, True), axes=axes[:2])
 
@@ -105,6 +124,9 @@ def test_confusion_matrix_normalized_rows_sum_to_one():
     values = np.array([float(t.get_text()) for t in fig.axes[0].texts]).reshape(5, 5)
     np.testing.assert_allclose(values.sum(axis=1), 1.0, atol=0.03)
     assert "normalized" in fig.axes[0].get_title()
+    assert "50 images" in fig.axes[0].get_title() and "recall" in fig.axes[0].get_title()
+    assert plot_confusion_matrix(report, title="lite0, argmax").axes[0].get_title() == \
+        "lite0, argmax"
 
 
 def test_confusion_matrix_from_labels_matches_the_report():
@@ -136,8 +158,58 @@ def test_class_distribution_bars_in_ordinal_order():
     assert [p.get_height() for p in ax.patches] == [1, 1, 3]
     fig = plot_class_distribution(y, labels=SENTIMENT_LABELS)
     assert [p.get_height() for p in fig.axes[0].patches] == [1, 0, 1, 3, 0]
+    assert fig.axes[0].get_title() == "Class distribution (5 samples)"
+    assert plot_class_distribution(y, title="train").axes[0].get_title() == "train"
     with pytest.raises(ValueError, match="non-empty"):
         plot_class_distribution([])
+
+
+def _reliability_bars(ax):
+    """The accuracy bars (filled) and the gap boxes (not filled) of a reliability diagram."""
+    bars = [p for p in ax.patches if p.get_fill()]
+    gaps = [p for p in ax.patches if not p.get_fill()]
+    return bars, gaps
+
+
+@pytest.mark.parametrize("right, confidence", [
+    (10, 0.65),   # every prediction right at 65% confidence: accuracy above confidence
+    (3, 0.95),    # 3 of 10 right at 95%: accuracy below confidence
+])
+def test_reliability_diagram_shows_accuracy_and_gap_in_both_directions(right, confidence):
+    y_true = ["a"] * right + ["b"] * (10 - right)
+    proba = [[confidence, 1 - confidence]] * 10     # always predicts "a"
+    fig = plot_reliability_diagram(y_true, proba, ["a", "b"])
+    ax = fig.axes[0]
+    bars, gaps = _reliability_bars(ax)
+    accuracy = right / 10
+    assert len(bars) == 1 and len(gaps) == 1
+    assert bars[0].get_height() == pytest.approx(accuracy)
+    # The gap box spans accuracy..confidence, unfilled and drawn over the bar, so that the
+    # bar's own height stays visible whichever is higher.
+    assert sorted([gaps[0].get_y(), gaps[0].get_y() + gaps[0].get_height()]) == \
+        pytest.approx(sorted([accuracy, confidence]))
+    assert gaps[0].get_hatch() and gaps[0].get_zorder() > bars[0].get_zorder()
+    # The sample count sits above both, not inside the gap box.
+    (count,) = [t for t in ax.texts if t.get_text() == "10"]
+    assert count.xy[1] == pytest.approx(max(accuracy, confidence))
+    assert ax.get_title() == \
+        f"Reliability: ECE {abs(confidence - accuracy):.3f} on 10 images"
+
+
+def test_reliability_diagram_gap_does_not_hide_the_accuracy_when_rendered():
+    # Accuracy 1.0 above confidence 0.55 (the bin 0.5-0.6): the bar's pixels between 0.55
+    # and 1.0 stay mostly blue under the gap's hatching.
+    fig = plot_reliability_diagram(["a"] * 10, [[0.55, 0.45]] * 10, ["a", "b"])
+    ax = fig.axes[0]
+    canvas = FigureCanvasAgg(fig)
+    canvas.draw()
+    pixels = np.asarray(canvas.buffer_rgba())[..., :3].astype(int)
+    inside = ax.transData.transform([(0.55, y) for y in np.linspace(0.6, 0.95, 15)])
+    rows = pixels.shape[0] - np.rint(inside[:, 1]).astype(int)
+    cols = np.rint(inside[:, 0]).astype(int)
+    bar_blue = np.array([0x4C, 0x72, 0xB0])
+    blue = np.all(np.abs(pixels[rows, cols] - bar_blue) < 40, axis=1)
+    assert blue.mean() >= 0.5, pixels[rows, cols]
 
 
 def test_plots_draw_on_given_axes():

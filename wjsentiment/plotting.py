@@ -25,15 +25,26 @@ from .evaluation import (
 from .labels import ordinal_labels
 from .persistence import atomic_file
 
-#: (panel title, history key suffix) of the three training-curve panels.
-CURVE_PANELS: tuple[tuple[str, str], ...] = (
-    ("Loss", "loss"), ("Accuracy", "accuracy"), ("Macro-F1", "f1"))
+#: (panel title, history key suffix, y-axis label) of the three training-curve panels. The
+#: loss is the network's, before the temperature and class-frequency adjustment of calibration.
+CURVE_PANELS: tuple[tuple[str, str, str], ...] = (
+    ("Loss", "loss", "cross-entropy, before calibration"),
+    ("Accuracy", "accuracy", "accuracy"),
+    ("Macro-F1", "f1", "macro-F1"))
 
-_NORMALIZE = (None, "true", "pred", "all")
+#: What each ``normalize`` of the confusion matrix divides by.
+_NORMALIZE = {None: "", "true": "true classes (rows: recall)",
+              "pred": "predicted classes (columns: precision)", "all": "all images"}
 
 
-def plot_training_curves(history: Any, *, axes: Sequence[Axes] | None = None) -> Figure:
+def plot_training_curves(history: Any, *, axes: Sequence[Axes] | None = None,
+                         title: str | None = None) -> Figure:
     """Loss, accuracy and macro-F1 per epoch, training vs validation, in three panels.
+
+    The loss is the network's cross-entropy before calibration: the temperature and the
+    class-frequency adjustment are fitted after training, so they are not in ``history_``.
+    The training curves are measured on the (augmented, class-weighted) training batches,
+    the validation curves on the held-out split.
 
     Parameters
     ----------
@@ -43,10 +54,15 @@ def plot_training_curves(history: Any, *, axes: Sequence[Axes] | None = None) ->
         (the shape of :attr:`SentimentClassifier.history_`).
     axes : sequence of 3 matplotlib Axes, optional
         Where to draw; by default a new figure with three panels side by side.
+    title : str, optional
+        The figure's title. Default, on a new figure: "Training curves", followed by the
+        backbone, fine-tuning mode and image size when ``history`` is an estimator; with
+        ``axes``, none (the figure is yours).
 
     Returns
     -------
     matplotlib.figure.Figure
+        The figure of the three panels (``axes``' figure when given).
 
     Raises
     ------
@@ -57,21 +73,24 @@ def plot_training_curves(history: Any, *, axes: Sequence[Axes] | None = None) ->
     --------
     >>> history = [{"train_loss": 1.0, "train_accuracy": 0.5, "train_f1": 0.4},
     ...            {"train_loss": 0.7, "train_accuracy": 0.7, "train_f1": 0.6}]
-    >>> len(plot_training_curves(history).axes)
-    3
+    >>> fig = plot_training_curves(history)
+    >>> len(fig.axes), fig.axes[0].get_ylabel()
+    (3, 'cross-entropy, before calibration')
     """
+    if title is None and axes is None:
+        title = "Training curves" + _model_summary(history)
     if hasattr(history, "history_"):
         history = history.history_
     if not isinstance(history, Sequence) or isinstance(history, str) or len(history) == 0 \
             or not all(isinstance(entry, dict) for entry in history):
         raise ValueError("history must be a non-empty list of per-epoch dicts (an estimator's "
                          "history_), e.g. clf.history_.")
-    missing = [f"train_{key}" for _, key in CURVE_PANELS
+    missing = [f"train_{key}" for _, key, _ in CURVE_PANELS
                if any(f"train_{key}" not in entry for entry in history)]
     if missing:
         raise ValueError(f"history entries lack {missing}; pass an estimator's history_.")
     if axes is None:
-        fig = Figure(figsize=(13, 3.8), layout="constrained")
+        fig = Figure(figsize=(11, 3.6), layout="constrained")
         axes = fig.subplots(1, len(CURVE_PANELS))
     else:
         axes = list(axes)
@@ -80,24 +99,38 @@ def plot_training_curves(history: Any, *, axes: Sequence[Axes] | None = None) ->
                              f"macro-F1), got {len(axes)}.")
         fig = axes[0].figure
     epochs = np.arange(1, len(history) + 1)
-    for ax, (title, key) in zip(axes, CURVE_PANELS):
+    marker = 6 if len(epochs) < 15 else 3
+    for ax, (panel, key, ylabel) in zip(axes, CURVE_PANELS):
         ax.plot(epochs, [entry[f"train_{key}"] for entry in history], marker="o",
-                label="train")
+                markersize=marker, label="train")
         valid = [entry.get(f"valid_{key}") for entry in history]
         if all(v is not None for v in valid):
-            ax.plot(epochs, valid, marker="o", label="valid")
-        ax.set_title(title)
+            ax.plot(epochs, valid, marker="o", markersize=marker, label="valid")
+        ax.set_title(panel)
         ax.set_xlabel("epoch")
+        ax.set_ylabel(ylabel)
         ax.grid(alpha=0.3)
         if len(epochs) < 15:
             ax.set_xticks(epochs)
         ax.legend()
+    if title:
+        fig.suptitle(title)
     return fig
+
+
+def _model_summary(estimator: Any) -> str:
+    """": backbone, mode, size" of a fitted classifier, or "" for anything else."""
+    params = estimator.get_params(deep=False) if hasattr(estimator, "get_params") else {}
+    if "backbone" not in params:
+        return ""
+    mode = {"head": "head only", "full": "fine-tuned"}.get(params.get("finetune"), "")
+    return ": " + ", ".join(str(part) for part in (
+        params["backbone"], mode, f"{params.get('image_size')} px") if part)
 
 
 def plot_confusion_matrix(report_or_y_true: Any, y_pred: Any = None, *,
                           labels: Sequence[Any] | None = None, normalize: str | None = None,
-                          ax: Axes | None = None) -> Figure:
+                          ax: Axes | None = None, title: str | None = None) -> Figure:
     """Confusion matrix, classes in ordinal order, drawn with ConfusionMatrixDisplay.
 
     Parameters
@@ -115,10 +148,14 @@ def plot_confusion_matrix(report_or_y_true: Any, y_pred: Any = None, *,
         all samples.
     ax : matplotlib Axes, optional
         Where to draw; by default a new figure.
+    title : str, optional
+        Default: "Confusion matrix of N images", and what the fractions are normalized over.
+        Name the model and its decision rule here: they decide the predicted labels.
 
     Returns
     -------
     matplotlib.figure.Figure
+        The figure drawn on (``ax``'s figure when given).
 
     Raises
     ------
@@ -141,6 +178,7 @@ def plot_confusion_matrix(report_or_y_true: Any, y_pred: Any = None, *,
                              "y_pred.")
         report = report_or_y_true
         cm = np.asarray(report.confusion_matrix, dtype=float)
+        n = int(cm.sum())
         if labels is not None:
             labels = list(labels)
             if sorted(map(str, labels)) != sorted(map(str, report.labels)):
@@ -164,23 +202,28 @@ def plot_confusion_matrix(report_or_y_true: Any, y_pred: Any = None, *,
         if labels is None:
             labels = ordinal_labels(sorted(set(y_true.tolist()) | set(y_pred.tolist()),
                                            key=str))
+        n = len(y_true)
         cm = confusion_matrix(y_true, y_pred, labels=list(labels), normalize=normalize)
     fig, ax = _figure_and_axes(ax, (6.5, 5.5))
     display = ConfusionMatrixDisplay(confusion_matrix=cm, display_labels=[str(v) for v in labels])
     display.plot(ax=ax, xticks_rotation=30, values_format=None if normalize is None else ".2f",
                  colorbar=True, cmap="Blues")
-    ax.set_title("Confusion matrix" + ("" if normalize is None else f" (normalized: {normalize})"))
+    ax.set_title(title or f"Confusion matrix of {n} images"
+                 + ("" if normalize is None else f",\nnormalized over {_NORMALIZE[normalize]}"))
     return fig
 
 
 def plot_reliability_diagram(y_true: Any, proba: Any, classes: Sequence[Any], *,
-                             n_bins: int = CALIBRATION_BINS, ax: Axes | None = None) -> Figure:
+                             n_bins: int = CALIBRATION_BINS, ax: Axes | None = None,
+                             title: str | None = None) -> Figure:
     """Reliability diagram: how often the model is right against how confident it is.
 
     One bar per equal-width bin of the top predicted probability, as high as the accuracy
-    of the predictions in it, beside the diagonal a calibrated model follows. Bars below the
-    diagonal mean over-confidence. The title gives the expected calibration error; each bar
-    is labelled with its number of samples.
+    of the predictions in it, beside the diagonal a calibrated model follows. A hatched box
+    spans the gap from each bar's accuracy to the bin's mean confidence, drawn over the bar
+    so that both stay visible: a box above the bar means over-confidence, a box inside it
+    under-confidence. Each bin is labelled with its number of samples; the title gives the
+    expected calibration error.
 
     Parameters
     ----------
@@ -191,41 +234,51 @@ def plot_reliability_diagram(y_true: Any, proba: Any, classes: Sequence[Any], *,
     classes : sequence
         The model's ``classes_``.
     n_bins : int, default=10
+        Number of equal-width confidence bins between 0 and 1.
     ax : matplotlib Axes, optional
         Where to draw; by default a new figure.
+    title : str, optional
+        Default: "Reliability: ECE ... on N images".
 
     Returns
     -------
     matplotlib.figure.Figure
+        The figure drawn on (``ax``'s figure when given).
 
     Examples
     --------
     >>> fig = plot_reliability_diagram(["a", "b", "a"], [[0.9, 0.1], [0.6, 0.4], [0.3, 0.7]],
     ...                                ["a", "b"])
     >>> fig.axes[0].get_title()
-    'Reliability (ECE 0.467)'
+    'Reliability: ECE 0.467 on 3 images'
     """
     table = reliability_table(y_true, proba, classes, n_bins=n_bins)
     ece = expected_calibration_error(y_true, proba, classes, n_bins=n_bins)
     fig, ax = _figure_and_axes(ax, (5.5, 5.0))
     width = 1.0 / n_bins
     filled = table["count"] > 0
-    bars = ax.bar(table["lower"][filled], table["accuracy"][filled], width=width, align="edge",
-                  color="#4c72b0", edgecolor="white", label="accuracy")
-    ax.bar(table["lower"][filled], (table["confidence"] - table["accuracy"])[filled],
-           bottom=table["accuracy"][filled], width=width, align="edge", color="#dd8452",
-           alpha=0.35, edgecolor="none", label="gap to confidence")
-    ax.bar_label(bars, labels=[f"{int(c)}" for c in table["count"][filled]], fontsize=7,
-                 padding=2)
-    ax.plot([0, 1], [0, 1], color="0.3", linestyle="--", linewidth=1, label="calibrated")
+    left, accuracy = table["lower"][filled], table["accuracy"][filled]
+    confidence = table["confidence"][filled]
+    ax.bar(left, accuracy, width=width, align="edge", color="#4c72b0", edgecolor="white",
+           label="accuracy", zorder=2)
+    ax.bar(left, confidence - accuracy, bottom=accuracy, width=width, align="edge",
+           fill=False, hatch="///", edgecolor="#c44e52", linewidth=1.2,
+           label="gap to mean confidence", zorder=3)
+    for x, top, count in zip(left + width / 2, np.maximum(accuracy, confidence),
+                             table["count"][filled]):
+        ax.annotate(f"{int(count)}", (x, top), xytext=(0, 2), textcoords="offset points",
+                    ha="center", va="bottom", fontsize="small")
+    ax.plot([0, 1], [0, 1], color="0.3", linestyle="--", linewidth=1, label="calibrated",
+            zorder=4)
     ax.set(xlim=(0, 1), ylim=(0, 1.05), xlabel="confidence (top predicted probability)",
-           ylabel="accuracy", title=f"Reliability (ECE {ece:.3f})")
-    ax.legend(loc="upper left", fontsize=8)
+           ylabel="accuracy",
+           title=title or f"Reliability: ECE {ece:.3f} on {int(table['count'].sum())} images")
+    ax.legend(loc="upper left", fontsize="small")
     return fig
 
 
 def plot_class_distribution(y: Any, *, labels: Sequence[Any] | None = None,
-                            ax: Axes | None = None) -> Figure:
+                            ax: Axes | None = None, title: str | None = None) -> Figure:
     """Bar chart of the number of samples per class, in ordinal order.
 
     Parameters
@@ -237,10 +290,13 @@ def plot_class_distribution(y: Any, *, labels: Sequence[Any] | None = None,
         ordinal order for sentiment labels, else sorted.
     ax : matplotlib Axes, optional
         Where to draw; by default a new figure.
+    title : str, optional
+        Default: "Class distribution (N samples)".
 
     Returns
     -------
     matplotlib.figure.Figure
+        The figure drawn on (``ax``'s figure when given).
 
     Raises
     ------
@@ -264,8 +320,9 @@ def plot_class_distribution(y: Any, *, labels: Sequence[Any] | None = None,
     fig, ax = _figure_and_axes(ax, (7, 4))
     bars = ax.bar([str(v) for v in labels], counts, color="tab:blue")
     ax.bar_label(bars)
+    ax.set_ylim(0, max(max(counts), 1) * 1.12)  # room for the label of the highest bar
     ax.set_ylabel("samples")
-    ax.set_title(f"Class distribution ({len(values)} samples)")
+    ax.set_title(title or f"Class distribution ({len(values)} samples)")
     ax.tick_params(axis="x", labelrotation=20)
     return fig
 
@@ -288,6 +345,7 @@ def overlay_heatmap(image: Any, heatmap: Any, *, alpha: float = 0.5,
     Returns
     -------
     numpy.ndarray of shape (H, W, 3), uint8
+        The blended image.
 
     Raises
     ------
@@ -316,11 +374,13 @@ def overlay_heatmap(image: Any, heatmap: Any, *, alpha: float = 0.5,
 
 def plot_explanations(estimator: Any, X: Any, y: Any = None, *, target: Any = "predicted",
                       layer: str | None = None, batch_size: int | None = None,
-                      alpha: float = 0.5, cmap: str = "jet", ncols: int = 4) -> Figure:
+                      alpha: float = 0.5, cmap: str = "jet", ncols: int = 4,
+                      title: str | None = None) -> Figure:
     """A grid of images with their Grad-CAM heat maps overlaid.
 
     Each panel is titled with the predicted label and its probability, and with the true
-    label when ``y`` is given (green when the prediction is right, red when wrong).
+    label when ``y`` is given (green when the prediction is right, red when wrong). The
+    figure's title names the decision rule that chose the predicted labels.
 
     Parameters
     ----------
@@ -337,10 +397,13 @@ def plot_explanations(estimator: Any, X: Any, y: Any = None, *, target: Any = "p
         As for :func:`overlay_heatmap`.
     ncols : int, default=4
         Panels per row.
+    title : str, optional
+        Default: "Predictions (RULE decision rule) with Grad-CAM heat maps".
 
     Returns
     -------
     matplotlib.figure.Figure
+        The grid, one panel per image.
 
     Raises
     ------
@@ -354,8 +417,9 @@ def plot_explanations(estimator: Any, X: Any, y: Any = None, *, target: Any = "p
     >>> y = ["Negative", "Positive"] * 2
     >>> clf = SentimentClassifier(weights=None, image_size=64, epochs=1, verbose=0,
     ...                           random_state=0).fit(X, y)
-    >>> len(plot_explanations(clf, X, y, ncols=2).axes)
-    4
+    >>> fig = plot_explanations(clf, X, y, ncols=2)
+    >>> len(fig.axes), fig.get_suptitle()
+    (4, 'Predictions (argmax decision rule) with Grad-CAM heat maps')
     """
     from .explain import explain_images
 
@@ -378,14 +442,17 @@ def plot_explanations(estimator: Any, X: Any, y: Any = None, *, target: Any = "p
             continue
         ax.imshow(overlay_heatmap(result.images[i], result.heatmaps[i], alpha=alpha,
                                   cmap=cmap))
-        title = f"{result.predicted[i]} ({result.probability[i]:.2f})"
+        caption = f"{result.predicted[i]} ({result.probability[i]:.2f})"
         colour = "black"
         if y is not None:
-            title += f"\ntrue: {y[i]}"
+            caption += f"\ntrue: {y[i]}"
             colour = "#1b7a1b" if y[i] == result.predicted[i] else "#b3261e"
         if result.explained[i] != result.predicted[i]:
-            title += f"\nmap for: {result.explained[i]}"
-        ax.set_title(title, fontsize=9, color=colour)
+            caption += f"\nmap for: {result.explained[i]}"
+        ax.set_title(caption, fontsize=9, color=colour)
+    rule = getattr(estimator, "decision_rule_", None)
+    fig.suptitle(title or "Predictions " + (f"({rule} decision rule) " if rule else "")
+                 + "with Grad-CAM heat maps")
     return fig
 
 
@@ -395,6 +462,7 @@ def save_figure(fig: Figure, path: str | os.PathLike, **savefig_kwargs: Any) -> 
     Parameters
     ----------
     fig : matplotlib.figure.Figure
+        The figure to save.
     path : path-like
         Target file; its suffix gives the format (``.png``, ``.pdf``, ``.svg``, ...) unless
         ``format`` is passed. Parent folders are created.
