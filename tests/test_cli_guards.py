@@ -21,7 +21,7 @@ from PIL import Image
 
 import wjsentiment.datasets
 from wjsentiment import SentimentClassifier, cli, config_context, get_config
-from wjsentiment.scale import prediction_columns, stream
+from wjsentiment.scale import prediction_columns
 
 REPO = Path(__file__).resolve().parents[1]
 #: Sentiment labels whose sorted order (the model's classes_) is not their ordinal order.
@@ -115,6 +115,8 @@ def test_predict_refuses_an_output_that_is_also_an_input(model_dir, images, tmp_
 
 def test_a_second_run_on_the_same_output_is_refused_while_the_first_writes(
         model_dir, images, tmp_path, monkeypatch, capsys):
+    from wjsentiment.scale import stream
+
     out = tmp_path / "predictions.csv"
     second: dict = {}
     predict_frame = stream.predict_frame

@@ -63,6 +63,8 @@ def build_parser() -> argparse.ArgumentParser:
     Returns
     -------
     argparse.ArgumentParser
+        One sub-parser per module of :data:`COMMANDS`; each sets ``args.run``, the function
+        that runs the command.
 
     Examples
     --------

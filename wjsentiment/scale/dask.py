@@ -152,8 +152,12 @@ class WorkerSetup(WorkerPlugin):
     Attributes
     ----------
     feature_cache_dir : str or None
+        The feature-cache folder each worker sets (None: left alone).
     torch_threads : int or None
+        torch's threads in each worker (None: left alone).
     cache_memory : int, "auto" or None
+        Each worker's decoded-image budget in bytes; "auto": a quarter of its Dask memory
+        limit (None: left alone).
     """
 
     def __init__(self, feature_cache_dir: str | None, torch_threads: int | None,
