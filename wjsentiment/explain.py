@@ -397,30 +397,22 @@ class SavedExplanations:
     index: Path
 
 
-def _photo(path: str, long_side: int) -> np.ndarray:
-    """The photo at ``path``, upright, transparency on white, scaled to ``long_side`` pixels
-    on its long side (its own aspect ratio kept)."""
-    with Image.open(path) as img:
-        img.draft("RGB", (long_side, long_side))  # JPEGs decode smaller at once
-        img = ImageOps.exif_transpose(img)
-        scale = long_side / max(img.size)
-        size = (max(1, round(img.width * scale)), max(1, round(img.height * scale)))
-        rgba = img.convert("RGBA").resize(size, Image.Resampling.LANCZOS)
-    white = Image.new("RGBA", size, (255, 255, 255, 255))
-    return np.asarray(Image.alpha_composite(white, rgba).convert("RGB"))
-
-
 def _write_heatmap(png: Path, path: str, heatmap: np.ndarray) -> None:
-    """The heat map over the photo at its aspect ratio: the model sees the photo squashed
-    into a square, so stretching the square map back to the photo's shape is exact."""
+    """The heat map over the photo at ``path``, upright, transparency on white, at the
+    photo's own aspect ratio: the model sees the photo squashed into a square, so stretching
+    the square map back to the photo's shape is exact."""
     from .plotting import overlay_heatmap
 
-    photo = _photo(path, HEATMAP_SIDE)
-    size = (photo.shape[1], photo.shape[0])
-    heat = np.asarray(Image.fromarray(heatmap.astype(np.float32)).resize(
-        size, Image.Resampling.BILINEAR))
+    with Image.open(path) as img:
+        img.draft("RGB", (HEATMAP_SIDE, HEATMAP_SIDE))  # JPEGs decode smaller at once
+        img = ImageOps.contain(ImageOps.exif_transpose(img).convert("RGBA"),
+                               (HEATMAP_SIDE, HEATMAP_SIDE), Image.Resampling.LANCZOS)
+    photo = Image.new("RGB", img.size, "white")
+    photo.paste(img, mask=img)
+    heat = Image.fromarray(heatmap.astype(np.float32)).resize(img.size, Image.Resampling.BILINEAR)
     with atomic_file(png, "wb") as fh:
-        Image.fromarray(overlay_heatmap(photo, np.clip(heat, 0.0, 1.0))).save(fh, format="PNG")
+        Image.fromarray(overlay_heatmap(np.asarray(photo), np.clip(heat, 0.0, 1.0))).save(
+            fh, format="PNG")
 
 
 def _index_html(saved: SavedExplanations, rule: str, title: str) -> str:

@@ -389,12 +389,12 @@ def output_lock(out: str | os.PathLike) -> Iterator[None]:
     from filelock import FileLock, Timeout
 
     folder = Path(tempfile.gettempdir()) / "wjsentiment-locks"
-    with contextlib.suppress(FileExistsError):
-        folder.mkdir()
-        os.chmod(folder, 0o1777)  # every user's runs keep their locks here, as in /tmp
+    folder.mkdir(exist_ok=True)
+    with contextlib.suppress(OSError):  # every user's locks live here, as in /tmp
+        os.chmod(folder, 0o1777)
     real = os.path.realpath(out).encode("utf-8", "surrogateescape")
-    name = hashlib.blake2b(real, digest_size=16).hexdigest()
-    lock = FileLock(folder / f"{name}.lock", timeout=0, mode=0o666)
+    lock = FileLock(folder / f"{hashlib.blake2b(real, digest_size=16).hexdigest()}.lock",
+                    timeout=0, mode=0o666)
     try:
         lock.acquire()
     except Timeout:
