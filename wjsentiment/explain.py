@@ -409,10 +409,10 @@ def _write_heatmap(png: Path, path: str, heatmap: np.ndarray) -> None:
                                (HEATMAP_SIDE, HEATMAP_SIDE), Image.Resampling.LANCZOS)
     photo = Image.new("RGB", img.size, "white")
     photo.paste(img, mask=img)
-    heat = Image.fromarray(heatmap.astype(np.float32)).resize(img.size, Image.Resampling.BILINEAR)
+    heat = np.asarray(Image.fromarray(heatmap.astype(np.float32)).resize(
+        img.size, Image.Resampling.BILINEAR)).clip(0.0, 1.0)
     with atomic_file(png, "wb") as fh:
-        Image.fromarray(overlay_heatmap(np.asarray(photo), np.clip(heat, 0.0, 1.0))).save(
-            fh, format="PNG")
+        Image.fromarray(overlay_heatmap(np.asarray(photo), heat)).save(fh, format="PNG")
 
 
 def _index_html(saved: SavedExplanations, rule: str, title: str) -> str:
