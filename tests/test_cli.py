@@ -20,6 +20,7 @@ from datasets_server import LocalImageServer, Reply, emoji_png
 from wjsentiment import cli
 from wjsentiment.datasets import crowdflower
 from wjsentiment.ensemble import ENSEMBLE_FILE
+from wjsentiment.explain import HEATMAP_SIDE
 
 REPO = Path(__file__).resolve().parents[1]
 EMOJI = REPO / "wjsentiment" / "datasets" / "data" / "emoji_sentiment"
@@ -143,7 +144,7 @@ def test_predict_folder_and_file_to_csv(fitted, emoji_folder, tmp_path):
                      "--batch-size", "5")
     assert result.returncode == 0, result.stderr
     rows = read_predictions(output)
-    assert list(rows[0]) == ["path", "label", *[f"proba_{c}" for c in CLASSES], "error"]
+    assert list(rows[0]) == ["path", "label", "rule", *[f"proba_{c}" for c in CLASSES], "error"]
     assert len(rows) == len(CLASSES) * PER_CLASS + 1
     assert all(r["error"] == "" for r in rows)
     assert rows[-1]["path"] == str(one_file)
@@ -160,7 +161,7 @@ def test_predict_to_stdout(fitted, emoji_folder, capsys):
     files = sorted(str(p) for p in (emoji_folder / "positive").iterdir())[:2]
     assert cli.main(["predict", str(fitted / "model"), *files, "--quiet"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0].startswith("path,label,proba_Negative")
+    assert lines[0].startswith("path,label,rule,proba_Negative")
     assert [line.split(",")[0] for line in lines[1:]] == files
 
 
@@ -176,7 +177,7 @@ def test_predict_writes_a_row_for_every_input_with_an_error_column(fitted, emoji
     err = capsys.readouterr().err
     assert status == 0, err
     rows = read_predictions(output)
-    assert list(rows[0]) == ["path", "label", *[f"proba_{c}" for c in CLASSES], "error"]
+    assert list(rows[0]) == ["path", "label", "rule", *[f"proba_{c}" for c in CLASSES], "error"]
     assert [r["path"] for r in rows] == list(map(str, inputs))
     assert [bool(r["error"]) for r in rows] == [False, True, False, False]
     assert rows[1]["error"] == "not an image file PIL can read"
@@ -312,19 +313,19 @@ def test_predict_csv_list_without_the_path_column_exits_1(fitted, tmp_path, caps
 def test_predict_streams_chunks_and_keeps_no_decoded_images(fitted, six_images, tmp_path,
                                                             monkeypatch):
     """Each chunk is written before the next is read, and its decoded images are let go."""
-    from wjsentiment import scale
     from wjsentiment.images import get_store
+    from wjsentiment.scale import stream
 
     out = tmp_path / "predictions.csv"
     seen = []  # (rows in the file, images held by the decoded-image store) as a chunk starts
-    predict_frame = scale.predict_frame
+    predict_frame = stream.predict_frame
 
     def watched(model, paths):
         seen.append((len(read_predictions(out)) if out.exists() else 0,
                      len(get_store(model.image_size, model.grayscale))))
         return predict_frame(model, paths)
 
-    monkeypatch.setattr(scale, "predict_frame", watched)
+    monkeypatch.setattr(stream, "predict_frame", watched)
     status = cli.main(["predict", str(fitted / "model"), *map(str, six_images), "--out",
                        str(out), "--batch-size", "2", "--quiet"])
     assert status == 0
@@ -402,8 +403,8 @@ def test_explain_writes_a_png_per_image_and_an_index(fitted, emoji_folder, tmp_p
     pngs = sorted(p.name for p in out.glob("*.png"))
     assert len(pngs) == PER_CLASS + 1
     assert pngs[-1] == f"{PER_CLASS:04d}_{one_file.stem}.png"
-    with Image.open(out / pngs[0]) as img:
-        assert img.size == (32, 32) and img.mode == "RGB"
+    with Image.open(out / pngs[0]) as img:  # a square photo: a square map, HEATMAP_SIDE wide
+        assert img.size == (HEATMAP_SIDE, HEATMAP_SIDE) and img.mode == "RGB"
     index = (out / "index.html").read_text()
     for name in pngs:
         assert f'src="{name}"' in index

@@ -180,3 +180,53 @@ def test_csv_bad_columns_and_blank_rows(tmp_path):
         load_image_csv(tmp_path / "l.csv", "p", "y")
     with pytest.raises(FileNotFoundError, match="nope.csv"):
         load_image_csv(tmp_path / "nope.csv", "p", "y")
+
+
+# --- the folder walk ------------------------------------------------------------------
+
+
+def test_walk_is_sorted_skips_hidden_and_walks_each_folder_once(tmp_path):
+    from wjsentiment.datasets import SkippedEntry, iter_image_files
+
+    for name in ["b/2.png", "b/1.JPG", "a.png", "c/.hidden/x.png", ".d/y.png", "c/3.gif"]:
+        _png(tmp_path / name)
+    (tmp_path / "c" / "notes.txt").write_text("not an image")
+    (tmp_path / "link").symlink_to(tmp_path / "b")  # the same folder again
+    (tmp_path / "c" / "up").symlink_to(tmp_path)  # a loop
+    found = list(iter_image_files(tmp_path))
+    assert found[:4] == [str(tmp_path / p) for p in ["a.png", "b/1.JPG", "b/2.png", "c/3.gif"]]
+    assert [(type(s), s.path) for s in found[4:]] == [
+        (SkippedEntry, str(tmp_path / "c" / "up")), (SkippedEntry, str(tmp_path / "link"))]
+    assert all("walked already" in s.reason for s in found[4:])
+
+
+def test_walk_goes_on_past_an_unreadable_folder_and_lists_lazily(tmp_path, monkeypatch):
+    from wjsentiment.datasets import SkippedEntry, iter_image_files
+
+    for name in ["a/1.png", "b/2.png", "c/3.png"]:
+        _png(tmp_path / name)
+    listed = []
+    scandir = os.scandir
+
+    def watched(path):
+        listed.append(os.path.basename(path))
+        if os.path.basename(path) == "b":  # as a folder without read permission
+            raise PermissionError(13, "Permission denied", path)
+        return scandir(path)
+
+    monkeypatch.setattr(os, "scandir", watched)
+    walk = iter_image_files(tmp_path)
+    assert next(walk) == str(tmp_path / "a" / "1.png")
+    assert listed == [tmp_path.name, "a"]  # nothing further listed yet
+    assert list(walk) == [SkippedEntry(str(tmp_path / "b"),
+                                       "cannot list this folder: Permission denied"),
+                          str(tmp_path / "c" / "3.png")]
+
+
+def test_folder_loader_leaves_out_a_link_loop_with_a_warning(tmp_path):
+    _png(tmp_path / "Positive" / "a.png")
+    _png(tmp_path / "Negative" / "b.png")
+    (tmp_path / "Negative" / "again").symlink_to(tmp_path / "Negative")
+    with pytest.warns(UserWarning, match=r"Left out 1 folder\(s\).*again"):
+        ds = load_image_folder(tmp_path)
+    assert sorted(os.path.basename(p) for p in ds.paths) == ["a.png", "b.png"]

@@ -19,10 +19,10 @@ from PIL import Image
 from sklearn.base import clone
 from sklearn.model_selection import GridSearchCV, StratifiedKFold
 
-from wjsentiment import SentimentClassifier, cli, set_config
+from wjsentiment import SentimentClassifier, cli, config_context
 from wjsentiment.config import ENVIRONMENT
 from wjsentiment.images import get_store
-from wjsentiment.models import feature_cache_dir, frozen_features
+from wjsentiment.models import frozen_features
 from wjsentiment.models.feature_files import FeatureFiles, image_digest
 from wjsentiment.models.features import feature_table
 from wjsentiment.models.network import build_network
@@ -67,13 +67,12 @@ def images(tmp_path_factory) -> tuple[list[str], list[str]]:
 def local_search(images) -> GridSearchCV:
     """The reference: the search in this process, n_jobs=1, no feature folder."""
     paths, labels = images
-    previous_dir, previous_threads = feature_cache_dir(), torch.get_num_threads()
-    set_config(feature_cache_dir=None)
+    previous_threads = torch.get_num_threads()
     torch.set_num_threads(1)  # as on the workers
     try:
-        return search(n_jobs=1).fit(paths, labels)
+        with config_context(feature_cache_dir=None):
+            return search(n_jobs=1).fit(paths, labels)
     finally:
-        set_config(feature_cache_dir=previous_dir)
         torch.set_num_threads(previous_threads)
 
 
@@ -218,10 +217,8 @@ def test_predict_partitions_gives_the_cli_rows_loading_the_model_once_per_worker
 # ------------------------------------------------------------- the feature folder, one process
 @pytest.fixture
 def feature_folder(tmp_path):
-    previous = feature_cache_dir()
-    set_config(feature_cache_dir=tmp_path)
-    yield tmp_path
-    set_config(feature_cache_dir=previous)
+    with config_context(feature_cache_dir=tmp_path):
+        yield tmp_path
 
 
 def test_a_waiting_process_reads_the_features_written_meanwhile(images, feature_folder,

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .persistence import atomic_file
+from .scale.stream import rule_sentence
 
 if TYPE_CHECKING:
     from .ensemble import SentimentEnsemble
@@ -184,7 +185,7 @@ def run_demo(out: str | os.PathLike = "runs/demo", *, smoke: bool = False,
     test_paths = list(X[test])
     members, report, proba = _evaluate_all(model, test_paths, y[test])
     prior_log_loss = _prior_log_loss(y[train], y[test])
-    _say_scores(say, members, report, prior_log_loss)
+    _say_scores(say, members, report, prior_log_loss, model.decision_rule_)
     paths = _save_outputs(model, out, report, y[test], proba)
     metrics = {
         **_scores(report),
@@ -248,7 +249,7 @@ def _prior_log_loss(y_train: np.ndarray, y_test: np.ndarray) -> float:
     return float(-np.mean(np.log(prior[[labels.index(v) for v in y_test]])))
 
 
-def _say_scores(say, members: dict, report, prior_log_loss: float) -> None:
+def _say_scores(say, members: dict, report, prior_log_loss: float, rule: str) -> None:
     say("\nHeld-out emoji (macro-F1, accuracy, log-loss, ECE):")
     for name, scores in members.items():
         say(f"  {name:<9} {scores['macro_f1']:.3f}  {scores['accuracy']:.3f}  "
@@ -258,6 +259,7 @@ def _say_scores(say, members: dict, report, prior_log_loss: float) -> None:
         f"{report.expected_calibration_error:.3f}")
     say(f"  (always answering the training class frequencies: log-loss {prior_log_loss:.3f})")
     say(f"\nHeld-out emoji: accuracy {report.accuracy:.3f}, macro-F1 {report.macro_f1:.3f}")
+    say(rule_sentence(rule))
     say(str(report))
 
 

@@ -9,24 +9,38 @@ pure-Python package adds no dependency that wjsentiment does not already have.
 
 Images go through the same decoding (the shared decoded-image store) and the same
 normalisation (inside :class:`~wjsentiment.models.SentimentNet`) as in ``predict_proba``.
+:func:`save_explanations` writes the maps of many image files as PNGs over the photos, at
+the photos' own aspect ratio, with an ``index.html`` beside them (what ``wjsentiment
+explain`` writes).
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+import os
+import re
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from html import escape
+from itertools import islice
 from numbers import Integral
+from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import numpy as np
 import torch
+from PIL import Image, ImageOps
 from torch import nn
 
 from .config import decode_threads
 from .images.cache import get_store
 from .inference import FittedModel, Member
 from .inputs import as_image_inputs
+from .persistence import atomic_file
+
+#: Long side, in pixels, of the heat-map PNGs of :func:`save_explanations`.
+HEATMAP_SIDE = 384
 
 #: The ``target`` that explains the class each image is predicted to be.
 PREDICTED = "predicted"
@@ -126,6 +140,33 @@ def default_layer(estimator: Any) -> str:
     estimator = _check_classifier(estimator)
     with _explaining(estimator) as (net, device):
         return _resolve_layer(estimator, net, device, None)[0]
+
+
+def check_layer(estimator: FittedModel, layer: str | None) -> None:
+    """Refuse a ``layer`` that some member of ``estimator`` cannot explain, before any image
+    is read (the command line checks ``--layer`` so).
+
+    Raises
+    ------
+    ValueError
+        If ``layer`` is not a 4-D feature layer of every member's backbone (None: each
+        member's :func:`default_layer`, which a backbone without feature maps lacks).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from wjsentiment import SentimentClassifier
+    >>> X = np.zeros((2, 32, 32, 3), dtype=np.uint8)
+    >>> clf = SentimentClassifier(weights=None, image_size=32, epochs=1, verbose=0,
+    ...                           random_state=0).fit(X, ["Negative", "Positive"])
+    >>> check_layer(clf, "layer9")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    ValueError: layer='layer9' is not a module of the 'resnet18' backbone...
+    """
+    for member in _members(estimator):
+        with _explaining(member.classifier) as (net, device):
+            _resolve_layer(member.classifier, net, device, layer)
 
 
 def _resolve_layer(estimator: Any, net: nn.Module, device: torch.device,
@@ -335,4 +376,150 @@ def explain_images(estimator: FittedModel, X: Any, *,
                         explained=np.asarray(explained))
 
 
-__all__ = ["PREDICTED", "Explanations", "default_layer", "explain_images", "grad_cam"]
+@dataclass(frozen=True)
+class SavedExplanations:
+    """What :func:`save_explanations` wrote, and what it left out.
+
+    Attributes
+    ----------
+    rows : list of tuple
+        One ``(path, png, predicted, probability, explained)`` per heat map written: the
+        image, the PNG's name in the folder, the predicted label, its probability and the
+        label the map explains.
+    skipped : list of (str, str)
+        The inputs that could not be read or walked, with the reason, in input order.
+    index : pathlib.Path
+        The ``index.html`` that lists both.
+    """
+
+    rows: list[tuple[str, str, Any, float, Any]]
+    skipped: list[tuple[str, str]]
+    index: Path
+
+
+def _write_heatmap(png: Path, path: str, heatmap: np.ndarray) -> None:
+    """The heat map over the photo at ``path``, upright, transparency on white, at the
+    photo's own aspect ratio: the model sees the photo squashed into a square, so stretching
+    the square map back to the photo's shape is exact."""
+    from .plotting import overlay_heatmap
+
+    with Image.open(path) as img:
+        img.draft("RGB", (HEATMAP_SIDE, HEATMAP_SIDE))  # JPEGs decode smaller at once
+        img = ImageOps.contain(ImageOps.exif_transpose(img).convert("RGBA"),
+                               (HEATMAP_SIDE, HEATMAP_SIDE), Image.Resampling.LANCZOS)
+    photo = Image.new("RGB", img.size, "white")
+    photo.paste(img, mask=img)
+    heat = np.asarray(Image.fromarray(heatmap.astype(np.float32)).resize(
+        img.size, Image.Resampling.BILINEAR)).clip(0.0, 1.0)
+    with atomic_file(png, "wb") as fh:
+        Image.fromarray(overlay_heatmap(np.asarray(photo), heat)).save(fh, format="PNG")
+
+
+def _index_html(saved: SavedExplanations, rule: str, title: str) -> str:
+    """index.html: each heat map with its file, label and probability; the skipped inputs."""
+    from .scale.stream import rule_sentence
+
+    cells = "\n".join(
+        f'<tr><td><a href="{quote(png)}"><img src="{quote(png)}" alt="{escape(png)}"></a>'
+        f"</td><td>{escape(path)}</td><td>{escape(str(label))}</td>"
+        f"<td>{probability:.3f}</td><td>{escape(str(explained))}</td></tr>"
+        for path, png, label, probability, explained in saved.rows)
+    skipped = "".join(f"<li>{escape(path)}: {escape(reason)}</li>"
+                      for path, reason in saved.skipped)
+    skipped = (f"<h2>Skipped ({len(saved.skipped)})</h2>\n<ul>{skipped}</ul>\n"
+               if skipped else "")
+    return (
+        "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>wjsentiment explain"
+        "</title>\n<style>body{font-family:sans-serif}td{padding:4px 8px;vertical-align:middle}"
+        "img{max-width:320px;max-height:320px}</style></head><body>\n"
+        f"<h1>Heat maps of {escape(title)}</h1>\n<p>{len(saved.rows)} images. Red: where the "
+        "evidence for the explained class is strongest (Grad-CAM). "
+        f"{escape(rule_sentence(rule))}</p>\n<table>\n<tr><th>heat map</th><th>image</th>"
+        "<th>predicted</th><th>probability</th><th>explained</th></tr>\n"
+        f"{cells}\n</table>\n{skipped}</body></html>\n"
+    )
+
+
+def _png_name(position: int, path: str) -> str:
+    stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(path).stem)[:60]
+    return f"{position:04d}_{stem}.png"
+
+
+def save_explanations(estimator: FittedModel, paths: Iterable[Any],
+                      out: str | os.PathLike, *, target: Any = PREDICTED,
+                      layer: str | None = None, batch_size: int = 32, title: str = "a model",
+                      on_chunk: Callable[[int], None] | None = None) -> SavedExplanations:
+    """Write a heat-map PNG per image file and an ``index.html`` listing them into ``out``.
+
+    Each PNG shows the Grad-CAM map (:func:`explain_images`) over the photo, at the photo's
+    aspect ratio and :data:`HEATMAP_SIDE` pixels on its long side. ``index.html`` lists each
+    with its file, the predicted label and its probability and the explained label, names
+    the decision rule that chose the labels, and lists the inputs left out: a file that
+    cannot be read as an image does not stop the others, nor does a
+    :class:`~wjsentiment.datasets.SkippedEntry` of a folder walk.
+
+    Parameters
+    ----------
+    estimator : SentimentClassifier or SentimentEnsemble
+        Fitted, as for :func:`grad_cam`.
+    paths : iterable of path-like or SkippedEntry
+        Image files, read ``batch_size`` at a time.
+    out : path-like
+        The folder to write into (created).
+    target, layer
+        As for :func:`grad_cam`.
+    batch_size : int, default=32
+        Images explained per step.
+    title : str, default="a model"
+        What the page's heading names (the model's folder, say).
+    on_chunk : callable, optional
+        Called with the number of inputs of each chunk once it is done.
+
+    Returns
+    -------
+    SavedExplanations
+
+    Examples
+    --------
+    >>> import numpy as np, tempfile
+    >>> from PIL import Image
+    >>> from wjsentiment import SentimentClassifier
+    >>> folder = tempfile.mkdtemp()
+    >>> Image.new("RGB", (60, 30), (200, 30, 30)).save(f"{folder}/wide.png")
+    >>> X = np.random.default_rng(0).integers(0, 255, (4, 32, 32, 3), dtype=np.uint8)
+    >>> clf = SentimentClassifier(weights=None, image_size=32, epochs=1, verbose=0,
+    ...                           random_state=0).fit(X, ["Negative", "Positive"] * 2)
+    >>> saved = save_explanations(clf, [f"{folder}/wide.png", "gone.png"], f"{folder}/why")
+    >>> Image.open(f"{folder}/why/{saved.rows[0][1]}").size, saved.skipped
+    ((384, 192), [('gone.png', 'no such file')])
+    """
+    from .datasets.folders import SkippedEntry
+    from .scale.stream import decode_pinned
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    saved = SavedExplanations([], [], out / "index.html")
+    inputs = iter(paths)
+    while chunk := list(islice(inputs, int(batch_size))):
+        saved.skipped.extend((i.path, i.reason) for i in chunk if isinstance(i, SkippedEntry))
+        files = [os.fspath(i) for i in chunk if not isinstance(i, SkippedEntry)]
+        with contextlib.ExitStack() as held:
+            reasons = decode_pinned(estimator, files, held)
+            saved.skipped.extend((files[i], reason) for i, reason in sorted(reasons.items()))
+            good = [path for i, path in enumerate(files) if i not in reasons]
+            result = explain_images(estimator, good, target=target, batch_size=batch_size,
+                                    layer=layer) if good else None
+        for k, path in enumerate(good):
+            png = _png_name(len(saved.rows), path)
+            _write_heatmap(out / png, path, result.heatmaps[k])
+            saved.rows.append((path, png, result.predicted[k], float(result.probability[k]),
+                               result.explained[k]))
+        if on_chunk is not None:
+            on_chunk(len(chunk))
+    with atomic_file(saved.index, "w", encoding="utf-8") as fh:
+        fh.write(_index_html(saved, estimator.decision_rule_, title))
+    return saved
+
+
+__all__ = ["HEATMAP_SIDE", "PREDICTED", "Explanations", "SavedExplanations", "check_layer",
+           "default_layer", "explain_images", "grad_cam", "save_explanations"]

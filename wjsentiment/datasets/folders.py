@@ -1,11 +1,13 @@
-"""Load your own labelled images: a folder per class, or a CSV of paths and labels."""
+"""Your own images: a folder per class, a CSV of paths and labels, and the folder walk that
+every command uses to find image files."""
 
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+import warnings
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -14,9 +16,9 @@ from sklearn.utils import Bunch
 
 from wjsentiment.labels import normalize_label, ordinal_labels
 
-__all__ = ["load_image_csv", "load_image_folder"]
+__all__ = ["SkippedEntry", "iter_image_files", "load_image_csv", "load_image_folder"]
 
-#: File extensions (lower case) that :func:`load_image_folder` picks up.
+#: File extensions (lower case) that :func:`iter_image_files` picks up.
 IMAGE_EXTENSIONS: frozenset[str] = frozenset(
     {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 )
@@ -39,6 +41,103 @@ def _listing(items: Sequence[str]) -> str:
 
 def _is_image_name(name: str) -> bool:
     return not name.startswith(".") and os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS
+
+
+class SkippedEntry(NamedTuple):
+    """An entry of a folder that :func:`iter_image_files` could not walk into, and why: a
+    folder it cannot list (no permission, say), or a link to a folder it has walked already
+    (which is how a link loop shows).
+
+    Attributes
+    ----------
+    path : str
+        The entry, as a path under the walked folder.
+    reason : str
+        Why it was not walked, in a few words.
+    """
+
+    path: str
+    reason: str
+
+
+def _kind(entry: os.DirEntry) -> bool | str:
+    """True for a folder (or a link to one), False for anything else, or why the entry
+    cannot be examined (a link loop, say)."""
+    try:
+        return entry.is_dir()
+    except OSError as exc:
+        return exc.strerror or str(exc)
+
+
+def _folder_entries(path: str, walked: dict[tuple[int, int], str]
+                    ) -> list[tuple[str, bool | str]] | SkippedEntry:
+    """The sub-folders, image files and unexaminable entries of the folder ``path``, sorted
+    by name, each with its kind (see :func:`_kind`); or why the folder is not walked."""
+    try:
+        info = os.stat(path)
+        key = (info.st_dev, info.st_ino)
+        if key in walked:
+            return SkippedEntry(path, f"a link to {walked[key]!r}, a folder walked already "
+                                      "(not walked twice, so link loops end)")
+        walked[key] = path
+        with os.scandir(path) as scan:
+            kinds = sorted((e.name, _kind(e)) for e in scan if not e.name.startswith("."))
+    except OSError as exc:
+        return SkippedEntry(path, f"cannot list this folder: {exc.strerror or exc}")
+    return [(os.path.join(path, name), kind) for name, kind in kinds
+            if kind is not False or _is_image_name(name)]
+
+
+def iter_image_files(folder: str | os.PathLike[str]) -> Iterator[str | SkippedEntry]:
+    """The image files under ``folder``, found as they are needed.
+
+    Depth first, the entries of each folder sorted by name. Hidden entries (``.name``) are
+    left out; the files picked up are those with an image extension (.jpg .jpeg .png .bmp
+    .gif .webp .tif .tiff, any case). Links to folders are followed, but no folder is
+    walked twice, so a link loop ends. Only the names of one folder per level are held at a
+    time, so a tree of millions of files is never listed whole.
+
+    A folder that cannot be walked, or an entry that cannot be examined (two links that point
+    at each other), does not end the walk: a :class:`SkippedEntry` takes its place in the
+    sequence, saying why. ``predict`` writes it as an error row;
+    :func:`load_image_folder` and ``explain`` leave it out with a warning.
+
+    Parameters
+    ----------
+    folder : str or path-like
+        The folder to walk.
+
+    Yields
+    ------
+    str or SkippedEntry
+        The path of each image file (``folder`` joined with the names below it), or an entry
+        that could not be walked.
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> root = tempfile.mkdtemp()
+    >>> for name in ["b.png", "a.JPG", "notes.txt", ".hidden.png"]:
+    ...     open(os.path.join(root, name), "w").close()
+    >>> os.symlink(root, os.path.join(root, "loop"))
+    >>> [os.path.basename(p) if isinstance(p, str) else p.reason[:9]
+    ...  for p in iter_image_files(root)]
+    ['a.JPG', 'b.png', 'a link to']
+    """
+    walked: dict[tuple[int, int], str] = {}
+    levels = [iter([(os.fspath(folder), True)])]
+    while levels:
+        path, kind = next(levels[-1], (None, None))
+        if path is None:
+            levels.pop()
+        elif kind is False:
+            yield path
+        elif kind is not True:
+            yield SkippedEntry(path, f"cannot be read: {kind}")
+        elif isinstance(listed := _folder_entries(path, walked), SkippedEntry):
+            yield listed
+        else:
+            levels.append(iter(listed))
 
 
 def _check_images(paths: Sequence[str], headers: bool = True) -> None:
@@ -95,9 +194,10 @@ def _make_bunch(frame: pd.DataFrame, target_names: list[Any], source: str) -> Bu
 def load_image_folder(root: str | os.PathLike[str], *, check_images: bool = True) -> Bunch:
     """Load images laid out as one sub-folder per class (like torchvision's ImageFolder).
 
-    Files are found recursively inside each class folder; hidden files and folders
-    and files without an image extension (.jpg .jpeg .png .bmp .gif .webp .tif
-    .tiff, any case) are ignored. Classes are the sorted folder names, except when
+    Files are found recursively inside each class folder by :func:`iter_image_files`
+    (sorted, hidden entries and files without an image extension left out); a folder
+    that cannot be walked (unreadable, or a link loop) is left out with a warning.
+    Classes are the sorted folder names, except when
     every folder name is a sentiment label (in any spelling, e.g. ``highly_positive``):
     then labels are normalised and ordered from most negative to most positive.
 
@@ -158,12 +258,15 @@ def load_image_folder(root: str | os.PathLike[str], *, check_images: bool = True
         raise ValueError(f"No class folders in {str(root_path)!r}.{hint} {_FOLDER_LAYOUT}")
 
     files: dict[str, list[str]] = {}
+    skipped: list[SkippedEntry] = []
     for name in class_dirs:
-        found = []
-        for dirpath, dirnames, filenames in os.walk(root_path / name, followlinks=True):
-            dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-            found.extend(os.path.join(dirpath, f) for f in sorted(filenames) if _is_image_name(f))
-        files[name] = found
+        found = list(iter_image_files(root_path / name))
+        files[name] = [p for p in found if isinstance(p, str)]
+        skipped += [p for p in found if isinstance(p, SkippedEntry)]
+    if skipped:
+        warnings.warn(f"Left out {len(skipped)} folder(s) of {str(root_path)!r} that could not "
+                      "be walked: " + _listing([f"{s.path} ({s.reason})" for s in skipped]),
+                      UserWarning, stacklevel=2)
     empty = [name for name in class_dirs if not files[name]]
     if empty:
         raise ValueError(

@@ -1,0 +1,518 @@
+"""Prediction over many images: a table with one row per image, streamed into a CSV file.
+
+:func:`predict_frame` predicts a list of paths into a table with one row per path, where an
+unreadable image gets a row that says why instead of stopping the others. :func:`predict_csv`
+streams such tables into a CSV file chunk by chunk (what ``wjsentiment predict`` runs), with
+bounded memory, a lock on the output file, and a resume that skips the paths already written.
+
+Each row names the decision rule that chose its label (:func:`rule_sentence` says it in
+words), and the probability columns follow the ordinal order of the sentiment labels (Highly
+negative .. Highly positive), as the evaluation report and the plots do.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import hashlib
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from itertools import islice
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any
+
+import numpy as np
+
+from ..labels import ordinal_labels
+
+if TYPE_CHECKING:  # pandas is imported by the functions that use it
+    import pandas
+
+__all__ = ["PredictionSummary", "PredictionsFileError", "decode_pinned", "output_lock",
+           "predict_csv", "predict_frame", "prediction_columns", "quiet", "rule_sentence"]
+
+#: The column of a prediction table that names the image.
+PATH_COLUMN = "path"
+
+#: How :func:`predict_csv` writes probabilities.
+PROBABILITY_FORMAT = "%.6f"
+
+#: Encoding of the CSV files :func:`predict_csv` writes and resumes. ``surrogateescape`` keeps
+#: a file name that is not valid UTF-8 byte for byte, so a resumed run recognises it.
+_CSV_TEXT = {"encoding": "utf-8", "errors": "surrogateescape", "newline": ""}
+
+#: Each decision rule of ``predict`` (see ``decision_rule_``), in words.
+RULES = {
+    "balanced": "the class most likely relative to its training frequency",
+    "argmax": "the most probable class",
+}
+
+
+class PredictionsFileError(ValueError):
+    """A predictions file that :func:`predict_csv` cannot resume: another model's, or
+    damaged."""
+
+
+def rule_sentence(rule: str) -> str:
+    """How a model's ``decision_rule_`` picks labels, in one line for people.
+
+    Examples
+    --------
+    >>> rule_sentence("argmax")
+    "Labels by the 'argmax' rule: the most probable class (see the decision parameter)."
+    """
+    return f"Labels by the {rule!r} rule: {RULES[rule]} (see the decision parameter)."
+
+
+def _ordinal(classes: Sequence[Any]) -> list[int]:
+    """Positions of ``classes`` in the order a table lists them: ordinal for sentiment labels
+    (Highly negative .. Highly positive), else as given."""
+    classes = list(classes)
+    return [classes.index(c) for c in ordinal_labels(classes)]
+
+
+def prediction_columns(classes: Sequence[Any]) -> list[str]:
+    """The columns of a prediction table for a model with these ``classes_``.
+
+    ``path``; ``label``; ``rule``, the decision rule that chose the label (see
+    :func:`rule_sentence`); one ``proba_<class>`` per class, in ordinal order for sentiment
+    labels (else in the order of ``classes``); and ``error``: empty when the image was read,
+    else why it could not be.
+
+    Examples
+    --------
+    >>> prediction_columns(["Negative", "Highly positive", "Neutral"])
+    ['path', 'label', 'rule', 'proba_Negative', 'proba_Neutral', 'proba_Highly positive', 'error']
+    """
+    ordered = [list(classes)[i] for i in _ordinal(classes)]
+    return [PATH_COLUMN, "label", "rule", *[f"proba_{c}" for c in ordered], "error"]
+
+
+def quiet(model: Any) -> Any:
+    """Turn off the progress bars of a loaded model (and of an ensemble's members).
+
+    Returns the model, so that ``quiet(load(path))`` reads naturally.
+    """
+    for estimator in (model, *(member.classifier for member in model.members_)):
+        if "verbose" in estimator.get_params(deep=False):
+            estimator.set_params(verbose=0)
+    return model
+
+
+def decode_pinned(model: Any, paths: list[str], held: contextlib.ExitStack) -> dict[int, str]:
+    """Decode ``paths`` once for every member of ``model``, as its ``predict_proba`` would
+    (same store, same decoder and device), pinned until ``held`` closes; return why each
+    unreadable one is unreadable, by position.
+
+    ``predict_proba`` (and Grad-CAM) then find the images decoded: none is decoded twice,
+    and a CUDA model decodes on its GPU.
+    """
+    reasons: dict[int, str] = {}
+    for member in model.members_ if paths else []:
+        decoded = held.enter_context(member.classifier.decode(paths))
+        for pos, error in decoded.errors:
+            reasons.setdefault(pos, error.reason)
+    return reasons
+
+
+def _path_of(item: Any) -> str:
+    """The path of an input: a path-like, or a skipped folder entry."""
+    from ..datasets.folders import SkippedEntry
+
+    return item.path if isinstance(item, SkippedEntry) else os.fspath(item)
+
+
+def predict_frame(model: Any, paths: Sequence[Any]) -> pandas.DataFrame:
+    """Predict ``paths`` with a fitted model: one row per path, in order, unreadable ones too.
+
+    Parameters
+    ----------
+    model : SentimentClassifier or SentimentEnsemble
+        A fitted (or loaded) model.
+    paths : sequence of path-like or SkippedEntry
+        Image files. They are decoded together, so pass a chunk of a long list at a time. A
+        :class:`~wjsentiment.datasets.SkippedEntry` (a folder a walk could not enter) gets
+        an error row with its reason.
+
+    Returns
+    -------
+    pandas.DataFrame
+        The columns of :func:`prediction_columns`. ``label`` is the class ``predict`` gives
+        (as text), ``rule`` the model's ``decision_rule_`` and the ``proba_`` columns are
+        ``predict_proba``; for an image that could not be read (missing, truncated, not an
+        image) ``label`` and ``rule`` are empty, the probabilities are NaN and ``error`` says
+        why. Text columns have dtype ``object``.
+
+    Examples
+    --------
+    >>> import numpy as np, tempfile
+    >>> from PIL import Image
+    >>> from wjsentiment import SentimentClassifier
+    >>> X = np.zeros((4, 16, 16, 3), dtype=np.uint8)
+    >>> X[1::2] = 230  # dark and bright images
+    >>> clf = SentimentClassifier(backbone="test_resnet", weights=None, image_size=16, epochs=1,
+    ...                           calibration=None, random_state=0, verbose=0)
+    >>> clf = clf.fit(X, ["Negative", "Positive"] * 2)
+    >>> dark = tempfile.mkdtemp() + "/dark.png"
+    >>> Image.fromarray(X[0]).save(dark)
+    >>> table = predict_frame(clf, [dark, "no/such/image.png"])
+    >>> table.columns.tolist()
+    ['path', 'label', 'rule', 'proba_Negative', 'proba_Positive', 'error']
+    >>> table["rule"].tolist(), table["error"].tolist()
+    (['argmax', ''], ['', 'no such file'])
+    """
+    import pandas as pd
+
+    from ..datasets.folders import SkippedEntry
+
+    items = list(paths)
+    reasons = {i: item.reason for i, item in enumerate(items) if isinstance(item, SkippedEntry)}
+    paths = [_path_of(item) for item in items]
+    files = [i for i in range(len(paths)) if i not in reasons]
+    with contextlib.ExitStack() as held:
+        decoded = decode_pinned(model, [paths[i] for i in files], held)
+        reasons.update({files[k]: reason for k, reason in decoded.items()})
+        good = [path for i, path in enumerate(paths) if i not in reasons]
+        proba = model.predict_proba(good) if good else np.zeros((0, len(model.classes_)))
+    read = np.array([i not in reasons for i in range(len(paths))], dtype=bool)
+    table_proba = np.full((len(paths), proba.shape[1]), np.nan)
+    table_proba[read] = proba
+    labels = np.full(len(paths), "", dtype=object)
+    labels[read] = [str(label) for label in model.predict_from_proba(proba)]
+    columns = prediction_columns(model.classes_)
+    return pd.DataFrame({
+        columns[0]: pd.Series(paths, dtype=object),
+        columns[1]: pd.Series(labels, dtype=object),
+        columns[2]: pd.Series([model.decision_rule_ if r else "" for r in read], dtype=object),
+        **{name: table_proba[:, k] for name, k in zip(columns[3:-1],
+                                                      _ordinal(model.classes_))},
+        columns[-1]: pd.Series([reasons.get(i, "") for i in range(len(paths))], dtype=object),
+    })
+
+
+@dataclass(frozen=True)
+class PredictionSummary:
+    """What one :func:`predict_csv` call did.
+
+    Attributes
+    ----------
+    n_predicted : int
+        Inputs this call predicted, readable or not (a row each).
+    n_failed : int
+        Of those, the images that could not be read (their rows carry the error).
+    n_skipped : int
+        Inputs left out because their path was already in the file (``resume=True``).
+    first_failure : tuple of (str, str) or None
+        The path and reason of the first unreadable image.
+    written : bool
+        False when no image could be read (here, or in the rows already in a resumed
+        file): then the output was left as it was.
+    """
+
+    n_predicted: int
+    n_failed: int
+    n_skipped: int
+    first_failure: tuple[str, str] | None
+    written: bool
+
+
+def _path_digest(path: str) -> bytes:
+    """16 bytes that stand for ``path`` in the set of paths already written."""
+    return hashlib.blake2b(path.encode("utf-8", "surrogateescape"), digest_size=16).digest()
+
+
+class _WrittenRows:
+    """The rows a predictions file already holds, for a resumed :func:`predict_csv`.
+
+    Keeps a sorted array of 16-byte digests of their paths (16 bytes a row, not the paths).
+    """
+
+    def __init__(self, digests: bytes, n_rows: int, n_readable: int, has_header: bool) -> None:
+        self.digests = np.sort(np.frombuffer(digests, dtype="S16"))
+        self.n_rows, self.n_readable, self.has_header = n_rows, n_readable, has_header
+
+    @classmethod
+    def read(cls, path: str | os.PathLike, columns: list[str]) -> _WrittenRows:
+        """Read ``path`` (a missing file holds nothing) and cut off a partial last row.
+
+        A run killed while writing can leave its last row cut short: the file is truncated
+        after the last complete row, which this run then writes again. Anything else that is
+        not a row of ``columns`` is an error naming the line.
+        """
+        if not os.path.exists(path):
+            return cls(b"", 0, 0, False)
+        digests, n_rows, n_readable, has_header = bytearray(), 0, 0, False
+        with open(path, "r+b") as handle:
+            size = os.fstat(handle.fileno()).st_size
+            end = 0  # just after the last complete row
+            for record, offset in _complete_records(handle, size, path):
+                if not has_header:
+                    if record != columns:
+                        raise PredictionsFileError(
+                            f"{path} does not start with the columns this model writes "
+                            f"({','.join(columns)}): it holds another model's predictions or "
+                            "is not a predictions file. Resume into the file the interrupted "
+                            "run wrote, or start a new one.")
+                    has_header = True
+                elif len(record) != len(columns):
+                    raise PredictionsFileError(
+                        f"{path}: row {n_rows + 1} has {len(record)} fields, not "
+                        f"{len(columns)}; the file was edited or damaged. Fix or remove that "
+                        "row to resume.")
+                else:
+                    digests += _path_digest(record[0])
+                    n_rows += 1
+                    n_readable += record[-1] == ""
+                end = offset
+            if end < size:
+                handle.truncate(end)
+                os.fsync(handle.fileno())
+        return cls(bytes(digests), n_rows, n_readable, has_header)
+
+    def without(self, items: list[Any]) -> list[Any]:
+        """``items`` (paths or skipped entries) less those whose path is already written."""
+        if not len(self.digests) or not items:
+            return items
+        wanted = np.array([_path_digest(_path_of(p)) for p in items], dtype="S16")
+        at = np.minimum(np.searchsorted(self.digests, wanted), len(self.digests) - 1)
+        seen = self.digests[at] == wanted
+        return [p for p, s in zip(items, seen) if not s]
+
+
+def _complete_records(handle: IO[bytes], size: int,
+                      path: str | os.PathLike) -> Iterator[tuple[list[str], int]]:
+    """The CSV records of ``handle``, each with the byte offset just after it; stops before a
+    last record that the end of the file cuts short (no final newline, or an open quote)."""
+    state = {"offset": 0, "ended": True}
+
+    def lines() -> Iterator[str]:
+        for raw in handle:
+            state["offset"] += len(raw)
+            state["ended"] = raw.endswith(b"\n")
+            yield raw.decode(_CSV_TEXT["encoding"], _CSV_TEXT["errors"])
+
+    reader = csv.reader(lines(), strict=True)
+    while True:
+        try:
+            record = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            if state["offset"] >= size:  # an open quote at the end: a row cut short
+                return
+            raise PredictionsFileError(f"{path} is not a valid CSV file near line "
+                                       f"{reader.line_num} ({exc}); fix it or start a new "
+                                       "file.") from None
+        if not state["ended"]:
+            return
+        yield record, state["offset"]
+
+
+class _RowSink:
+    """Where :func:`predict_csv` writes: rows go out a chunk at a time, flushed and synced.
+
+    Until a readable image has been predicted (or when the resumed file already holds one),
+    rows wait in a temporary file, so a run that reads nothing leaves the output untouched.
+    """
+
+    def __init__(self, out: str | os.PathLike | IO[str], columns: list[str], *, append: bool,
+                 started: bool) -> None:
+        self._out, self._columns, self._append = out, columns, append
+        self._handle: IO[str] | None = None
+        self._pending: IO[str] | None = None
+        if started:
+            self._open()
+
+    @property
+    def started(self) -> bool:
+        return self._handle is not None
+
+    def _owns_file(self) -> bool:
+        return isinstance(self._out, (str, os.PathLike))
+
+    def _open(self) -> None:
+        if self._owns_file():
+            Path(self._out).parent.mkdir(parents=True, exist_ok=True)
+            self._handle = open(self._out, "a" if self._append else "w", **_CSV_TEXT)
+        else:
+            self._handle = self._out
+        if not self._append:
+            csv.writer(self._handle, lineterminator="\n").writerow(self._columns)
+        if self._pending is not None:
+            self._pending.seek(0)
+            shutil.copyfileobj(self._pending, self._handle)
+            self._pending.close()
+            self._pending = None
+
+    def write(self, table: pandas.DataFrame, *, readable: bool) -> None:
+        if self._handle is None and readable:
+            self._open()
+        if self._handle is None:
+            if self._pending is None:
+                self._pending = tempfile.TemporaryFile("w+", **_CSV_TEXT)
+            target = self._pending
+        else:
+            target = self._handle
+        table.to_csv(target, header=False, index=False, float_format=PROBABILITY_FORMAT,
+                     lineterminator="\n")
+        if target is self._handle:
+            self._handle.flush()
+            if self._owns_file():
+                os.fsync(self._handle.fileno())
+
+    def close(self) -> None:
+        if self._pending is not None:
+            self._pending.close()
+        if self._handle is not None and self._owns_file():
+            self._handle.close()
+
+
+def _batched(items: Iterable[Any], n: int) -> Iterator[list[Any]]:
+    iterator = iter(items)
+    while chunk := list(islice(iterator, n)):
+        yield chunk
+
+
+@contextlib.contextmanager
+def output_lock(out: str | os.PathLike) -> Iterator[None]:
+    """Hold the lock of the output file ``out`` for the block; refuse at once (a
+    ``TimeoutError`` saying so) while another run holds it.
+
+    The lock is a :class:`filelock.FileLock` on a file named after the real path of ``out``
+    in the system's temporary folder (``wjsentiment-locks``), so nothing is added beside the
+    output, and the lock holds between the processes of one machine. The system drops it when
+    its holder ends, even when it is killed.
+    """
+    from filelock import FileLock, Timeout
+
+    folder = Path(tempfile.gettempdir()) / "wjsentiment-locks"
+    folder.mkdir(exist_ok=True)
+    with contextlib.suppress(OSError):  # every user's locks live here, as in /tmp
+        os.chmod(folder, 0o1777)
+    real = os.path.realpath(out).encode("utf-8", "surrogateescape")
+    lock = FileLock(folder / f"{hashlib.blake2b(real, digest_size=16).hexdigest()}.lock",
+                    timeout=0, mode=0o666)
+    try:
+        lock.acquire()
+    except Timeout:
+        raise TimeoutError(f"{os.fspath(out)!r} is being written by another run (a predict "
+                           "with the same output); wait for it to end, or write to another "
+                           "file.") from None
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+def predict_csv(model: Any, paths: Iterable[Any], out: str | os.PathLike | IO[str], *,
+                batch_size: int = 256, resume: bool = False,
+                on_chunk: Callable[[int], None] | None = None) -> PredictionSummary:
+    """Predict images into a CSV file, ``batch_size`` at a time, in bounded memory.
+
+    ``paths`` is read lazily (a generator over millions of paths is fine) and each chunk's
+    rows (:func:`predict_frame`) are appended to ``out``, flushed and synced before the next
+    chunk starts, so an interrupted run loses at most the chunk in flight. With
+    ``resume=True`` the inputs whose path is already in ``out`` are skipped and the rest is
+    appended: run the same command again after an interruption and the file ends as an
+    uninterrupted run would have written it (a path listed twice in the inputs is then
+    predicted once). Memory does not grow with the number of images: only the current
+    chunk's images, and for a resume 16 bytes per row already written, are held. While it
+    runs, the file is locked (:func:`output_lock`): a second call on the same file refuses.
+
+    Parameters
+    ----------
+    model : SentimentClassifier or SentimentEnsemble
+        A fitted (or loaded) model.
+    paths : iterable of path-like or SkippedEntry
+        The images, in the order their rows are written (see :func:`predict_frame`).
+    out : path-like or text stream
+        The CSV file (its folder is created), or an open text stream such as
+        ``sys.stdout``. Without ``resume`` an existing file is replaced, once the first
+        readable image has been predicted.
+    batch_size : int, default=256
+        Images decoded, predicted and written per chunk.
+    resume : bool, default=False
+        Keep the rows already in the file ``out`` and skip their paths. A last row cut short
+        by a killed run is removed (and predicted again).
+    on_chunk : callable, optional
+        Called with the number of inputs of each chunk once it is done (e.g. a progress bar's
+        ``update``).
+
+    Returns
+    -------
+    PredictionSummary
+        Counts, and whether anything was written: when no image can be read at all, nothing
+        is (an existing file keeps its content).
+
+    Raises
+    ------
+    PredictionsFileError
+        With ``resume=True``, for a file that is not a predictions file of this model (other
+        columns, a damaged row).
+    TimeoutError
+        While another run writes the same file.
+    ValueError
+        With ``resume=True`` and a stream for ``out``, or a ``batch_size`` below 1.
+
+    Examples
+    --------
+    >>> import io, tempfile
+    >>> from PIL import Image
+    >>> from wjsentiment import SentimentClassifier
+    >>> folder = tempfile.mkdtemp()
+    >>> paths = []
+    >>> for i, value in enumerate([20, 230, 30, 220]):
+    ...     paths.append(f"{folder}/{i}.png")
+    ...     Image.new("RGB", (16, 16), (value,) * 3).save(paths[-1])
+    >>> clf = SentimentClassifier(backbone="test_resnet", weights=None, image_size=16,
+    ...                           epochs=1, calibration=None, random_state=0, verbose=0)
+    >>> clf = clf.fit(paths, ["Negative", "Positive"] * 2)
+    >>> summary = predict_csv(clf, paths[:3], f"{folder}/out.csv", batch_size=2)
+    >>> summary.n_predicted, summary.written
+    (3, True)
+    >>> predict_csv(clf, paths, f"{folder}/out.csv", resume=True).n_skipped
+    3
+    >>> sum(1 for _ in open(f"{folder}/out.csv"))  # the header and one row per image
+    5
+    """
+    if int(batch_size) < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size!r}.")
+    to_file = isinstance(out, (str, os.PathLike))
+    if resume and not to_file:
+        raise ValueError("resume=True needs out to be a file path (the file to resume).")
+    with output_lock(out) if to_file else contextlib.nullcontext():
+        columns = prediction_columns(model.classes_)
+        done = _WrittenRows.read(out, columns) if resume else None
+        sink = _RowSink(out, columns, append=done is not None and done.has_header,
+                        started=done is not None and done.n_readable > 0)
+        try:
+            return _predict_chunks(model, _batched(paths, int(batch_size)), sink, done,
+                                   on_chunk)
+        finally:
+            sink.close()
+
+
+def _predict_chunks(model: Any, chunks: Iterable[list[Any]], sink: _RowSink,
+                    done: _WrittenRows | None,
+                    on_chunk: Callable[[int], None] | None) -> PredictionSummary:
+    """Predict and write each chunk (less the paths ``done`` holds); count what happened."""
+    n_predicted = n_failed = n_skipped = 0
+    first_failure: tuple[str, str] | None = None
+    for chunk in chunks:
+        todo = chunk if done is None else done.without(chunk)
+        n_skipped += len(chunk) - len(todo)
+        if todo:
+            table = predict_frame(model, todo)
+            failed = (table["error"] != "").to_numpy()
+            if first_failure is None and failed.any():
+                k = int(failed.argmax())
+                first_failure = (table[PATH_COLUMN].iloc[k], table["error"].iloc[k])
+            n_predicted += len(todo)
+            n_failed += int(failed.sum())
+            sink.write(table, readable=not failed.all())
+        if on_chunk is not None:
+            on_chunk(len(chunk))
+    return PredictionSummary(n_predicted, n_failed, n_skipped, first_failure, sink.started)
