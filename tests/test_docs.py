@@ -44,8 +44,8 @@ API_MODULES = ("wjsentiment", "wjsentiment.calibration", "wjsentiment.datasets",
                "wjsentiment.labels", "wjsentiment.params")
 
 #: The API pages, one per module or group of modules.
-API_PAGES = ("estimator", "ensemble", "calibration", "training", "datasets", "evaluation",
-             "plotting", "explain", "export", "configuration", "models", "cli")
+API_PAGES = ("estimator", "ensemble", "features", "calibration", "training", "datasets",
+             "evaluation", "plotting", "explain", "export", "configuration", "models", "cli")
 
 #: The quickstart code that the README, the quickstart page and the home page all show.
 SNIPPET = ROOT / "docs" / "snippets" / "quickstart.py"

@@ -21,6 +21,7 @@ EXPECTED = {
     "custom_folder.py": "Test accuracy",
     "predict_folder.py": "Wrote 922 predictions to",
     "export_onnx.py": "ONNX and PyTorch agree",
+    "image_text_pipeline.py": "Cross-validated macro-F1, text and image:",
     "reproduce_reference_study.py": "resnet152 backbone weights: random initialisation",
 }
 

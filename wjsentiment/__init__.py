@@ -20,13 +20,15 @@ from .labels import SENTIMENT_LABELS
 if TYPE_CHECKING:
     from .ensemble import SentimentEnsemble
     from .estimator import SentimentClassifier
+    from .image_features import ImageFeatures
 
 __version__ = "0.1.0"
 
-__all__ = ["SENTIMENT_LABELS", "SentimentClassifier", "SentimentEnsemble", "__version__",
-           "config_context", "get_config", "load", "set_config"]
+__all__ = ["SENTIMENT_LABELS", "ImageFeatures", "SentimentClassifier", "SentimentEnsemble",
+           "__version__", "config_context", "get_config", "load", "set_config"]
 
-_LAZY = {"SentimentClassifier": ".estimator", "SentimentEnsemble": ".ensemble"}
+_LAZY = {"SentimentClassifier": ".estimator", "SentimentEnsemble": ".ensemble",
+         "ImageFeatures": ".image_features"}
 
 
 def load(path: str | os.PathLike, device: str | None = None) -> Any:

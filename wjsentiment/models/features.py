@@ -9,6 +9,7 @@ processes read them from there (:mod:`~wjsentiment.models.feature_files`).
 
 from __future__ import annotations
 
+import os
 import threading
 import weakref
 from collections.abc import Callable
@@ -21,6 +22,7 @@ from tqdm.auto import tqdm
 from ..batches import ImageBatches, autocast, split_batches
 from ..images import decode as image_decode
 from ..images.cache import DecodedImageStore
+from ..images.decode import input_key
 from .feature_files import FeatureFiles, clear_feature_files, feature_cache_dir, image_digest
 from .network import SentimentNet
 
@@ -41,6 +43,47 @@ class _FeatureTable:
         stacked = np.concatenate(self.values) if len(self.values) > 1 else self.values[0]
         self.values = [stacked]
         return stacked[[self.index[k] for k in keys]]
+
+
+def weights_key(backbone: str, weights: str | os.PathLike | None, weights_source: str,
+                seed: int | None) -> tuple | None:
+    """What identifies a backbone and its weights in the frozen-feature cache.
+
+    Estimators that build the same backbone with the same weights get the same key, so they
+    share features: a classifier with ``finetune="head"`` and an
+    :class:`~wjsentiment.ImageFeatures` transformer, clones, folds.
+
+    Parameters
+    ----------
+    backbone : str
+        The timm model name.
+    weights : "imagenet", None or path
+        As given to :func:`~wjsentiment.models.backbones.create_backbone`.
+    weights_source : str
+        Where the weights came from (its ``info["weights_source"]``): ImageNet weights from
+        the Hugging Face cache, a weight package or a download may differ, and features kept
+        on disk outlive the process.
+    seed : int or None
+        The seed the random initialisation of ``weights=None`` was drawn with; None when it
+        was not fixed (the features are then not cached: nothing could ask for them again).
+
+    Returns
+    -------
+    tuple or None
+        The key for :func:`frozen_features`; None disables its cache.
+
+    Examples
+    --------
+    >>> weights_key("resnet18", None, "random initialisation", seed=3)
+    ('resnet18', 'random', 3)
+    >>> weights_key("resnet18", None, "random initialisation", seed=None) is None
+    True
+    """
+    if weights is None:
+        return None if seed is None else (backbone, "random", seed)
+    if isinstance(weights, str) and weights == "imagenet":
+        return (backbone, "imagenet", weights_source)
+    return (backbone, input_key(os.fspath(weights)))
 
 
 @torch.inference_mode()
