@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import base64
 import io
-import json
 import os
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ..calibration import decide, soft_vote
+from ..calibration import soft_vote
 from ..labels import ordinal_labels
 
 __all__ = ["Engine", "load_engine"]
@@ -71,10 +70,9 @@ class Engine:
                 raise TypeError(f"Members {missing} of {name!r} do not read images; the "
                                 "service serves SentimentClassifiers and ensembles of them.")
             self.sizes = tuple(sorted({int(m.classifier.image_size) for m in members}))
-            self.decision_rule = model.decision_rule_
         else:
             self.sizes = (int(model.image_size),)
-            self.decision_rule = model.metadata.get("decision", "argmax")
+        self.decision_rule = model.decision_rule_
         model_classes = list(model.classes_)
         self.classes = ordinal_labels(model_classes)
         self._order = np.array([model_classes.index(c) for c in self.classes])
@@ -91,13 +89,6 @@ class Engine:
                   for m in members]
         return soft_vote(probas, [m.temperature for m in members], [m.weight for m in members])
 
-    def _labels(self, proba: np.ndarray) -> np.ndarray:
-        if self.heatmaps:
-            return np.asarray(self.model.predict_from_proba(proba))
-        prior = self.model.metadata.get("class_prior")
-        return self.model.classes_[decide(proba, self.decision_rule,
-                                          None if prior is None else json.loads(prior))]
-
     def predict(self, pixels: dict[int, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         """Probabilities ``(n, n_classes)`` with columns in :attr:`classes` order, and labels.
 
@@ -110,7 +101,7 @@ class Engine:
         proba = self._model_proba(pixels)
         if not np.isfinite(proba).all():
             raise FloatingPointError(f"The model {self.name!r} gave non-finite probabilities.")
-        return proba[:, self._order], self._labels(proba)
+        return proba[:, self._order], np.asarray(self.model.predict_from_proba(proba))
 
     def explain(self, pixels: dict[int, np.ndarray]) -> list[dict[str, Any]]:
         """Grad-CAM heat maps of the images, as PNG ``data:`` URLs: the map in gray
