@@ -359,18 +359,18 @@ def _split(n: int, n_calibration: int, n_check: int, random_state: int
 
 
 def export_int8(model: Any, path: str | os.PathLike, images: Any,
-                labels: Sequence[Any] | None = None, *, n_calibration: int = N_CALIBRATION,
-                n_check: int = N_CHECK, tolerance: float = PARITY_TOLERANCE,
-                random_state: int = 0, opset: int | None = None) -> Int8Report:
+                labels: Sequence[Any] | None = None, *, held_out: Any = None,
+                held_out_labels: Sequence[Any] | None = None,
+                n_calibration: int = N_CALIBRATION, n_check: int = N_CHECK,
+                tolerance: float = PARITY_TOLERANCE, random_state: int = 0,
+                opset: int | None = None) -> Int8Report:
     """Write an int8 ONNX file of ``model``, quantized as fast as the parity allows.
 
-    ``images`` are split at random into calibration images (``n_calibration``, at most half
-    of them) and held-out images the comparison uses (``n_check``). The model is exported
-    (:func:`~wjsentiment.export.export_onnx`), its shapes folded (:func:`fold_shapes`), and
-    each of :data:`POLICIES` tried, fastest first: the first whose int8 model meets the parity
-    with the float one is written. If none does, the most faithful one is written and a
-    :class:`QuantizationWarning` says so. The comparison goes into the file's metadata
-    (``int8_parity``).
+    The model is exported (:func:`~wjsentiment.export.export_onnx`), its shapes folded
+    (:func:`fold_shapes`), and each of :data:`POLICIES` tried, fastest first: the first whose
+    int8 model meets the parity with the float one on the held-out images is written. If none
+    does, the most faithful one is written and a :class:`QuantizationWarning` says so. The
+    comparison goes into the file's metadata (``int8_parity``).
 
     Parameters
     ----------
@@ -379,12 +379,17 @@ def export_int8(model: Any, path: str | os.PathLike, images: Any,
     path : path-like
         The int8 ``.onnx`` file to write.
     images : ImageInputs
-        Images like those the model will serve, e.g. a sample of its training folder.
+        Images like those the model will serve, e.g. a sample of its training folder. Without
+        ``held_out``, they are split at random: ``n_calibration`` (at most half of them)
+        calibrate, and up to ``n_check`` of the others are compared.
     labels : array-like, optional
         Their labels: then macro-F1 and log-loss are compared too.
+    held_out, held_out_labels : optional
+        Images (and labels) to compare on; then ``n_calibration`` of ``images`` calibrate.
     n_calibration, n_check : int
     tolerance : float, default=PARITY_TOLERANCE
     random_state : int
+        Seeds the split.
     opset : int, optional
         For the export.
 
@@ -404,22 +409,27 @@ def export_int8(model: Any, path: str | os.PathLike, images: Any,
     y = None if labels is None else np.asarray(labels)
     if y is not None and len(y) != len(items):
         raise ValueError(f"labels has {len(y)} entries for {len(items)} images.")
-    calibration, check, held_out = _split(len(items), n_calibration, n_check, random_state)
+    if held_out is None:
+        calibration, check, separate = _split(len(items), n_calibration, n_check, random_state)
+        check_items, check_y = [items[i] for i in check], None if y is None else y[check]
+    else:
+        calibration, separate = np.arange(min(n_calibration, len(items))), True
+        check_items = as_image_inputs(held_out, "held_out")
+        check_y = None if held_out_labels is None else np.asarray(held_out_labels)
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         source = Path(model) if isinstance(model, (str, os.PathLike)) else \
             Path(export_onnx(model, tmp / "float.onnx", opset=opset))
         float_model = load_onnx(source)
-        check_pixels = _decoded([items[i] for i in check], float_model.image_size)
+        check_pixels = _decoded(check_items, float_model.image_size)
         fold_shapes(source, tmp / "folded.onnx", check_pixels[:4])
         calibration_pixels = _decoded([items[i] for i in calibration], float_model.image_size)
         best = None
         for k, policy in enumerate(POLICIES):
             candidate = tmp / f"int8-{k}.onnx"
             quantize_onnx(tmp / "folded.onnx", candidate, calibration_pixels, policy=policy)
-            report = compare_int8(float_model, load_onnx(candidate), check_pixels,
-                                  None if y is None else y[check], tolerance=tolerance,
-                                  policy=policy.name, held_out=held_out)
+            report = compare_int8(float_model, load_onnx(candidate), check_pixels, check_y,
+                                  tolerance=tolerance, policy=policy.name, held_out=separate)
             if best is None or report.meets_parity or \
                     report.mean_abs_difference < best[0].mean_abs_difference:
                 best = report, candidate
