@@ -17,14 +17,17 @@ import os
 import signal
 import sys
 from dataclasses import asdict, dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any
 
+import anyio
+import anyio.to_thread
 import litserve as ls
 import numpy as np
+import torch
 from fastapi import Depends, Request, Response
 from fastapi.responses import FileResponse
-from starlette.concurrency import run_in_threadpool
 from starlette.staticfiles import StaticFiles
 
 from .. import __version__
@@ -51,13 +54,24 @@ class UploadRules:
     sizes: tuple[int, ...]
 
 
+@lru_cache(maxsize=1)
+def _decoding_slots() -> anyio.CapacityLimiter:
+    """This HTTP process's limit on images decoding at once: one per core. More would not
+    decode faster, and each may hold a large image's pixels. Decoding runs on one torch
+    thread each (the resize), so that the decoding threads and the inference worker do not
+    oversubscribe the cores."""
+    torch.set_num_threads(1)
+    return anyio.CapacityLimiter(os.cpu_count() or 1)
+
+
 async def read_upload(request: Request) -> Upload:
     """FastAPI dependency of the model's endpoints: the request's images, decoded in a
     thread at every size the model reads (bad input gets its 413, 415 or 422 here)."""
     rules: UploadRules = request.app.state.upload_rules
     parts = await read_images(request, rules.max_body_bytes, rules.max_images)
     request.state.images = len(parts)
-    return await run_in_threadpool(decode_all, parts, rules.sizes)
+    return await anyio.to_thread.run_sync(decode_all, parts, rules.sizes,
+                                          limiter=_decoding_slots())
 
 
 class _ModelAPI(ls.LitAPI):
