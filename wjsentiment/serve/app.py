@@ -13,6 +13,7 @@ time, the request log and metrics) is in :mod:`.gate` and :mod:`.metrics`.
 # `decode_request` at run time to choose how FastAPI parses the request.
 
 import logging
+import multiprocessing
 import os
 import signal
 import sys
@@ -247,8 +248,12 @@ def create_server(model: str | os.PathLike, options: ServeOptions | None = None,
         apis.append(ExplainAPI(str(model), api_path=EXPLAIN_PATH, max_batch_size=1,
                                batch_timeout=0.0, **common))
     accelerator, devices = _accelerator(options.device)
+    why_not = None if heatmaps else (
+        "the service was started without them (--no-heatmaps)" if engine.heatmaps else
+        "this service runs an exported ONNX file; serve a saved model folder to see them")
     info = {"name": engine.name, "classes": engine.classes, "decision_rule":
-            engine.decision_rule, "heatmaps": heatmaps, "image_sizes": list(engine.sizes),
+            engine.decision_rule, "heatmaps": heatmaps, "no_heatmaps_because": why_not,
+            "image_sizes": list(engine.sizes),
             "api_key_required": key is not None, "max_body_bytes":
             int(options.max_body_mb * 1e6), "max_images": options.max_images,
             "wjsentiment": __version__}
@@ -283,24 +288,42 @@ def serve(model: str | os.PathLike, options: ServeOptions | None = None,
     returns, so the process exits with status 0. Parameters as for :func:`create_server`.
     """
     options = ServeOptions(**{**asdict(options or ServeOptions()), **overrides})
-    server = create_server(model, options)
-    gate: GateState = server.app.state.gate
-    _log_to_stderr()
-    main_pid = os.getpid()
+    main_pid, stopping, started = os.getpid(), [], []
 
     def drain(signum: int, frame: Any) -> None:
         if os.getpid() != main_pid:  # a child forked with this handler: die as by default
             signal.signal(signum, signal.SIG_DFL)
             os.kill(os.getpid(), signum)
             return
-        request_log.info('{"event": "draining", "in_flight": %d}', gate.in_flight)
-        gate.drain(options.timeout_s)
+        stopping.append(signum)
+        for gate in started:
+            request_log.info('{"event": "draining", "in_flight": %d}', gate.in_flight)
+            gate.drain(options.timeout_s)
         raise KeyboardInterrupt  # LitServer.run's own way out: it stops servers and workers
 
     previous = signal.signal(signal.SIGTERM, drain)
+    server = None
     try:
+        server = create_server(model, options)
+        started.append(server.app.state.gate)
+        _log_to_stderr()
         server.run(host=options.host, port=options.port, generate_client_file=False,
                    log_level="warning", access_log=False)
+    except KeyboardInterrupt:
+        if not stopping:  # Ctrl-C, not SIGTERM
+            raise
     finally:
         signal.signal(signal.SIGTERM, previous)
-        metrics.remove(server.app.state.metrics_folder)
+        _stop_children()
+        if server is not None:
+            metrics.remove(server.app.state.metrics_folder)
+
+
+def _stop_children(timeout: float = 10.0) -> None:
+    """Stop what LitServe left running: nothing when it stopped by itself, its workers when it
+    was stopped while starting (they would keep the process from exiting)."""
+    for child in multiprocessing.active_children():
+        child.terminate()
+        child.join(timeout)
+        if child.is_alive():
+            child.kill()

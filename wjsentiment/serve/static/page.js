@@ -73,7 +73,8 @@ async function classify(file) {
       say("Drawing the heat map...");
       const explained = (await post("explain", file)).explanations[0];
       $("heatmap").src = explained.overlay;
-      $("heatmap-caption").textContent = `Grad-CAM heat map for "${explained.explained}"`;
+      $("heatmap-caption").textContent =
+        `Grad-CAM heat map for "${explained.explained}", on the image as the model sees it`;
       say("");
     }
   } catch (error) {
@@ -96,8 +97,7 @@ async function start() {
   if (!info.heatmaps) {
     const note = document.createElement("p");
     note.id = "no-heatmaps";
-    note.textContent = "No heat maps: this service runs an exported ONNX file; serve a " +
-      "saved model folder to see them.";
+    note.textContent = `No heat maps: ${info.no_heatmaps_because}.`;
     $("result").append(note);
   }
   const drop = $("drop");
