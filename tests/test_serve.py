@@ -108,7 +108,7 @@ def server(model_dir, workdir):
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)
     proc = subprocess.Popen(
         [sys.executable, "-m", "wjsentiment.serve", str(model_dir), "--port", str(port),
-         "--device", "cpu", "--max-batch-size", "8", "--batch-timeout-ms", "50",
+         "--device", "cpu", "--max-batch-size", "8", "--batch-timeout-ms", "100",
          "--max-body-mb", str(MAX_BODY_MB), "--max-queue", str(MAX_QUEUE),
          "--api-key-env", "WJS_TEST_KEY", "--timeout", "20"],
         env=env, stdout=log, stderr=subprocess.STDOUT)
@@ -265,7 +265,9 @@ def test_health_info_and_metrics(base, model):
     info = requests.get(f"{base}/info", timeout=TIMEOUT).json()["model"]
     assert info["classes"] == ordinal_labels(list(model.classes_))
     assert info["api_key_required"] is True and info["heatmaps"] is True
-    assert "/predict" in requests.get(f"{base}/openapi.json", timeout=TIMEOUT).json()["paths"]
+    schema = requests.get(f"{base}/openapi.json", timeout=TIMEOUT).json()["paths"]
+    body = schema["/predict"]["post"]["requestBody"]["content"]
+    assert {"multipart/form-data", "image/*"} <= set(body) and "/explain" in schema
     text = requests.get(f"{base}/metrics", headers=AUTH, timeout=TIMEOUT).text
     for name in ('wjsentiment_requests_total{path="/predict",status="200"}',
                  "wjsentiment_request_duration_seconds_bucket", "wjsentiment_batch_images_bucket",

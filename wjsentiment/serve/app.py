@@ -44,6 +44,14 @@ __all__ = ["ServeOptions", "create_server", "serve"]
 STATIC = Path(__file__).with_name("static")
 #: The model's endpoints: their requests are counted in flight and need the key.
 PREDICT_PATH, EXPLAIN_PATH = "/predict", "/explain"
+#: How the OpenAPI schema describes their body, which they read themselves: image files as
+#: multipart parts named "file", or one image as the raw body.
+IMAGES_BODY = {"requestBody": {"required": True, "content": {
+    "multipart/form-data": {"schema": {"type": "object", "required": ["file"], "properties": {
+        "file": {"type": "array", "items": {"type": "string", "format": "binary"}}}}},
+    "image/*": {"schema": {"type": "string", "format": "binary"}}}}}
+SUMMARIES = {PREDICT_PATH: "Labels and probabilities of images",
+             EXPLAIN_PATH: "Grad-CAM heat maps of images"}
 
 
 @dataclass(frozen=True)
@@ -175,10 +183,14 @@ def _api_key(options: ServeOptions) -> str | None:
 
 def _add_routes(server: ls.LitServer, engine: Engine, options: ServeOptions,
                 check_key: Any, gate: GateState) -> None:
-    """The page at ``/`` (in place of LitServe's placeholder), its files and ``/metrics``."""
+    """The page at ``/`` (in place of LitServe's placeholder), its files, ``/metrics``, and
+    the body of the model's endpoints in the OpenAPI schema."""
     app = server.app
     app.router.routes[:] = [route for route in app.router.routes
                             if getattr(route, "path", None) != "/"]
+    for route in app.router.routes:
+        if getattr(route, "path", None) in SUMMARIES:
+            route.summary, route.openapi_extra = SUMMARIES[route.path], IMAGES_BODY
 
     async def page() -> FileResponse:
         return FileResponse(STATIC / "index.html")
@@ -195,13 +207,23 @@ def _add_routes(server: ls.LitServer, engine: Engine, options: ServeOptions,
                                          engine.sizes)
 
 
+def _log_to_stderr() -> None:
+    if not request_log.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        request_log.addHandler(handler)
+        request_log.setLevel(logging.INFO)
+        request_log.propagate = False
+
+
 def create_server(model: str | os.PathLike, options: ServeOptions | None = None,
                   **overrides: Any) -> ls.LitServer:
     """The service for a saved model folder or an exported ``.onnx`` file, ready to run.
 
     The model is loaded here once to check it (and to learn its classes and image sizes),
     then once per inference worker when the server runs. The result's ``app`` is the FastAPI
-    application: add routes or middleware to it before calling ``run``.
+    application: add routes or middleware to it before calling ``run``. The request log
+    goes to stderr unless the ``wjsentiment.serve`` logger has handlers already.
 
     Parameters
     ----------
@@ -233,6 +255,7 @@ def create_server(model: str | os.PathLike, options: ServeOptions | None = None,
     >>> server.run(port=8080, generate_client_file=False)  # doctest: +SKIP
     """
     options = ServeOptions(**{**asdict(options or ServeOptions()), **overrides})
+    _log_to_stderr()
     key = _api_key(options)
     engine = load_engine(model, device="cpu")
     heatmaps = options.heatmaps and engine.heatmaps
@@ -270,15 +293,6 @@ def create_server(model: str | os.PathLike, options: ServeOptions | None = None,
     return server
 
 
-def _log_to_stderr() -> None:
-    if not request_log.handlers:
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("%(message)s"))
-        request_log.addHandler(handler)
-        request_log.setLevel(logging.INFO)
-        request_log.propagate = False
-
-
 def serve(model: str | os.PathLike, options: ServeOptions | None = None,
           **overrides: Any) -> None:
     """Run the service until SIGTERM (or Ctrl-C), then stop it.
@@ -306,7 +320,6 @@ def serve(model: str | os.PathLike, options: ServeOptions | None = None,
     try:
         server = create_server(model, options)
         started.append(server.app.state.gate)
-        _log_to_stderr()
         server.run(host=options.host, port=options.port, generate_client_file=False,
                    log_level="warning", access_log=False)
     except KeyboardInterrupt:

@@ -22,9 +22,10 @@ from ..labels import ordinal_labels
 
 __all__ = ["Engine", "load_engine"]
 
-#: Decoded images kept by a serving worker's image cache for reuse (the service's images
-#: rarely repeat; the images of a batch in work are kept whatever this says).
-WORKER_CACHE_BYTES = 64 * 2**20
+#: RAM for the image cache of a serving worker: a batch's decoded images pass through it.
+#: Past it a batch would spill to disk (and nothing is kept between batches on disk); it
+#: holds a thousand 224 px images, more than a default batch (16 requests of 64 images).
+WORKER_CACHE_BYTES = 256 * 2**20
 
 
 def _png(pixels: np.ndarray) -> str:
@@ -73,7 +74,7 @@ class Engine:
         else:
             self.sizes = (int(model.image_size),)
         self.decision_rule = model.decision_rule_
-        model_classes = list(model.classes_)
+        model_classes = np.asarray(model.classes_).tolist()  # Python values, for JSON
         self.classes = ordinal_labels(model_classes)
         self._order = np.array([model_classes.index(c) for c in self.classes])
 
