@@ -12,6 +12,7 @@ time, the request log and metrics) is in :mod:`.gate` and :mod:`.metrics`.
 # No `from __future__ import annotations` here: LitServe reads the annotation of
 # `decode_request` at run time to choose how FastAPI parses the request.
 
+import json
 import logging
 import multiprocessing
 import os
@@ -320,6 +321,9 @@ def serve(model: str | os.PathLike, options: ServeOptions | None = None,
     try:
         server = create_server(model, options)
         started.append(server.app.state.gate)
+        request_log.info(json.dumps({"event": "starting", "model": str(model),
+                                     "url": f"http://{options.host}:{options.port}/",
+                                     "workers": options.workers, "device": options.device}))
         server.run(host=options.host, port=options.port, generate_client_file=False,
                    log_level="warning", access_log=False)
     except KeyboardInterrupt:
