@@ -15,7 +15,7 @@ import tempfile
 from functools import lru_cache
 from typing import Any, NamedTuple
 
-__all__ = ["Instruments", "instruments", "prepare", "render"]
+__all__ = ["Instruments", "instruments", "prepare", "remove", "render"]
 
 #: The variable prometheus_client reads to find the metric files of every process.
 DIRECTORY_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
