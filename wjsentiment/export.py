@@ -312,10 +312,19 @@ class OnnxClassifier:
         numpy.ndarray of shape (n,)
             Labels from ``classes_``.
         """
-        rule = self.metadata.get("decision", "argmax")
+        return self.predict_from_proba(self.predict_proba(X))
+
+    @property
+    def decision_rule_(self) -> str:
+        """The estimator's decision rule, "argmax" or "balanced" (as its ``decision_rule_``)."""
+        return self.metadata.get("decision", "argmax")
+
+    def predict_from_proba(self, proba: Any) -> np.ndarray:
+        """The labels :meth:`predict` gives for these probabilities (as the estimators'
+        ``predict_from_proba``), for a caller that has computed them already."""
         prior = json.loads(self.metadata["class_prior"]) if "class_prior" in self.metadata \
             else None
-        return self.classes_[decide(self.predict_proba(X), rule, prior)]
+        return self.classes_[decide(np.asarray(proba), self.decision_rule_, prior)]
 
 
 def load_onnx(path: str | os.PathLike, *, batch_size: int = 64,
