@@ -15,8 +15,7 @@ from wjsentiment.persistence import (
     CONFIG_FILE,
     WEIGHTS_FILE,
     ModelFileError,
-    load_bundle,
-    save_bundle,
+    read_tensors,
     schema_problem,
 )
 
@@ -166,16 +165,16 @@ def test_a_missing_file_stays_file_not_found(model):
         SentimentClassifier.load(model)
 
 
-def test_load_bundle_checks_the_weights_file_too(tmp_path):
+def test_read_tensors_checks_the_weights_file(tmp_path):
     import torch
+    from safetensors.torch import save_file
 
-    folder = save_bundle(tmp_path / "bundle", {"w": torch.ones(3)}, {"note": "hi"})
-    tensors, config = load_bundle(folder)
-    assert tensors["w"].tolist() == [1.0, 1.0, 1.0] and config["note"] == "hi"
-    weights = folder / WEIGHTS_FILE
+    weights = tmp_path / WEIGHTS_FILE
+    save_file({"w": torch.ones(3)}, str(weights))
+    assert read_tensors(weights)["w"].tolist() == [1.0, 1.0, 1.0]
     weights.write_bytes(weights.read_bytes()[:-4])
     with pytest.raises(ModelFileError, match="truncated"):
-        load_bundle(folder)
+        read_tensors(weights)
 
 
 def test_missing_parameters_take_their_defaults(model):
@@ -191,14 +190,27 @@ def test_loaded_labels_are_plain_strings(model):
     assert loaded.predict_proba(X).shape == (4, 2)
 
 
+INTEGER, NUMBER, STRING, NULL = ({"type": t} for t in ("integer", "number", "string", "null"))
+
+
+def _list_of(item):
+    return {"type": "array", "items": item}
+
+
 @pytest.mark.parametrize("value, schema, expected", [
-    (1, int, None),
-    (True, int, "x must be an integer, got true or false (true)"),
-    (1, float, None),
-    ([1.5, "a"], [float], "x[1] must be a number, got a string ('a')"),
-    ({"a": 1}, {"a": int, "b": str}, "the key 'x.b' is missing"),
-    (None, (type(None), [int]), None),
-    ({"pairs": [[1, 2]]}, (type(None), {"pairs": [list]}), None),
+    (1, INTEGER, None),
+    (True, INTEGER, "x must be an integer, got true or false (true)"),
+    (1, NUMBER, None),
+    ([1.5, "a"], _list_of(NUMBER), "x[1] must be a number, got a string ('a')"),
+    ({"a": 1}, {"type": "object", "required": ["a", "b"],
+                "properties": {"a": INTEGER, "b": STRING}}, "the key 'x.b' is missing"),
+    (None, {"anyOf": [NULL, _list_of(INTEGER)]}, None),
+    ({"pairs": [[1, 2]]}, {"anyOf": [NULL, {"type": "object", "required": ["pairs"],
+                                           "properties": {"pairs": _list_of(_list_of({}))}}]},
+     None),
+    (float("nan"), NUMBER, "x must be a number, got NaN"),
+    ([1.0, float("inf")], _list_of({"type": "number", "exclusiveMinimum": 0}),
+     "x[1] must be a positive number, got Infinity"),
 ])
 def test_schema_problem(value, schema, expected):
     assert schema_problem(value, schema, "x") == expected

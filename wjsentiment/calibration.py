@@ -27,6 +27,7 @@ Nothing here imports torch: it works on numpy arrays of logits or probabilities.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from numbers import Real
 from typing import Any, NamedTuple
@@ -34,6 +35,7 @@ from typing import Any, NamedTuple
 import numpy as np
 from scipy.optimize import minimize, minimize_scalar
 from scipy.special import log_softmax
+from sklearn.metrics import log_loss
 from sklearn.utils.validation import check_is_fitted
 
 from .params import CALIBRATIONS, DECISIONS
@@ -51,7 +53,7 @@ EPS = 1e-12
 __all__ = ["CALIBRATIONS", "CALIBRATION_FRACTION", "DECISIONS", "MIN_CALIBRATION_SAMPLES",
            "SoftVote", "apply_temperature", "calibrated_proba", "decide", "fit_proba_temperature",
            "fit_soft_vote", "fit_temperature", "fit_weights", "log_loss_of", "logit_adjustment",
-           "resolve_decision", "soft_vote"]
+           "resolve_decision", "soft_vote", "too_few_to_calibrate"]
 
 
 def _check_scores(scores: Any, y: Any, name: str,
@@ -73,6 +75,30 @@ def _check_scores(scores: Any, y: Any, name: str,
                          f"{scores.shape[1] - 1}]; encode labels with their position in "
                          "classes_.")
     return scores, y.astype(np.intp)
+
+
+def too_few_to_calibrate(n_images: int, n_held: int, validation_fraction: float,
+                         n_classes: int) -> str:
+    """The calibration warning, in one line: why too few images were held out, and what to
+    pass instead.
+
+    Examples
+    --------
+    >>> too_few_to_calibrate(40, 4, 0.0, 2)
+    'calibration needs at least 20 held-out images, but with validation_fraction=0 it holds \
+out 10% of each class, which is 4 of these 40 images, so the temperature stays 1: pass \
+validation_fraction=0.55 or more, use more images, or pass calibration=None.'
+    """
+    held = (f"validation_fraction={validation_fraction:g} held out {n_held} of the "
+            f"{n_images} images" if validation_fraction > 0 else
+            f"with validation_fraction=0 it holds out {CALIBRATION_FRACTION:.0%} of each "
+            f"class, which is {n_held} of these {n_images} images")
+    enough = MIN_CALIBRATION_SAMPLES + n_classes  # a class may hold out one image less
+    needed = math.ceil(enough / n_images * 20) / 20
+    fix = f"pass validation_fraction={needed:g} or more, " if needed <= 0.6 else ""
+    return (f"calibration needs at least {MIN_CALIBRATION_SAMPLES} held-out images, but "
+            f"{held}, so the temperature stays 1: {fix}use more images, or pass "
+            "calibration=None.")
 
 
 def calibrated_proba(logits: Any, temperature: float = 1.0,
@@ -296,12 +322,6 @@ class DecisionMixin:
 
 
 # ------------------------------------------------------- the ensemble's members' probabilities
-def _nll(proba: np.ndarray, y: np.ndarray) -> float:
-    """Mean negative log-likelihood of the true class (probabilities clipped at :data:`EPS`)."""
-    picked = proba[np.arange(len(y)), y]
-    return float(-np.mean(np.log(np.clip(picked, EPS, None))))
-
-
 def _log(proba: np.ndarray) -> np.ndarray:
     return np.log(np.clip(proba, EPS, None))
 
@@ -499,13 +519,17 @@ def fit_soft_vote(probas: Sequence[Any], y: Any, *, calibrate: bool,
     scaled = [apply_temperature(p, t) for p, t in zip(probas, temperatures)]
     fitted = (fit_weights(scaled, y) if isinstance(weights, str)
               else normalised_weights(weights, n))
-    y = np.asarray(y, dtype=np.intp)
-    log_loss = {
-        "members": [_nll(p, y) for p in scaled],
-        "equal_weights": _nll(np.mean(scaled, axis=0), y),
-        "ensemble": _nll(np.average(scaled, axis=0, weights=fitted), y),
+    labels = np.arange(np.shape(scaled[0])[1])  # every column, whether y has it or not
+
+    def nll(proba: np.ndarray) -> float:
+        return float(log_loss(y, proba, labels=labels))
+
+    log_loss_of_vote = {
+        "members": [nll(p) for p in scaled],
+        "equal_weights": nll(np.mean(scaled, axis=0)),
+        "ensemble": nll(np.average(scaled, axis=0, weights=fitted)),
     }
-    return SoftVote(temperatures, fitted, log_loss)
+    return SoftVote(temperatures, fitted, log_loss_of_vote)
 
 
 def soft_vote(probas: Sequence[Any], temperatures: Sequence[float],

@@ -575,9 +575,9 @@ def _plugin_class() -> type:
                 limit = getattr(getattr(worker, "memory_manager", None), "memory_limit", None)
                 budget = limit // 4 if limit else None
             if budget is not None:
-                from .images import set_cache_budget
+                from .config import set_config
 
-                set_cache_budget(memory_bytes=int(budget))
+                set_config(cache_memory_bytes=int(budget))
 
     WorkerSetup.__qualname__ = "WorkerSetup"  # pickled by reference: see __getattr__
     globals()["_WORKER_SETUP"] = WorkerSetup
@@ -611,7 +611,7 @@ def worker_setup(*, feature_cache_dir: str | os.PathLike | None = None,
         machine's cores (e.g. 1 per worker with one thread each).
     cache_memory : int or "auto", optional
         RAM budget in bytes for each worker's decoded-image cache
-        (:func:`~wjsentiment.images.set_cache_budget`); ``"auto"``: a quarter of the worker's
+        (``wjsentiment.set_config(cache_memory_bytes=...)``); ``"auto"``: a quarter of the worker's
         Dask memory limit. Left alone by default (a quarter of the machine's memory, at
         most 16 GiB, per process).
 
