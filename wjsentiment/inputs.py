@@ -74,6 +74,10 @@ def as_image_inputs(X: Any, name: str = "X") -> list:
 
 def _array_items(X: np.ndarray, name: str) -> list:
     if X.ndim == 4 and X.shape[-1] in (3, 4) and X.dtype == np.uint8:
+        if X.size == 0 and len(X) > 0:
+            raise ValueError(f"{name} is a uint8 array of shape {X.shape}, with a dimension of "
+                             "size 0: every image needs at least one pixel. Pass images of "
+                             "shape (n, H, W, 3) with H and W >= 1.")
         return list(X)
     if X.ndim == 1:
         return X.tolist()
@@ -127,7 +131,7 @@ def check_targets(y: Any, n: int, unit: str = "image") -> np.ndarray:
     ------
     ValueError
         If ``y`` is not 1-D, its length is not ``n``, a label is missing, the labels mix
-        types, or they are not class labels (floats such as 0.5).
+        types (ints and strings, say), or they are not class labels (floats such as 0.5).
 
     Examples
     --------
@@ -136,7 +140,10 @@ def check_targets(y: Any, n: int, unit: str = "image") -> np.ndarray:
     ...
     ValueError: X has 3 images but y has 2 labels; they must match.
     """
-    y = np.asarray(y)
+    labels, y = y, np.asarray(y)
+    if y.dtype.kind == "U" and not isinstance(labels, np.ndarray):
+        # numpy turns [1, "a"] into strings: check the labels as they were given
+        check_labels(np.asarray(labels, dtype=object))
     if y.ndim != 1:
         raise ValueError(f"y must be 1-D (one label per {unit}), got shape {y.shape}.")
     if len(y) != n:

@@ -169,10 +169,8 @@ def _cached_hub_file(model: nn.Module) -> str | None:
     hub_id = cfg.get("hf_hub_id")
     if not hub_id:
         return None
-    try:
-        from huggingface_hub import try_to_load_from_cache
-    except ImportError:  # pragma: no cover - timm depends on huggingface_hub
-        return None
+    from huggingface_hub import try_to_load_from_cache
+
     for filename in ("model.safetensors", "pytorch_model.bin"):
         found = try_to_load_from_cache(hub_id, filename)
         if isinstance(found, str) and os.path.exists(found):

@@ -15,6 +15,7 @@ import json
 import math
 import os
 import re
+import stat
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -426,9 +427,11 @@ def _write_classifier(folder: Path, config: dict[str, Any],
                       tensors: dict[str, torch.Tensor]) -> None:
     from safetensors.torch import save_file
 
+    _write(folder, CONFIG_FILE, config)
     save_file({k: v.detach().to("cpu").contiguous() for k, v in tensors.items()},
               str(folder / WEIGHTS_FILE))
-    _write(folder, CONFIG_FILE, config)
+    # safetensors creates its file 0600: give it the mode any new file gets (the umask's)
+    os.chmod(folder / WEIGHTS_FILE, stat.S_IMODE((folder / CONFIG_FILE).stat().st_mode))
 
 
 def save_classifier(path: str | os.PathLike, config: dict[str, Any],
