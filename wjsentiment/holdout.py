@@ -55,8 +55,9 @@ def holdout_split(y: np.ndarray, fraction: float, *, groups: np.ndarray | None =
     >>> len(held), len(set((np.arange(20) // 2)[held]) & set((np.arange(20) // 2)[train]))
     (4, 0)
     """
-    if groups is not None and len(set(np.asarray(groups).tolist())) == 1:
-        raise ValueError(f"groups puts all {len(y)} images in one group ({groups[0]!r}), so "
+    names = None if groups is None else set(np.asarray(groups).tolist())
+    if names is not None and len(names) == 1:
+        raise ValueError(f"groups puts all {len(y)} images in one group ({names.pop()!r}), so "
                          f"{name}={fraction} cannot hold any out without splitting it: pass "
                          "one group per set of related images, or no groups.")
     train, held = stratified_split(y, (1.0 - fraction, fraction), random_state=random_state,
