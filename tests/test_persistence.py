@@ -12,13 +12,9 @@ import pytest
 from conftest import make_bright_dark
 
 from wjsentiment import SentimentClassifier
-from wjsentiment.persistence import (
-    CONFIG_FILE,
-    WEIGHTS_FILE,
-    ModelFileError,
-    read_tensors,
-    schema_problem,
-)
+from wjsentiment.persistence import CONFIG_FILE, WEIGHTS_FILE, ModelFileError
+from wjsentiment.persistence.model_files import read_tensors
+from wjsentiment.persistence.schemas import schema_problem
 
 
 @pytest.fixture(scope="module")

@@ -14,6 +14,7 @@ import inspect
 import os
 from collections.abc import Callable, Sequence
 from numbers import Integral
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -37,7 +38,8 @@ from .holdout import holdout_split
 from .inference import Member
 from .inputs import ImageInputs, check_groups, check_targets, n_samples, take
 from .params import ENSEMBLE_PARAMS, check_params, constraints
-from .persistence import ENSEMBLE_FILE, load_ensemble, model_file_errors, save_ensemble
+from .persistence import ENSEMBLE_FILE, load_ensemble, save_ensemble
+from .persistence.model_files import model_file_errors
 
 #: Seed of the calibration/weighting holdout split when no member has an int random_state.
 DEFAULT_HOLDOUT_SEED = 0
@@ -566,11 +568,10 @@ class SentimentEnsemble(DecisionMixin, ClassifierMixin, _BaseComposition):
             If ``ensemble.json`` or a member's files are damaged, edited into something
             invalid, of another kind of model or of a newer format; the message names the file.
         """
-        saved = load_ensemble(path)
-        config = saved.config
-        names = [name for name, _ in saved.members]
-        members = [_from_saved(SentimentClassifier, member, device) for _, member in saved.members]
-        with model_file_errors(saved.folder / ENSEMBLE_FILE):
+        config, saved = load_ensemble(path)
+        names = [name for name, _ in saved]
+        members = [_from_saved(SentimentClassifier, member, device) for _, member in saved]
+        with model_file_errors(Path(path) / ENSEMBLE_FILE):
             estimators = None if config["default_estimators"] else \
                 [(name, clone(est)) for name, est in zip(names, members)]
             ens = cls(estimators, **config["params"])
@@ -622,11 +623,7 @@ def _trains_balanced(est: Any) -> bool:
 
 def _frequencies(y: np.ndarray, classes: np.ndarray) -> np.ndarray:
     """How often each of ``classes`` occurs in ``y``."""
-    index = {c: i for i, c in enumerate(np.asarray(classes).tolist())}
-    counts = np.zeros(len(index))
-    for value in np.asarray(y).tolist():
-        if value in index:
-            counts[index[value]] += 1
+    counts = np.array([np.count_nonzero(np.asarray(y) == c) for c in classes], dtype=float)
     return counts / max(1.0, counts.sum())
 
 

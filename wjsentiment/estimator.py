@@ -47,14 +47,8 @@ from .models.backbones import check_backbone_name
 from .models.features import frozen_features
 from .models.network import SentimentNet, build_network
 from .params import CLASSIFIER_PARAMS, check_params, constraints
-from .persistence import (
-    CONFIG_FILE,
-    SavedModel,
-    check_tensor_shapes,
-    load_classifier,
-    model_file_errors,
-    save_classifier,
-)
+from .persistence import CONFIG_FILE, WEIGHTS_FILE, load_classifier, save_classifier
+from .persistence.model_files import SavedModel, check_tensor_shapes, model_file_errors
 from .training.callbacks import check_callbacks
 from .training.distributed import LOCAL, Local, data_parallel
 from .training.loop import TrainConfig, TrainResult, cpu_threads, predict_logits, train_model
@@ -894,7 +888,7 @@ def _from_saved(cls: type, saved: SavedModel, device: str | None = None
     """The fitted ``cls`` a saved classifier folder describes (the ensemble's ``load``
     builds its members with it)."""
     config = saved.config
-    with model_file_errors(saved.config_file):
+    with model_file_errors(saved.folder / CONFIG_FILE):
         params = {**config["params"], "class_weight": config["class_weight"]}
         # The saved device may be missing here (a GPU model on a laptop): it is checked
         # when used, and load(device=...) overrides it.
@@ -909,7 +903,7 @@ def _from_saved(cls: type, saved: SavedModel, device: str | None = None
             if config["spec"][key] != getattr(est, key):
                 raise ValueError(f"spec.{key} ({config['spec'][key]!r}) differs from "
                                  f"params.{key} ({getattr(est, key)!r})")
-        est.model_ = _rebuild(config["spec"], saved.tensors, saved.weights_file)
+        est.model_ = _rebuild(config["spec"], saved.tensors, saved.folder / WEIGHTS_FILE)
         calibration = config["calibration"]
         est.temperature_ = float(calibration["temperature"])
         for key in ("logit_adjustment", "class_prior"):

@@ -21,7 +21,7 @@ import warnings
 __all__ = ["BadImageError", "CalibrationWarning", "CudaGraphWarning", "DivergenceWarning",
            "DownloadWarning", "FeatureCacheWarning", "InputError", "ModelFileError",
            "SkippedImagesWarning", "TrainingDivergedError", "WeightsUnavailableError",
-           "WjsentimentError", "WjsentimentWarning", "warn"]
+           "WjsentimentError", "WjsentimentWarning"]
 
 
 class WjsentimentError(Exception):

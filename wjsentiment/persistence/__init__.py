@@ -13,42 +13,21 @@ which build themselves from what it returns.
 """
 
 from ..exceptions import ModelFileError
-from .files import TEMP_MARK, atomic_file, atomic_folder, remove_stale_temporaries
+from .files import atomic_file, atomic_folder
 from .model_files import (
     CONFIG_FILE,
     ENSEMBLE_FILE,
     WEIGHTS_FILE,
-    SavedEnsemble,
-    SavedModel,
-    check_tensor_shapes,
     decode_classes,
     encode_classes,
-    is_saved_model,
     json_default,
     load_classifier,
     load_ensemble,
-    model_file_errors,
-    read_config,
-    read_tensors,
     save_classifier,
     save_ensemble,
 )
-from .schemas import (
-    CLASSES_SCHEMA,
-    CLASSIFIER,
-    CLASSIFIER_SCHEMA,
-    ENSEMBLE,
-    ENSEMBLE_SCHEMA,
-    FORMAT_VERSION,
-    MIGRATIONS,
-    SCHEMAS,
-    schema_problem,
-)
+from .schemas import FORMAT_VERSION
 
-__all__ = ["CLASSES_SCHEMA", "CLASSIFIER", "CLASSIFIER_SCHEMA", "CONFIG_FILE", "ENSEMBLE",
-           "ENSEMBLE_FILE", "ENSEMBLE_SCHEMA", "FORMAT_VERSION", "MIGRATIONS", "SCHEMAS",
-           "TEMP_MARK", "WEIGHTS_FILE", "ModelFileError", "SavedEnsemble", "SavedModel",
-           "atomic_file", "atomic_folder", "check_tensor_shapes", "decode_classes",
-           "encode_classes", "is_saved_model", "json_default", "load_classifier",
-           "load_ensemble", "model_file_errors", "read_config", "read_tensors",
-           "remove_stale_temporaries", "save_classifier", "save_ensemble", "schema_problem"]
+__all__ = ["CONFIG_FILE", "ENSEMBLE_FILE", "FORMAT_VERSION", "WEIGHTS_FILE", "ModelFileError",
+           "atomic_file", "atomic_folder", "decode_classes", "encode_classes", "json_default",
+           "load_classifier", "load_ensemble", "save_classifier", "save_ensemble"]

@@ -43,14 +43,20 @@ def _temp_name(path: Path) -> Path:
 
 
 def _fsync(path: str | os.PathLike) -> None:
-    """Flush a file's or a folder's content (a folder: its entries) to the disk."""
-    if os.name == "nt" and os.path.isdir(path):
-        return  # Windows cannot open a folder; NTFS journals renames
-    fd = os.open(path, os.O_RDONLY)
+    """Flush a file's content to the disk, or a folder's entries where the system allows it
+    (Windows cannot open a folder; some network filesystems refuse)."""
+    folder = os.path.isdir(path)
+    if folder and os.name == "nt":
+        return
     try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    except OSError:
+        if not folder:
+            raise
 
 
 @contextlib.contextmanager
@@ -214,30 +220,19 @@ def _alive(pid: int) -> bool:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    except PermissionError:
-        return True
+    except PermissionError:  # another user's process
+        pass
     return True
 
 
-def remove_stale_temporaries(path: str | os.PathLike) -> list[str]:
-    """Remove the temporary folders that saves of ``path`` killed half-way left beside it.
-
-    Only those of this machine whose process is gone: a save running in another process
-    keeps its own.
-
-    Returns
-    -------
-    list of str
-        The folders removed.
-    """
+def remove_stale_temporaries(path: str | os.PathLike) -> None:
+    """Remove the temporary folders that saves of ``path`` killed half-way left beside it:
+    those of this machine whose process is gone (a save running in another process keeps
+    its own)."""
     path = Path(path)
-    pattern = re.compile(re.escape(f".{path.name}{TEMP_MARK}") + r"(.+)-(\d+)-[0-9a-f]+")
-    removed = []
+    pattern = re.compile(re.escape(f".{path.name}{TEMP_MARK}{_host()}-") + r"(\d+)-[0-9a-f]+")
     with contextlib.suppress(FileNotFoundError), os.scandir(path.parent) as entries:
         for entry in entries:
             match = pattern.fullmatch(entry.name)
-            if match and match[1] == _host() and entry.is_dir(follow_symlinks=False) \
-                    and not _alive(int(match[2])):
+            if match and entry.is_dir(follow_symlinks=False) and not _alive(int(match[1])):
                 shutil.rmtree(entry.path, ignore_errors=True)
-                removed.append(entry.path)
-    return removed

@@ -25,12 +25,20 @@ import numpy as np
 from ..exceptions import ModelFileError
 from ..params import CLASSIFIER_PARAMS, defaults
 from .files import atomic_folder
-from .schemas import CLASSIFIER, ENSEMBLE, FORMAT_VERSION, MIGRATIONS, SCHEMAS, schema_problem
+from .schemas import (
+    CLASSIFIER,
+    ENSEMBLE,
+    FORMAT_VERSION,
+    MIGRATIONS,
+    SCHEMAS,
+    json_kind,
+    schema_problem,
+)
 
 if TYPE_CHECKING:  # torch is imported by the functions that need it: the CLI starts fast
     import torch
 
-__all__ = ["CONFIG_FILE", "ENSEMBLE_FILE", "WEIGHTS_FILE", "SavedEnsemble", "SavedModel",
+__all__ = ["CONFIG_FILE", "ENSEMBLE_FILE", "WEIGHTS_FILE", "SavedModel",
            "check_tensor_shapes", "decode_classes", "encode_classes", "is_saved_model",
            "json_default", "load_classifier", "load_ensemble", "model_file_errors",
            "read_config", "read_tensors", "save_classifier", "save_ensemble"]
@@ -44,30 +52,13 @@ _WHAT = "a saved wjsentiment model"
 
 
 class SavedModel(NamedTuple):
-    """A classifier's folder as :func:`load_classifier` read it."""
+    """A classifier's folder as :func:`load_classifier` read it: ``config.json``, checked and
+    upgraded to :data:`~.schemas.FORMAT_VERSION` (``classes`` as a numpy array,
+    ``class_weight`` as the parameter's value), and the tensors."""
 
     folder: Path
-    #: ``config.json``, checked and upgraded to :data:`~.schemas.FORMAT_VERSION`, with
-    #: ``classes`` as a numpy array and ``class_weight`` as the parameter's value.
     config: dict[str, Any]
     tensors: dict[str, torch.Tensor]
-
-    @property
-    def config_file(self) -> Path:
-        return self.folder / CONFIG_FILE
-
-    @property
-    def weights_file(self) -> Path:
-        return self.folder / WEIGHTS_FILE
-
-
-class SavedEnsemble(NamedTuple):
-    """An ensemble's folder as :func:`load_ensemble` read it: ``ensemble.json`` (checked and
-    upgraded, ``classes`` as a numpy array) and each member's name and folder."""
-
-    folder: Path
-    config: dict[str, Any]
-    members: list[tuple[str, SavedModel]]
 
 
 @contextlib.contextmanager
@@ -189,7 +180,7 @@ def read_config(path: str | os.PathLike, kind: str) -> dict[str, Any]:
     path = Path(path)
     config = _read_json(path)
     if not isinstance(config, dict):
-        raise ModelFileError(path, f"it holds {_json_kind(config)}, not a JSON object")
+        raise ModelFileError(path, f"it holds {json_kind(config)}, not a JSON object")
     version = config.get("format_version")
     if not isinstance(version, int) or isinstance(version, bool) or version < 1:
         raise ModelFileError(path, "it has no format_version" if "format_version" not in config
@@ -210,12 +201,6 @@ def read_config(path: str | os.PathLike, kind: str) -> dict[str, Any]:
     for older in range(version, FORMAT_VERSION):
         config = MIGRATIONS[kind, older](config)
     return config
-
-
-def _json_kind(value: Any) -> str:
-    kinds = ((list, "a list"), (str, "a string"), (bool, "true or false"), ((int, float),
-             "a number"), (type(None), "null"))
-    return next(name for t, name in kinds if isinstance(value, t))
 
 
 #: What safetensors' errors mean, in the words of the rest of this module.
@@ -319,9 +304,10 @@ def _check_classifier(config: dict[str, Any], config_file: Path) -> None:
     config["classes"] = classes
 
 
-def load_ensemble(path: str | os.PathLike) -> SavedEnsemble:
-    """Read an ensemble's folder: its checked ``ensemble.json`` and each member's folder
-    (see :func:`load_classifier`).
+def load_ensemble(path: str | os.PathLike
+                  ) -> tuple[dict[str, Any], list[tuple[str, SavedModel]]]:
+    """Read an ensemble's folder: its ``ensemble.json`` (checked and upgraded, ``classes`` as a
+    numpy array) and each member's name and folder (see :func:`load_classifier`).
 
     The vote must fit the members: one weight (non-negative, not all zero) and one positive
     temperature per member, unique member names, each member in a sub-folder of its own,
@@ -342,7 +328,7 @@ def load_ensemble(path: str | os.PathLike) -> SavedEnsemble:
     with model_file_errors(file):
         config["classes"] = decode_classes(config["classes"])
         _check_vote(config, members)
-    return SavedEnsemble(folder, config, members)
+    return config, members
 
 
 def _member_folder(folder: Path, meta: dict[str, str]) -> Path:

@@ -25,7 +25,7 @@ from collections.abc import Callable
 from typing import Any
 
 __all__ = ["CLASSIFIER", "CLASSIFIER_SCHEMA", "ENSEMBLE", "ENSEMBLE_SCHEMA", "FORMAT_VERSION",
-           "MIGRATIONS", "SCHEMAS", "schema_problem"]
+           "MIGRATIONS", "SCHEMAS", "json_kind", "schema_problem"]
 
 #: The format this wjsentiment writes, and the newest it reads.
 FORMAT_VERSION = 2
@@ -209,18 +209,21 @@ def _describe(schema: dict[str, Any], plural: bool = False) -> str:
     return noun if plural else ("an " if noun[0] in "aeiou" else "a ") + noun
 
 
+def json_kind(value: Any) -> str:
+    """The JSON type of a parsed value, in words: "a string", "true or false", "null"..."""
+    kinds = ((bool, "boolean"), (int, "integer"), (float, "number"), (str, "string"),
+             (dict, "object"), (list, "array"), (type(None), "null"))
+    return _describe({"type": next((name for t, name in kinds if isinstance(value, t)), "")})
+
+
 def _shown(value: Any) -> str:
     """A refused value, with its JSON type: "a string ('2')", "true or false (true)"."""
     if isinstance(value, str):
         return f"a string ({value[:37]!r})"
     if isinstance(value, float) and not math.isfinite(value):
         return json.dumps(value)  # NaN, Infinity or -Infinity
-    kinds = ((bool, "boolean"), (int, "integer"), (float, "number"), (dict, "object"),
-             (list, "array"), (type(None), "null"))
-    kind = next((name for t, name in kinds if isinstance(value, t)), "value")
     try:
         text = json.dumps(value)
     except (RecursionError, ValueError, TypeError):
         text = "..."
-    text = text if len(text) <= 40 else text[:37] + "..."
-    return f"{_describe({'type': kind})} ({text})"
+    return f"{json_kind(value)} ({text if len(text) <= 40 else text[:37] + '...'})"
