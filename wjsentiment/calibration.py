@@ -38,6 +38,7 @@ from scipy.special import log_softmax
 from sklearn.metrics import log_loss
 from sklearn.utils.validation import check_is_fitted
 
+from .exceptions import InputError
 from .params import CALIBRATIONS, DECISIONS
 
 #: Share of the training images held out to fit the temperature when ``validation_fraction``
@@ -60,18 +61,18 @@ def _check_scores(scores: Any, y: Any, name: str,
                   probabilities: bool = False) -> tuple[np.ndarray, np.ndarray]:
     scores = np.asarray(scores, dtype=float)
     if scores.ndim != 2 or scores.shape[0] == 0 or scores.shape[1] < 2:
-        raise ValueError(f"{name} must be a 2-D array (n_samples, n_classes) with at least one "
+        raise InputError(f"{name} must be a 2-D array (n_samples, n_classes) with at least one "
                          f"row and two columns, got shape {scores.shape}.")
     if probabilities and (not np.all(np.isfinite(scores)) or np.any(scores < 0)):
-        raise ValueError(f"{name} must hold finite, non-negative probabilities.")
+        raise InputError(f"{name} must hold finite, non-negative probabilities.")
     if not np.all(np.isfinite(scores)):
-        raise ValueError(f"{name} must be finite; it holds NaN or infinity.")
+        raise InputError(f"{name} must be finite; it holds NaN or infinity.")
     y = np.asarray(y)
     if y.shape != (scores.shape[0],):
-        raise ValueError(f"y must be 1-D with one class index per row of {name} "
+        raise InputError(f"y must be 1-D with one class index per row of {name} "
                          f"({scores.shape[0]}), got shape {y.shape}.")
     if y.dtype.kind not in "iu" or y.min() < 0 or y.max() >= scores.shape[1]:
-        raise ValueError(f"y must hold integer column indices of {name} in [0, "
+        raise InputError(f"y must hold integer column indices of {name} in [0, "
                          f"{scores.shape[1] - 1}]; encode labels with their position in "
                          "classes_.")
     return scores, y.astype(np.intp)
@@ -125,7 +126,7 @@ def calibrated_proba(logits: Any, temperature: float = 1.0,
     array([[0.731, 0.269]])
     """
     if isinstance(temperature, bool) or not np.isfinite(temperature) or temperature <= 0:
-        raise ValueError(f"temperature must be a positive number, got {temperature!r}.")
+        raise InputError(f"temperature must be a positive number, got {temperature!r}.")
     z = np.asarray(logits, dtype=float) / float(temperature)
     if adjustment is not None:
         z = z + np.asarray(adjustment, dtype=float)
@@ -232,7 +233,7 @@ def resolve_decision(decision: str, balanced_training: bool) -> str:
     'argmax'
     """
     if decision not in DECISIONS:
-        raise ValueError(f"decision must be one of {list(DECISIONS)}, got {decision!r}.")
+        raise InputError(f"decision must be one of {list(DECISIONS)}, got {decision!r}.")
     if decision == "auto":
         return "balanced" if balanced_training else "argmax"
     return decision
@@ -263,9 +264,9 @@ def decide(proba: Any, rule: str, class_prior: Any = None) -> np.ndarray:
     if rule == "argmax":
         return np.argmax(proba, axis=1)
     if rule != "balanced":
-        raise ValueError(f"rule must be 'argmax' or 'balanced', got {rule!r}.")
+        raise InputError(f"rule must be 'argmax' or 'balanced', got {rule!r}.")
     if class_prior is None:
-        raise ValueError("decision='balanced' needs the training class frequencies.")
+        raise InputError("decision='balanced' needs the training class frequencies.")
     prior = np.clip(np.asarray(class_prior, dtype=float), EPS, None)
     return np.argmax(proba / prior, axis=1)
 
@@ -356,7 +357,7 @@ def apply_temperature(proba: Any, temperature: float) -> np.ndarray:
     """
     if isinstance(temperature, bool) or not isinstance(temperature, Real) \
             or not np.isfinite(temperature) or temperature <= 0:
-        raise ValueError(f"temperature must be a positive number, got {temperature!r}.")
+        raise InputError(f"temperature must be a positive number, got {temperature!r}.")
     proba = np.asarray(proba, dtype=float)
     if temperature == 1.0:
         return proba
@@ -429,12 +430,12 @@ def fit_weights(probas: Sequence[Any], y: Any) -> np.ndarray:
     (True, 1.0)
     """
     if len(probas) == 0:
-        raise ValueError("probas is empty: pass one probability array per member.")
+        raise InputError("probas is empty: pass one probability array per member.")
     checked = [_check_scores(p, y, f"probas[{i}]", probabilities=True)
                for i, p in enumerate(probas)]
     shapes = {p.shape for p, _ in checked}
     if len(shapes) != 1:
-        raise ValueError(f"Every array of probas must have the same shape, got {sorted(shapes)}.")
+        raise InputError(f"Every array of probas must have the same shape, got {sorted(shapes)}.")
     y = checked[0][1]
     n_members = len(checked)
     equal = np.full(n_members, 1.0 / n_members)

@@ -34,6 +34,7 @@ from .calibration import (
     soft_vote,
 )
 from .estimator import SentimentClassifier, _from_saved, _saved_state
+from .exceptions import InputError
 from .holdout import holdout_split
 from .inference import Member
 from .inputs import ImageInputs, check_groups, check_targets, n_samples, take
@@ -239,13 +240,13 @@ class SentimentEnsemble(DecisionMixin, ClassifierMixin, _BaseComposition):
         if self.weights is not None and not isinstance(self.weights, str):
             w = np.asarray(self.weights, dtype=float) if _is_numeric_list(self.weights) else None
             if w is None or w.ndim != 1:
-                raise ValueError(f"weights must be None, 'auto' or a list of numbers, got "
+                raise InputError(f"weights must be None, 'auto' or a list of numbers, got "
                                  f"{self.weights!r}.")
             if len(w) != len(members):
-                raise ValueError(f"weights has {len(w)} values but there are {len(members)} "
+                raise InputError(f"weights has {len(w)} values but there are {len(members)} "
                                  f"members ({names}); give one weight per member.")
             if not np.all(np.isfinite(w)) or np.any(w < 0) or w.sum() <= 0:
-                raise ValueError(f"weights must be finite, non-negative and not all zero, got "
+                raise InputError(f"weights must be finite, non-negative and not all zero, got "
                                  f"{list(w)}.")
 
     def _members(self) -> tuple[list[str], list[Any]]:
@@ -253,19 +254,19 @@ class SentimentEnsemble(DecisionMixin, ClassifierMixin, _BaseComposition):
         classifiers with unique names."""
         spec = self._members_spec()
         if len(spec) == 0:
-            raise ValueError("estimators must be a non-empty list of (name, estimator) pairs, "
+            raise InputError("estimators must be a non-empty list of (name, estimator) pairs, "
                              f"got {spec!r}; or None for the default pair.")
         if not all(isinstance(pair, tuple) and len(pair) == 2 for pair in spec):
-            raise ValueError("estimators must be a list of (name, estimator) tuples, e.g. "
+            raise InputError("estimators must be a list of (name, estimator) tuples, e.g. "
                              "[('a', SentimentClassifier()), ('b', SentimentClassifier())].")
         names, members = (list(part) for part in zip(*spec))
         if not all(isinstance(name, str) and name for name in names):
-            raise ValueError(f"Member names must be non-empty strings, got {names!r}.")
+            raise InputError(f"Member names must be non-empty strings, got {names!r}.")
         self._validate_names(names)
         self._check_estimators_are_instances(members)
         for name, est in zip(names, members):
             if not (hasattr(est, "fit") and hasattr(est, "predict_proba")):
-                raise ValueError(f"Member {name!r} ({type(est).__name__}) has no fit/"
+                raise InputError(f"Member {name!r} ({type(est).__name__}) has no fit/"
                                  "predict_proba; every member must be a probabilistic "
                                  "classifier.")
         return names, members
@@ -323,7 +324,7 @@ class SentimentEnsemble(DecisionMixin, ClassifierMixin, _BaseComposition):
         n_classes = len(self.classes_)
         for name, proba in zip(names, probas):
             if proba.ndim != 2 or proba.shape[1] != n_classes:
-                raise ValueError(f"Member {name!r} returned probabilities of shape "
+                raise InputError(f"Member {name!r} returned probabilities of shape "
                                  f"{proba.shape}; expected (n_samples, {n_classes}).")
         return probas
 
@@ -389,7 +390,7 @@ class SentimentEnsemble(DecisionMixin, ClassifierMixin, _BaseComposition):
         fit_idx, val_idx = holdout_split(y, self.validation_fraction, groups=groups,
                                          random_state=self._holdout_seed(specs))
         if len(val_idx) == 0:
-            raise ValueError(
+            raise InputError(
                 f"validation_fraction={self.validation_fraction} holds out no sample for "
                 "calibrate/weights='auto': every class is too small. Use more samples per "
                 "class, a larger fraction, or weights=None with calibrate=False."
@@ -402,7 +403,7 @@ class SentimentEnsemble(DecisionMixin, ClassifierMixin, _BaseComposition):
         index = {c: i for i, c in enumerate(self.classes_.tolist())}
         unknown = sorted({str(v) for v in y_val.tolist() if v not in index})
         if unknown:
-            raise ValueError(f"y has labels {unknown} that are not in the members' classes_ "
+            raise InputError(f"y has labels {unknown} that are not in the members' classes_ "
                              f"({self.classes_.tolist()}).")
         y_idx = np.array([index[v] for v in y_val.tolist()], dtype=np.intp)
         probas = self._member_probas(X_val, self.estimators_, names)
@@ -634,7 +635,7 @@ def _shared_classes(names: list[str], members: list[Any]) -> np.ndarray:
               if c.shape != ref.shape or not np.array_equal(c, ref)]
     if differ:
         others = "; ".join(f"{name!r} has {c.tolist()}" for name, c in differ)
-        raise ValueError(f"The members disagree on classes_: {names[0]!r} has {ref.tolist()}; "
+        raise InputError(f"The members disagree on classes_: {names[0]!r} has {ref.tolist()}; "
                          f"{others}. Every member must be fitted on the same labels.")
     return ref
 

@@ -36,7 +36,13 @@ from .calibration import (
 )
 from .config import decode_threads, get_config
 from .datasets.splits import balance
-from .exceptions import BadImageError, CalibrationWarning, SkippedImagesWarning, warn
+from .exceptions import (
+    BadImageError,
+    CalibrationWarning,
+    InputError,
+    SkippedImagesWarning,
+    warn,
+)
 from .holdout import holdout_split
 from .images.cache import get_store
 from .images.decode import input_key
@@ -90,11 +96,11 @@ def torch_device(device: str) -> torch.device:
     try:
         resolved = torch.device(device)
     except (RuntimeError, TypeError):
-        raise ValueError(
+        raise InputError(
             f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {device!r}."
         ) from None
     if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device={device!r} but CUDA is not available; use 'auto' or 'cpu'.")
+        raise InputError(f"device={device!r} but CUDA is not available; use 'auto' or 'cpu'.")
     return resolved
 
 
@@ -352,7 +358,7 @@ class SentimentClassifier(DecisionMixin, ClassifierMixin, BaseEstimator):
         check_callbacks(self.callbacks)
         _check_class_weight(self.class_weight)
         if self.early_stopping and self.validation_fraction <= 0:
-            raise ValueError(
+            raise InputError(
                 "early_stopping=True needs a validation set: set validation_fraction > 0, "
                 "e.g. 0.15."
             )
@@ -460,7 +466,7 @@ class SentimentClassifier(DecisionMixin, ClassifierMixin, BaseEstimator):
         self.classes_, y_enc = np.unique(y, return_inverse=True)
         self.n_classes_ = len(self.classes_)
         if self.n_classes_ < 2:
-            raise ValueError(
+            raise InputError(
                 f"y needs at least 2 classes to train a classifier; got {self.n_classes_} "
                 f"({self.classes_.tolist()})"
                 + (f" after skipping {len(self.skipped_)} unreadable image(s)."
@@ -822,7 +828,7 @@ def _holdout(y_enc: np.ndarray, groups: np.ndarray | None, seed: int,
         train_idx, valid_idx = holdout_split(y_enc, validation_fraction, groups=groups,
                                              random_state=seed)
         if len(valid_idx) == 0:
-            raise ValueError(
+            raise InputError(
                 f"validation_fraction={validation_fraction} holds out no image: every class "
                 "is too small. Use more images per class or a larger fraction."
             )
@@ -845,7 +851,7 @@ def _class_weights(class_weight: str | dict | None, classes: np.ndarray,
     if isinstance(class_weight, dict):
         unknown = [k for k in class_weight if k not in set(classes.tolist())]
         if unknown:
-            raise ValueError(f"class_weight has keys {unknown} that are not classes of y "
+            raise InputError(f"class_weight has keys {unknown} that are not classes of y "
                              f"({classes.tolist()}).")
         # by position: scikit-learn would read a label such as "1" as the integer 1
         class_weight = {i: class_weight[c] for i, c in enumerate(classes.tolist())
@@ -858,7 +864,7 @@ def _check_class_weight(class_weight: str | dict | None) -> None:
     for key, value in (class_weight.items() if isinstance(class_weight, dict) else ()):
         if isinstance(value, bool) or not isinstance(value, Real) \
                 or not (np.isfinite(value) and value > 0):
-            raise ValueError(f"class_weight[{key!r}] is {value!r}; every class weight must be "
+            raise InputError(f"class_weight[{key!r}] is {value!r}; every class weight must be "
                              "a positive, finite number (to leave a class out of training, "
                              "leave its images out of X).")
 
@@ -874,7 +880,7 @@ def _skip_bad_images(errors: list[tuple[int, BadImageError]], n: int,
     if on_bad_image == "raise":
         raise _first_error(errors, "fit")
     if len(skipped) == n:
-        raise ValueError(f"All {n} images were skipped as unreadable (first: "
+        raise InputError(f"All {n} images were skipped as unreadable (first: "
                          f"{skipped[0].source}: {skipped[0].reason}); nothing is left to train "
                          "on.")
     warn(f"Skipped {len(skipped)} of {n} images that could not be decoded (first: "
@@ -901,7 +907,7 @@ def _from_saved(cls: type, saved: SavedModel, device: str | None = None
         est.skipped_ = [SkippedImage(*s) for s in config["skipped"]]
         for key in ("backbone", "head"):
             if config["spec"][key] != getattr(est, key):
-                raise ValueError(f"spec.{key} ({config['spec'][key]!r}) differs from "
+                raise InputError(f"spec.{key} ({config['spec'][key]!r}) differs from "
                                  f"params.{key} ({getattr(est, key)!r})")
         est.model_ = _rebuild(config["spec"], saved.tensors, saved.folder / WEIGHTS_FILE)
         calibration = config["calibration"]
@@ -909,7 +915,7 @@ def _from_saved(cls: type, saved: SavedModel, device: str | None = None
         for key in ("logit_adjustment", "class_prior"):
             setattr(est, f"{key}_", np.asarray(calibration[key], dtype=float))
             if len(calibration[key]) != est.n_classes_:
-                raise ValueError(f"calibration.{key} must hold one number per class "
+                raise InputError(f"calibration.{key} must hold one number per class "
                                  f"({est.n_classes_})")
     est._features_key = None
     return est
