@@ -535,7 +535,7 @@ class SentimentEnsemble(DecisionMixin, ClassifierMixin, _BaseComposition):
         params = self.get_params(deep=False)
         del params["estimators"]
         config = {
-            "params": {**params, "weights": _json_weights(self.weights)},
+            "params": params,
             "default_estimators": self.estimators is None,
             "classes": self.classes_,
             "weights": self.weights_,
@@ -638,12 +638,6 @@ def _shared_classes(names: list[str], members: list[Any]) -> np.ndarray:
         raise InputError(f"The members disagree on classes_: {names[0]!r} has {ref.tolist()}; "
                          f"{others}. Every member must be fitted on the same labels.")
     return ref
-
-
-def _json_weights(weights: Any) -> Any:
-    if weights is None or isinstance(weights, str):
-        return weights
-    return [float(w) for w in np.asarray(weights, dtype=float)]
 
 
 __all__ = ["SentimentEnsemble", "default_estimators"]

@@ -940,8 +940,6 @@ def _saved_state(est: SentimentClassifier) -> dict[str, Any]:
     :data:`~wjsentiment.persistence.CLASSIFIER_SCHEMA`)."""
     params = est.get_params(deep=False)
     params.pop("callbacks")  # objects of the caller's, not part of the model
-    if isinstance(params["weights"], os.PathLike):
-        params["weights"] = os.fspath(params["weights"])
     if not isinstance(params["random_state"], (Integral, type(None))):
         params["random_state"] = None
     return {

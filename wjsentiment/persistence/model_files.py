@@ -102,14 +102,14 @@ def decode_classes(data: dict[str, Any]) -> np.ndarray:
 
 
 def json_default(value: Any) -> Any:
-    """The ``default`` of :func:`json.dumps` for numpy values and paths.
+    """The ``default`` of :func:`json.dumps` for numpy values, pandas Series and paths.
 
     Examples
     --------
     >>> json.dumps({"n": np.int64(3), "v": np.arange(2)}, default=json_default)
     '{"n": 3, "v": [0, 1]}'
     """
-    if isinstance(value, (np.generic, np.ndarray)):
+    if hasattr(value, "tolist"):  # numpy scalars and arrays, pandas Series
         return value.tolist()
     if isinstance(value, os.PathLike):
         return os.fspath(value)
