@@ -1,8 +1,9 @@
 """Peak memory of fit vs the number of images, and the decoded-image budget that caps it.
 
 Each ``n`` in ``--n-images`` runs in a fresh child process that sets
-``wjsentiment.images.set_cache_budget(budget, cache_dir)`` and fits one epoch of a tiny timm
-model (default ``test_convnext``, 0.2M parameters) on ``n`` square JPEGs of ``--size`` pixels.
+``wjsentiment.set_config(cache_memory_bytes=budget, cache_dir=cache_dir)`` and fits one epoch
+of a tiny timm model (default ``test_convnext``, 0.2M parameters) on ``n`` square JPEGs of
+``--size`` pixels.
 Decoded pixels take ``n * size * size * 3`` bytes; beyond the budget the store puts new chunks
 in memory-mapped files (unlinked temporary files in ``cache_dir``).
 
@@ -87,14 +88,16 @@ def child(args) -> dict:
     """One fit in this process; returns its memory figures."""
     import torch
 
-    from wjsentiment import SentimentClassifier
-    from wjsentiment.images import get_store, set_cache_budget
+    from wjsentiment import SentimentClassifier, get_config, set_config
+    from wjsentiment.images import get_store
 
     device = _common.resolve_device(args.device)
     data = make_flickr_like(args.n, args.data_dir, width=args.size, height=args.size,
                             portrait_fraction=0.0, verbose=False)
     budget = int(args.budget_gb * 2**30)
-    settings = set_cache_budget(budget, args.cache_dir)
+    set_config(cache_memory_bytes=budget,
+               **({"cache_dir": args.cache_dir} if args.cache_dir is not None else {}))
+    settings = {"cache_dir": get_config()["cache_dir"] or tempfile.gettempdir()}
     torch.manual_seed(0)
     before = read_status()
     sampler = PeakSampler()

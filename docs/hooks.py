@@ -55,14 +55,15 @@ def docs_model():
     from wjsentiment import SentimentClassifier
     from wjsentiment.datasets import load_emoji_sentiment, stratified_split
     from wjsentiment.demo import SPLIT_SEED, TEST_FRACTION
-    from wjsentiment.models import lite0_package_weights
+    from wjsentiment.models import package_weights
 
     torch.manual_seed(0)
     data = load_emoji_sentiment()
     paths, y = np.asarray(data.paths), data.target
     train, test = stratified_split(y, (1 - TEST_FRACTION, TEST_FRACTION), groups=data.groups,
                                    random_state=SPLIT_SEED)
-    clf = SentimentClassifier(backbone="tf_efficientnet_lite0", weights=lite0_package_weights(),
+    clf = SentimentClassifier(backbone="tf_efficientnet_lite0",
+                              weights=package_weights("tf_efficientnet_lite0"),
                               finetune="head", image_size=96, epochs=30, lr=3e-3,
                               class_weight="balanced", validation_fraction=0.15,
                               random_state=0, verbose=0)

@@ -29,7 +29,7 @@ import numpy as np
 from wjsentiment import SentimentClassifier
 from wjsentiment.datasets import load_emoji_sentiment, load_image_folder, stratified_split
 from wjsentiment.evaluation import evaluate
-from wjsentiment.models import lite0_package_weights
+from wjsentiment.models import package_weights
 
 
 def make_emoji_folder(root: Path, per_class: int) -> Path:
@@ -66,7 +66,7 @@ train, test = stratified_split(y, (0.8, 0.2), random_state=0)
 
 clf = SentimentClassifier(
     backbone="tf_efficientnet_lite0",
-    weights="imagenet" if not args.smoke else lite0_package_weights(),
+    weights="imagenet" if not args.smoke else package_weights("tf_efficientnet_lite0"),
     finetune="head",  # fast: the backbone stays frozen, only the head trains
     image_size=128 if not args.smoke else 32,
     epochs=30 if not args.smoke else 1,

@@ -22,7 +22,7 @@ import numpy as np
 from wjsentiment import SentimentClassifier
 from wjsentiment.datasets import load_emoji_sentiment, stratified_split
 from wjsentiment.export import load_onnx
-from wjsentiment.models import lite0_package_weights
+from wjsentiment.models import package_weights
 
 parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 parser.add_argument("--smoke", action="store_true", help="tiny, fast run (for testing)")
@@ -34,7 +34,8 @@ train, test = stratified_split(y, (0.8, 0.2), groups=data.groups, random_state=0
 if args.smoke:  # a few images of each class
     train, test = train[::6], test[::5]
 
-clf = SentimentClassifier(backbone="tf_efficientnet_lite0", weights=lite0_package_weights(),
+clf = SentimentClassifier(backbone="tf_efficientnet_lite0",
+                          weights=package_weights("tf_efficientnet_lite0"),
                           finetune="head", image_size=32 if args.smoke else 128,
                           epochs=2 if args.smoke else 30, lr=3e-3, random_state=0, verbose=0)
 clf.fit(X[train], y[train])

@@ -21,7 +21,7 @@ from sklearn.model_selection import GridSearchCV, GroupKFold
 from wjsentiment import SentimentClassifier
 from wjsentiment.datasets import load_emoji_sentiment, stratified_split
 from wjsentiment.evaluation import evaluate
-from wjsentiment.models import lite0_package_weights
+from wjsentiment.models import package_weights
 
 parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 parser.add_argument("--smoke", action="store_true", help="tiny, fast run (for testing)")
@@ -35,7 +35,7 @@ if args.smoke:  # a few images of each class
 
 base = SentimentClassifier(
     backbone="tf_efficientnet_lite0",
-    weights="imagenet" if not args.smoke else lite0_package_weights(),
+    weights="imagenet" if not args.smoke else package_weights("tf_efficientnet_lite0"),
     finetune="head",
     image_size=128 if not args.smoke else 32,
     epochs=30 if not args.smoke else 1,

@@ -23,7 +23,7 @@ import pandas as pd
 
 from wjsentiment import SentimentClassifier
 from wjsentiment.datasets import load_emoji_sentiment
-from wjsentiment.models import lite0_package_weights
+from wjsentiment.models import package_weights
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 
@@ -31,7 +31,8 @@ IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".ti
 def train_tiny_model(path: Path) -> Path:
     """A seconds-long model on a few emoji, for --smoke."""
     X, y = load_emoji_sentiment(styles="google", return_X_y=True)
-    clf = SentimentClassifier(backbone="tf_efficientnet_lite0", weights=lite0_package_weights(),
+    clf = SentimentClassifier(backbone="tf_efficientnet_lite0",
+                              weights=package_weights("tf_efficientnet_lite0"),
                               image_size=32, epochs=1, random_state=0, verbose=0)
     clf.fit(X[::10], y[::10])
     return Path(clf.save(path))

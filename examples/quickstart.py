@@ -20,7 +20,7 @@ import numpy as np
 from wjsentiment import SentimentClassifier
 from wjsentiment.datasets import load_emoji_sentiment, stratified_split
 from wjsentiment.evaluation import evaluate
-from wjsentiment.models import lite0_package_weights
+from wjsentiment.models import package_weights
 
 parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 parser.add_argument("--smoke", action="store_true", help="tiny, fast run (for testing)")
@@ -40,7 +40,7 @@ if args.smoke:
     settings = dict(image_size=32, epochs=1, lr=2e-3)
 clf = SentimentClassifier(
     backbone="tf_efficientnet_lite0",
-    weights="imagenet" if not args.smoke else lite0_package_weights(),
+    weights="imagenet" if not args.smoke else package_weights("tf_efficientnet_lite0"),
     class_weight="balanced",
     random_state=0,
     **settings,

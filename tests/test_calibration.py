@@ -20,7 +20,9 @@ from wjsentiment.calibration import (
     fit_temperature,
     log_loss_of,
     logit_adjustment,
+    too_few_to_calibrate,
 )
+from wjsentiment.exceptions import CalibrationWarning
 from wjsentiment.holdout import holdout_split
 
 SAVED_V1 = Path(__file__).parent / "data" / "saved_v1"
@@ -133,9 +135,24 @@ def test_calibration_holds_out_a_tenth_when_there_is_no_validation_split(tiny_pa
 
 def test_too_few_images_to_calibrate_warns_and_trains_on_all(tiny_params):
     X, y = make_bright_dark(12)
-    with pytest.warns(UserWarning, match="temperature stays 1"):
+    with pytest.warns(UserWarning, match="temperature stays 1") as caught:
         clf = SentimentClassifier(**tiny_params).fit(X, y)
     assert clf.temperature_ == 1.0 and clf.history_[0]["samples"] == 24
+    (warning,) = [w for w in caught if issubclass(w.category, CalibrationWarning)]
+    assert "\n" not in str(warning.message) and "2 of these 24 images" in str(warning.message)
+    assert warning.filename == __file__  # the line that called fit, not the package's
+
+
+def test_the_calibration_warning_says_why_and_what_to_do():
+    """On 40 images with validation_fraction=0, 10% of each class is 4 images in all."""
+    message = too_few_to_calibrate(40, 4, 0.0, 2)
+    assert "10% of each class, which is 4 of these 40 images" in message
+    assert "pass validation_fraction=0.55 or more, use more images, or pass " \
+           "calibration=None" in message
+    X, y = make_bright_dark(20)  # 0.55 holds out 11 of each class's 20: 22 >= 20
+    assert len(holdout_split(np.unique(y, return_inverse=True)[1], 0.55, random_state=0)[1]) \
+        >= 20
+    assert "validation_fraction=0.2 held out 8 of the 40" in too_few_to_calibrate(40, 8, 0.2, 2)
 
 
 def test_predict_proba_applies_temperature_and_adjustment(balanced_on_noise):

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from wjsentiment import config_context, get_config, set_config
-from wjsentiment.images import clear_image_cache, get_store, set_cache_budget
+from wjsentiment.images import clear_image_cache, get_store
 from wjsentiment.models import feature_cache_dir
 
 
@@ -89,10 +89,10 @@ def test_a_bad_environment_value_names_the_variable_when_first_used():
 
 
 def test_old_setters_are_wrappers_over_set_config(restored, tmp_path):
-    settings = set_cache_budget(4096, tmp_path, disk_bytes=8192)
-    assert get_config()["cache_memory_bytes"] == 4096 == settings["memory_bytes"]
-    assert get_config()["cache_disk_bytes"] == 8192 == settings["disk_bytes"]
-    assert get_config()["cache_dir"] == str(tmp_path) == settings["cache_dir"]
+    set_config(cache_memory_bytes=4096, cache_dir=tmp_path, cache_disk_bytes=8192)  # 0.1.0's
+    assert get_config()["cache_memory_bytes"] == 4096  # set_cache_budget is gone: set_config
+    assert get_config()["cache_disk_bytes"] == 8192
+    assert get_config()["cache_dir"] == str(tmp_path)
     set_config(feature_cache_dir=tmp_path / "features")  # (set_feature_cache_dir is gone)
     assert get_config()["feature_cache_dir"] == str(tmp_path / "features")
     assert str(feature_cache_dir()) == str(tmp_path / "features")

@@ -41,11 +41,12 @@ API_MODULES = ("wjsentiment", "wjsentiment.calibration", "wjsentiment.datasets",
                "wjsentiment.evaluation", "wjsentiment.plotting", "wjsentiment.explain",
                "wjsentiment.export", "wjsentiment.training", "wjsentiment.models",
                "wjsentiment.images", "wjsentiment.config", "wjsentiment.inputs",
-               "wjsentiment.labels", "wjsentiment.params")
+               "wjsentiment.labels", "wjsentiment.params", "wjsentiment.exceptions")
 
 #: The API pages, one per module or group of modules.
 API_PAGES = ("estimator", "ensemble", "features", "calibration", "training", "datasets",
-             "evaluation", "plotting", "explain", "export", "configuration", "models", "cli")
+             "evaluation", "plotting", "explain", "export", "configuration", "models",
+             "exceptions", "cli")
 
 #: The quickstart code that the README, the quickstart page and the home page all show.
 SNIPPET = ROOT / "docs" / "snippets" / "quickstart.py"

@@ -20,14 +20,13 @@ from sklearn.model_selection import GridSearchCV
 from sklearn.utils.validation import check_is_fitted
 
 from wjsentiment import SentimentClassifier
+from wjsentiment.calibration import apply_temperature, fit_weights
+from wjsentiment.calibration import fit_proba_temperature as fit_temperature
 from wjsentiment.ensemble import (
     DEFAULT_HOLDOUT_SEED,
     ENSEMBLE_FILE,
     SentimentEnsemble,
-    apply_temperature,
     default_estimators,
-    fit_temperature,
-    fit_weights,
 )
 from wjsentiment.evaluation import evaluate
 from wjsentiment.holdout import holdout_split

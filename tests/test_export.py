@@ -246,3 +246,21 @@ def test_load_onnx_refuses_missing_and_foreign_files(tmp_path):
                           dynamo=False)
     with pytest.raises(ValueError, match="not written by wjsentiment"):
         load_onnx(foreign)
+
+
+@pytest.mark.parametrize("content", [b"garbage, not a model", b""])
+def test_load_onnx_names_a_file_that_is_not_onnx(tmp_path, content):
+    from wjsentiment.exceptions import ModelFileError
+
+    garbage = tmp_path / "garbage.onnx"
+    garbage.write_bytes(content)
+    with pytest.raises(ModelFileError, match="it is not an ONNX model onnxruntime can load") \
+            as info:
+        load_onnx(garbage)
+    assert info.value.path == str(garbage)
+
+
+@pytest.mark.parametrize("batch_size", [0, -1, 2.5, True])
+def test_load_onnx_refuses_a_batch_size_that_is_not_positive(tmp_path, batch_size):
+    with pytest.raises(ValueError, match="batch_size must be a positive int"):
+        load_onnx(tmp_path / "model.onnx", batch_size=batch_size)

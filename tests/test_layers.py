@@ -1,14 +1,18 @@
-"""The package's layers import one way: images <- batches <- models <- training <- estimators.
+"""The package's layers import one way: images <- batches <- models <- training <- estimators
+<- the consumers (export, explain, scale, the command line, the HTTP service).
 
 Read from the source (imports inside functions included), so a lazy import cannot hide a
 dependency that goes the wrong way. ``params`` (the parameter declarations and their lists of
-choices) and ``config`` import nothing of the package, so every layer may read them.
+choices), ``config`` and ``exceptions`` import nothing of the package but each other's lower
+ones, so every layer may read them. The whole package's import graph has no cycle.
 """
 
 from __future__ import annotations
 
 import ast
+import graphlib
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -21,6 +25,14 @@ FORBIDDEN = {
     "batches": ["models", "training", "datasets", "estimator", "ensemble"],
     "models": ["training", "datasets", "estimator", "ensemble", "calibration", "holdout"],
     "training": ["datasets", "estimator", "ensemble", "holdout", "inputs"],
+    # persistence reads and writes states; the estimators build themselves from them
+    "persistence": ["images", "batches", "models", "training", "datasets", "inference",
+                    "estimator", "ensemble", "export", "explain", "scale", "cli", "serve"],
+    # the consumers use the inference seam (and wjsentiment.load), never the estimators
+    "export": ["estimator", "ensemble"],
+    "explain": ["estimator", "ensemble"],
+    "scale": ["estimator", "ensemble"],
+    "serve": ["estimator", "ensemble"],
 }
 
 
@@ -44,8 +56,11 @@ def imports_of(path: Path) -> set[str]:
 
 
 def files_of(layer: str) -> list[Path]:
+    """The files of a module or package (none for one that does not exist yet)."""
     folder = PACKAGE / layer
-    return sorted(folder.rglob("*.py")) if folder.is_dir() else [folder.with_suffix(".py")]
+    if folder.is_dir():
+        return sorted(folder.rglob("*.py"))
+    return [folder.with_suffix(".py")] if folder.with_suffix(".py").is_file() else []
 
 
 @pytest.mark.parametrize("layer", list(FORBIDDEN))
@@ -63,8 +78,9 @@ def _outside(names: set[str], allowed: set[str]) -> set[str]:
     return {n for n in names if n.split(".")[0] not in allowed}
 
 
-def test_config_uses_only_the_standard_library():
-    names = imports_of(PACKAGE / "config.py")
+@pytest.mark.parametrize("module", ["config.py", "exceptions.py"])
+def test_config_and_exceptions_use_only_the_standard_library(module):
+    names = imports_of(PACKAGE / module)
     assert _outside(names, set(sys.stdlib_module_names) | {"__future__"}) == set()
 
 
@@ -77,3 +93,65 @@ def test_params_is_torch_free():
 def test_the_checker_resolves_relative_imports():
     names = imports_of(PACKAGE / "training" / "loop.py")
     assert "wjsentiment.batches" in names and "wjsentiment.training.callbacks" in names
+
+
+# ------------------------------------------------------------------------------ no cycle
+def _module_name(path: Path) -> str:
+    parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _runtime_nodes(tree: ast.AST) -> Iterator[ast.AST]:
+    """Every node but those under ``if TYPE_CHECKING:`` (imports only type checkers run)."""
+    stack = [tree]
+    while stack:
+        node = stack.pop()
+        yield node
+        for child in ast.iter_child_nodes(node):
+            test = getattr(child, "test", None)
+            if isinstance(child, ast.If) and "TYPE_CHECKING" in ast.unparse(test):
+                stack.extend(child.orelse)
+            else:
+                stack.append(child)
+
+
+def import_graph() -> dict[str, set[str]]:
+    """Each module of the package -> the modules of the package it imports when it runs
+    (inside functions too), each name resolved to the module that defines it."""
+    modules = {_module_name(path): path for path in PACKAGE.rglob("*.py")}
+    graph = {}
+    for name, path in modules.items():
+        package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+        found = set()
+        for node in _runtime_nodes(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                targets = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                if node.level:
+                    parts = package.split(".")
+                    base = ".".join(parts[:len(parts) - node.level + 1] + ([base] if base else []))
+                targets = [base] + [f"{base}.{alias.name}" for alias in node.names]
+            else:
+                continue
+            for target in targets:
+                while target and target not in modules:
+                    target = target.rpartition(".")[0]
+                if target and target != name:
+                    found.add(target)
+        graph[name] = found
+    return graph
+
+
+def test_the_package_has_no_import_cycle():
+    try:
+        graphlib.TopologicalSorter(import_graph()).prepare()
+    except graphlib.CycleError as exc:
+        pytest.fail(f"import cycle: {' -> '.join(exc.args[1])}")
+
+
+def test_the_graph_sees_imports_inside_functions_and_resolves_names():
+    graph = import_graph()
+    assert "wjsentiment.export" in graph["wjsentiment.estimator"]  # in export_onnx()
+    assert "wjsentiment.persistence.files" in graph["wjsentiment.persistence"]
+    assert "wjsentiment" in graph["wjsentiment.export"]  # from . import __version__

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -11,14 +12,9 @@ import pytest
 from conftest import make_bright_dark
 
 from wjsentiment import SentimentClassifier
-from wjsentiment.persistence import (
-    CONFIG_FILE,
-    WEIGHTS_FILE,
-    ModelFileError,
-    load_bundle,
-    save_bundle,
-    schema_problem,
-)
+from wjsentiment.persistence import CONFIG_FILE, WEIGHTS_FILE, ModelFileError
+from wjsentiment.persistence.model_files import read_tensors
+from wjsentiment.persistence.schemas import schema_problem
 
 
 @pytest.fixture(scope="module")
@@ -166,16 +162,16 @@ def test_a_missing_file_stays_file_not_found(model):
         SentimentClassifier.load(model)
 
 
-def test_load_bundle_checks_the_weights_file_too(tmp_path):
+def test_read_tensors_checks_the_weights_file(tmp_path):
     import torch
+    from safetensors.torch import save_file
 
-    folder = save_bundle(tmp_path / "bundle", {"w": torch.ones(3)}, {"note": "hi"})
-    tensors, config = load_bundle(folder)
-    assert tensors["w"].tolist() == [1.0, 1.0, 1.0] and config["note"] == "hi"
-    weights = folder / WEIGHTS_FILE
+    weights = tmp_path / WEIGHTS_FILE
+    save_file({"w": torch.ones(3)}, str(weights))
+    assert read_tensors(weights)["w"].tolist() == [1.0, 1.0, 1.0]
     weights.write_bytes(weights.read_bytes()[:-4])
     with pytest.raises(ModelFileError, match="truncated"):
-        load_bundle(folder)
+        read_tensors(weights)
 
 
 def test_missing_parameters_take_their_defaults(model):
@@ -191,14 +187,27 @@ def test_loaded_labels_are_plain_strings(model):
     assert loaded.predict_proba(X).shape == (4, 2)
 
 
+INTEGER, NUMBER, STRING, NULL = ({"type": t} for t in ("integer", "number", "string", "null"))
+
+
+def _list_of(item):
+    return {"type": "array", "items": item}
+
+
 @pytest.mark.parametrize("value, schema, expected", [
-    (1, int, None),
-    (True, int, "x must be an integer, got true or false (true)"),
-    (1, float, None),
-    ([1.5, "a"], [float], "x[1] must be a number, got a string ('a')"),
-    ({"a": 1}, {"a": int, "b": str}, "the key 'x.b' is missing"),
-    (None, (type(None), [int]), None),
-    ({"pairs": [[1, 2]]}, (type(None), {"pairs": [list]}), None),
+    (1, INTEGER, None),
+    (True, INTEGER, "x must be an integer, got true or false (true)"),
+    (1, NUMBER, None),
+    ([1.5, "a"], _list_of(NUMBER), "x[1] must be a number, got a string ('a')"),
+    ({"a": 1}, {"type": "object", "required": ["a", "b"],
+                "properties": {"a": INTEGER, "b": STRING}}, "the key 'x.b' is missing"),
+    (None, {"anyOf": [NULL, _list_of(INTEGER)]}, None),
+    ({"pairs": [[1, 2]]}, {"anyOf": [NULL, {"type": "object", "required": ["pairs"],
+                                           "properties": {"pairs": _list_of(_list_of({}))}}]},
+     None),
+    (float("nan"), NUMBER, "x must be a number, got NaN"),
+    ([1.0, float("inf")], _list_of({"type": "number", "exclusiveMinimum": 0}),
+     "x[1] must be a positive number, got Infinity"),
 ])
 def test_schema_problem(value, schema, expected):
     assert schema_problem(value, schema, "x") == expected
@@ -211,3 +220,224 @@ def test_the_message_is_one_line_naming_the_file_the_problem_and_the_remedy(mode
     assert "\n" not in message
     assert message.startswith(f"Cannot load {str(model / WEIGHTS_FILE)!r}: it is empty")
     assert message.endswith("fit and save the model again.")
+
+
+# ------------------------------------------------------------- models saved by earlier versions
+SAVED_V2 = Path(__file__).parent / "data" / "saved_v2"
+
+
+def test_models_saved_by_format_2_still_load_and_predict_the_same():
+    """A classifier (format 2) and an ensemble (format 1 with decision and class_prior)
+    saved at commit b2bbded: see tests/data/saved_v2/README.md."""
+    import numpy as np
+
+    import wjsentiment
+
+    expected = np.load(SAVED_V2 / "expected_v2.npz")
+    model = wjsentiment.load(SAVED_V2 / "model_v2").set_params(verbose=0)
+    assert model.temperature_ != 1.0 and model.decision_rule_ == "balanced"
+    np.testing.assert_allclose(model.predict_proba(expected["X"]), expected["model"], atol=1e-6)
+    assert model.predict(expected["X"]).tolist() == expected["model_pred"].tolist()
+    ensemble = wjsentiment.load(SAVED_V2 / "ensemble_v2").set_params(verbose=0)
+    np.testing.assert_allclose(ensemble.class_prior_, [24 / 38, 14 / 38])
+    np.testing.assert_allclose(ensemble.predict_proba(expected["X"]), expected["ensemble"],
+                               atol=1e-6)
+    assert ensemble.predict(expected["X"]).tolist() == expected["ensemble_pred"].tolist()
+
+
+def test_the_format_version_decides_how_a_file_is_read(model):
+    """A format-1 config (no calibration) is upgraded by its migration; the same file
+    stamped format 2 lacks what format 2 requires."""
+    def as_format_1(config):
+        config["format_version"] = 1
+        del config["calibration"]
+        config["params"].pop("calibration")
+
+    edit_config(model, as_format_1)
+    loaded = SentimentClassifier.load(model)
+    assert loaded.calibration is None and loaded.temperature_ == 1.0
+    assert loaded.class_prior_.tolist() == [0.5, 0.5]
+    edit_config(model, _set("format_version", 2))
+    assert "the key 'calibration' is missing" in str(load_error(model))
+
+
+# --------------------------------------------------------------- what save refuses (issue 19)
+@pytest.fixture(scope="module")
+def fitted(saved) -> SentimentClassifier:
+    return SentimentClassifier.load(saved)
+
+
+def _hidden(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir() if p.name.startswith("."))
+
+
+def test_save_refuses_a_folder_that_is_not_a_model(fitted, tmp_path):
+    target = tmp_path / "photos"
+    target.mkdir()
+    (target / "holiday.jpg").write_bytes(b"mine")
+    with pytest.raises(FileExistsError, match="holds something other than a saved wjsentiment"
+                                              " model") as info:
+        fitted.save(target)
+    assert str(target) in str(info.value)
+    assert (target / "holiday.jpg").read_bytes() == b"mine" and _hidden(tmp_path) == []
+
+
+def test_save_refuses_a_file(fitted, tmp_path):
+    target = tmp_path / "notes.txt"
+    target.write_text("mine")
+    with pytest.raises(FileExistsError, match="it is a file"):
+        fitted.save(target)
+    assert target.read_text() == "mine" and _hidden(tmp_path) == []
+    with pytest.raises(FileExistsError, match="it is a file"):  # and keeps refusing, clearly
+        fitted.save(target)
+
+
+def test_save_refuses_a_symlink_to_a_folder(fitted, tmp_path):
+    real = tmp_path / "real"
+    real.mkdir()
+    link = tmp_path / "link"
+    link.symlink_to(real, target_is_directory=True)
+    with pytest.raises(FileExistsError, match="symbolic link"):
+        fitted.save(link)
+    assert link.is_symlink() and list(real.iterdir()) == [] and _hidden(tmp_path) == []
+
+
+def test_save_writes_into_an_empty_folder_and_over_a_saved_model(fitted, tmp_path):
+    target = tmp_path / "model"
+    target.mkdir()
+    fitted.save(target)
+    fitted.save(target)  # over itself
+    SentimentClassifier.load(target)
+    assert _hidden(tmp_path) == []
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"),
+                    reason="the atomic exchange is Linux's renameat2")
+def test_a_reader_never_finds_the_folder_missing_while_it_is_saved_again(fitted, tmp_path,
+                                                                         monkeypatch):
+    """The old model is swapped for the new one in one step. A reader thread polls the
+    folder during 10 saves, and, since a thread may not run at the very moment of a swap, the
+    folder is also looked at right after every rename the saves make."""
+    import os
+    import threading
+
+    target = Path(fitted.save(tmp_path / "model"))
+    found, done = [], threading.Event()  # list.append is atomic between threads
+
+    def look():
+        found.append((target / CONFIG_FILE).is_file())
+
+    def renaming(rename):
+        def wrapped(*args, **kwargs):
+            rename(*args, **kwargs)
+            look()
+        return wrapped
+
+    monkeypatch.setattr(os, "rename", renaming(os.rename))
+    monkeypatch.setattr(os, "replace", renaming(os.replace))
+    reader = threading.Thread(target=lambda: [look() for _ in iter(done.is_set, True)])
+    reader.start()
+    try:
+        for _ in range(10):
+            fitted.save(target)
+    finally:
+        done.set()
+        reader.join(timeout=10)
+    assert len(found) > 10 and all(found), f"missing in {found.count(False)} of {len(found)} checks"
+
+
+def test_a_killed_saves_temporary_folder_is_removed_by_the_next_save(fitted, tmp_path):
+    import subprocess
+    import sys
+
+    target = tmp_path / "model"
+    killed = ("import os, sys\nfrom wjsentiment.persistence import atomic_folder\n"
+              "saving = atomic_folder(sys.argv[1])\ntmp = saving.__enter__()\n"
+              "(tmp / 'model.safetensors').write_bytes(b'half')\nos._exit(9)\n")
+    subprocess.run([sys.executable, "-c", killed, str(target)], check=False, timeout=120)
+    assert len(_hidden(tmp_path)) == 1 and ".wjs-tmp-" in _hidden(tmp_path)[0]
+    fitted.save(target)
+    assert _hidden(tmp_path) == []
+
+
+def test_a_running_saves_temporary_folder_is_left_alone(fitted, tmp_path):
+    from wjsentiment.persistence import atomic_folder
+
+    target = tmp_path / "model"
+    with atomic_folder(target) as running:  # this process is alive: its save is running
+        fitted.save(target)
+        assert running.is_dir()
+    assert _hidden(tmp_path) == []
+
+
+def test_saved_files_follow_the_umask(fitted, tmp_path):
+    import os
+    import stat
+
+    from wjsentiment.persistence import atomic_file
+
+    previous = os.umask(0o022)
+    try:
+        target = Path(fitted.save(tmp_path / "model"))
+        with atomic_file(tmp_path / "out.csv") as handle:
+            handle.write("a\n")
+    finally:
+        os.umask(previous)
+    assert stat.S_IMODE(target.stat().st_mode) == 0o755
+    for file in (target / CONFIG_FILE, target / WEIGHTS_FILE, tmp_path / "out.csv"):
+        assert stat.S_IMODE(file.stat().st_mode) == 0o644, file
+
+
+# ------------------------------------------------------ every number that reaches a model is finite
+@pytest.mark.parametrize("change, problem", [
+    (_set("calibration", "logit_adjustment", [float("nan"), 0.0]),
+     "calibration.logit_adjustment[0] must be a number, got NaN"),
+    (_set("calibration", "class_prior", [0.5, float("inf")]),
+     "calibration.class_prior[1] must be a non-negative number, got Infinity"),
+    (_set("calibration", "class_prior", [1.5, -0.5]),
+     "calibration.class_prior[1] must be a non-negative number"),
+    (_set("calibration", "temperature", 0.0), "calibration.temperature must be a positive"),
+    (_set("calibration", "temperature", 1e400), "calibration.temperature must be a positive "
+                                                "number, got Infinity"),
+    (_set("class_weight", {"pairs": [["Negative", -1.0]]}), "class_weight['Negative'] is -1.0"),
+    (_set("classes", "values", ["Positive", "Negative"]), "are not sorted and unique"),
+    (_set("classes", "values", ["Negative", "Negative"]), "are not sorted and unique"),
+    (_set("classes", "values", ["Negative", None]), "classes.values must be a list of strings"),
+    (_set("classes", "values", ["Negative", 1]), "classes.values must be a list of strings"),
+])
+def test_non_finite_numbers_and_bad_classes_are_refused_on_load(model, change, problem):
+    edit_config(model, change)
+    error = load_error(model)
+    assert problem in str(error), str(error)
+    assert error.path == str(model / CONFIG_FILE)
+
+
+@pytest.mark.parametrize("text, problem", [
+    ('{"format_version": 2, "params": ' + "[" * 100_000 + "]" * 100_000 + "}", "nested too"),
+    ('{"format_version": 2, "n_epochs": ' + "9" * 5000 + "}", "JSON readers refuse"),
+])
+def test_json_that_python_cannot_read_is_a_model_file_error(model, text, problem):
+    (model / CONFIG_FILE).write_text(text)
+    error = load_error(model)
+    assert problem in str(error) and error.path == str(model / CONFIG_FILE)
+
+
+def test_save_refuses_non_finite_numbers_before_writing(fitted, tmp_path):
+    import copy
+
+    broken = copy.deepcopy(fitted)
+    broken.temperature_ = float("nan")
+    with pytest.raises(ValueError, match="calibration.temperature must be a positive number, "
+                                         "got NaN"):
+        broken.save(tmp_path / "model")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_saved_json_holds_no_nan(fitted, tmp_path):
+    import copy
+
+    noisy = copy.deepcopy(fitted)
+    noisy.history_ = [{**noisy.history_[0], "images_per_second": float("nan")}]
+    folder = Path(noisy.save(tmp_path / "model"))
+    text = (folder / CONFIG_FILE).read_text()
+    assert "NaN" not in text and json.loads(text)["history"][0]["images_per_second"] is None

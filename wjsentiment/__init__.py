@@ -55,7 +55,7 @@ def load(path: str | os.PathLike, device: str | None = None) -> Any:
     ...
     FileNotFoundError: No saved wjsentiment model at 'no/such/folder'...
     """
-    from .ensemble import ENSEMBLE_FILE
+    from .persistence import ENSEMBLE_FILE
 
     if (Path(path) / ENSEMBLE_FILE).is_file():
         return __getattr__("SentimentEnsemble").load(path, device=device)

@@ -27,6 +27,7 @@ Nothing here imports torch: it works on numpy arrays of logits or probabilities.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from numbers import Real
 from typing import Any, NamedTuple
@@ -34,8 +35,10 @@ from typing import Any, NamedTuple
 import numpy as np
 from scipy.optimize import minimize, minimize_scalar
 from scipy.special import log_softmax
+from sklearn.metrics import log_loss
 from sklearn.utils.validation import check_is_fitted
 
+from .exceptions import InputError
 from .params import CALIBRATIONS, DECISIONS
 
 #: Share of the training images held out to fit the temperature when ``validation_fraction``
@@ -51,28 +54,52 @@ EPS = 1e-12
 __all__ = ["CALIBRATIONS", "CALIBRATION_FRACTION", "DECISIONS", "MIN_CALIBRATION_SAMPLES",
            "SoftVote", "apply_temperature", "calibrated_proba", "decide", "fit_proba_temperature",
            "fit_soft_vote", "fit_temperature", "fit_weights", "log_loss_of", "logit_adjustment",
-           "resolve_decision", "soft_vote"]
+           "resolve_decision", "soft_vote", "too_few_to_calibrate"]
 
 
 def _check_scores(scores: Any, y: Any, name: str,
                   probabilities: bool = False) -> tuple[np.ndarray, np.ndarray]:
     scores = np.asarray(scores, dtype=float)
     if scores.ndim != 2 or scores.shape[0] == 0 or scores.shape[1] < 2:
-        raise ValueError(f"{name} must be a 2-D array (n_samples, n_classes) with at least one "
+        raise InputError(f"{name} must be a 2-D array (n_samples, n_classes) with at least one "
                          f"row and two columns, got shape {scores.shape}.")
     if probabilities and (not np.all(np.isfinite(scores)) or np.any(scores < 0)):
-        raise ValueError(f"{name} must hold finite, non-negative probabilities.")
+        raise InputError(f"{name} must hold finite, non-negative probabilities.")
     if not np.all(np.isfinite(scores)):
-        raise ValueError(f"{name} must be finite; it holds NaN or infinity.")
+        raise InputError(f"{name} must be finite; it holds NaN or infinity.")
     y = np.asarray(y)
     if y.shape != (scores.shape[0],):
-        raise ValueError(f"y must be 1-D with one class index per row of {name} "
+        raise InputError(f"y must be 1-D with one class index per row of {name} "
                          f"({scores.shape[0]}), got shape {y.shape}.")
     if y.dtype.kind not in "iu" or y.min() < 0 or y.max() >= scores.shape[1]:
-        raise ValueError(f"y must hold integer column indices of {name} in [0, "
+        raise InputError(f"y must hold integer column indices of {name} in [0, "
                          f"{scores.shape[1] - 1}]; encode labels with their position in "
                          "classes_.")
     return scores, y.astype(np.intp)
+
+
+def too_few_to_calibrate(n_images: int, n_held: int, validation_fraction: float,
+                         n_classes: int) -> str:
+    """The calibration warning, in one line: why too few images were held out, and what to
+    pass instead.
+
+    Examples
+    --------
+    >>> too_few_to_calibrate(40, 4, 0.0, 2)
+    'calibration needs at least 20 held-out images, but with validation_fraction=0 it holds \
+out 10% of each class, which is 4 of these 40 images, so the temperature stays 1: pass \
+validation_fraction=0.55 or more, use more images, or pass calibration=None.'
+    """
+    held = (f"validation_fraction={validation_fraction:g} held out {n_held} of the "
+            f"{n_images} images" if validation_fraction > 0 else
+            f"with validation_fraction=0 it holds out {CALIBRATION_FRACTION:.0%} of each "
+            f"class, which is {n_held} of these {n_images} images")
+    enough = MIN_CALIBRATION_SAMPLES + n_classes  # a class may hold out one image less
+    needed = math.ceil(enough / n_images * 20) / 20
+    fix = f"pass validation_fraction={needed:g} or more, " if needed <= 0.6 else ""
+    return (f"calibration needs at least {MIN_CALIBRATION_SAMPLES} held-out images, but "
+            f"{held}, so the temperature stays 1: {fix}use more images, or pass "
+            "calibration=None.")
 
 
 def calibrated_proba(logits: Any, temperature: float = 1.0,
@@ -99,7 +126,7 @@ def calibrated_proba(logits: Any, temperature: float = 1.0,
     array([[0.731, 0.269]])
     """
     if isinstance(temperature, bool) or not np.isfinite(temperature) or temperature <= 0:
-        raise ValueError(f"temperature must be a positive number, got {temperature!r}.")
+        raise InputError(f"temperature must be a positive number, got {temperature!r}.")
     z = np.asarray(logits, dtype=float) / float(temperature)
     if adjustment is not None:
         z = z + np.asarray(adjustment, dtype=float)
@@ -206,7 +233,7 @@ def resolve_decision(decision: str, balanced_training: bool) -> str:
     'argmax'
     """
     if decision not in DECISIONS:
-        raise ValueError(f"decision must be one of {list(DECISIONS)}, got {decision!r}.")
+        raise InputError(f"decision must be one of {list(DECISIONS)}, got {decision!r}.")
     if decision == "auto":
         return "balanced" if balanced_training else "argmax"
     return decision
@@ -237,9 +264,9 @@ def decide(proba: Any, rule: str, class_prior: Any = None) -> np.ndarray:
     if rule == "argmax":
         return np.argmax(proba, axis=1)
     if rule != "balanced":
-        raise ValueError(f"rule must be 'argmax' or 'balanced', got {rule!r}.")
+        raise InputError(f"rule must be 'argmax' or 'balanced', got {rule!r}.")
     if class_prior is None:
-        raise ValueError("decision='balanced' needs the training class frequencies.")
+        raise InputError("decision='balanced' needs the training class frequencies.")
     prior = np.clip(np.asarray(class_prior, dtype=float), EPS, None)
     return np.argmax(proba / prior, axis=1)
 
@@ -296,12 +323,6 @@ class DecisionMixin:
 
 
 # ------------------------------------------------------- the ensemble's members' probabilities
-def _nll(proba: np.ndarray, y: np.ndarray) -> float:
-    """Mean negative log-likelihood of the true class (probabilities clipped at :data:`EPS`)."""
-    picked = proba[np.arange(len(y)), y]
-    return float(-np.mean(np.log(np.clip(picked, EPS, None))))
-
-
 def _log(proba: np.ndarray) -> np.ndarray:
     return np.log(np.clip(proba, EPS, None))
 
@@ -336,7 +357,7 @@ def apply_temperature(proba: Any, temperature: float) -> np.ndarray:
     """
     if isinstance(temperature, bool) or not isinstance(temperature, Real) \
             or not np.isfinite(temperature) or temperature <= 0:
-        raise ValueError(f"temperature must be a positive number, got {temperature!r}.")
+        raise InputError(f"temperature must be a positive number, got {temperature!r}.")
     proba = np.asarray(proba, dtype=float)
     if temperature == 1.0:
         return proba
@@ -409,12 +430,12 @@ def fit_weights(probas: Sequence[Any], y: Any) -> np.ndarray:
     (True, 1.0)
     """
     if len(probas) == 0:
-        raise ValueError("probas is empty: pass one probability array per member.")
+        raise InputError("probas is empty: pass one probability array per member.")
     checked = [_check_scores(p, y, f"probas[{i}]", probabilities=True)
                for i, p in enumerate(probas)]
     shapes = {p.shape for p, _ in checked}
     if len(shapes) != 1:
-        raise ValueError(f"Every array of probas must have the same shape, got {sorted(shapes)}.")
+        raise InputError(f"Every array of probas must have the same shape, got {sorted(shapes)}.")
     y = checked[0][1]
     n_members = len(checked)
     equal = np.full(n_members, 1.0 / n_members)
@@ -499,13 +520,17 @@ def fit_soft_vote(probas: Sequence[Any], y: Any, *, calibrate: bool,
     scaled = [apply_temperature(p, t) for p, t in zip(probas, temperatures)]
     fitted = (fit_weights(scaled, y) if isinstance(weights, str)
               else normalised_weights(weights, n))
-    y = np.asarray(y, dtype=np.intp)
-    log_loss = {
-        "members": [_nll(p, y) for p in scaled],
-        "equal_weights": _nll(np.mean(scaled, axis=0), y),
-        "ensemble": _nll(np.average(scaled, axis=0, weights=fitted), y),
+    labels = np.arange(np.shape(scaled[0])[1])  # every column, whether y has it or not
+
+    def nll(proba: np.ndarray) -> float:
+        return float(log_loss(y, proba, labels=labels))
+
+    log_loss_of_vote = {
+        "members": [nll(p) for p in scaled],
+        "equal_weights": nll(np.mean(scaled, axis=0)),
+        "ensemble": nll(np.average(scaled, axis=0, weights=fitted)),
     }
-    return SoftVote(temperatures, fitted, log_loss)
+    return SoftVote(temperatures, fitted, log_loss_of_vote)
 
 
 def soft_vote(probas: Sequence[Any], temperatures: Sequence[float],

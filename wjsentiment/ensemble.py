@@ -12,8 +12,7 @@ from __future__ import annotations
 import contextlib
 import inspect
 import os
-import re
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from numbers import Integral
 from pathlib import Path
 from typing import Any
@@ -27,55 +26,24 @@ from sklearn.utils.metaestimators import _BaseComposition
 from sklearn.utils.validation import check_is_fitted
 from tqdm.auto import tqdm
 
-from .calibration import (  # noqa: F401 - apply_temperature, fit_temperature and fit_weights
+from .calibration import (
     DecisionMixin,
-    apply_temperature,  # were defined here in 0.1.0 and stay importable from here
     fit_soft_vote,
-    fit_weights,
     normalised_weights,
     resolve_decision,
     soft_vote,
 )
-from .calibration import fit_proba_temperature as fit_temperature  # noqa: F401 - see above
-from .estimator import SentimentClassifier
+from .estimator import SentimentClassifier, _from_saved, _saved_state
+from .exceptions import InputError
 from .holdout import holdout_split
 from .inference import Member
 from .inputs import ImageInputs, check_groups, check_targets, n_samples, take
 from .params import ENSEMBLE_PARAMS, check_params, constraints
-from .persistence import (
-    CLASSES_SCHEMA,
-    ModelFileError,
-    atomic_folder,
-    decode_classes,
-    encode_classes,
-    model_file_errors,
-    read_saved_config,
-    write_config,
-)
+from .persistence import ENSEMBLE_FILE, load_ensemble, save_ensemble
+from .persistence.model_files import model_file_errors
 
-#: File holding the ensemble's own settings inside a saved ensemble folder.
-ENSEMBLE_FILE = "ensemble.json"
-#: Version of the saved-ensemble layout.
-ENSEMBLE_FORMAT_VERSION = 1
 #: Seed of the calibration/weighting holdout split when no member has an int random_state.
 DEFAULT_HOLDOUT_SEED = 0
-#: Member classes a saved ensemble may contain (load never imports anything else).
-SAVABLE_MEMBERS: dict[str, type] = {"SentimentClassifier": SentimentClassifier}
-#: What ``save`` writes to ``ensemble.json`` besides ``format_version`` and ``estimator``
-#: (see :func:`wjsentiment.persistence.schema_problem`).
-ENSEMBLE_SCHEMA: dict[str, Any] = {
-    "params": {"weights": (type(None), str, [float]), "calibrate": bool,
-               "validation_fraction": float, "n_jobs": (type(None), int), "verbose": int},
-    "default_estimators": bool,
-    "members": [{"name": str, "folder": str, "estimator": str}],
-    "classes": CLASSES_SCHEMA,
-    "weights": [float],
-    "temperatures": [float],
-    "validation_log_loss": (type(None), dict),
-}
-
-_SAFE_FOLDER = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$")
-
 
 def default_estimators() -> list[tuple[str, SentimentClassifier]]:
     """The reference study's pair of members, unfitted.
@@ -272,13 +240,13 @@ class SentimentEnsemble(DecisionMixin, ClassifierMixin, _BaseComposition):
         if self.weights is not None and not isinstance(self.weights, str):
             w = np.asarray(self.weights, dtype=float) if _is_numeric_list(self.weights) else None
             if w is None or w.ndim != 1:
-                raise ValueError(f"weights must be None, 'auto' or a list of numbers, got "
+                raise InputError(f"weights must be None, 'auto' or a list of numbers, got "
                                  f"{self.weights!r}.")
             if len(w) != len(members):
-                raise ValueError(f"weights has {len(w)} values but there are {len(members)} "
+                raise InputError(f"weights has {len(w)} values but there are {len(members)} "
                                  f"members ({names}); give one weight per member.")
             if not np.all(np.isfinite(w)) or np.any(w < 0) or w.sum() <= 0:
-                raise ValueError(f"weights must be finite, non-negative and not all zero, got "
+                raise InputError(f"weights must be finite, non-negative and not all zero, got "
                                  f"{list(w)}.")
 
     def _members(self) -> tuple[list[str], list[Any]]:
@@ -286,19 +254,19 @@ class SentimentEnsemble(DecisionMixin, ClassifierMixin, _BaseComposition):
         classifiers with unique names."""
         spec = self._members_spec()
         if len(spec) == 0:
-            raise ValueError("estimators must be a non-empty list of (name, estimator) pairs, "
+            raise InputError("estimators must be a non-empty list of (name, estimator) pairs, "
                              f"got {spec!r}; or None for the default pair.")
         if not all(isinstance(pair, tuple) and len(pair) == 2 for pair in spec):
-            raise ValueError("estimators must be a list of (name, estimator) tuples, e.g. "
+            raise InputError("estimators must be a list of (name, estimator) tuples, e.g. "
                              "[('a', SentimentClassifier()), ('b', SentimentClassifier())].")
         names, members = (list(part) for part in zip(*spec))
         if not all(isinstance(name, str) and name for name in names):
-            raise ValueError(f"Member names must be non-empty strings, got {names!r}.")
+            raise InputError(f"Member names must be non-empty strings, got {names!r}.")
         self._validate_names(names)
         self._check_estimators_are_instances(members)
         for name, est in zip(names, members):
             if not (hasattr(est, "fit") and hasattr(est, "predict_proba")):
-                raise ValueError(f"Member {name!r} ({type(est).__name__}) has no fit/"
+                raise InputError(f"Member {name!r} ({type(est).__name__}) has no fit/"
                                  "predict_proba; every member must be a probabilistic "
                                  "classifier.")
         return names, members
@@ -356,7 +324,7 @@ class SentimentEnsemble(DecisionMixin, ClassifierMixin, _BaseComposition):
         n_classes = len(self.classes_)
         for name, proba in zip(names, probas):
             if proba.ndim != 2 or proba.shape[1] != n_classes:
-                raise ValueError(f"Member {name!r} returned probabilities of shape "
+                raise InputError(f"Member {name!r} returned probabilities of shape "
                                  f"{proba.shape}; expected (n_samples, {n_classes}).")
         return probas
 
@@ -422,7 +390,7 @@ class SentimentEnsemble(DecisionMixin, ClassifierMixin, _BaseComposition):
         fit_idx, val_idx = holdout_split(y, self.validation_fraction, groups=groups,
                                          random_state=self._holdout_seed(specs))
         if len(val_idx) == 0:
-            raise ValueError(
+            raise InputError(
                 f"validation_fraction={self.validation_fraction} holds out no sample for "
                 "calibrate/weights='auto': every class is too small. Use more samples per "
                 "class, a larger fraction, or weights=None with calibrate=False."
@@ -435,7 +403,7 @@ class SentimentEnsemble(DecisionMixin, ClassifierMixin, _BaseComposition):
         index = {c: i for i, c in enumerate(self.classes_.tolist())}
         unknown = sorted({str(v) for v in y_val.tolist() if v not in index})
         if unknown:
-            raise ValueError(f"y has labels {unknown} that are not in the members' classes_ "
+            raise InputError(f"y has labels {unknown} that are not in the members' classes_ "
                              f"({self.classes_.tolist()}).")
         y_idx = np.array([index[v] for v in y_val.tolist()], dtype=np.intp)
         probas = self._member_probas(X_val, self.estimators_, names)
@@ -519,31 +487,21 @@ class SentimentEnsemble(DecisionMixin, ClassifierMixin, _BaseComposition):
         return self
 
     # ------------------------------------------------------------------------ save / load
-    @contextlib.contextmanager
-    def _portable_devices(self) -> Iterator[None]:
-        """Save members with the device they were given, not the GPU fit assigned them."""
-        moved = getattr(self, "_moved_devices", {})
-        assigned = {i: self.estimators_[i].device for i in moved}
-        try:
-            for i, device in moved.items():
-                self.estimators_[i].set_params(device=device)
-            yield
-        finally:
-            for i, device in assigned.items():
-                self.estimators_[i].set_params(device=device)
-
     def save(self, path: str | os.PathLike) -> str:
         """Save the fitted ensemble to a folder: one sub-folder per member and a JSON file.
 
-        Each member is written by its own ``save`` (safetensors + JSON); ``ensemble.json`` holds
-        the ensemble's parameters, member names, ``weights_``, ``temperatures_`` and classes.
-        The folder is built beside ``path`` and renamed into place, so an interrupted save
-        never leaves a half-written ensemble.
+        Each member is saved as :meth:`SentimentClassifier.save
+        <wjsentiment.SentimentClassifier.save>` would; ``ensemble.json`` holds the
+        ensemble's parameters, member names, ``weights_``, ``temperatures_``,
+        ``class_prior_`` and classes. The folder is built beside ``path``, synced to disk
+        and swapped into place in one step, so a reader finds the old ensemble or the new
+        one, never a part.
 
         Parameters
         ----------
         path : path-like
-            Folder to write (created; replaced if it exists).
+            Folder to write: a path that does not exist yet, an empty folder, or the folder
+            of a model saved before (which the new one replaces).
 
         Returns
         -------
@@ -557,42 +515,35 @@ class SentimentEnsemble(DecisionMixin, ClassifierMixin, _BaseComposition):
         TypeError
             If a member is not a :class:`~wjsentiment.SentimentClassifier` (pickle or joblib
             can store such ensembles).
+        FileExistsError
+            If ``path`` is a file, a symbolic link, or a folder that holds anything but a
+            saved model; nothing is written.
         """
         check_is_fitted(self, "estimators_")
         names = list(self.named_estimators_)
         for name, est in zip(names, self.estimators_):
-            if type(est).__name__ not in SAVABLE_MEMBERS or \
-                    not isinstance(est, SAVABLE_MEMBERS[type(est).__name__]):
+            if type(est) is not SentimentClassifier:
                 raise TypeError(f"Member {name!r} is a {type(est).__name__}; save() stores only "
-                                f"{sorted(SAVABLE_MEMBERS)} members. Use joblib.dump for other "
+                                "SentimentClassifier members. Use joblib.dump for other "
                                 "ensembles.")
-        folders = _member_folders(names)
-        path = Path(path)
-        with atomic_folder(path) as tmp:
-            with self._portable_devices():
-                for folder, est in zip(folders, self.estimators_):
-                    est.save(tmp / folder)
-            config = {
-                "estimator": type(self).__name__,
-                "params": {
-                    "weights": _json_weights(self.weights),
-                    "calibrate": bool(self.calibrate),
-                    "validation_fraction": float(self.validation_fraction),
-                    "n_jobs": None if self.n_jobs is None else int(self.n_jobs),
-                    "verbose": int(self.verbose),
-                    "decision": self.decision,
-                },
-                "default_estimators": self.estimators is None,
-                "members": [{"name": name, "folder": folder, "estimator": type(est).__name__}
-                            for name, folder, est in zip(names, folders, self.estimators_)],
-                "classes": encode_classes(np.asarray(self.classes_)),
-                "weights": [float(w) for w in self.weights_],
-                "temperatures": [float(t) for t in self.temperatures_],
-                "class_prior": [float(v) for v in self.class_prior_],
-                "validation_log_loss": self.validation_log_loss_,
-            }
-            write_config(tmp / ENSEMBLE_FILE, config, ENSEMBLE_FORMAT_VERSION)
-        return str(path)
+        members = []
+        for i, (name, est) in enumerate(zip(names, self.estimators_)):
+            state = _saved_state(est)
+            # the device the member was given, not the GPU that fit spread it to
+            state["params"]["device"] = getattr(self, "_moved_devices", {}).get(i, est.device)
+            members.append((name, state, est.model_.state_dict()))
+        params = self.get_params(deep=False)
+        del params["estimators"]
+        config = {
+            "params": params,
+            "default_estimators": self.estimators is None,
+            "classes": self.classes_,
+            "weights": self.weights_,
+            "temperatures": self.temperatures_,
+            "class_prior": self.class_prior_,
+            "validation_log_loss": self.validation_log_loss_,
+        }
+        return str(save_ensemble(path, config, members))
 
     @classmethod
     def load(cls, path: str | os.PathLike, device: str | None = None) -> SentimentEnsemble:
@@ -618,32 +569,21 @@ class SentimentEnsemble(DecisionMixin, ClassifierMixin, _BaseComposition):
             If ``ensemble.json`` or a member's files are damaged, edited into something
             invalid, of another kind of model or of a newer format; the message names the file.
         """
-        path = Path(path)
-        file = path / ENSEMBLE_FILE
-        config = read_saved_config(path, ENSEMBLE_FILE, ENSEMBLE_FORMAT_VERSION,
-                                   estimator=cls.__name__, schema=ENSEMBLE_SCHEMA)
-        names = [meta["name"] for meta in config["members"]]
-        members = [_load_member(path, meta, device) for meta in config["members"]]
-        with model_file_errors(file):
+        config, saved = load_ensemble(path)
+        names = [name for name, _ in saved]
+        members = [_from_saved(SentimentClassifier, member, device) for _, member in saved]
+        with model_file_errors(Path(path) / ENSEMBLE_FILE):
             estimators = None if config["default_estimators"] else \
                 [(name, clone(est)) for name, est in zip(names, members)]
             ens = cls(estimators, **config["params"])
             ens._validate_params()
-            ens.estimators_ = members
-            ens.named_estimators_ = Bunch(**dict(zip(names, members)))
-            ens.classes_ = decode_classes(config["classes"])
-            ens.weights_ = np.array(config["weights"], dtype=float)
-            ens.temperatures_ = np.array(config["temperatures"], dtype=float)
-            # Saved before the decision rule existed: a uniform prior, under which
-            # "balanced" is the old argmax.
-            n_classes = len(ens.classes_)
-            ens.class_prior_ = np.array(config.get("class_prior", [1.0 / n_classes] * n_classes),
-                                        dtype=float)
-            if ens.class_prior_.shape != ens.classes_.shape:
-                raise ValueError("class_prior must have one value per class")
-            ens.validation_log_loss_ = config["validation_log_loss"]
-            ens._moved_devices = {}
-            _check_saved_vote(ens, names, file)
+        ens.estimators_, ens.named_estimators_ = members, Bunch(**dict(zip(names, members)))
+        ens.classes_ = config["classes"]
+        ens.weights_ = np.array(config["weights"], dtype=float)
+        ens.temperatures_ = np.array(config["temperatures"], dtype=float)
+        ens.class_prior_ = np.array(config["class_prior"], dtype=float)
+        ens.validation_log_loss_ = config["validation_log_loss"]
+        ens._moved_devices = {}
         return ens
 
     def export_onnx(self, path: str | os.PathLike, *, opset: int | None = None) -> str:
@@ -661,41 +601,6 @@ class SentimentEnsemble(DecisionMixin, ClassifierMixin, _BaseComposition):
 
 
 # ---------------------------------------------------------------------------------- helpers
-def _load_member(path: Path, meta: dict[str, str], device: str | None) -> Any:
-    """Load the member ``meta`` of ``ensemble.json`` describes from its sub-folder."""
-    member_cls = SAVABLE_MEMBERS.get(meta["estimator"])
-    folder = meta["folder"]
-    if member_cls is None or not _SAFE_FOLDER.match(folder):
-        raise ModelFileError(path / ENSEMBLE_FILE, f"it lists a member {meta} that cannot be "
-                             f"loaded (only {sorted(SAVABLE_MEMBERS)} members, each in a "
-                             "sub-folder of the ensemble)")
-    if not (path / folder).is_dir():
-        raise ModelFileError(path / ENSEMBLE_FILE, f"its member {meta['name']!r} should be in "
-                             f"the sub-folder {folder!r}, which is missing")
-    return member_cls.load(path / folder, device=device)
-
-
-def _check_saved_vote(ens: SentimentEnsemble, names: list[str], file: Path) -> None:
-    """A loaded ensemble's weights, temperatures and classes must fit its members."""
-    n = len(names)
-    if len(set(names)) != n:
-        raise ModelFileError(file, f"its member names {names} are not unique")
-    for key, values in (("weights", ens.weights_), ("temperatures", ens.temperatures_)):
-        if len(values) != n:
-            raise ModelFileError(file, f"it has {len(values)} {key} for {n} members")
-    w, t = ens.weights_, ens.temperatures_
-    if not np.all(np.isfinite(w)) or np.any(w < 0) or w.sum() <= 0:
-        raise ModelFileError(file, f"its weights {w.tolist()} are not finite, non-negative "
-                                   "and summing to more than 0")
-    if not np.all(np.isfinite(t)) or np.any(t <= 0):
-        raise ModelFileError(file, f"its temperatures {t.tolist()} are not all finite and "
-                                   "positive")
-    for name, est in zip(names, ens.estimators_):
-        if not np.array_equal(np.asarray(est.classes_), ens.classes_):
-            raise ModelFileError(file, f"its classes {ens.classes_.tolist()} differ from "
-                                       f"member {name!r}'s {np.asarray(est.classes_).tolist()}")
-
-
 def _is_numeric_list(value: Any) -> bool:
     try:
         arr = np.asarray(value)
@@ -719,11 +624,7 @@ def _trains_balanced(est: Any) -> bool:
 
 def _frequencies(y: np.ndarray, classes: np.ndarray) -> np.ndarray:
     """How often each of ``classes`` occurs in ``y``."""
-    index = {c: i for i, c in enumerate(np.asarray(classes).tolist())}
-    counts = np.zeros(len(index))
-    for value in np.asarray(y).tolist():
-        if value in index:
-            counts[index[value]] += 1
+    counts = np.array([np.count_nonzero(np.asarray(y) == c) for c in classes], dtype=float)
     return counts / max(1.0, counts.sum())
 
 
@@ -734,26 +635,9 @@ def _shared_classes(names: list[str], members: list[Any]) -> np.ndarray:
               if c.shape != ref.shape or not np.array_equal(c, ref)]
     if differ:
         others = "; ".join(f"{name!r} has {c.tolist()}" for name, c in differ)
-        raise ValueError(f"The members disagree on classes_: {names[0]!r} has {ref.tolist()}; "
+        raise InputError(f"The members disagree on classes_: {names[0]!r} has {ref.tolist()}; "
                          f"{others}. Every member must be fitted on the same labels.")
     return ref
-
-
-def _json_weights(weights: Any) -> Any:
-    if weights is None or isinstance(weights, str):
-        return weights
-    return [float(w) for w in np.asarray(weights, dtype=float)]
-
-
-def _member_folders(names: list[str]) -> list[str]:
-    folders, seen = [], set()
-    for i, name in enumerate(names):
-        folder = name if _SAFE_FOLDER.match(name) and name != ENSEMBLE_FILE else f"member_{i}"
-        while folder.lower() in seen:
-            folder += "_"
-        seen.add(folder.lower())
-        folders.append(folder)
-    return folders
 
 
 __all__ = ["SentimentEnsemble", "default_estimators"]

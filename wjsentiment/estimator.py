@@ -11,8 +11,8 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
-import warnings
 from collections.abc import Callable, Iterator
+from numbers import Integral, Real
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -32,12 +32,20 @@ from .calibration import (
     fit_temperature,
     logit_adjustment,
     resolve_decision,
+    too_few_to_calibrate,
 )
 from .config import decode_threads, get_config
 from .datasets.splits import balance
+from .exceptions import (
+    BadImageError,
+    CalibrationWarning,
+    InputError,
+    SkippedImagesWarning,
+    warn,
+)
 from .holdout import holdout_split
 from .images.cache import get_store
-from .images.decode import BadImageError, input_key
+from .images.decode import input_key
 from .images.device import decode_device
 from .inference import DecodedImages, Member
 from .inputs import ImageInputs, as_image_inputs, check_groups, check_targets
@@ -45,18 +53,8 @@ from .models.backbones import check_backbone_name
 from .models.features import frozen_features
 from .models.network import SentimentNet, build_network
 from .params import CLASSIFIER_PARAMS, check_params, constraints
-from .persistence import (
-    CLASSIFIER_SCHEMA,
-    CONFIG_FILE,
-    WEIGHTS_FILE,
-    ModelFileError,
-    check_tensor_shapes,
-    decode_classes,
-    encode_classes,
-    load_bundle,
-    model_file_errors,
-    save_bundle,
-)
+from .persistence import CONFIG_FILE, WEIGHTS_FILE, load_classifier, save_classifier
+from .persistence.model_files import SavedModel, check_tensor_shapes, model_file_errors
 from .training.callbacks import check_callbacks
 from .training.distributed import LOCAL, Local, data_parallel
 from .training.loop import TrainConfig, TrainResult, cpu_threads, predict_logits, train_model
@@ -98,11 +96,11 @@ def torch_device(device: str) -> torch.device:
     try:
         resolved = torch.device(device)
     except (RuntimeError, TypeError):
-        raise ValueError(
+        raise InputError(
             f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {device!r}."
         ) from None
     if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device={device!r} but CUDA is not available; use 'auto' or 'cpu'.")
+        raise InputError(f"device={device!r} but CUDA is not available; use 'auto' or 'cpu'.")
     return resolved
 
 
@@ -358,8 +356,9 @@ class SentimentClassifier(DecisionMixin, ClassifierMixin, BaseEstimator):
         check_params(CLASSIFIER_PARAMS, self.get_params(deep=False), type(self).__name__)
         check_backbone_name(self.backbone)
         check_callbacks(self.callbacks)
+        _check_class_weight(self.class_weight)
         if self.early_stopping and self.validation_fraction <= 0:
-            raise ValueError(
+            raise InputError(
                 "early_stopping=True needs a validation set: set validation_fraction > 0, "
                 "e.g. 0.15."
             )
@@ -369,14 +368,11 @@ class SentimentClassifier(DecisionMixin, ClassifierMixin, BaseEstimator):
         return torch_device(self.device)
 
     def _precision(self, device: torch.device) -> str:
-        if self.precision == "auto":
-            return "bf16" if device.type == "cuda" else "fp32"
-        return self.precision
+        auto = "bf16" if device.type == "cuda" else "fp32"
+        return auto if self.precision == "auto" else self.precision
 
     def _workers(self) -> int:
-        if self.num_workers == "auto":
-            return decode_threads()
-        return int(self.num_workers)
+        return decode_threads() if self.num_workers == "auto" else int(self.num_workers)
 
     def _weights_key(self, seed: int) -> tuple | None:
         if self.weights is None:
@@ -448,11 +444,12 @@ class SentimentClassifier(DecisionMixin, ClassifierMixin, BaseEstimator):
         with cpu_threads(get_config()["torch_threads"]), parallel.failures():
             seed = parallel.from_rank0(seed)  # one split, initialisation and order
             store, decoded = self._decode(items)
-            keep = self._skip_bad_images(decoded.errors, len(items))
+            self.skipped_, keep = _skip_bad_images(decoded.errors, len(items),
+                                                   self.on_bad_image)
             rows = decoded.rows[keep]
             y_enc = self._set_classes(y[keep])
-            split = _holdout(y_enc, None if groups is None else groups[keep], seed,
-                             self.validation_fraction, self.calibration)
+            *split, n_held = _holdout(y_enc, None if groups is None else groups[keep], seed,
+                                      self.validation_fraction, self.calibration)
             net = self._build_network(seed, device)
             result = self._train(net, store, rows, y_enc, split, device, precision, seed,
                                  parallel)
@@ -460,37 +457,16 @@ class SentimentClassifier(DecisionMixin, ClassifierMixin, BaseEstimator):
             self.model_ = net.eval()
             self.history_, self.n_epochs_ = result.history, result.n_epochs
             self.best_epoch_ = result.best_epoch
-            self._calibrate(y_enc, store, rows, split[1], device, precision)
+            self._calibrate(y_enc, store, rows, split[1], n_held, device, precision)
             self.temperature_ = parallel.from_rank0(self.temperature_)  # see distributed
         return self
-
-    def _skip_bad_images(self, errors: list[tuple[int, BadImageError]], n: int) -> np.ndarray:
-        """Set ``skipped_``; raise for bad images unless ``on_bad_image="skip"``, then warn.
-        Returns the mask of the images kept."""
-        self.skipped_ = [SkippedImage(pos, err.source, err.reason) for pos, err in errors]
-        keep = np.ones(n, dtype=bool)
-        if not self.skipped_:
-            return keep
-        if self.on_bad_image == "raise":
-            raise _first_error(errors, "fit")
-        first = self.skipped_[0]
-        if len(self.skipped_) == n:
-            raise ValueError(f"All {n} images were skipped as unreadable (first: "
-                             f"{first.source}: {first.reason}); nothing is left to train on.")
-        warnings.warn(
-            f"Skipped {len(self.skipped_)} of {n} images that could not be decoded "
-            f"(first: {first.source}: {first.reason}); see skipped_.",
-            UserWarning, stacklevel=4,
-        )
-        keep[[s.index for s in self.skipped_]] = False
-        return keep
 
     def _set_classes(self, y: np.ndarray) -> np.ndarray:
         """Set ``classes_`` and ``n_classes_`` from the kept labels; return them encoded."""
         self.classes_, y_enc = np.unique(y, return_inverse=True)
         self.n_classes_ = len(self.classes_)
         if self.n_classes_ < 2:
-            raise ValueError(
+            raise InputError(
                 f"y needs at least 2 classes to train a classifier; got {self.n_classes_} "
                 f"({self.classes_.tolist()})"
                 + (f" after skipping {len(self.skipped_)} unreadable image(s)."
@@ -559,7 +535,8 @@ class SentimentClassifier(DecisionMixin, ClassifierMixin, BaseEstimator):
         return self.class_weight == "balanced" or self.sampling is not None
 
     def _calibrate(self, y_enc: np.ndarray, store, rows: np.ndarray,
-                   valid_idx: np.ndarray | None, device: torch.device, precision: str) -> None:
+                   valid_idx: np.ndarray | None, n_held: int, device: torch.device,
+                   precision: str) -> None:
         """Set ``class_prior_``, ``logit_adjustment_`` and (with calibration) ``temperature_``."""
         self.class_prior_ = np.bincount(y_enc, minlength=self.n_classes_) / len(y_enc)
         seen = (np.ones_like(self.class_prior_) if self.sampling is not None
@@ -570,14 +547,9 @@ class SentimentClassifier(DecisionMixin, ClassifierMixin, BaseEstimator):
         self.temperature_ = 1.0
         if self.calibration is None:
             return
-        n_held = 0 if valid_idx is None else len(valid_idx)
-        if n_held < MIN_CALIBRATION_SAMPLES:
-            warnings.warn(
-                f"calibration={self.calibration!r} needs at least {MIN_CALIBRATION_SAMPLES} "
-                f"held-out images and {n_held} were held out, so the temperature stays 1. Use "
-                "more images or a larger validation_fraction, or calibration=None.",
-                UserWarning, stacklevel=4,
-            )
+        if valid_idx is None or len(valid_idx) < MIN_CALIBRATION_SAMPLES:
+            warn(too_few_to_calibrate(len(y_enc), n_held, self.validation_fraction,
+                                      self.n_classes_), CalibrationWarning)
             return
         logits = self._logits(store, rows[valid_idx], device, precision)
         self.temperature_ = fit_temperature(logits, y_enc[valid_idx], self.logit_adjustment_)
@@ -770,18 +742,29 @@ class SentimentClassifier(DecisionMixin, ClassifierMixin, BaseEstimator):
     def save(self, path: str | os.PathLike) -> str:
         """Save the fitted model to a folder: weights in safetensors, the rest in JSON.
 
+        The folder is built beside ``path``, synced to disk and swapped into place in one
+        step, so a reader finds the old model or the new one, never a part (see
+        :mod:`wjsentiment.persistence`).
+
         Parameters
         ----------
         path : path-like
-            Folder to write (created; replaced atomically if it exists).
+            Folder to write: a path that does not exist yet, an empty folder, or the folder
+            of a model saved before (which the new one replaces).
 
         Returns
         -------
         str
             The folder written.
+
+        Raises
+        ------
+        FileExistsError
+            If ``path`` is a file, a symbolic link, or a folder that holds anything but a
+            saved model; nothing is written.
         """
         check_is_fitted(self, "model_")
-        return str(save_bundle(path, self.model_.state_dict(), _saved_config(self)))
+        return str(save_classifier(path, _saved_state(self), self.model_.state_dict()))
 
     @classmethod
     def load(cls, path: str | os.PathLike, device: str | None = None) -> SentimentClassifier:
@@ -807,7 +790,7 @@ class SentimentClassifier(DecisionMixin, ClassifierMixin, BaseEstimator):
             If a file of the model is damaged, truncated, edited into something invalid,
             of another kind of model or of a newer format; the message names the file.
         """
-        return _load(cls, path, device)
+        return _from_saved(cls, load_classifier(path), device)
 
     def export_onnx(self, path: str | os.PathLike, *, opset: int | None = None) -> str:
         """Write the fitted model to one ONNX file that takes uint8 images and returns
@@ -835,62 +818,105 @@ def _features_at(net: SentimentNet, key: tuple | None, store, rows: np.ndarray,
 
 def _holdout(y_enc: np.ndarray, groups: np.ndarray | None, seed: int,
              validation_fraction: float, calibration: str | None
-             ) -> tuple[np.ndarray, np.ndarray | None]:
+             ) -> tuple[np.ndarray, np.ndarray | None, int]:
     """Training and held-out positions: the validation split, or with calibration and
     no validation split, a :data:`~wjsentiment.calibration.CALIBRATION_FRACTION` holdout
-    (none when it would be too small to calibrate: then every image trains)."""
+    (none when it would be too small to calibrate: then every image trains); and how many
+    images that holdout held (for the calibration warning)."""
     everything = np.arange(len(y_enc))
     if validation_fraction > 0:
         train_idx, valid_idx = holdout_split(y_enc, validation_fraction, groups=groups,
                                              random_state=seed)
         if len(valid_idx) == 0:
-            raise ValueError(
+            raise InputError(
                 f"validation_fraction={validation_fraction} holds out no image: every class "
                 "is too small. Use more images per class or a larger fraction."
             )
-        return train_idx, valid_idx
-    if calibration is not None:
-        train_idx, valid_idx = holdout_split(y_enc, CALIBRATION_FRACTION, groups=groups,
-                                             random_state=seed, name="calibration")
-        if len(valid_idx) >= MIN_CALIBRATION_SAMPLES:
-            return train_idx, valid_idx
-    return everything, None
+        return train_idx, valid_idx, len(valid_idx)
+    if calibration is None:
+        return everything, None, 0
+    train_idx, valid_idx = holdout_split(y_enc, CALIBRATION_FRACTION, groups=groups,
+                                         random_state=seed, name="calibration")
+    if len(valid_idx) >= MIN_CALIBRATION_SAMPLES:
+        return train_idx, valid_idx, len(valid_idx)
+    return everything, None, len(valid_idx)
 
 
 def _class_weights(class_weight: str | dict | None, classes: np.ndarray,
                    y_enc: np.ndarray) -> np.ndarray | None:
-    """The loss weight of each class that ``class_weight`` asks for, or None."""
+    """The loss weight of each class that ``class_weight`` asks for (scikit-learn's
+    ``compute_class_weight``), or None."""
     if class_weight is None:
         return None
-    if class_weight == "balanced":
-        return compute_class_weight("balanced", classes=np.arange(len(classes)), y=y_enc)
-    unknown = [k for k in class_weight if k not in set(classes.tolist())]
-    if unknown:
-        raise ValueError(
-            f"class_weight has keys {unknown} that are not classes of y ({classes.tolist()})."
-        )
-    return np.array([float(class_weight.get(c, 1.0)) for c in classes.tolist()])
+    if isinstance(class_weight, dict):
+        unknown = [k for k in class_weight if k not in set(classes.tolist())]
+        if unknown:
+            raise InputError(f"class_weight has keys {unknown} that are not classes of y "
+                             f"({classes.tolist()}).")
+        # by position: scikit-learn would read a label such as "1" as the integer 1
+        class_weight = {i: class_weight[c] for i, c in enumerate(classes.tolist())
+                        if c in class_weight}
+    return compute_class_weight(class_weight, classes=np.arange(len(classes)), y=y_enc)
 
 
-def _load(cls: type, path: str | os.PathLike, device: str | None) -> SentimentClassifier:
-    """The body of :meth:`SentimentClassifier.load`."""
-    tensors, config = load_bundle(path, estimator=cls.__name__, schema=CLASSIFIER_SCHEMA)
-    config_file = Path(path) / CONFIG_FILE
-    with model_file_errors(config_file):
-        est = cls(**_saved_params(cls, config, config_file))
-        if device is not None:
-            est.set_params(device=device)
-        est.classes_ = decode_classes(config["classes"])
-        _check_saved_network(est, config["spec"], config_file)
-        est.n_classes_ = len(est.classes_)
-        est._spec = config["spec"]
-        est.model_ = _rebuild(config["spec"], tensors, Path(path) / WEIGHTS_FILE)
-        est.history_ = config["history"]
-        est.n_epochs_ = config["n_epochs"]
-        est.best_epoch_ = config["best_epoch"]
+def _check_class_weight(class_weight: str | dict | None) -> None:
+    """Every weight of a ``class_weight`` dict must be a positive, finite number."""
+    for key, value in (class_weight.items() if isinstance(class_weight, dict) else ()):
+        if isinstance(value, bool) or not isinstance(value, Real) \
+                or not (np.isfinite(value) and value > 0):
+            raise InputError(f"class_weight[{key!r}] is {value!r}; every class weight must be "
+                             "a positive, finite number (to leave a class out of training, "
+                             "leave its images out of X).")
+
+
+def _skip_bad_images(errors: list[tuple[int, BadImageError]], n: int,
+                     on_bad_image: str) -> tuple[list[SkippedImage], np.ndarray]:
+    """The images ``fit`` leaves out and the mask of those it keeps; raises for bad images
+    unless ``on_bad_image="skip"``, then warns."""
+    skipped = [SkippedImage(pos, err.source, err.reason) for pos, err in errors]
+    keep = np.ones(n, dtype=bool)
+    if not skipped:
+        return skipped, keep
+    if on_bad_image == "raise":
+        raise _first_error(errors, "fit")
+    if len(skipped) == n:
+        raise InputError(f"All {n} images were skipped as unreadable (first: "
+                         f"{skipped[0].source}: {skipped[0].reason}); nothing is left to train "
+                         "on.")
+    warn(f"Skipped {len(skipped)} of {n} images that could not be decoded (first: "
+         f"{skipped[0].source}: {skipped[0].reason}); see skipped_.", SkippedImagesWarning)
+    keep[[s.index for s in skipped]] = False
+    return skipped, keep
+
+
+def _from_saved(cls: type, saved: SavedModel, device: str | None = None
+                ) -> SentimentClassifier:
+    """The fitted ``cls`` a saved classifier folder describes (the ensemble's ``load``
+    builds its members with it)."""
+    config = saved.config
+    with model_file_errors(saved.folder / CONFIG_FILE):
+        params = {**config["params"], "class_weight": config["class_weight"]}
+        # The saved device may be missing here (a GPU model on a laptop): it is checked
+        # when used, and load(device=...) overrides it.
+        cls(**{**params, "device": "cpu"})._validate_params()
+        est = cls(**params) if device is None else cls(**{**params, "device": device})
+        est.classes_, est.n_classes_ = config["classes"], len(config["classes"])
+        est._spec, est.history_ = config["spec"], config["history"]
+        est.n_epochs_, est.best_epoch_ = config["n_epochs"], config["best_epoch"]
         est.weights_source_ = config["weights_source"]
         est.skipped_ = [SkippedImage(*s) for s in config["skipped"]]
-        _set_saved_calibration(est, config.get("calibration"))
+        for key in ("backbone", "head"):
+            if config["spec"][key] != getattr(est, key):
+                raise InputError(f"spec.{key} ({config['spec'][key]!r}) differs from "
+                                 f"params.{key} ({getattr(est, key)!r})")
+        est.model_ = _rebuild(config["spec"], saved.tensors, saved.folder / WEIGHTS_FILE)
+        calibration = config["calibration"]
+        est.temperature_ = float(calibration["temperature"])
+        for key in ("logit_adjustment", "class_prior"):
+            setattr(est, f"{key}_", np.asarray(calibration[key], dtype=float))
+            if len(calibration[key]) != est.n_classes_:
+                raise InputError(f"calibration.{key} must hold one number per class "
+                                 f"({est.n_classes_})")
     est._features_key = None
     return est
 
@@ -909,86 +935,27 @@ def _rebuild(spec: dict, tensors: dict[str, torch.Tensor],
     return net.eval()
 
 
-def _saved_config(est: SentimentClassifier) -> dict[str, Any]:
+def _saved_state(est: SentimentClassifier) -> dict[str, Any]:
     """What ``save`` writes to ``config.json`` (see
     :data:`~wjsentiment.persistence.CLASSIFIER_SCHEMA`)."""
     params = est.get_params(deep=False)
     params.pop("callbacks")  # objects of the caller's, not part of the model
-    if isinstance(params["weights"], os.PathLike):
-        params["weights"] = os.fspath(params["weights"])
-    if not isinstance(params["random_state"], (int, type(None))):
+    if not isinstance(params["random_state"], (Integral, type(None))):
         params["random_state"] = None
-    class_weight = params.pop("class_weight")
-    if isinstance(class_weight, dict):
-        class_weight = {"pairs": [[k, v] for k, v in class_weight.items()]}
-    config = {
-        "estimator": type(est).__name__,
+    return {
         "params": params,
-        "class_weight": class_weight,
-        "classes": encode_classes(est.classes_),
+        "class_weight": params.pop("class_weight"),
+        "classes": est.classes_,
         "spec": est._spec,
         "history": est.history_,
         "n_epochs": est.n_epochs_,
         "best_epoch": est.best_epoch_,
         "weights_source": est.weights_source_,
         "skipped": [list(s) for s in est.skipped_],
-        "calibration": {
-            "temperature": float(est.temperature_),
-            "logit_adjustment": [float(v) for v in est.logit_adjustment_],
-            "class_prior": [float(v) for v in est.class_prior_],
-        },
+        "calibration": {"temperature": float(est.temperature_),
+                        "logit_adjustment": est.logit_adjustment_,
+                        "class_prior": est.class_prior_},
     }
-    return config
-
-
-def _saved_params(cls: type, config: dict, config_file: Path) -> dict[str, Any]:
-    """The parameters a checked config holds, validated; missing ones take defaults."""
-    params = dict(config["params"])
-    unknown = sorted(set(params) - set(cls._get_param_names()))
-    if unknown:
-        raise ModelFileError(config_file, f"its params hold unknown parameters {unknown}",
-                             "It may come from a newer wjsentiment: upgrade wjsentiment.")
-    if config.get("calibration") is None:  # saved before calibration existed (format 1)
-        params.setdefault("calibration", None)
-    class_weight = config["class_weight"]
-    if isinstance(class_weight, dict):
-        class_weight = {k: v for k, v in class_weight["pairs"]}
-    params["class_weight"] = class_weight
-    # The saved device may be missing here (a GPU model on a laptop): it is checked when
-    # used, and load(device=...) overrides it.
-    try:
-        cls(**{**params, "device": "cpu"})._validate_params()
-    except ValueError as exc:
-        raise ModelFileError(config_file, f"its params: {str(exc).rstrip('.')}") from exc
-    return params
-
-
-def _check_saved_network(est: SentimentClassifier, spec: dict, config_file: Path) -> None:
-    """The saved network's description must agree with the saved parameters and classes."""
-    for key in ("backbone", "head"):
-        if spec[key] != getattr(est, key):
-            raise ModelFileError(config_file, f"spec.{key} ({spec[key]!r}) differs from "
-                                              f"params.{key} ({getattr(est, key)!r})")
-    n_classes = len(est.classes_) if est.classes_.ndim == 1 else -1
-    if n_classes != spec["n_classes"]:
-        raise ModelFileError(config_file, f"it lists {len(est.classes_)} classes, but the "
-                                          f"network's head has {spec['n_classes']} outputs")
-
-
-def _set_saved_calibration(est: SentimentClassifier, saved: dict | None) -> None:
-    """Set the fitted calibration a config holds; a format-1 model (none) predicts as before:
-    temperature 1, no adjustment, and a uniform prior, under which "balanced" is argmax."""
-    n = est.n_classes_
-    if saved is None:
-        saved = {"temperature": 1.0, "logit_adjustment": [0.0] * n, "class_prior": [1.0 / n] * n}
-    est.temperature_ = float(saved["temperature"])
-    est.logit_adjustment_ = np.asarray(saved["logit_adjustment"], dtype=float)
-    est.class_prior_ = np.asarray(saved["class_prior"], dtype=float)
-    if not (np.isfinite(est.temperature_) and est.temperature_ > 0):
-        raise ValueError(f"calibration.temperature must be positive, got {est.temperature_}")
-    for name in ("logit_adjustment", "class_prior"):
-        if getattr(est, f"{name}_").shape != (n,):
-            raise ValueError(f"calibration.{name} must hold one number per class ({n})")
 
 
 def epoch_order(y: np.ndarray, sampling: str | None

@@ -19,6 +19,7 @@ import json
 import os
 import warnings
 from collections.abc import Sequence
+from numbers import Integral
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,7 @@ import numpy as np
 
 from . import __version__
 from .calibration import decide
+from .exceptions import ModelFileError
 from .images.decode import decode_image
 from .inference import FittedModel
 from .inputs import as_image_inputs
@@ -353,7 +355,10 @@ def load_onnx(path: str | os.PathLike, *, batch_size: int = 64,
     FileNotFoundError
         If ``path`` does not exist.
     ValueError
-        If the file was not written by :func:`export_onnx`.
+        If ``batch_size`` is not a positive int.
+    ModelFileError
+        If the file is not an ONNX model, or was not written by :func:`export_onnx` (a
+        ``ValueError`` too).
     ImportError
         Without the ``onnxruntime`` package.
 
@@ -363,18 +368,28 @@ def load_onnx(path: str | os.PathLike, *, batch_size: int = 64,
     >>> model.predict(["photo.jpg"])  # doctest: +SKIP
     array(['Positive'], dtype='<U8')
     """
+    if isinstance(batch_size, bool) or not isinstance(batch_size, Integral) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive int (images per call of the "
+                         f"session), got {batch_size!r}.")
     ort = _require("onnxruntime")
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"No ONNX file at {str(path)!r}; write one with "
                                 "export_onnx(estimator, path) or `wjsentiment export`.")
-    session = ort.InferenceSession(str(path), sess_options=session_options,
-                                   providers=list(providers or ["CPUExecutionProvider"]))
+    again = "Export the model again with export_onnx(estimator, path) or `wjsentiment export`."
+    try:
+        session = ort.InferenceSession(str(path), sess_options=session_options,
+                                       providers=list(providers or ["CPUExecutionProvider"]))
+    except Exception as exc:  # noqa: BLE001 - onnxruntime's errors share no base but Exception
+        if not type(exc).__module__.startswith("onnxruntime"):
+            raise
+        raise ModelFileError(path, f"it is not an ONNX model onnxruntime can load ({exc})",
+                             again) from exc
     keys = session.get_modelmeta().custom_metadata_map
     inputs = [i.name for i in session.get_inputs()]
     if "classes" not in keys or "image_size" not in keys or inputs != [INPUT_NAME]:
-        raise ValueError(f"{str(path)!r} was not written by wjsentiment's export_onnx (no "
-                         "classes and image_size in its metadata, or another input).")
+        raise ModelFileError(path, "it was not written by wjsentiment's export_onnx (no "
+                             "classes and image_size in its metadata, or another input)", again)
     return OnnxClassifier(session, batch_size=batch_size)
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from .datasets.splits import stratified_split
+from .exceptions import InputError
 
 __all__ = ["holdout_split"]
 
@@ -46,7 +47,7 @@ def holdout_split(y: np.ndarray, fraction: float, *, groups: np.ndarray | None =
     Raises
     ------
     ValueError
-        If nothing would be left to train on.
+        If nothing would be left to train on, or ``groups`` has a single group.
 
     Examples
     --------
@@ -55,9 +56,14 @@ def holdout_split(y: np.ndarray, fraction: float, *, groups: np.ndarray | None =
     >>> len(held), len(set((np.arange(20) // 2)[held]) & set((np.arange(20) // 2)[train]))
     (4, 0)
     """
+    names = None if groups is None else set(np.asarray(groups).tolist())
+    if names is not None and len(names) == 1:
+        raise InputError(f"groups puts all {len(y)} images in one group ({names.pop()!r}), so "
+                         f"{name}={fraction} cannot hold any out without splitting it: pass "
+                         "one group per set of related images, or no groups.")
     train, held = stratified_split(y, (1.0 - fraction, fraction), random_state=random_state,
                                    groups=groups)
     if len(train) == 0:
-        raise ValueError(f"{name}={fraction} leaves no image to train on; use a smaller "
+        raise InputError(f"{name}={fraction} leaves no image to train on; use a smaller "
                          "fraction or more images.")
     return train, held

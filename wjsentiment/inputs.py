@@ -15,6 +15,7 @@ import numpy as np
 from scipy.sparse import issparse
 from sklearn.utils.multiclass import check_classification_targets
 
+from .exceptions import InputError
 from .images.decode import ImageInput
 
 __all__ = ["ImageInputs", "as_image_inputs", "check_groups", "check_labels", "check_targets",
@@ -43,13 +44,13 @@ def as_image_inputs(X: Any, name: str = "X") -> list:
     2
     """
     if issparse(X):
-        raise ValueError(
+        raise InputError(
             f"{name} is a sparse matrix; sparse input is not supported. Pass images: a sequence "
             "of paths or PIL images, or a uint8 array of shape (n, H, W, 3)."
         )
     if hasattr(X, "iloc") and getattr(X, "ndim", 1) == 2:
         if X.shape[1] != 1:
-            raise ValueError(
+            raise InputError(
                 f"{name} is a DataFrame with {X.shape[1]} columns; pass the one column that holds "
                 "image paths, e.g. df['path']."
             )
@@ -59,25 +60,29 @@ def as_image_inputs(X: Any, name: str = "X") -> list:
     if isinstance(X, np.ndarray):
         items = _array_items(X, name)
     elif isinstance(X, (str, os.PathLike)):
-        raise ValueError(
+        raise InputError(
             f"{name} is a single path ({X!r}); pass a list of paths, e.g. [{X!r}], or use "
             "wjsentiment.datasets.load_image_folder for a folder."
         )
     elif isinstance(X, Sequence) or hasattr(X, "__iter__"):
         items = list(X)
     else:
-        raise ValueError(f"{name} must be a sequence of images, got {type(X).__name__}.")
+        raise InputError(f"{name} must be a sequence of images, got {type(X).__name__}.")
     if len(items) == 0:
-        raise ValueError(f"{name} is empty: pass at least one image.")
+        raise InputError(f"{name} is empty: pass at least one image.")
     return items
 
 
 def _array_items(X: np.ndarray, name: str) -> list:
     if X.ndim == 4 and X.shape[-1] in (3, 4) and X.dtype == np.uint8:
+        if X.size == 0 and len(X) > 0:
+            raise InputError(f"{name} is a uint8 array of shape {X.shape}, with a dimension of "
+                             "size 0: every image needs at least one pixel. Pass images of "
+                             "shape (n, H, W, 3) with H and W >= 1.")
         return list(X)
     if X.ndim == 1:
         return X.tolist()
-    raise ValueError(
+    raise InputError(
         f"{name} must be a 1-D sequence of image paths or PIL images, or a uint8 array "
         f"of shape (n, H, W, 3); got an array of shape {X.shape} and dtype {X.dtype}."
     )
@@ -93,7 +98,7 @@ def check_labels(y: np.ndarray) -> None:
     >>> check_labels(np.array(["Positive", None], dtype=object))  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    ValueError: y has 1 missing label(s) (None or NaN), the first at position 1; ...
+    wjsentiment.exceptions.InputError: y has 1 missing label(s) (None or NaN), the first at ...
     """
     try:
         np.unique(y)
@@ -102,12 +107,12 @@ def check_labels(y: np.ndarray) -> None:
         missing = [i for i, v in enumerate(values)
                    if v is None or (isinstance(v, float) and math.isnan(v))]
         if missing:
-            raise ValueError(
+            raise InputError(
                 f"y has {len(missing)} missing label(s) (None or NaN), the first at position "
                 f"{missing[0]}; give every image a label, or leave unlabelled images out."
             ) from None
         kinds = sorted({type(v).__name__ for v in values})
-        raise ValueError(f"y mixes labels of types {kinds}, which cannot be ordered into "
+        raise InputError(f"y mixes labels of types {kinds}, which cannot be ordered into "
                          "classes; give every label the same type, e.g. str.") from None
 
 
@@ -127,20 +132,23 @@ def check_targets(y: Any, n: int, unit: str = "image") -> np.ndarray:
     ------
     ValueError
         If ``y`` is not 1-D, its length is not ``n``, a label is missing, the labels mix
-        types, or they are not class labels (floats such as 0.5).
+        types (ints and strings, say), or they are not class labels (floats such as 0.5).
 
     Examples
     --------
     >>> check_targets(["a", "b"], 3)
     Traceback (most recent call last):
     ...
-    ValueError: X has 3 images but y has 2 labels; they must match.
+    wjsentiment.exceptions.InputError: X has 3 images but y has 2 labels; they must match.
     """
-    y = np.asarray(y)
+    labels, y = y, np.asarray(y)
+    if y.dtype.kind == "U" and not isinstance(labels, np.ndarray):
+        # numpy turns [1, "a"] into strings: check the labels as they were given
+        check_labels(np.asarray(labels, dtype=object))
     if y.ndim != 1:
-        raise ValueError(f"y must be 1-D (one label per {unit}), got shape {y.shape}.")
+        raise InputError(f"y must be 1-D (one label per {unit}), got shape {y.shape}.")
     if len(y) != n:
-        raise ValueError(f"X has {n} {unit}s but y has {len(y)} labels; they must match.")
+        raise InputError(f"X has {n} {unit}s but y has {len(y)} labels; they must match.")
     check_labels(y)
     check_classification_targets(y)
     return y
@@ -163,7 +171,7 @@ def check_groups(groups: Any, n: int) -> np.ndarray | None:
         return None
     arr = np.asarray(groups)
     if arr.ndim != 1 or len(arr) != n:
-        raise ValueError(f"groups must be 1-D with one group per image: got shape {arr.shape} "
+        raise InputError(f"groups must be 1-D with one group per image: got shape {arr.shape} "
                          f"for {n} images.")
     return arr
 

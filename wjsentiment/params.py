@@ -60,6 +60,9 @@ ON_DIVERGENCE = ("raise", "restore")
 #: Data-parallel training: "auto" (when torchrun started the process) or never.
 DISTRIBUTED = ("auto", False)
 
+#: The most decoding threads ``num_workers`` may ask for.
+MAX_WORKERS = 256
+
 _NO_VALUE: Any = object()
 
 
@@ -218,7 +221,8 @@ CLASSIFIER_PARAMS: tuple[Param, ...] = (
             _HARDWARE),
     Param("num_workers", "auto", "image decoding threads ('auto': see "
           "wjsentiment.set_config(decode_threads=...))",
-          [frozenset({"auto"}), _POSITIVE_INT], cli=Cli("hardware", "N")),
+          [frozenset({"auto"}), Range(Integral, 1, MAX_WORKERS, closed="both")],
+          cli=Cli("hardware", "N")),
     _choice("decoder", "auto", DECODERS,
             "where JPEG files are decoded: 'auto' on the model's CUDA device (nvJPEG), else "
             "on the host", _HARDWARE),

@@ -1,6 +1,6 @@
 """Image decoding and the decoded-image cache."""
 
-from .cache import DecodedImageStore, DecodeResult, clear_image_cache, get_store, set_cache_budget
+from .cache import DecodedImageStore, DecodeResult, clear_image_cache, get_store
 from .decode import MAX_IMAGE_PIXELS, BadImageError, ImageInput, decode_image, input_key
 
 __all__ = [
@@ -13,5 +13,4 @@ __all__ = [
     "decode_image",
     "get_store",
     "input_key",
-    "set_cache_budget",
 ]

@@ -39,7 +39,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from ..config import get_config, on_change, set_config
+from ..config import get_config, on_change
 from .decode import BadImageError, ImageInput, decode_image, input_key
 from .device import decode_files_on_device
 
@@ -55,51 +55,6 @@ _LIVE: weakref.WeakSet[DecodedImageStore] = weakref.WeakSet()
 _RELEASE_LATER: deque[tuple[DecodedImageStore, np.ndarray]] = deque()
 #: Ticks for "least recently used": a row's tick is set when it is last released.
 _CLOCK = itertools.count(1)
-
-
-def set_cache_budget(memory_bytes: int | None = None, cache_dir: str | os.PathLike | None = None,
-                     *, disk_bytes: int | None = None) -> dict:
-    """Set how many bytes of decoded pixels are kept in RAM and on disk for reuse.
-
-    A thin wrapper over :func:`wjsentiment.set_config` (``cache_memory_bytes``,
-    ``cache_dir`` and ``cache_disk_bytes``), kept for existing code; None leaves a setting
-    as it is.
-
-    The budgets bound the decoded images kept between calls; the images one ``fit`` or
-    ``predict`` is using stay however many they are (spilled to disk beyond the budgets) and
-    are given back when it ends. Lowering a budget gives back at once what is over it.
-
-    Parameters
-    ----------
-    memory_bytes : int, optional
-        RAM budget for decoded images, shared by every image size.
-    cache_dir : path-like, optional
-        Where spilled chunks are memory-mapped.
-    disk_bytes : int, optional
-        Budget for spilled chunks in ``cache_dir``, shared by every image size.
-
-    Returns
-    -------
-    dict
-        The settings now in force: ``memory_bytes``, ``disk_bytes`` and ``cache_dir``.
-
-    Examples
-    --------
-    >>> settings = set_cache_budget()
-    >>> settings["memory_bytes"] > 0 and settings["disk_bytes"] > 0
-    True
-    """
-    for name, value in (("memory_bytes", memory_bytes), ("disk_bytes", disk_bytes)):
-        if value is not None and int(value) < 0:
-            raise ValueError(f"{name} must be >= 0, got {value!r}.")
-    given = {"cache_memory_bytes": memory_bytes, "cache_disk_bytes": disk_bytes,
-             "cache_dir": cache_dir}
-    set_config(**{k: int(v) if k != "cache_dir" else v
-                  for k, v in given.items() if v is not None})
-    settings = get_config()
-    return {"memory_bytes": settings["cache_memory_bytes"],
-            "disk_bytes": settings["cache_disk_bytes"],
-            "cache_dir": settings["cache_dir"] or tempfile.gettempdir()}
 
 
 def _budgets_changed(names: set[str]) -> None:

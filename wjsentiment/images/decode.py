@@ -55,6 +55,8 @@ import numpy as np
 import torch
 from PIL import ExifTags, Image, ImageMode, ImageOps
 
+from ..exceptions import BadImageError
+
 try:  # optional: libjpeg-turbo with DCT-domain scaling, decoding without the GIL
     import simplejpeg
 except ImportError:  # pragma: no cover - depends on what is installed
@@ -100,26 +102,6 @@ SYSTEM_ERRNOS = frozenset({
 
 #: The largest value of a 16-bit sample, which maps to 255.
 _UINT16_MAX = 65535
-
-
-class BadImageError(ValueError):
-    """An input could not be decoded as an image.
-
-    Attributes
-    ----------
-    source : str
-        A short description of the input (its path, or its position for in-memory images).
-    reason : str
-        What went wrong.
-    hint : str
-        What to do about it (the estimator says what applies where it met the image).
-    """
-
-    def __init__(self, source: str, reason: str, hint: str = "Fix or remove it.") -> None:
-        self.source = source
-        self.reason = reason
-        self.hint = hint
-        super().__init__(f"Cannot use image {source}: {reason}. {hint}")
 
 
 def describe_input(item: object) -> str:

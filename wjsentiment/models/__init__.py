@@ -13,7 +13,6 @@ from .backbones import (
     read_state_dict,
 )
 from .backbones import check_backbone_name as check_backbone_name
-from .backbones import lite0_package_weights as lite0_package_weights
 from .backbones import load_backbone_weights as load_backbone_weights
 from .feature_files import feature_cache_dir
 from .features import clear_feature_cache

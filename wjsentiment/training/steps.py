@@ -8,12 +8,11 @@ falls back to eager steps if capture fails.
 
 from __future__ import annotations
 
-import warnings
-
 import torch
 from torch import nn
 
 from ..batches import autocast
+from ..exceptions import CudaGraphWarning, warn
 
 
 class EagerStep:
@@ -96,8 +95,8 @@ class GraphedStep(EagerStep):
             except Exception as exc:  # noqa: BLE001 - any capture failure falls back to eager
                 self.failed = True
                 self.graph = None
-                warnings.warn(f"CUDA graph capture failed ({type(exc).__name__}: {exc}); "
-                              "training continues without it.", RuntimeWarning, stacklevel=3)
+                warn(f"CUDA graph capture failed ({type(exc).__name__}: {exc}); training "
+                     "continues without it.", CudaGraphWarning)
                 torch.cuda.synchronize(self.device)
                 return super().__call__(x, target)
         else:

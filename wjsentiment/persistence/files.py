@@ -1,0 +1,238 @@
+"""Writing a file or a folder so that a reader sees the old one or the new one, never a part.
+
+Both are built under a temporary name beside their target, synced to disk, then renamed into
+place; both follow the umask like any other file (0644 files and 0755 folders under umask
+022). A folder replaces the old one in a single atomic exchange on Linux
+(``renameat2(RENAME_EXCHANGE)``), so a process polling the path always finds a whole folder;
+elsewhere the old folder is renamed away just before the new one is renamed in.
+
+Temporary names are ``.NAME.wjs-tmp-HOST-PID-RANDOM``: a save killed half-way leaves one,
+which the next save of that folder on the same machine removes once process PID is gone.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import errno
+import functools
+import os
+import re
+import secrets
+import shutil
+import socket
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import IO, Any
+
+__all__ = ["TEMP_MARK", "atomic_file", "atomic_folder", "remove_stale_temporaries"]
+
+#: What the name of every temporary file or folder of this module holds.
+TEMP_MARK = ".wjs-tmp-"
+
+
+@functools.cache
+def _host() -> str:
+    return re.sub(r"[^A-Za-z0-9.]", "_", socket.gethostname())[:40] or "host"
+
+
+def _temp_name(path: Path) -> Path:
+    return path.with_name(f".{path.name}{TEMP_MARK}{_host()}-{os.getpid()}-"
+                          f"{secrets.token_hex(4)}")
+
+
+def _fsync(path: str | os.PathLike) -> None:
+    """Flush a file's content to the disk, or a folder's entries where the system allows it
+    (Windows cannot open a folder; some network filesystems refuse)."""
+    folder = os.path.isdir(path)
+    if folder and os.name == "nt":
+        return
+    try:
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    except OSError:
+        if not folder:
+            raise
+
+
+@contextlib.contextmanager
+def atomic_file(path: str | os.PathLike, mode: str = "w", **open_kwargs: Any) -> Iterator[IO]:
+    """Open a temporary file beside ``path`` for writing; rename it to ``path`` on success.
+
+    Readers never see a half-written file: the data is synced to disk before the rename,
+    and on any error the temporary file is removed and ``path`` keeps its old content. The
+    file gets the mode any new file gets (0644 under umask 022).
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> target = Path(tempfile.mkdtemp()) / "metrics.json"
+    >>> with atomic_file(target, encoding="utf-8") as fh:
+    ...     _ = fh.write("{}")
+    >>> target.read_text()
+    '{}'
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _temp_name(path)
+    # os.open with 0o666 lets the umask decide the mode, as for any new file (mkstemp: 0600).
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
+    try:
+        with os.fdopen(fd, mode, **open_kwargs) as handle:
+            yield handle
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    _fsync(path.parent)
+
+
+def _is_empty_folder(path: Path) -> bool:
+    return not any(path.iterdir())
+
+
+@contextlib.contextmanager
+def atomic_folder(path: str | os.PathLike, *,
+                  replaceable: Callable[[Path], bool] = _is_empty_folder,
+                  what: str = "what this writes") -> Iterator[Path]:
+    """Build a folder under a temporary name beside ``path``, then swap it into place.
+
+    The caller writes into the yielded folder. On success every file and folder in it is
+    synced to disk and it replaces ``path`` (see the module's notes); on any error it is
+    deleted and ``path`` is left as it was.
+
+    Parameters
+    ----------
+    path : path-like
+        Where the folder goes.
+    replaceable : callable, optional
+        Whether an existing folder at ``path`` may be replaced (default: only an empty one).
+    what : str
+        What a replaceable folder holds, for the error message.
+
+    Raises
+    ------
+    FileExistsError
+        Before anything is written, if ``path`` is a file, a symbolic link, or a folder that
+        is not ``replaceable``.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> target = Path(tempfile.mkdtemp()) / "out"
+    >>> with atomic_folder(target) as tmp:
+    ...     _ = (tmp / "a.txt").write_text("done")
+    >>> (target / "a.txt").read_text()
+    'done'
+    """
+    path = Path(path)
+    _check_target(path, replaceable, what)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(path)
+    tmp = _temp_name(path)
+    os.mkdir(tmp)  # 0777 less the umask, as any new folder (mkdtemp: 0700)
+    try:
+        yield tmp
+        for folder, _, files in os.walk(tmp):
+            for name in files:
+                _fsync(os.path.join(folder, name))
+            _fsync(folder)
+        old = _swap_into_place(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    _fsync(path.parent)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def _check_target(path: Path, replaceable: Callable[[Path], bool], what: str) -> None:
+    """Refuse to replace anything at ``path`` but a folder ``replaceable`` accepts."""
+    where = f"Cannot save to {str(path)!r}"
+    if path.is_symlink():
+        raise FileExistsError(f"{where}: it is a symbolic link (to {os.readlink(path)!r}). "
+                              "Save to the folder itself, or remove the link first.")
+    if path.exists() and not path.is_dir():
+        raise FileExistsError(f"{where}: it is a file, not a folder. Choose another path, or "
+                              "remove the file first.")
+    if path.is_dir() and not replaceable(path):
+        raise FileExistsError(f"{where}: the folder holds something other than {what}, and "
+                              "saving would replace it. Choose another path, or empty or "
+                              "remove the folder first.")
+
+
+def _swap_into_place(tmp: Path, path: Path) -> Path | None:
+    """Put the folder ``tmp`` at ``path``; return where the old folder went, if any."""
+    if not os.path.lexists(path):
+        os.rename(tmp, path)
+        return None
+    if _exchange(tmp, path):
+        return tmp
+    old = _temp_name(path)
+    os.rename(path, old)  # without an atomic exchange, path is missing until the next line
+    os.rename(tmp, path)
+    return old
+
+
+_AT_FDCWD = -100
+_RENAME_EXCHANGE = 2
+
+
+@functools.cache
+def _renameat2() -> Any:
+    """glibc's ``renameat2``, or None where there is none (not Linux, or an old C library)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        function = ctypes.CDLL(None, use_errno=True).renameat2
+    except (OSError, AttributeError):
+        return None
+    function.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p,
+                         ctypes.c_uint]
+    function.restype = ctypes.c_int
+    return function
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap two paths in one atomic step; False where the system or filesystem cannot."""
+    function = _renameat2()
+    if function is None:
+        return False
+    if function(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) == 0:
+        return True
+    code = ctypes.get_errno()
+    if code in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
+        return False
+    raise OSError(code, os.strerror(code), os.fspath(b))
+
+
+def _alive(pid: int) -> bool:
+    if os.name == "nt":
+        return True  # os.kill would end the process there: never guess
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        pass
+    return True
+
+
+def remove_stale_temporaries(path: str | os.PathLike) -> None:
+    """Remove the temporary folders that saves of ``path`` killed half-way left beside it:
+    those of this machine whose process is gone (a save running in another process keeps
+    its own)."""
+    path = Path(path)
+    pattern = re.compile(re.escape(f".{path.name}{TEMP_MARK}{_host()}-") + r"(\d+)-[0-9a-f]+")
+    with contextlib.suppress(FileNotFoundError), os.scandir(path.parent) as entries:
+        for entry in entries:
+            match = pattern.fullmatch(entry.name)
+            if match and entry.is_dir(follow_symlinks=False) and not _alive(int(match[1])):
+                shutil.rmtree(entry.path, ignore_errors=True)
