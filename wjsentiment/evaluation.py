@@ -25,6 +25,7 @@ from sklearn.metrics import (
 )
 from sklearn.utils.validation import check_is_fitted
 
+from .exceptions import InputError
 from .labels import normalize_label, ordinal_labels, sentiment_positions
 
 #: The 3-way polarity of each sentiment label.
@@ -234,7 +235,7 @@ def reliability_table(y_true: Any, proba: Any, classes: Sequence[Any], *,
     classes_arr = np.asarray(classes)
     y_true = np.asarray(y_true)
     if proba.ndim != 2 or proba.shape != (len(y_true), len(classes_arr)):
-        raise ValueError(f"proba must have shape (n_samples, n_classes) = ({len(y_true)}, "
+        raise InputError(f"proba must have shape (n_samples, n_classes) = ({len(y_true)}, "
                          f"{len(classes_arr)}), got {proba.shape}.")
     confidence = proba.max(axis=1)
     correct = (classes_arr[proba.argmax(axis=1)] == y_true).astype(float)
@@ -314,7 +315,7 @@ def report_from_predictions(y_true: Any, proba: Any, classes: Sequence[Any], *,
         y_pred = np.asarray(class_list)[np.argmax(proba, axis=1)]
     y_pred = np.asarray(y_pred)
     if y_pred.shape != y_true.shape:
-        raise ValueError(f"y_pred must have one label per sample ({len(y_true)}), got shape "
+        raise InputError(f"y_pred must have one label per sample ({len(y_true)}), got shape "
                          f"{y_pred.shape}.")
     # Labels the model does not know get probability 0; log_loss reads columns in sorted order.
     extra = [v for v in labels if v not in set(class_list)]
@@ -343,15 +344,15 @@ def _checked_predictions(classes: Sequence[Any], proba: Any,
     """The classes as a list, and ``proba`` and ``y_true`` as arrays, their shapes checked."""
     classes_arr = np.asarray(classes)
     if classes_arr.ndim != 1 or len(classes_arr) < 2:
-        raise ValueError(f"classes must list at least two classes, got {classes_arr.tolist()}.")
+        raise InputError(f"classes must list at least two classes, got {classes_arr.tolist()}.")
     if len(set(classes_arr.tolist())) != len(classes_arr):
-        raise ValueError(f"classes has duplicates: {classes_arr.tolist()}.")
+        raise InputError(f"classes has duplicates: {classes_arr.tolist()}.")
     proba = np.asarray(proba, dtype=float)
     y_true = np.asarray(y_true)
     if y_true.ndim != 1 or len(y_true) == 0:
-        raise ValueError(f"y must be a non-empty 1-D array of labels, got shape {y_true.shape}.")
+        raise InputError(f"y must be a non-empty 1-D array of labels, got shape {y_true.shape}.")
     if proba.shape != (len(y_true), len(classes_arr)):
-        raise ValueError(f"proba must have shape (n_samples, n_classes) = ({len(y_true)}, "
+        raise InputError(f"proba must have shape (n_samples, n_classes) = ({len(y_true)}, "
                          f"{len(classes_arr)}), got {proba.shape}.")
     return classes_arr.tolist(), proba, y_true
 
@@ -366,12 +367,12 @@ def _report_labels(labels: Sequence[Any] | None, class_list: list,
         labels = list(np.asarray(labels).tolist())
         missing = [c for c in class_list if c not in set(labels)]
         if missing or len(set(labels)) != len(labels):
-            raise ValueError(f"labels must list every class of the model once (it may add "
+            raise InputError(f"labels must list every class of the model once (it may add "
                              f"more); got {labels}, classes are {class_list}.")
     allowed = set(labels)
     unknown = sorted({str(v) for v in y_true.tolist() if v not in allowed})
     if unknown:
-        raise ValueError(f"y has labels {unknown} that are not classes of the model "
+        raise InputError(f"y has labels {unknown} that are not classes of the model "
                          f"({class_list}); evaluate on labels the model was trained on, or "
                          "list them in labels.")
     return labels

@@ -20,8 +20,8 @@ import warnings
 
 __all__ = ["BadImageError", "CalibrationWarning", "CudaGraphWarning", "DivergenceWarning",
            "DownloadWarning", "FeatureCacheWarning", "InputError", "ModelFileError",
-           "SkippedImagesWarning", "TrainingDivergedError", "WeightsUnavailableError",
-           "WjsentimentError", "WjsentimentWarning"]
+           "QuantizationWarning", "SkippedImagesWarning", "TrainingDivergedError",
+           "WeightsUnavailableError", "WjsentimentError", "WjsentimentWarning"]
 
 
 class WjsentimentError(Exception):
@@ -146,6 +146,11 @@ class CudaGraphWarning(WjsentimentWarning, RuntimeWarning):
 
 class DownloadWarning(WjsentimentWarning):
     """Something about a download folder that the downloader replaced or worked around."""
+
+
+class QuantizationWarning(WjsentimentWarning):
+    """An int8 model does not keep the parity with its float model (see
+    :func:`wjsentiment.quantize.export_int8`)."""
 
 
 class FeatureCacheWarning(WjsentimentWarning, RuntimeWarning):

@@ -34,6 +34,7 @@ from PIL import Image, ImageOps
 from torch import nn
 
 from .config import decode_threads
+from .exceptions import InputError
 from .images.cache import get_store
 from .inference import FittedModel, Member
 from .inputs import as_image_inputs
@@ -162,7 +163,7 @@ def check_layer(estimator: FittedModel, layer: str | None) -> None:
     >>> check_layer(clf, "layer9")  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    ValueError: layer='layer9' is not a module of the 'resnet18' backbone...
+    wjsentiment.exceptions.InputError: layer='layer9' is not a module of the 'resnet18' backbone...
     """
     for member in _members(estimator):
         with _explaining(member.classifier) as (net, device):
@@ -173,7 +174,7 @@ def _resolve_layer(estimator: Any, net: nn.Module, device: torch.device,
                    layer: str | None) -> tuple[str, nn.Module]:
     names = _feature_layers(net.backbone, estimator.image_size, device)
     if not names:
-        raise ValueError(f"The {estimator.backbone!r} backbone produces no 4-D feature map; "
+        raise InputError(f"The {estimator.backbone!r} backbone produces no 4-D feature map; "
                          "Grad-CAM needs a convolutional backbone.")
     if layer is None:
         layer = names[-1]
@@ -181,7 +182,7 @@ def _resolve_layer(estimator: Any, net: nn.Module, device: torch.device,
         modules = dict(net.backbone.named_modules())
         what = "is not a module of" if layer not in modules else \
             "does not output a 4-D feature map in"
-        raise ValueError(
+        raise InputError(
             f"layer={layer!r} {what} the {estimator.backbone!r} backbone. Pass the name of one "
             f"of its feature layers, e.g. one of {names[-5:]}; the default is {names[-1]!r}."
         )
@@ -234,11 +235,11 @@ def _target_indices(estimator: Any, items: list, target: Any) -> np.ndarray:
     else:
         labels = np.asarray(target).tolist()
         if np.ndim(target) != 1 or len(labels) != len(items):
-            raise ValueError(f"target has {len(labels)} labels for {len(items)} images; pass "
+            raise InputError(f"target has {len(labels)} labels for {len(items)} images; pass "
                              f"one label per image, one label for all, or {PREDICTED!r}.")
     unknown = sorted({str(label) for label in labels if label not in position})
     if unknown:
-        raise ValueError(f"target names {unknown}, which are not classes of the estimator "
+        raise InputError(f"target names {unknown}, which are not classes of the estimator "
                          f"({classes}); pass one of them or {PREDICTED!r}.")
     return np.array([position[label] for label in labels], dtype=np.int64)
 
@@ -322,7 +323,7 @@ def grad_cam(estimator: FittedModel, X: Any, *,
     """
     if batch_size is not None and (isinstance(batch_size, bool)
                                    or not isinstance(batch_size, Integral) or batch_size < 1):
-        raise ValueError(f"batch_size must be a positive integer or None, got {batch_size!r}.")
+        raise InputError(f"batch_size must be a positive integer or None, got {batch_size!r}.")
     members = _members(estimator)
     items = as_image_inputs(X)
     size = _output_size(members)

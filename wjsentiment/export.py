@@ -27,7 +27,7 @@ import numpy as np
 
 from . import __version__
 from .calibration import decide
-from .exceptions import ModelFileError
+from .exceptions import InputError, ModelFileError
 from .images.decode import decode_image
 from .inference import FittedModel
 from .inputs import as_image_inputs
@@ -66,7 +66,7 @@ def _members(estimator: Any) -> tuple[list[str], list[Any], np.ndarray, np.ndarr
                             "member to be a SentimentClassifier.")
     sizes = {m.name: int(m.classifier.image_size) for m in members}
     if len(set(sizes.values())) > 1:
-        raise ValueError(f"The ensemble's members resize images to different sizes "
+        raise InputError(f"The ensemble's members resize images to different sizes "
                          f"({sizes}); the exported graph takes one image size. Export the "
                          "members one by one, or fit them at one image_size.")
     return ([m.name for m in members], [m.classifier for m in members],
@@ -369,7 +369,7 @@ def load_onnx(path: str | os.PathLike, *, batch_size: int = 64,
     array(['Positive'], dtype='<U8')
     """
     if isinstance(batch_size, bool) or not isinstance(batch_size, Integral) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive int (images per call of the "
+        raise InputError(f"batch_size must be a positive int (images per call of the "
                          f"session), got {batch_size!r}.")
     ort = _require("onnxruntime")
     path = Path(path)

@@ -30,6 +30,7 @@ import numpy as np
 import torch
 
 from .batches import ImageBatches, split_batches
+from .exceptions import InputError
 from .images.cache import DecodedImageStore, DecodeResult
 from .images.decode import BadImageError
 
@@ -130,7 +131,7 @@ class DecodedImages:
     def _rows(self, positions: np.ndarray | None) -> np.ndarray:
         rows = self._result.rows if positions is None else self._result.rows[positions]
         if (rows < 0).any():
-            raise ValueError("Some of these inputs could not be decoded (see errors); pass "
+            raise InputError("Some of these inputs could not be decoded (see errors); pass "
                              "the positions of readable ones.")
         return rows
 

@@ -7,6 +7,8 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
+from .exceptions import InputError
+
 __all__ = ["SENTIMENT_LABELS", "normalize_label", "ordinal_labels", "sentiment_positions"]
 
 #: The five sentiment classes, from most negative to most positive.
@@ -51,7 +53,7 @@ def normalize_label(label: object) -> str:
     try:
         return _CANONICAL[key]
     except KeyError:
-        raise ValueError(
+        raise InputError(
             f"Unknown sentiment label {str(label)!r}; expected one of {list(SENTIMENT_LABELS)}."
         ) from None
 

@@ -22,6 +22,7 @@ from .evaluation import (
     expected_calibration_error,
     reliability_table,
 )
+from .exceptions import InputError
 from .labels import ordinal_labels
 from .persistence import atomic_file
 
@@ -83,19 +84,19 @@ def plot_training_curves(history: Any, *, axes: Sequence[Axes] | None = None,
         history = history.history_
     if not isinstance(history, Sequence) or isinstance(history, str) or len(history) == 0 \
             or not all(isinstance(entry, dict) for entry in history):
-        raise ValueError("history must be a non-empty list of per-epoch dicts (an estimator's "
+        raise InputError("history must be a non-empty list of per-epoch dicts (an estimator's "
                          "history_), e.g. clf.history_.")
     missing = [f"train_{key}" for _, key, _ in CURVE_PANELS
                if any(f"train_{key}" not in entry for entry in history)]
     if missing:
-        raise ValueError(f"history entries lack {missing}; pass an estimator's history_.")
+        raise InputError(f"history entries lack {missing}; pass an estimator's history_.")
     if axes is None:
         fig = Figure(figsize=(11, 3.6), layout="constrained")
         axes = fig.subplots(1, len(CURVE_PANELS))
     else:
         axes = list(axes)
         if len(axes) != len(CURVE_PANELS):
-            raise ValueError(f"axes must be {len(CURVE_PANELS)} Axes (loss, accuracy, "
+            raise InputError(f"axes must be {len(CURVE_PANELS)} Axes (loss, accuracy, "
                              f"macro-F1), got {len(axes)}.")
         fig = axes[0].figure
     epochs = np.arange(1, len(history) + 1)
@@ -171,10 +172,10 @@ def plot_confusion_matrix(report_or_y_true: Any, y_pred: Any = None, *,
     from sklearn.metrics import ConfusionMatrixDisplay, confusion_matrix
 
     if normalize not in _NORMALIZE:
-        raise ValueError(f"normalize must be one of {list(_NORMALIZE)}, got {normalize!r}.")
+        raise InputError(f"normalize must be one of {list(_NORMALIZE)}, got {normalize!r}.")
     if isinstance(report_or_y_true, EvaluationReport):
         if y_pred is not None:
-            raise ValueError("Pass either a report or y_true and y_pred, not a report and "
+            raise InputError("Pass either a report or y_true and y_pred, not a report and "
                              "y_pred.")
         report = report_or_y_true
         cm = np.asarray(report.confusion_matrix, dtype=float)
@@ -182,7 +183,7 @@ def plot_confusion_matrix(report_or_y_true: Any, y_pred: Any = None, *,
         if labels is not None:
             labels = list(labels)
             if sorted(map(str, labels)) != sorted(map(str, report.labels)):
-                raise ValueError(f"labels must reorder the report's labels {report.labels}, "
+                raise InputError(f"labels must reorder the report's labels {report.labels}, "
                                  f"got {[str(v) for v in labels]}.")
             order = [list(map(str, report.labels)).index(str(v)) for v in labels]
             cm = cm[np.ix_(order, order)]
@@ -193,11 +194,11 @@ def plot_confusion_matrix(report_or_y_true: Any, y_pred: Any = None, *,
             cm = cm.astype(int)
     else:
         if y_pred is None:
-            raise ValueError("y_pred is missing: pass y_true and y_pred, or an "
+            raise InputError("y_pred is missing: pass y_true and y_pred, or an "
                              "EvaluationReport.")
         y_true, y_pred = np.asarray(report_or_y_true), np.asarray(y_pred)
         if y_true.shape != y_pred.shape or y_true.ndim != 1:
-            raise ValueError(f"y_true and y_pred must be 1-D of the same length, got shapes "
+            raise InputError(f"y_true and y_pred must be 1-D of the same length, got shapes "
                              f"{y_true.shape} and {y_pred.shape}.")
         if labels is None:
             labels = ordinal_labels(sorted(set(y_true.tolist()) | set(y_pred.tolist()),
@@ -311,7 +312,7 @@ def plot_class_distribution(y: Any, *, labels: Sequence[Any] | None = None,
     """
     y = np.asarray(y)
     if y.ndim != 1 or len(y) == 0:
-        raise ValueError(f"y must be a non-empty 1-D array of labels, got shape {y.shape}.")
+        raise InputError(f"y must be a non-empty 1-D array of labels, got shape {y.shape}.")
     values = y.tolist()
     if labels is None:
         labels = ordinal_labels(sorted(set(values), key=str))
@@ -363,10 +364,10 @@ def overlay_heatmap(image: Any, heatmap: Any, *, alpha: float = 0.5,
     image = np.asarray(image)
     heatmap = np.asarray(heatmap, dtype=float)
     if image.ndim != 3 or image.shape[2] != 3 or heatmap.shape != image.shape[:2]:
-        raise ValueError(f"image must be (H, W, 3) and heatmap (H, W) of the same size, got "
+        raise InputError(f"image must be (H, W, 3) and heatmap (H, W) of the same size, got "
                          f"{image.shape} and {heatmap.shape}.")
     if not 0.0 <= alpha <= 1.0:
-        raise ValueError(f"alpha must be in [0, 1], got {alpha!r}.")
+        raise InputError(f"alpha must be in [0, 1], got {alpha!r}.")
     colours = colormaps[cmap](np.clip(heatmap, 0.0, 1.0))[..., :3] * 255.0
     blend = (1.0 - alpha) * image.astype(float) + alpha * colours
     return np.clip(np.rint(blend), 0, 255).astype(np.uint8)
@@ -424,13 +425,13 @@ def plot_explanations(estimator: Any, X: Any, y: Any = None, *, target: Any = "p
     from .explain import explain_images
 
     if isinstance(ncols, bool) or not isinstance(ncols, int) or ncols < 1:
-        raise ValueError(f"ncols must be a positive integer, got {ncols!r}.")
+        raise InputError(f"ncols must be a positive integer, got {ncols!r}.")
     result = explain_images(estimator, X, target=target, batch_size=batch_size, layer=layer)
     n = len(result.predicted)
     if y is not None:
         y = np.asarray(y)
         if y.shape != (n,):
-            raise ValueError(f"y must hold one label per image ({n}), got shape {y.shape}.")
+            raise InputError(f"y must hold one label per image ({n}), got shape {y.shape}.")
     cols = min(ncols, n)
     rows = -(-n // cols)
     fig = Figure(figsize=(2.6 * cols, 2.9 * rows), layout="constrained")
@@ -491,7 +492,7 @@ def save_figure(fig: Figure, path: str | os.PathLike, **savefig_kwargs: Any) -> 
     path = Path(path)
     fmt = savefig_kwargs.pop("format", None) or path.suffix.lstrip(".").lower()
     if not fmt:
-        raise ValueError(f"path {str(path)!r} has no suffix; add one (e.g. .png) or pass "
+        raise InputError(f"path {str(path)!r} has no suffix; add one (e.g. .png) or pass "
                          "format='png'.")
     savefig_kwargs.setdefault("bbox_inches", "tight")
     with atomic_file(path, "wb") as handle:

@@ -42,6 +42,7 @@ from typing import Any
 
 import numpy as np
 
+from .exceptions import InputError, QuantizationWarning
 from .export import INPUT_NAME, OnnxClassifier, export_onnx, load_onnx
 from .images.decode import decode_image
 from .inputs import as_image_inputs
@@ -61,10 +62,6 @@ CALIBRATION_BATCH = 16
 _FOLD_BATCH = 3
 #: Operators that start the classifier head: what follows them stays float.
 HEAD_OPS = ("Gemm", "MatMul", "Softmax")
-
-
-class QuantizationWarning(UserWarning):
-    """The int8 model does not keep the parity with the float model."""
 
 
 @dataclass(frozen=True)
@@ -408,7 +405,7 @@ def export_int8(model: Any, path: str | os.PathLike, images: Any,
     items = as_image_inputs(images, "images")
     y = None if labels is None else np.asarray(labels)
     if y is not None and len(y) != len(items):
-        raise ValueError(f"labels has {len(y)} entries for {len(items)} images.")
+        raise InputError(f"labels has {len(y)} entries for {len(items)} images.")
     if held_out is None:
         calibration, check, separate = _split(len(items), n_calibration, n_check, random_state)
         check_items, check_y = [items[i] for i in check], None if y is None else y[check]

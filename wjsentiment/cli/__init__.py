@@ -27,6 +27,7 @@ from collections.abc import Iterator, Sequence
 from importlib import import_module
 
 from .. import __version__
+from ..exceptions import WjsentimentError
 from .arguments import PROG, choice_values
 from .checks import CommandError, one_line
 
@@ -34,27 +35,15 @@ __all__ = ["COMMANDS", "CommandError", "build_parser", "main", "parse_args",
            "reported_errors"]
 
 #: The subcommands, in the order ``wjsentiment --help`` lists them: modules of this package.
-COMMANDS = ("download", "fit", "predict", "evaluate", "demo", "explain", "export")
-
-#: The package's errors, by the module that defines them. Only modules already imported are
-#: looked in (one that is not raised nothing), so reporting an error imports nothing.
-PACKAGE_ERRORS = {
-    "wjsentiment.exceptions": "WjsentimentError",
-    "wjsentiment.persistence": "ModelFileError",
-    "wjsentiment.images.decode": "BadImageError",
-    "wjsentiment.models.backbones": "WeightsUnavailableError",
-    "wjsentiment.training.loop": "TrainingDivergedError",
-    "wjsentiment.scale.stream": "PredictionsFileError",
-}
-
+COMMANDS = ("download", "fit", "predict", "evaluate", "demo", "explain", "export",
+            "serve")
 
 def reported_errors() -> tuple[type[BaseException], ...]:
     """The errors a command reports in one line with exit status 1: its own
     :class:`CommandError`, file errors (``OSError``) and the package's errors
-    (:data:`PACKAGE_ERRORS`). Anything else is a bug, shown with its traceback."""
-    found = (getattr(sys.modules.get(module), name, None)
-             for module, name in PACKAGE_ERRORS.items())
-    return (CommandError, OSError, *(error for error in found if error is not None))
+    (:class:`~wjsentiment.exceptions.WjsentimentError`). Anything else is a bug, shown with
+    its traceback."""
+    return (CommandError, OSError, WjsentimentError)
 
 
 def build_parser() -> argparse.ArgumentParser:

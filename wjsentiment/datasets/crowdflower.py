@@ -13,6 +13,8 @@ from sklearn.utils import Bunch
 from wjsentiment.datasets.download import DownloadReport, download_images
 from wjsentiment.labels import SENTIMENT_LABELS
 
+from ..exceptions import InputError
+
 __all__ = ["fetch_image_sentiment"]
 
 _METADATA = Path(__file__).parent / "data" / "crowdflower" / "image-sentiment-polarity.csv.gz"
@@ -148,7 +150,7 @@ def fetch_image_sentiment(
         or not isinstance(min_confidence, (int, float))
         or not 0.0 <= float(min_confidence) <= 1.0
     ):
-        raise ValueError(f"min_confidence must be a number from 0 to 1, got {min_confidence!r}.")
+        raise InputError(f"min_confidence must be a number from 0 to 1, got {min_confidence!r}.")
 
     frame = _load_metadata()
     keep = frame["confidence"] >= float(min_confidence)

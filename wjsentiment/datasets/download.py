@@ -52,6 +52,8 @@ from urllib3.util import Retry
 from wjsentiment.images.decode import BadImageError, verify_image_file
 from wjsentiment.persistence import atomic_file
 
+from ..exceptions import InputError
+
 __all__ = ["DownloadReport", "default_filename", "download_images"]
 
 #: Back-off factor in seconds between retries: urllib3's :class:`~urllib3.util.Retry` retries
@@ -217,31 +219,31 @@ def _is_reserved(name: str) -> bool:
 
 def _check_filename(name: object) -> str:
     if not isinstance(name, str) or not name or name in (".", ".."):
-        raise ValueError(f"filenames contains an invalid file name {name!r}; use plain names.")
+        raise InputError(f"filenames contains an invalid file name {name!r}; use plain names.")
     if "/" in name or "\\" in name or "\x00" in name:
-        raise ValueError(f"filenames contains {name!r}, which has a path separator; pass plain "
+        raise InputError(f"filenames contains {name!r}, which has a path separator; pass plain "
                          "file names and put the folder in `directory`.")
     if _is_reserved(name):
-        raise ValueError(f"filenames contains the reserved name {name!r}; choose another name.")
+        raise InputError(f"filenames contains the reserved name {name!r}; choose another name.")
     return name
 
 
 def _plan(urls: Sequence[str], filenames: Sequence[str] | None) -> list[tuple[str, str]]:
     """Validate the inputs and return the unique (url, filename) pairs, in order."""
     if isinstance(urls, str):
-        raise ValueError("urls must be a sequence of URL strings, not a single string.")
+        raise InputError("urls must be a sequence of URL strings, not a single string.")
     urls = list(urls)
     for url in urls:
         if not isinstance(url, str) or urllib.parse.urlsplit(url).scheme not in ("http", "https"):
-            raise ValueError(f"urls contains {url!r}, which is not an http(s) URL.")
+            raise InputError(f"urls contains {url!r}, which is not an http(s) URL.")
     if filenames is None:
         names = [default_filename(url) for url in urls]
     elif isinstance(filenames, str):
-        raise ValueError("filenames must be a sequence of names, one per URL, not a string.")
+        raise InputError("filenames must be a sequence of names, one per URL, not a string.")
     else:
         names = [_check_filename(n) for n in filenames]
         if len(names) != len(urls):
-            raise ValueError(f"filenames has {len(names)} entries but urls has {len(urls)}; "
+            raise InputError(f"filenames has {len(names)} entries but urls has {len(urls)}; "
                              "pass exactly one file name per URL.")
     pairs = list(dict.fromkeys(zip(urls, names, strict=True)))
     for side, problem in ((1, "filenames are not unique: {!r} is given for {} URLs; every URL "
@@ -250,7 +252,7 @@ def _plan(urls: Sequence[str], filenames: Sequence[str] | None) -> list[tuple[st
                               "each URL once.")):
         value, count = Counter(pair[side] for pair in pairs).most_common(1)[0] if pairs else ("", 0)
         if count > 1:
-            raise ValueError(problem.format(value, count))
+            raise InputError(problem.format(value, count))
     return pairs
 
 
@@ -260,13 +262,13 @@ def _check_settings(n_jobs: int, retries: int, timeout: float, deadline: float |
     for name, value, least in (("n_jobs", n_jobs, 1), ("retries", retries, 0),
                                ("max_bytes", max_bytes, 1)):
         if isinstance(value, bool) or not isinstance(value, int) or value < least:
-            raise ValueError(f"{name} must be an integer >= {least}, got {value!r}.")
+            raise InputError(f"{name} must be an integer >= {least}, got {value!r}.")
     for name, value in (("timeout", timeout), ("deadline", deadline)):
         if value is None and name == "deadline":
             continue
         if (isinstance(value, bool) or not isinstance(value, (int, float))
                 or not 0 < value < math.inf):
-            raise ValueError(f"{name} must be a positive number of seconds, got {value!r}.")
+            raise InputError(f"{name} must be a positive number of seconds, got {value!r}.")
 
 
 @dataclass(frozen=True)

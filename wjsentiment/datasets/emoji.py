@@ -11,6 +11,8 @@ from sklearn.utils import Bunch
 
 from wjsentiment.labels import SENTIMENT_LABELS, normalize_label
 
+from ..exceptions import InputError
+
 __all__ = ["load_emoji_sentiment"]
 
 _ROOT = Path(__file__).parent / "data" / "emoji_sentiment"
@@ -47,10 +49,10 @@ Attribution and licences:
 def _check_styles(styles: str | Iterable[str]) -> list[str]:
     chosen = [styles] if isinstance(styles, str) else list(styles)
     if not chosen:
-        raise ValueError(f"styles is empty; pick one or more of {list(_STYLES)}.")
+        raise InputError(f"styles is empty; pick one or more of {list(_STYLES)}.")
     unknown = [s for s in chosen if s not in _STYLES]
     if unknown:
-        raise ValueError(f"Unknown style(s) {unknown}; expected a subset of {list(_STYLES)}.")
+        raise InputError(f"Unknown style(s) {unknown}; expected a subset of {list(_STYLES)}.")
     return list(dict.fromkeys(chosen))
 
 

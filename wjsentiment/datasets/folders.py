@@ -16,6 +16,8 @@ from sklearn.utils import Bunch
 
 from wjsentiment.labels import normalize_label, ordinal_labels
 
+from ..exceptions import InputError
+
 __all__ = ["SkippedEntry", "iter_image_files", "load_image_csv", "load_image_folder"]
 
 #: File extensions (lower case) that :func:`iter_image_files` picks up.
@@ -159,7 +161,7 @@ def _check_images(paths: Sequence[str], headers: bool = True) -> None:
         except Exception as exc:  # Pillow raises several types for bad files
             unreadable.append(f"{p} ({type(exc).__name__})")
     if unreadable:
-        raise ValueError(
+        raise InputError(
             f"{len(unreadable)} file(s) cannot be read as images: {_listing(unreadable)}. "
             "Replace or remove them."
         )
@@ -255,7 +257,7 @@ def load_image_folder(root: str | os.PathLike[str], *, check_images: bool = True
     if not class_dirs:
         loose = [e.name for e in os.scandir(root_path) if e.is_file() and _is_image_name(e.name)]
         hint = f" It holds {len(loose)} image(s) but no class folders." if loose else ""
-        raise ValueError(f"No class folders in {str(root_path)!r}.{hint} {_FOLDER_LAYOUT}")
+        raise InputError(f"No class folders in {str(root_path)!r}.{hint} {_FOLDER_LAYOUT}")
 
     files: dict[str, list[str]] = {}
     skipped: list[SkippedEntry] = []
@@ -269,7 +271,7 @@ def load_image_folder(root: str | os.PathLike[str], *, check_images: bool = True
                       UserWarning, stacklevel=2)
     empty = [name for name in class_dirs if not files[name]]
     if empty:
-        raise ValueError(
+        raise InputError(
             f"Class folder(s) with no images in {str(root_path)!r}: {_listing(empty)}. "
             f"Add images or remove those folders. {_FOLDER_LAYOUT}"
         )
@@ -283,7 +285,7 @@ def load_image_folder(root: str | os.PathLike[str], *, check_images: bool = True
         by_label: dict[str, str] = {}
         for name, label in canonical.items():
             if label in by_label:
-                raise ValueError(
+                raise InputError(
                     f"Folders {by_label[label]!r} and {name!r} in {str(root_path)!r} both mean "
                     f"the label {label!r}; merge them into one folder."
                 )
@@ -359,19 +361,19 @@ def load_image_csv(
     table = pd.read_csv(csv_path)
     for argument, column in (("image_col", image_col), ("label_col", label_col)):
         if column not in table.columns:
-            raise ValueError(
+            raise InputError(
                 f"{argument}={column!r} is not a column of {str(csv_path)!r}; "
                 f"its columns are {list(table.columns)}."
             )
     if table.empty:
-        raise ValueError(
+        raise InputError(
             f"{str(csv_path)!r} has no rows; expected one row per image with columns "
             f"{image_col!r} (path) and {label_col!r} (label)."
         )
     blank = table[image_col].isna() | table[label_col].isna()
     if blank.any():
         lines = [f"line {i + 2}" for i in np.flatnonzero(blank.to_numpy())]
-        raise ValueError(
+        raise InputError(
             f"{int(blank.sum())} row(s) of {str(csv_path)!r} have no {image_col!r} or no "
             f"{label_col!r}: {_listing(lines)}. Fill or drop them."
         )

@@ -9,6 +9,8 @@ from typing import Any
 import numpy as np
 from sklearn.utils import check_random_state
 
+from ..exceptions import InputError
+
 __all__ = ["balance", "stratified_split"]
 
 _BALANCE_STRATEGIES = ("undersample", "oversample")
@@ -17,11 +19,11 @@ _BALANCE_STRATEGIES = ("undersample", "oversample")
 def _as_labels(y: Any, name: str = "y") -> np.ndarray:
     arr = np.asarray(y)
     if arr.ndim != 1:
-        raise ValueError(
+        raise InputError(
             f"{name} must be one-dimensional (one label per sample), got shape {arr.shape}."
         )
     if arr.shape[0] == 0:
-        raise ValueError(f"{name} is empty; pass at least one label.")
+        raise InputError(f"{name} is empty; pass at least one label.")
     return arr
 
 
@@ -30,7 +32,7 @@ def _encode(arr: np.ndarray, name: str) -> tuple[np.ndarray, int]:
     try:
         uniques, codes = np.unique(arr, return_inverse=True)
     except TypeError as exc:
-        raise ValueError(
+        raise InputError(
             f"{name} mixes values that cannot be compared ({exc}); use labels of one type."
         ) from None
     return codes.reshape(-1), len(uniques)
@@ -44,7 +46,7 @@ def _rng(random_state: Any) -> np.random.Generator | np.random.RandomState:
 
 def _check_fractions(fractions: Sequence[float]) -> list[float]:
     if isinstance(fractions, (str, bytes)) or not isinstance(fractions, Sequence):
-        raise ValueError(
+        raise InputError(
             f"fractions must be a sequence of floats such as (0.8, 0.2), got {fractions!r}."
         )
     values = []
@@ -52,14 +54,14 @@ def _check_fractions(fractions: Sequence[float]) -> list[float]:
         try:
             value = float(f)
         except (TypeError, ValueError):
-            raise ValueError(f"fractions must hold numbers, got {f!r} in {fractions!r}.") from None
+            raise InputError(f"fractions must hold numbers, got {f!r} in {fractions!r}.") from None
         if not math.isfinite(value) or value <= 0:
-            raise ValueError(f"fractions must all be positive, got {f!r} in {fractions!r}.")
+            raise InputError(f"fractions must all be positive, got {f!r} in {fractions!r}.")
         values.append(value)
     if not values:
-        raise ValueError("fractions is empty; pass e.g. (0.8, 0.2).")
+        raise InputError("fractions is empty; pass e.g. (0.8, 0.2).")
     if abs(sum(values) - 1.0) > 1e-6:
-        raise ValueError(f"fractions must sum to 1, but {fractions!r} sums to {sum(values):.6g}.")
+        raise InputError(f"fractions must sum to 1, but {fractions!r} sums to {sum(values):.6g}.")
     return values
 
 
@@ -147,7 +149,7 @@ def _grouped_split(
 ) -> tuple[np.ndarray, ...]:
     group_arr = _as_labels(groups, "groups")
     if group_arr.shape[0] != codes.shape[0]:
-        raise ValueError(
+        raise InputError(
             f"groups has {group_arr.shape[0]} entries but y has {codes.shape[0]}; "
             "pass one group per sample."
         )
@@ -215,7 +217,7 @@ def balance(y: Any, strategy: str = "undersample", *, random_state: Any = None) 
     ['a', 'a', 'a', 'b', 'b', 'b']
     """
     if strategy not in _BALANCE_STRATEGIES:
-        raise ValueError(
+        raise InputError(
             f"Unknown strategy {strategy!r}; expected one of {list(_BALANCE_STRATEGIES)}."
         )
     labels = _as_labels(y)

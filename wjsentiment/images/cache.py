@@ -40,6 +40,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..config import get_config, on_change
+from ..exceptions import InputError
 from .decode import BadImageError, ImageInput, decode_image, input_key
 from .device import decode_files_on_device
 
@@ -493,7 +494,7 @@ class DecodedImageStore:
         if out is None:
             out = np.empty((len(rows), self.size, self.size, 3), dtype=np.uint8)
         elif out.shape[0] != len(rows):
-            raise ValueError(f"out holds {out.shape[0]} images, rows name {len(rows)}.")
+            raise InputError(f"out holds {out.shape[0]} images, rows name {len(rows)}.")
         chunks, offsets = np.divmod(rows, self.chunk_images)
         # Runs of consecutive rows of one chunk (a prediction's rows are mostly in order)
         # are copied as one block each: one numpy call, outside the GIL, instead of one

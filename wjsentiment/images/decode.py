@@ -55,7 +55,7 @@ import numpy as np
 import torch
 from PIL import ExifTags, Image, ImageMode, ImageOps
 
-from ..exceptions import BadImageError
+from ..exceptions import BadImageError, InputError
 
 try:  # optional: libjpeg-turbo with DCT-domain scaling, decoding without the GIL
     import simplejpeg
@@ -362,7 +362,7 @@ def check_pixel_count(img: Image.Image, source: str) -> None:
     >>> check_pixel_count(deep, "deep.png")  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    wjsentiment.images.decode.BadImageError: Cannot use image deep.png: 9000x9000 pixels of \
+    wjsentiment.exceptions.BadImageError: Cannot use image deep.png: 9000x9000 pixels of \
 2-byte samples count as 162000000 pixels, over the limit of 89478485 (possible decompression...
     """
     weight = _sample_bytes(img.mode)
@@ -468,7 +468,7 @@ def verify_image_file(fh: BinaryIO, source: str) -> None:
     >>> verify_image_file(io.BytesIO(b"<html>"), "page.jpg")  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    wjsentiment.images.decode.BadImageError: Cannot use image page.jpg: not an image file PIL...
+    wjsentiment.exceptions.BadImageError: Cannot use image page.jpg: not an image file PIL...
     """
     start = fh.tell()
     with _named_errors(source):
@@ -607,9 +607,9 @@ def _host_decoder(name: str | None) -> str:
     """The host JPEG decoder ``name`` stands for, checked."""
     name = HOST_DECODER if name is None else name
     if name not in HOST_DECODERS:
-        raise ValueError(f"host_decoder must be one of {list(HOST_DECODERS)}, got {name!r}.")
+        raise InputError(f"host_decoder must be one of {list(HOST_DECODERS)}, got {name!r}.")
     if name == "simplejpeg" and simplejpeg is None:
-        raise ValueError("host_decoder='simplejpeg' needs the simplejpeg package: pip install "
+        raise InputError("host_decoder='simplejpeg' needs the simplejpeg package: pip install "
                          "simplejpeg (or wjsentiment[fast]), or use 'pil'.")
     return name
 

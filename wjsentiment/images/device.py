@@ -29,6 +29,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from ..exceptions import InputError
 from ..params import DECODERS
 from .decode import (
     JpegHeader,
@@ -70,12 +71,12 @@ def decode_device(decoder: str, device: torch.device) -> torch.device | None:
     True
     """
     if decoder not in DECODERS:
-        raise ValueError(f"decoder must be one of {list(DECODERS)}, got {decoder!r}.")
+        raise InputError(f"decoder must be one of {list(DECODERS)}, got {decoder!r}.")
     device = torch.device(device)
     if decoder == "cpu" or (decoder == "auto" and device.type != "cuda"):
         return None
     if not torch.cuda.is_available():
-        raise ValueError("decoder='cuda' needs a CUDA GPU and none is available; use "
+        raise InputError("decoder='cuda' needs a CUDA GPU and none is available; use "
                          "decoder='auto' or 'cpu'.")
     return device if device.type == "cuda" else torch.device("cuda")
 

@@ -12,7 +12,7 @@ import timm
 import torch
 from torch import nn
 
-from ..exceptions import WeightsUnavailableError
+from ..exceptions import InputError, WeightsUnavailableError
 
 
 class WeightPackage(NamedTuple):
@@ -101,13 +101,13 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     try:
         state = timm.models.load_state_dict(str(path), use_ema=True, weights_only=True)
     except Exception as exc:
-        raise ValueError(
+        raise InputError(
             f"Cannot read weight file {str(path)!r} as a PyTorch state_dict ({exc})."
         ) from exc
     if isinstance(state.get("model_state_dict"), Mapping):  # a common checkpoint layout
         state = state["model_state_dict"]
     if not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise ValueError(f"Weight file {str(path)!r} does not hold a state_dict of tensors.")
+        raise InputError(f"Weight file {str(path)!r} does not hold a state_dict of tensors.")
     return dict(state)
 
 
@@ -136,7 +136,7 @@ def load_backbone_weights(model: nn.Module, state: Mapping[str, torch.Tensor], s
     if set(target) <= set(state):
         extra = [k for k in state if k not in target]
         if len(extra) > 2:
-            raise ValueError(
+            raise InputError(
                 f"Weights {source} have {len(extra)} tensors the backbone lacks "
                 f"(first: {extra[:3]}); they are for another architecture."
             )
@@ -149,7 +149,7 @@ def load_backbone_weights(model: nn.Module, state: Mapping[str, torch.Tensor], s
         )
         if not shapes_line_up:
             missing = [k for k in target if k not in state][:3]
-            raise ValueError(
+            raise InputError(
                 f"Weights {source} do not fit backbone {type(model).__name__}: missing keys such "
                 f"as {missing}, and the tensors do not line up by position either. Check that "
                 "the backbone name matches the file."
@@ -157,7 +157,7 @@ def load_backbone_weights(model: nn.Module, state: Mapping[str, torch.Tensor], s
         mapped = {name: value for name, (_, value) in zip(target, items)}
     for name, value in mapped.items():
         if value.shape != target[name].shape:
-            raise ValueError(
+            raise InputError(
                 f"Weights {source}: tensor {name!r} has shape {tuple(value.shape)}, the backbone "
                 f"expects {tuple(target[name].shape)}."
             )
@@ -190,12 +190,12 @@ def check_backbone_name(name: object) -> None:
     >>> check_backbone_name("resnet_18")  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    ValueError: backbone='resnet_18' is not a timm model name...
+    wjsentiment.exceptions.InputError: backbone='resnet_18' is not a timm model name...
     """
     if not isinstance(name, str) or not timm.is_model(name):
         close = timm.list_models(f"*{name}*")[:5] if isinstance(name, str) and name else []
         hint = f" Close matches: {close}." if close else ""
-        raise ValueError(
+        raise InputError(
             f"backbone={name!r} is not a timm model name.{hint} See timm.list_models()."
         )
 
@@ -264,7 +264,7 @@ def create_backbone(name: str, weights: str | os.PathLike | None = "imagenet"):
         load_backbone_weights(model, read_state_dict(weights), repr(os.fspath(weights)))
         source = f"weights file {os.fspath(weights)}"
     else:
-        raise ValueError(
+        raise InputError(
             f"weights must be 'imagenet', None, or a path to a .pth/.safetensors file, "
             f"got {weights!r}."
         )

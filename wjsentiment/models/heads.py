@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from torch import nn
 
+from ..exceptions import InputError
 from ..params import HEADS
 
 
@@ -52,4 +53,4 @@ def build_head(kind: str, in_features: int, n_classes: int) -> nn.Module:
             nn.Tanh(),
             nn.Linear(quarter, n_classes),
         )
-    raise ValueError(f"head must be one of {list(HEADS)}, got {kind!r}.")
+    raise InputError(f"head must be one of {list(HEADS)}, got {kind!r}.")

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
-from ..exceptions import ModelFileError
+from ..exceptions import InputError, ModelFileError
 from ..params import CLASSIFIER_PARAMS, defaults
 from .files import atomic_folder
 from .schemas import (
@@ -294,10 +294,10 @@ def _check_classifier(config: dict[str, Any], config_file: Path) -> None:
                              "It may come from a newer wjsentiment: upgrade wjsentiment.")
     classes = decode_classes(config["classes"])
     if classes.ndim != 1 or not np.array_equal(np.unique(classes), classes):
-        raise ValueError(f"its classes {classes.tolist()} are not sorted and unique, as fit "
+        raise InputError(f"its classes {classes.tolist()} are not sorted and unique, as fit "
                          "makes them")
     if len(classes) != spec["n_classes"]:
-        raise ValueError(f"it lists {len(classes)} classes, but the network's head has "
+        raise InputError(f"it lists {len(classes)} classes, but the network's head has "
                          f"{spec['n_classes']} outputs")
     weight = config["class_weight"]
     config["class_weight"] = dict(weight["pairs"]) if isinstance(weight, dict) else weight
@@ -345,24 +345,24 @@ def _member_folder(folder: Path, meta: dict[str, str]) -> Path:
 def _check_vote(config: dict[str, Any], members: list[tuple[str, SavedModel]]) -> None:
     names, n = [name for name, _ in members], len(members)
     if len(set(names)) != n:
-        raise ValueError(f"its member names {names} are not unique")
+        raise InputError(f"its member names {names} are not unique")
     for key in ("weights", "temperatures"):
         if len(config[key]) != n:
-            raise ValueError(f"it has {len(config[key])} {key} for {n} members")
+            raise InputError(f"it has {len(config[key])} {key} for {n} members")
     weights, temperatures = np.array(config["weights"]), np.array(config["temperatures"])
     if np.any(weights < 0) or weights.sum() <= 0:
-        raise ValueError(f"its weights {weights.tolist()} are not finite, non-negative and "
+        raise InputError(f"its weights {weights.tolist()} are not finite, non-negative and "
                          "summing to more than 0")
     if np.any(temperatures <= 0):
-        raise ValueError(f"its temperatures {temperatures.tolist()} are not all finite and "
+        raise InputError(f"its temperatures {temperatures.tolist()} are not all finite and "
                          "positive")
     classes = config["classes"]
     for name, member in members:
         if not np.array_equal(member.config["classes"], classes):
-            raise ValueError(f"its classes {classes.tolist()} differ from member {name!r}'s "
+            raise InputError(f"its classes {classes.tolist()} differ from member {name!r}'s "
                              f"{member.config['classes'].tolist()}")
     if len(config["class_prior"]) != len(classes):
-        raise ValueError(f"class_prior must hold one number per class ({len(classes)})")
+        raise InputError(f"class_prior must hold one number per class ({len(classes)})")
 
 
 # ------------------------------------------------------------------------------ writing
@@ -401,7 +401,7 @@ def _as_json(config: dict[str, Any], kind: str) -> dict[str, Any]:
     data = json.loads(json.dumps(config, default=json_default))
     problem = schema_problem(data, SCHEMAS[kind, FORMAT_VERSION])
     if problem is not None:
-        raise ValueError(f"Cannot save this {kind}: {problem}.")
+        raise InputError(f"Cannot save this {kind}: {problem}.")
     return data
 
 

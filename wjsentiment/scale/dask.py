@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from distributed import WorkerPlugin
 
 from ..config import set_config
+from ..exceptions import InputError
 from .stream import PATH_COLUMN, predict_frame, quiet
 
 if TYPE_CHECKING:
@@ -134,10 +135,10 @@ def predict_partitions(paths: dask.dataframe.DataFrame | dask.dataframe.Series,
                         f"{type(paths).__name__}; make one with dask.dataframe.from_pandas "
                         "or dask.dataframe.read_csv.")
     if path_col not in paths.columns:
-        raise ValueError(f"path_col={path_col!r} is not a column of paths (columns: "
+        raise InputError(f"path_col={path_col!r} is not a column of paths (columns: "
                          f"{', '.join(map(str, paths.columns))}).")
     if int(batch_size) < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size!r}.")
+        raise InputError(f"batch_size must be >= 1, got {batch_size!r}.")
     model_path = os.path.realpath(model)
     # The columns and dtypes, from the model loaded on the client's CPU: the workers' device
     # (a GPU, say) need not exist here.
@@ -221,9 +222,9 @@ def worker_setup(*, feature_cache_dir: str | os.PathLike | None = None,
     ('WorkerSetup', 1)
     """
     if torch_threads is not None and int(torch_threads) < 1:
-        raise ValueError(f"torch_threads must be >= 1, got {torch_threads!r}.")
+        raise InputError(f"torch_threads must be >= 1, got {torch_threads!r}.")
     if isinstance(cache_memory, str) and cache_memory != "auto":
-        raise ValueError(f"cache_memory must be a number of bytes or 'auto', got "
+        raise InputError(f"cache_memory must be a number of bytes or 'auto', got "
                          f"{cache_memory!r}.")
     folder = os.fspath(feature_cache_dir) if feature_cache_dir is not None else None
     threads = int(torch_threads) if torch_threads is not None else None

@@ -26,6 +26,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 import numpy as np
 
+from ..exceptions import InputError
 from ..labels import ordinal_labels
 
 if TYPE_CHECKING:  # pandas is imported by the functions that use it
@@ -51,7 +52,7 @@ RULES = {
 }
 
 
-class PredictionsFileError(ValueError):
+class PredictionsFileError(InputError):
     """A predictions file that :func:`predict_csv` cannot resume: another model's, or
     damaged."""
 
@@ -479,10 +480,10 @@ def predict_csv(model: Any, paths: Iterable[Any], out: str | os.PathLike | IO[st
     5
     """
     if int(batch_size) < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size!r}.")
+        raise InputError(f"batch_size must be >= 1, got {batch_size!r}.")
     to_file = isinstance(out, (str, os.PathLike))
     if resume and not to_file:
-        raise ValueError("resume=True needs out to be a file path (the file to resume).")
+        raise InputError("resume=True needs out to be a file path (the file to resume).")
     with output_lock(out) if to_file else contextlib.nullcontext():
         columns = prediction_columns(model.classes_)
         done = _WrittenRows.read(out, columns) if resume else None

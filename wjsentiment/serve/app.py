@@ -33,6 +33,7 @@ from fastapi.responses import FileResponse
 from starlette.staticfiles import StaticFiles
 
 from .. import __version__
+from ..exceptions import InputError
 from . import metrics
 from .engine import WORKER_CACHE_BYTES, Engine, load_engine
 from .gate import GateState, ServiceGate, key_checker, request_log
@@ -168,7 +169,7 @@ def _accelerator(device: str) -> tuple[str, Any]:
     if device.startswith("cuda:"):
         return "cuda", [int(device.split(":", 1)[1])]
     if device not in ("auto", "cpu", "cuda"):
-        raise ValueError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {device!r}.")
+        raise InputError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {device!r}.")
     return device, "auto" if device != "cpu" else 1
 
 
@@ -177,7 +178,7 @@ def _api_key(options: ServeOptions) -> str | None:
         return None
     key = os.environ.get(options.api_key_env, "")
     if not key:
-        raise ValueError(f"--api-key-env {options.api_key_env}: that environment variable is "
+        raise InputError(f"--api-key-env {options.api_key_env}: that environment variable is "
                          "empty or not set; export the key in it first.")
     return key
 

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..exceptions import InputError
+
 __all__ = ["HOSTS", "ServeOptions"]
 
 #: The addresses LitServe listens on: this machine only, or every IPv4 or IPv6 interface.
@@ -62,15 +64,15 @@ class ServeOptions:
 
     def __post_init__(self) -> None:
         if self.host not in HOSTS:
-            raise ValueError(f"host must be one of {list(HOSTS)} (LitServe binds no other), "
+            raise InputError(f"host must be one of {list(HOSTS)} (LitServe binds no other), "
                              f"got {self.host!r}.")
         if not 1024 <= self.port <= 65535:
-            raise ValueError(f"port must be from 1024 to 65535, got {self.port!r}.")
+            raise InputError(f"port must be from 1024 to 65535, got {self.port!r}.")
         for name in ("workers", "max_batch_size", "max_images", "max_queue"):
             if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)!r}.")
+                raise InputError(f"{name} must be >= 1, got {getattr(self, name)!r}.")
         if self.max_body_mb <= 0 or self.timeout_s <= 0:
-            raise ValueError("max_body_mb and timeout_s must be > 0.")
+            raise InputError("max_body_mb and timeout_s must be > 0.")
         if not 0 <= self.batch_timeout_ms < 1000 * self.timeout_s:
-            raise ValueError(f"batch_timeout_ms must be >= 0 and under timeout_s "
+            raise InputError(f"batch_timeout_ms must be >= 0 and under timeout_s "
                              f"({self.timeout_s} s), got {self.batch_timeout_ms!r}.")

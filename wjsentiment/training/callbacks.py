@@ -32,6 +32,8 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
+from ..exceptions import InputError
+
 __all__ = ["HOOKS", "Callback", "EarlyStopping", "ProgressBar", "check_callbacks"]
 
 #: The methods a callback may have.
@@ -83,11 +85,11 @@ def check_callbacks(callbacks: Sequence[Any] | None) -> None:
     >>> check_callbacks([3])  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    ValueError: callbacks[0] is 3, which has none of the methods on_fit_begin, ...
+    wjsentiment.exceptions.InputError: callbacks[0] is 3, which has none of the methods on_fit_begin, ...
     """
     for i, callback in enumerate(callbacks or []):
         if not any(callable(getattr(callback, name, None)) for name in HOOKS):
-            raise ValueError(
+            raise InputError(
                 f"callbacks[{i}] is {callback!r}, which has none of the methods "
                 f"{', '.join(HOOKS)}; subclass wjsentiment.training.Callback and override "
                 "the ones you need."

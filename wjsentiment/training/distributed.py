@@ -39,6 +39,8 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from ..exceptions import InputError
+
 __all__ = ["DEFAULT_TIMEOUT", "LOCAL", "TIMEOUT_ENV", "DataParallel", "data_parallel",
            "is_main_process", "launched_by_torchrun", "timeout_seconds"]
 
@@ -80,7 +82,7 @@ def timeout_seconds() -> float:
     except ValueError:
         value = float("nan")
     if not (math.isfinite(value) and value > 0):
-        raise ValueError(f"{TIMEOUT_ENV}={text!r} must be a positive number of seconds; "
+        raise InputError(f"{TIMEOUT_ENV}={text!r} must be a positive number of seconds; "
                          f"set it to e.g. 600, or unset it.")
     return value
 

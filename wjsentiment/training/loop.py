@@ -22,7 +22,7 @@ from torch import nn
 
 from ..batches import autocast, device_batches, split_batches
 from ..config import get_config
-from ..exceptions import DivergenceWarning, TrainingDivergedError, warn
+from ..exceptions import DivergenceWarning, InputError, TrainingDivergedError, warn
 from .augment import random_resized_crop_flip
 from .callbacks import EarlyStopping, ProgressBar, overrides
 from .distributed import LOCAL, Local
@@ -130,7 +130,7 @@ def check_batch_norm_batches(module: nn.Module, batch_sizes: list[int]) -> None:
     norms = [m for m in module.modules()
              if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm))]
     if norms:
-        raise ValueError(
+        raise InputError(
             f"Cannot train on batches of one image: the network has {len(norms)} batch-norm "
             "layers, which need at least 2 images per batch. Use batch_size >= 2 (and at least "
             "2 training images), or finetune='head', which trains only the head."

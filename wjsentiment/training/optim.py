@@ -7,6 +7,7 @@ from collections.abc import Callable, Iterable
 
 import torch
 
+from ..exceptions import InputError
 from ..params import LR_SCHEDULES, OPTIMIZERS
 
 
@@ -39,7 +40,7 @@ def make_optimizer(
     if name == "sgd":
         return torch.optim.SGD(params, lr=rate, momentum=0.9, nesterov=True,
                                weight_decay=weight_decay, **extra)
-    raise ValueError(f"optimizer must be one of {list(OPTIMIZERS)}, got {name!r}.")
+    raise InputError(f"optimizer must be one of {list(OPTIMIZERS)}, got {name!r}.")
 
 
 def lr_factor_schedule(name: str, total_steps: int) -> Callable[[int], float]:
@@ -55,7 +56,7 @@ def lr_factor_schedule(name: str, total_steps: int) -> Callable[[int], float]:
     (0.2, 1.0, 0.54, 0.0)
     """
     if name not in LR_SCHEDULES:
-        raise ValueError(f"lr_schedule must be one of {list(LR_SCHEDULES)}, got {name!r}.")
+        raise InputError(f"lr_schedule must be one of {list(LR_SCHEDULES)}, got {name!r}.")
     total = max(1, int(total_steps))
     warmup = max(1, round(0.05 * total))
 
