@@ -36,7 +36,7 @@ def register(sub: Any) -> None:
                    help="ONNX opset version (default: the one torch's exporter recommends)")
     p.add_argument("--quantize", choices=["int8"], default=None,
                    help="write an int8 model for the CPU (needs --calibration)")
-    p.add_argument("--calibration", metavar="DIR", default=None,
+    p.add_argument("--calibration", dest="calibration_dir", metavar="DIR", default=None,
                    help="images like those the model will see (a class-folder layout gives "
                         "labels for the parity check)")
     p.add_argument("--calibration-images", type=a.positive_int, default=None, metavar="N",
@@ -47,7 +47,7 @@ def register(sub: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     model_dir = saved_model(args.model)
     writable_file(args.out)
-    if (args.quantize is None) != (args.calibration is None):
+    if (args.quantize is None) != (args.calibration_dir is None):
         args.parser.error("--quantize int8 and --calibration DIR go together")
     from .. import load
 
@@ -70,14 +70,14 @@ def _export_int8(model: Any, args: argparse.Namespace) -> int:
     from ..quantize import export_int8
 
     try:  # a folder of class folders gives labels for the comparison
-        data = load_image_folder(args.calibration)
+        data = load_image_folder(args.calibration_dir)
         images, labels = data.paths, data.target
     except InputError:
-        images = [p for p in iter_image_files(args.calibration)
+        images = [p for p in iter_image_files(args.calibration_dir)
                   if not isinstance(p, SkippedEntry)]
         labels = None
     if not images:
-        raise CommandError(f"--calibration {args.calibration!r} holds no image files.")
+        raise CommandError(f"--calibration {args.calibration_dir!r} holds no image files.")
     extra = {} if args.calibration_images is None else {"n_calibration": args.calibration_images}
     report = export_int8(model, args.out, images, labels, opset=args.opset, **extra)
     print(report.summary())

@@ -49,10 +49,9 @@ from urllib3.exceptions import (
 from urllib3.exceptions import TimeoutError as HTTPTimeoutError
 from urllib3.util import Retry
 
+from wjsentiment.exceptions import InputError
 from wjsentiment.images.decode import BadImageError, verify_image_file
 from wjsentiment.persistence import atomic_file
-
-from ..exceptions import InputError
 
 __all__ = ["DownloadReport", "default_filename", "download_images"]
 
