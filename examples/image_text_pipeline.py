@@ -29,7 +29,7 @@ from sklearn.preprocessing import Normalizer, StandardScaler
 
 from wjsentiment import ImageFeatures
 from wjsentiment.datasets import load_emoji_sentiment
-from wjsentiment.models import lite0_package_weights
+from wjsentiment.models import package_weights
 
 parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 parser.add_argument("--smoke", action="store_true", help="tiny, fast run (for testing)")
@@ -47,7 +47,7 @@ if args.smoke:  # every sixth image
 #    like the TF-IDF rows, so that neither block drowns the other in the one linear model.
 image_features = make_pipeline(
     ImageFeatures(backbone="tf_efficientnet_lite0",
-                  weights="imagenet" if not args.smoke else lite0_package_weights(),
+                  weights=package_weights("tf_efficientnet_lite0") if args.smoke else "imagenet",
                   image_size=128 if not args.smoke else 32, verbose=0),
     StandardScaler(),
     Normalizer(),

@@ -8,8 +8,8 @@ from sklearn.exceptions import NotFittedError
 from sklearn.linear_model import LogisticRegression
 
 from wjsentiment import SentimentClassifier, SentimentEnsemble
-from wjsentiment.explain import default_layer, explain_images, grad_cam
-from wjsentiment.plotting import overlay_heatmap, plot_explanations
+from wjsentiment.explain import default_layer, explain_images, grad_cam, overlay_heatmap
+from wjsentiment.plotting import plot_explanations
 
 SIZE = 64
 

@@ -402,7 +402,6 @@ def _write_heatmap(png: Path, path: str, heatmap: np.ndarray) -> None:
     """The heat map over the photo at ``path``, upright, transparency on white, at the
     photo's own aspect ratio: the model sees the photo squashed into a square, so stretching
     the square map back to the photo's shape is exact."""
-    from .plotting import overlay_heatmap
 
     with Image.open(path) as img:
         img.draft("RGB", (HEATMAP_SIDE, HEATMAP_SIDE))  # JPEGs decode smaller at once
@@ -522,5 +521,51 @@ def save_explanations(estimator: FittedModel, paths: Iterable[Any],
     return saved
 
 
+
+def overlay_heatmap(image: Any, heatmap: Any, *, alpha: float = 0.5,
+                    cmap: str = "jet") -> np.ndarray:
+    """Blend a heat map, coloured by a colormap, over an image.
+
+    Parameters
+    ----------
+    image : array-like of shape (H, W, 3), uint8
+        The image.
+    heatmap : array-like of shape (H, W)
+        Values in [0, 1], e.g. one map of :func:`wjsentiment.explain.grad_cam`.
+    alpha : float, default=0.5
+        Opacity of the heat map, from 0 (image only) to 1 (heat map only).
+    cmap : str, default="jet"
+        A matplotlib colormap name.
+
+    Returns
+    -------
+    numpy.ndarray of shape (H, W, 3), uint8
+        The blended image.
+
+    Raises
+    ------
+    ValueError
+        If the shapes do not match or ``alpha`` is outside [0, 1].
+
+    Examples
+    --------
+    >>> image = np.zeros((4, 4, 3), dtype=np.uint8)
+    >>> overlay_heatmap(image, np.ones((4, 4)), alpha=1.0)[0, 0].tolist()  # jet's top: dark red
+    [128, 0, 0]
+    """
+    from matplotlib import colormaps
+
+    image = np.asarray(image)
+    heatmap = np.asarray(heatmap, dtype=float)
+    if image.ndim != 3 or image.shape[2] != 3 or heatmap.shape != image.shape[:2]:
+        raise InputError(f"image must be (H, W, 3) and heatmap (H, W) of the same size, got "
+                         f"{image.shape} and {heatmap.shape}.")
+    if not 0.0 <= alpha <= 1.0:
+        raise InputError(f"alpha must be in [0, 1], got {alpha!r}.")
+    colours = colormaps[cmap](np.clip(heatmap, 0.0, 1.0))[..., :3] * 255.0
+    blend = (1.0 - alpha) * image.astype(float) + alpha * colours
+    return np.clip(np.rint(blend), 0, 255).astype(np.uint8)
+
+
 __all__ = ["HEATMAP_SIDE", "PREDICTED", "Explanations", "SavedExplanations", "check_layer",
-           "default_layer", "explain_images", "grad_cam", "save_explanations"]
+           "default_layer", "explain_images", "grad_cam", "overlay_heatmap", "save_explanations"]

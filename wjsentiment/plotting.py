@@ -328,51 +328,6 @@ def plot_class_distribution(y: Any, *, labels: Sequence[Any] | None = None,
     return fig
 
 
-def overlay_heatmap(image: Any, heatmap: Any, *, alpha: float = 0.5,
-                    cmap: str = "jet") -> np.ndarray:
-    """Blend a heat map, coloured by a colormap, over an image.
-
-    Parameters
-    ----------
-    image : array-like of shape (H, W, 3), uint8
-        The image.
-    heatmap : array-like of shape (H, W)
-        Values in [0, 1], e.g. one map of :func:`wjsentiment.explain.grad_cam`.
-    alpha : float, default=0.5
-        Opacity of the heat map, from 0 (image only) to 1 (heat map only).
-    cmap : str, default="jet"
-        A matplotlib colormap name.
-
-    Returns
-    -------
-    numpy.ndarray of shape (H, W, 3), uint8
-        The blended image.
-
-    Raises
-    ------
-    ValueError
-        If the shapes do not match or ``alpha`` is outside [0, 1].
-
-    Examples
-    --------
-    >>> image = np.zeros((4, 4, 3), dtype=np.uint8)
-    >>> overlay_heatmap(image, np.ones((4, 4)), alpha=1.0)[0, 0].tolist()  # jet's top: dark red
-    [128, 0, 0]
-    """
-    from matplotlib import colormaps
-
-    image = np.asarray(image)
-    heatmap = np.asarray(heatmap, dtype=float)
-    if image.ndim != 3 or image.shape[2] != 3 or heatmap.shape != image.shape[:2]:
-        raise InputError(f"image must be (H, W, 3) and heatmap (H, W) of the same size, got "
-                         f"{image.shape} and {heatmap.shape}.")
-    if not 0.0 <= alpha <= 1.0:
-        raise InputError(f"alpha must be in [0, 1], got {alpha!r}.")
-    colours = colormaps[cmap](np.clip(heatmap, 0.0, 1.0))[..., :3] * 255.0
-    blend = (1.0 - alpha) * image.astype(float) + alpha * colours
-    return np.clip(np.rint(blend), 0, 255).astype(np.uint8)
-
-
 def plot_explanations(estimator: Any, X: Any, y: Any = None, *, target: Any = "predicted",
                       layer: str | None = None, batch_size: int | None = None,
                       alpha: float = 0.5, cmap: str = "jet", ncols: int = 4,
@@ -395,7 +350,7 @@ def plot_explanations(estimator: Any, X: Any, y: Any = None, *, target: Any = "p
     target, layer, batch_size
         As for :func:`wjsentiment.explain.grad_cam`.
     alpha, cmap
-        As for :func:`overlay_heatmap`.
+        As for :func:`~wjsentiment.explain.overlay_heatmap`.
     ncols : int, default=4
         Panels per row.
     title : str, optional
@@ -422,7 +377,7 @@ def plot_explanations(estimator: Any, X: Any, y: Any = None, *, target: Any = "p
     >>> len(fig.axes), fig.get_suptitle()
     (4, 'Predictions (argmax decision rule) with Grad-CAM heat maps')
     """
-    from .explain import explain_images
+    from .explain import explain_images, overlay_heatmap
 
     if isinstance(ncols, bool) or not isinstance(ncols, int) or ncols < 1:
         raise InputError(f"ncols must be a positive integer, got {ncols!r}.")
@@ -520,6 +475,6 @@ def _normalized(cm: np.ndarray, normalize: str | None) -> np.ndarray:
         return np.nan_to_num(cm / total)
 
 
-__all__ = ["CURVE_PANELS", "overlay_heatmap", "plot_class_distribution",
+__all__ = ["CURVE_PANELS", "plot_class_distribution",
            "plot_confusion_matrix", "plot_explanations", "plot_reliability_diagram",
            "plot_training_curves", "save_figure"]

@@ -107,8 +107,7 @@ class Engine:
     def explain(self, pixels: dict[int, np.ndarray]) -> list[dict[str, Any]]:
         """Grad-CAM heat maps of the images, as PNG ``data:`` URLs: the map in gray
         (``heatmap``) and laid over the image (``overlay``), at the largest image size."""
-        from ..explain import explain_images
-        from ..plotting import overlay_heatmap
+        from ..explain import explain_images, overlay_heatmap
 
         result = explain_images(self.model, pixels[self.sizes[-1]])
         return [{"label": label, "explained": explained,
