@@ -25,8 +25,9 @@ demo: setup
 lint: setup
 	$(BIN)/ruff check wjsentiment tests examples benchmarks docs
 
+# One pytest worker per core; a test file stays in one worker (its module fixtures start once).
 test: lint
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n auto --dist loadfile
 
 docs: setup
 	$(BIN)/python -m mkdocs build --strict

@@ -10,7 +10,9 @@ import torch
 from PIL import Image
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never reach a model hub
-torch.set_num_threads(min(2, os.cpu_count() or 1))
+# One torch thread per pytest-xdist worker (make test runs one worker per core); two threads
+# of one process otherwise.
+torch.set_num_threads(1 if os.environ.get("PYTEST_XDIST_WORKER") else min(2, os.cpu_count() or 1))
 
 
 @pytest.fixture(scope="session")
