@@ -60,6 +60,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from wjsentiment import SentimentClassifier, SentimentEnsemble
+from wjsentiment.calibration import decide
 from wjsentiment.datasets import load_emoji_sentiment
 from wjsentiment.demo import DEMO_IMAGE_SIZE, DEMO_MEMBERS, SMOKE_PARAMS, demo_ensemble
 from wjsentiment.evaluation import expected_calibration_error, predictions_from_proba
@@ -321,6 +322,51 @@ def summarise(results: dict[str, list[dict]], y: np.ndarray) -> list[dict]:
     return rows
 
 
+def decision_rules(results: dict[str, list[dict]], y: np.ndarray,
+                   folds: list[tuple[np.ndarray, np.ndarray]]) -> list[dict]:
+    """Both decision rules on each recipe's (and member's) own probabilities, fold by fold:
+    macro-F1 and accuracy of "argmax" and of "balanced" (the class with the largest
+    probability relative to its training frequency, here the frequency in the fold's
+    training part), and the paired difference balanced - argmax (mean +- se over folds)."""
+    rows = []
+    for name, entries in _flatten(results).items():
+        scores: dict[str, list[float]] = {}
+        for scored, fold, classes, test in entries:
+            proba = np.asarray(scored["proba"], dtype=float)
+            train_y = y[folds[fold["fold"]][0]]
+            prior = np.array([np.mean(train_y == c) for c in classes])
+            for rule in ("argmax", "balanced"):
+                picked = decide(proba, rule, prior)
+                pred = np.asarray(classes)[picked]
+                scores.setdefault(f"{rule}_macro_f1", []).append(
+                    f1_score(y[test], pred, labels=classes, average="macro", zero_division=0))
+                scores.setdefault(f"{rule}_accuracy", []).append(accuracy_score(y[test], pred))
+        row: dict = {"recipe": name, "folds": len(entries)}
+        for metric in ("macro_f1", "accuracy"):
+            for rule in ("argmax", "balanced"):
+                row[f"{rule}_{metric}"], row[f"{rule}_{metric}_se"] = _mean_se(
+                    scores[f"{rule}_{metric}"])
+            row[f"diff_{metric}"], row[f"diff_{metric}_se"] = _mean_se(
+                np.subtract(scores[f"balanced_{metric}"], scores[f"argmax_{metric}"]))
+        rows.append(row)
+    return rows
+
+
+def _decision_table(rows: list[dict]) -> str:
+    def cell(row, key):
+        return f"{row[key]:.3f} +- {row[key + '_se']:.3f}"
+
+    return format_table([{
+        "recipe": row["recipe"],
+        "macro-F1 argmax": cell(row, "argmax_macro_f1"),
+        "macro-F1 balanced": cell(row, "balanced_macro_f1"),
+        "balanced - argmax": f"{row['diff_macro_f1']:+.3f} +- {row['diff_macro_f1_se']:.3f}",
+        "accuracy argmax": cell(row, "argmax_accuracy"),
+        "accuracy balanced": cell(row, "balanced_accuracy"),
+        "acc. balanced - argmax": f"{row['diff_accuracy']:+.3f} +- {row['diff_accuracy_se']:.3f}",
+    } for row in rows])
+
+
 def _table(rows: list[dict]) -> str:
     def cell(row, metric):
         text = f"{row[metric]:.3f} +- {row[metric + '_se']:.3f}"
@@ -410,10 +456,13 @@ def main(argv: list[str] | None = None) -> dict:
         print(format_table([{"pair": d["pair"], **{
             m: f"{d[m]:+.3f} +- {d[m + '_se']:.3f}"
             for m in ("macro_f1", "accuracy", "log_loss")}} for d in differences]))
+    rules = decision_rules(results, y, folds)
+    print("\nDecision rules on the same probabilities (balanced: proba / training frequency)")
+    print(_decision_table(rules))
     payload = {"benchmark": "bench_quality", "machine": machine_info(torch.device("cpu")),
                "settings": {"folds": n_folds, "split_seed": SPLIT_SEED, "anchor": ANCHOR,
                             "recipes": args.recipes, "smoke": args.smoke},
-               "rows": rows, "pairs": differences}
+               "rows": rows, "pairs": differences, "decision_rules": rules}
     if args.json:
         write_json(args.json, payload)
     return payload

@@ -164,6 +164,12 @@ def test_bench_quality_smoke(bench, tmp_path):
     assert all(r["folds"] == 2 for r in rows.values())
     assert 0.0 <= rows["ensemble"]["ece_floor"] <= 1.0
     assert "uncalibrated_log_loss" in rows["ensemble"] and "uncalibrated_ece" in rows["ensemble"]
+    rules = {r["recipe"]: r for r in res["decision_rules"]}
+    assert set(rules) == set(rows)
+    ensemble = rules["ensemble"]  # the demo's ensemble trains balanced: predict is "balanced"
+    assert ensemble["balanced_macro_f1"] == pytest.approx(rows["ensemble"]["macro_f1"])
+    assert ensemble["diff_macro_f1"] == pytest.approx(
+        ensemble["balanced_macro_f1"] - ensemble["argmax_macro_f1"])
     cached = sorted(p.name for p in (cache / "smoke").iterdir())
     assert len(cached) == 6  # three recipes x two folds, each written once
     again = bench("bench_quality").main(["--smoke", "--cache-dir", str(cache), "--recipes",
