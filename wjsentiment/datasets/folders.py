@@ -156,8 +156,7 @@ def _check_images(paths: Sequence[str], headers: bool = True) -> None:
     unreadable = []
     for p in paths:
         try:
-            with Image.open(p):  # reads the header only, no full decode
-                pass
+            Image.open(p).close()  # reads the header only, no full decode
         except Exception as exc:  # Pillow raises several types for bad files
             unreadable.append(f"{p} ({type(exc).__name__})")
     if unreadable:
@@ -260,12 +259,9 @@ def load_image_folder(root: str | os.PathLike[str], *, check_images: bool = True
         hint = f" It holds {len(loose)} image(s) but no class folders." if loose else ""
         raise InputError(f"No class folders in {str(root_path)!r}.{hint} {_FOLDER_LAYOUT}")
 
-    files: dict[str, list[str]] = {}
-    skipped: list[SkippedEntry] = []
-    for name in class_dirs:
-        found = list(iter_image_files(root_path / name))
-        files[name] = [p for p in found if isinstance(p, str)]
-        skipped += [p for p in found if isinstance(p, SkippedEntry)]
+    found = {name: list(iter_image_files(root_path / name)) for name in class_dirs}
+    files = {name: [p for p in walk if isinstance(p, str)] for name, walk in found.items()}
+    skipped = [p for walk in found.values() for p in walk if isinstance(p, SkippedEntry)]
     if skipped:
         warnings.warn(f"Left out {len(skipped)} folder(s) of {str(root_path)!r} that could not "
                       "be walked: " + _listing([f"{s.path} ({s.reason})" for s in skipped]),

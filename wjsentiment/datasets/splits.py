@@ -45,17 +45,14 @@ def _check_fractions(fractions: Sequence[float]) -> list[float]:
         raise InputError(
             f"fractions must be a sequence of floats such as (0.8, 0.2), got {fractions!r}."
         )
-    values = []
-    for f in fractions:
-        try:
-            value = float(f)
-        except (TypeError, ValueError):
-            raise InputError(f"fractions must hold numbers, got {f!r} in {fractions!r}.") from None
-        if not math.isfinite(value) or value <= 0:
-            raise InputError(f"fractions must all be positive, got {f!r} in {fractions!r}.")
-        values.append(value)
+    try:
+        values = [float(f) for f in fractions]
+    except (TypeError, ValueError):
+        raise InputError(f"fractions must hold numbers, got {fractions!r}.") from None
     if not values:
         raise InputError("fractions is empty; pass e.g. (0.8, 0.2).")
+    if not all(math.isfinite(value) and value > 0 for value in values):
+        raise InputError(f"fractions must all be positive, got {fractions!r}.")
     if abs(sum(values) - 1.0) > 1e-6:
         raise InputError(f"fractions must sum to 1, but {fractions!r} sums to {sum(values):.6g}.")
     return values
