@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import functools
 import os
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 from sklearn.utils import Bunch
 
@@ -17,32 +15,13 @@ from ..exceptions import InputError
 
 __all__ = ["fetch_image_sentiment"]
 
-_METADATA = Path(__file__).parent / "data" / "crowdflower" / "image-sentiment-polarity.csv.gz"
+_DATA = Path(__file__).parent / "data" / "crowdflower"  # DESCR.rst: the dataset's description
+_METADATA = _DATA / "image-sentiment-polarity.csv.gz"
 _LABEL_COL = "which_of_these_sentiment_scores_does_the_above_image_fit_into_best"
 _SUBDIR = "crowdflower"
-
-_DESCR = """\
-CrowdFlower / Figure Eight "Image Sentiment Polarity" (data-for-everyone series)
--------------------------------------------------------------------------------
-
-15,613 Flickr photos, each labelled by crowd workers with one of five sentiment
-classes: Highly negative, Negative, Neutral, Positive, Highly positive. Counts:
-Positive 8551, Neutral 4227, Negative 2119, Highly positive 433, Highly negative 283,
-so the classes are strongly imbalanced. Each ordinary row aggregates 3 judgments;
-613 "golden" (test-question) rows aggregate 27-60 judgments. ``confidence`` is the
-agreement-weighted share of the winning label (13,150 rows have >= 0.66).
-
-The metadata (labels, confidence, image URLs) ships with wjsentiment and works
-offline. The images themselves are not shipped: they are fetched from their
-original Flickr URLs into ``data_home``. Many of these links are dead (a public
-check in April 2024 still reached 12,350 of the 15,613), and a dead Flickr photo can
-be served as a "photo unavailable" placeholder, which the downloader refuses; use
-``frame["available"]`` and ``download_report`` to see what you actually have.
-
-Licence: published by CrowdFlower (now Figure Eight / Appen) in the
-"data for everyone" library as public domain. The photos remain the property of
-their Flickr owners.
-"""
+#: The shipped CSV's columns, and the names ``frame`` gives them.
+_COLUMNS = {"_unit_id": "unit_id", _LABEL_COL: "label", f"{_LABEL_COL}:confidence": "confidence",
+            "_golden": "golden", "_trusted_judgments": "judgments", "imageurl": "url"}
 
 
 def _resolve_data_home(data_home: str | os.PathLike[str] | None) -> Path:
@@ -52,24 +31,11 @@ def _resolve_data_home(data_home: str | os.PathLike[str] | None) -> Path:
     return Path(data_home).expanduser().resolve()
 
 
-@functools.lru_cache(maxsize=1)
-def _read_shipped_metadata() -> pd.DataFrame:
-    raw = pd.read_csv(_METADATA, compression="gzip")
-    return pd.DataFrame(
-        {
-            "unit_id": raw["_unit_id"].astype(np.int64),
-            "label": raw[_LABEL_COL].astype(object),
-            "confidence": raw[_LABEL_COL + ":confidence"].astype(float),
-            "golden": raw["_golden"].astype(bool),
-            "judgments": raw["_trusted_judgments"].astype(np.int64),
-            "url": raw["imageurl"].astype(object),
-        }
-    )
-
-
 def _load_metadata() -> pd.DataFrame:
-    """Return a fresh copy of the shipped metadata (unit_id, label, ... url)."""
-    return _read_shipped_metadata().copy()
+    """The shipped metadata, in the columns of ``frame`` (unit_id, label, ..., url)."""
+    raw = pd.read_csv(_METADATA, usecols=list(_COLUMNS),
+                      dtype={_LABEL_COL: object, "imageurl": object})
+    return raw.rename(columns=_COLUMNS)[list(_COLUMNS.values())]
 
 
 def fetch_image_sentiment(
@@ -182,6 +148,6 @@ def fetch_image_sentiment(
         paths=on_disk["path"].tolist(),
         target=on_disk["label"].to_numpy(dtype=object),
         target_names=list(SENTIMENT_LABELS),
-        DESCR=_DESCR,
+        DESCR=(_DATA / "DESCR.rst").read_text(encoding="utf-8"),
         download_report=report,
     )

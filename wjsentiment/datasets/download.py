@@ -28,7 +28,6 @@ import tempfile
 import threading
 import time
 import urllib.parse
-import warnings
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -38,18 +37,10 @@ from typing import BinaryIO
 import urllib3
 from filelock import FileLock, Timeout
 from tqdm import tqdm
-from urllib3.exceptions import (
-    HTTPError,
-    InvalidHeader,
-    LocationValueError,
-    MaxRetryError,
-    NewConnectionError,
-    ResponseError,
-)
-from urllib3.exceptions import TimeoutError as HTTPTimeoutError
+from urllib3.exceptions import HTTPError, LocationValueError, MaxRetryError, ResponseError
 from urllib3.util import Retry
 
-from wjsentiment.exceptions import InputError
+from wjsentiment.exceptions import DownloadWarning, InputError, warn
 from wjsentiment.images.decode import BadImageError, verify_image_file
 from wjsentiment.persistence import atomic_file
 
@@ -88,10 +79,6 @@ _MANIFEST_HEADER = ("url", "filename", "reason")
 _CHUNK_SIZE = 64 * 1024
 _USER_AGENT = "wjsentiment-downloader/2 (+urllib3)"
 _SAFE_CHARS = re.compile(r"[^A-Za-z0-9._-]+")
-_DIGEST_CHARS = 16  # 64 bits of SHA-256 in a default file name
-_MAX_STEM_CHARS = 100
-_MAX_EXT_CHARS = 16
-_LOCK_POLL = 0.2  # seconds between looks at the stop flag while waiting for a lock
 
 
 @dataclass
@@ -160,7 +147,7 @@ class DownloadReport:
 
 
 class _Refused(Exception):
-    """A failure that another attempt would not mend."""
+    """A failure that another attempt would not mend (an interruption among them)."""
 
 
 class _Retryable(Exception):
@@ -169,10 +156,6 @@ class _Retryable(Exception):
     def __init__(self, reason: str, response: urllib3.BaseHTTPResponse | None = None) -> None:
         super().__init__(reason)
         self.response = response
-
-
-class _Stopped(Exception):
-    """The run was interrupted; abandon this URL quietly."""
 
 
 def default_filename(url: str) -> str:
@@ -205,9 +188,9 @@ def default_filename(url: str) -> str:
     stem, dot, ext = last.rpartition(".")
     if not dot:
         stem, ext = last, ""
-    digest = hashlib.sha256(url.encode("utf-8")).hexdigest()[:_DIGEST_CHARS]
-    name = f"{stem[:_MAX_STEM_CHARS]}-{digest}" if stem else digest
-    with_ext = f"{name}.{ext[:_MAX_EXT_CHARS]}"
+    digest = hashlib.sha256(url.encode("utf-8")).hexdigest()[:16]  # 64 bits
+    name = f"{stem[:100]}-{digest}" if stem else digest  # short enough for any file system
+    with_ext = f"{name}.{ext[:16]}"
     return with_ext if ext and not _is_reserved(with_ext) else name
 
 
@@ -262,9 +245,8 @@ def _check_settings(n_jobs: int, retries: int, timeout: float, deadline: float |
                                ("max_bytes", max_bytes, 1)):
         if isinstance(value, bool) or not isinstance(value, int) or value < least:
             raise InputError(f"{name} must be an integer >= {least}, got {value!r}.")
-    for name, value in (("timeout", timeout), ("deadline", deadline)):
-        if value is None and name == "deadline":
-            continue
+    for name, value in (("timeout", timeout),
+                        ("deadline", timeout if deadline is None else deadline)):
         if (isinstance(value, bool) or not isinstance(value, (int, float))
                 or not 0 < value < math.inf):
             raise InputError(f"{name} must be a positive number of seconds, got {value!r}.")
@@ -298,19 +280,6 @@ def _lock_folder(directory: Path) -> Path:
     return folder
 
 
-def _hold(lock: FileLock, wait: float, stop: threading.Event) -> bool:
-    """Take ``lock``, waiting up to ``wait`` seconds; False if it stayed taken that long."""
-    end = time.monotonic() + wait
-    while not stop.is_set():
-        try:
-            lock.acquire(timeout=min(_LOCK_POLL, max(0.0, end - time.monotonic())))
-            return True
-        except Timeout:
-            if time.monotonic() >= end:
-                return False
-    raise _Stopped()
-
-
 def _download(url: str, target: Path, run: _Run) -> str | None:
     """Get one URL unless its file is on disk; None if it was, else the outcome.
 
@@ -318,17 +287,19 @@ def _download(url: str, target: Path, run: _Run) -> str | None:
     wants the same file waits, then finds it. A run holding it longer than a file's deadline
     allows (stopped, say) is not waited for: both fetch, and each write is atomic.
     """
-    lock = _lock(run.locks, target.name)
-    try:
-        locked = _hold(lock, run.deadline + run.timeout, run.stop)
-    except _Stopped:
+    if run.stop.is_set():
         return "interrupted"
+    lock: FileLock | None = _lock(run.locks, target.name)
     try:
-        if target.is_file():
-            return None
-        return _fetch_with_retries(url, target, run)
+        lock.acquire(timeout=run.deadline + run.timeout, cancel_check=run.stop.is_set)
+    except Timeout:
+        if run.stop.is_set():
+            return "interrupted"
+        lock = None  # held past a file's deadline by a stalled run: fetch without it
+    try:
+        return None if target.is_file() else _fetch_with_retries(url, target, run)
     finally:
-        if locked:
+        if lock is not None:
             lock.release()
 
 
@@ -340,8 +311,6 @@ def _fetch_with_retries(url: str, target: Path, run: _Run) -> str:
         try:
             _fetch_once(url, target, run, end)
             return "ok"
-        except _Stopped:
-            return "interrupted"
         except _Refused as exc:
             return str(exc)
         except _Retryable as exc:
@@ -364,8 +333,8 @@ def _fetch_with_retries(url: str, target: Path, run: _Run) -> str:
 def _retry_delay(retry: Retry, response: urllib3.BaseHTTPResponse | None) -> float:
     """Seconds to wait before the next attempt: the server's ``Retry-After`` where it gives a
     usable one, else the back-off (both capped by :data:`MAX_RETRY_DELAY`)."""
-    if response is not None and retry.respect_retry_after_header:
-        with contextlib.suppress(InvalidHeader):
+    if response is not None:
+        with contextlib.suppress(HTTPError):  # an unreadable Retry-After: InvalidHeader
             after = retry.get_retry_after(response)
             if after is not None:
                 return min(after, MAX_RETRY_DELAY)
@@ -383,79 +352,64 @@ def _open_url(http: urllib3.PoolManager, url: str, timeout: float) -> urllib3.Ba
 
 def _fetch_once(url: str, target: Path, run: _Run, end: float) -> None:
     """One attempt: fetch ``url``, check the body is an image and rename it to ``target``."""
+    timeout = min(run.timeout, max(end - time.monotonic(), 0.01))
     try:
-        response = _open_url(run.http, url, min(run.timeout, max(end - time.monotonic(), 0.01)))
-    except MaxRetryError as exc:
-        raise _connection_failure(exc.reason) from None
-    except LocationValueError as exc:  # say, a redirect to a file: location
-        raise _Refused(f"refused: not an http(s) location ({exc})") from None
-    except HTTPError as exc:
-        raise _connection_failure(exc) from None
-    with response:
-        _check_response(response, run)
-        try:
+        with _open_url(run.http, url, timeout) as response:
+            _check_response(response, run)
             with _partial_file(target) as fh:
                 _stream_body(response, fh, run, end)
                 fh.seek(0)
                 verify_image_file(fh, target.name)
-        except FileNotFoundError:
-            raise _Retryable(f"the partial download of {target.name} vanished before it "
-                             "was moved into place") from None
-        except BadImageError as exc:
-            raise _Refused(f"not a valid image ({exc.reason})") from None
-        except HTTPError as exc:  # the connection broke or timed out while reading
-            raise _connection_failure(exc) from None
-        except OSError as exc:  # of the local file (whose temporary name is left out)
-            raise _Retryable(f"file error on {target.name} ({exc.strerror or exc})") from None
-
-
-def _connection_failure(exc: BaseException | None) -> Exception:
-    """The failure a transport error stands for, in words: refused after too many
-    redirects, else retryable."""
-    if isinstance(exc, ResponseError):
-        return _Refused(str(exc))
-    if isinstance(exc, HTTPTimeoutError) and not isinstance(exc, NewConnectionError):
-        return _Retryable(f"timed out ({exc})")
-    return _Retryable(f"connection error ({type(exc).__name__}: {exc})")
+    except LocationValueError as exc:  # say, a redirect to a file: location
+        raise _Refused(f"refused: not an http(s) location ({exc})") from None
+    except HTTPError as exc:  # no connection, a timeout, too many redirects, a broken body
+        cause = exc.reason if isinstance(exc, MaxRetryError) else exc
+        if isinstance(cause, ResponseError):
+            raise _Refused(str(cause)) from None
+        raise _Retryable(f"connection failed or timed out ({type(cause).__name__}: {cause})"
+                         ) from None
+    except BadImageError as exc:
+        raise _Refused(f"not a valid image ({exc.reason})") from None
+    except FileNotFoundError:
+        raise _Retryable(f"the partial download of {target.name} vanished before it "
+                         "was moved into place") from None
+    except OSError as exc:  # of the local file (whose temporary name is left out)
+        raise _Retryable(f"file error on {target.name} ({exc.strerror or exc})") from None
 
 
 def _check_response(response: urllib3.BaseHTTPResponse, run: _Run) -> None:
     """Refuse, or ask to retry, a response that is not a 2xx image body within max_bytes."""
     if response.status >= 300:
         reason = f"HTTP {response.status} {response.reason or ''}".rstrip()
-        after = "Retry-After" in response.headers
-        if run.retry.is_retry("GET", response.status, after):
+        if run.retry.is_retry("GET", response.status, "Retry-After" in response.headers):
             raise _Retryable(reason, response)
         raise _Refused(reason)
     final_url = response.geturl() or ""
     if any(marker in final_url for marker in PLACEHOLDER_URL_MARKERS):
         raise _Refused(f"redirected to a placeholder image ({final_url})")
-    length = response.headers.get("Content-Length", "").strip()
-    if length.isdigit() and int(length) > run.max_bytes:
-        raise _Refused(f"body of {length} bytes is over max_bytes={run.max_bytes}")
+    if (response.length_remaining or 0) > run.max_bytes:  # as its Content-Length says
+        raise _Refused(f"body of {response.length_remaining} bytes is over "
+                       f"max_bytes={run.max_bytes}")
 
 
 def _stream_body(response: urllib3.BaseHTTPResponse, fh: BinaryIO, run: _Run,
                  end: float) -> None:
     """Copy the body into ``fh``, within max_bytes and the deadline (checked between reads,
     which each return as soon as data arrives or the read timeout passes)."""
-    received = 0
     while chunk := response.read1(_CHUNK_SIZE):
         if run.stop.is_set():
-            raise _Stopped()
-        received += len(chunk)
-        if received > run.max_bytes:
+            raise _Refused("interrupted")
+        if response.tell() > run.max_bytes:
             raise _Refused(f"body is over max_bytes={run.max_bytes}")
         if time.monotonic() > end:
             raise _Refused(f"not complete within the deadline of {run.deadline:g} s "
-                           f"({received} bytes received)")
+                           f"({response.tell()} bytes received)")
         fh.write(chunk)
-    length = response.headers.get("Content-Length", "").strip()
-    if length.isdigit() and received < int(length):
-        raise _Retryable(f"body truncated ({received} of {length} bytes)")
-    if received == 0:
+    if response.length_remaining:  # the connection closed before Content-Length bytes came
+        raise _Retryable(f"body truncated ({response.tell()} of "
+                         f"{response.tell() + response.length_remaining} bytes)")
+    if response.tell() == 0:
         raise _Refused("empty body")
-    fh.flush()
 
 
 @contextlib.contextmanager
@@ -477,15 +431,12 @@ def _remove_abandoned_temp_files(directory: Path, run: _Run) -> None:
     and of an image whose lock nobody holds. A young one is kept: a run that gave up waiting
     for a lock may be writing it."""
     now = time.time()
-    for entry in os.scandir(directory):
-        if not (entry.name.startswith(".") and entry.name.endswith(TEMP_SUFFIX)):
-            continue
-        with contextlib.suppress(FileNotFoundError):
-            if now - entry.stat(follow_symlinks=False).st_mtime <= STALE_TEMP_AGE:
-                continue
-            target = entry.name[1:-len(TEMP_SUFFIX)].rsplit(".", 1)[0]
-            with contextlib.suppress(Timeout), _lock(run.locks, target).acquire(timeout=0):
-                os.remove(entry.path)
+    for path in directory.glob(f".*{TEMP_SUFFIX}"):
+        target = path.name[1:-len(TEMP_SUFFIX)].rsplit(".", 1)[0]  # .NAME.RANDOM.wjs-partial
+        with contextlib.suppress(FileNotFoundError, Timeout):
+            if now - path.lstat().st_mtime > STALE_TEMP_AGE:
+                with _lock(run.locks, target).acquire(timeout=0):
+                    path.unlink()
 
 
 def _read_failures(path: Path) -> list[tuple[str, str, str]]:
@@ -496,16 +447,16 @@ def _read_failures(path: Path) -> list[tuple[str, str, str]]:
     except FileNotFoundError:
         return []
     if rows and (tuple(rows[0]) != _MANIFEST_HEADER or any(len(r) != 3 for r in rows[1:])):
-        warnings.warn(f"{path} is not a failures manifest with columns "
-                      f"{', '.join(_MANIFEST_HEADER)}; it is replaced by this run's failures.",
-                      stacklevel=4)
+        warn(f"{path} is not a failures manifest with columns {', '.join(_MANIFEST_HEADER)}; "
+             "it is replaced by this run's failures.", DownloadWarning)
         return []
     return [(url, name, reason) for url, name, reason in rows[1:]]
 
 
 def _update_failures(directory: Path, run: _Run, plan: list[tuple[str, str]],
-                     failures: list[tuple[str, str, str]]) -> None:
-    """Merge this run's outcome into the failures manifest (url, filename, reason).
+                     failed: dict[str, str]) -> None:
+    """Merge this run's outcome (``failed``: URL -> reason) into the failures manifest (url,
+    filename, reason).
 
     Rows of this run's (url, filename) pairs are replaced: a pair now on disk leaves the
     file, a pair that failed again gets its new reason. Rows of other runs stay. The merge
@@ -513,12 +464,11 @@ def _update_failures(directory: Path, run: _Run, plan: list[tuple[str, str]],
     """
     path = directory / FAILURES_MANIFEST
     settled = set(plan)
+    failures = [(url, name, failed[url]) for url, name in plan if url in failed]
     with _lock(run.locks, FAILURES_MANIFEST):
-        kept = [row for row in _read_failures(path) if (row[0], row[1]) not in settled]
+        kept = [row for row in _read_failures(path) if row[:2] not in settled]
         with atomic_file(path, "w", encoding="utf-8", newline="") as fh:
-            writer = csv.writer(fh, lineterminator="\n")
-            writer.writerow(_MANIFEST_HEADER)
-            writer.writerows(kept + failures)
+            csv.writer(fh, lineterminator="\n").writerows([_MANIFEST_HEADER, *kept, *failures])
 
 
 def download_images(
@@ -619,49 +569,45 @@ def download_images(
                deadline=float(deadline or DEADLINE_TIMEOUTS * timeout), max_bytes=max_bytes,
                stop=threading.Event())
     _remove_abandoned_temp_files(directory, run)
+    outcomes: dict[str, str | None] = {  # None: already on disk
+        url: None for url, name in plan if (directory / name).is_file()}
+    todo = [(url, name) for url, name in plan if url not in outcomes]
+    outcomes |= _run_downloads(todo, directory, run, n_jobs=n_jobs, verbose=verbose,
+                               total=len(plan))
     report = DownloadReport(directory=str(directory))
-    present = [(directory / name).is_file() for _, name in plan]
-    report.skipped = [url for (url, _), there in zip(plan, present) if there]
-    todo = [job for job, there in zip(plan, present) if not there]
-    failures = _run_downloads(todo, directory, report, run, n_jobs=n_jobs, verbose=verbose,
-                              total=len(plan))
-    order = {url: i for i, (url, _) in enumerate(plan)}  # report in input order
-    report.ok.sort(key=order.__getitem__)
-    report.skipped.sort(key=order.__getitem__)
-    report.failed = dict(sorted(report.failed.items(), key=lambda item: order[item[0]]))
-    failures.sort(key=lambda row: order[row[0]])
-    _update_failures(directory, run, plan, failures)
+    for url, _ in plan:  # in input order
+        if (outcome := outcomes[url]) is None:
+            report.skipped.append(url)
+        elif outcome == "ok":
+            report.ok.append(url)
+        else:
+            report.failed[url] = outcome
+    _update_failures(directory, run, plan, report.failed)
     run.http.clear()
     return report
 
 
-def _run_downloads(todo: list[tuple[str, str]], directory: Path, report: DownloadReport,
-                   run: _Run, *, n_jobs: int, verbose: int,
-                   total: int) -> list[tuple[str, str, str]]:
-    """Fetch ``todo`` on ``n_jobs`` threads into ``report``; return the failures.
+def _run_downloads(todo: list[tuple[str, str]], directory: Path, run: _Run, *, n_jobs: int,
+                   verbose: int, total: int) -> dict[str, str | None]:
+    """Fetch ``todo`` on ``n_jobs`` threads; return each URL's outcome (see :func:`_download`).
 
     On an interruption, in-flight downloads are abandoned (each removes its temporary file)
     before the exception goes on.
     """
-    failures: list[tuple[str, str, str]] = []
-    with tqdm(total=total, initial=len(report.skipped), desc="Downloading images", unit="img",
+    outcomes: dict[str, str | None] = {}
+    n_failed = 0
+    with tqdm(total=total, initial=total - len(todo), desc="Downloading images", unit="img",
               disable=not verbose) as bar, cf.ThreadPoolExecutor(n_jobs, "wjs-download") as pool:
-        futures = {pool.submit(_download, url, directory / name, run): (url, name)
-                   for url, name in todo}
+        futures = {pool.submit(_download, url, directory / name, run): url for url, name in todo}
         try:
             for future in cf.as_completed(futures):
-                (url, name), outcome = futures[future], future.result()
-                if outcome is None:
-                    report.skipped.append(url)
-                elif outcome == "ok":
-                    report.ok.append(url)
-                else:
-                    report.failed[url] = outcome
-                    failures.append((url, name, outcome))
-                    bar.set_postfix(failed=len(report.failed), refresh=False)
+                outcome = outcomes[futures[future]] = future.result()
+                if outcome not in (None, "ok"):
+                    n_failed += 1
+                    bar.set_postfix(failed=n_failed, refresh=False)
                 bar.update(1)
         except BaseException:
             run.stop.set()
             pool.shutdown(wait=True, cancel_futures=True)
             raise
-    return failures
+    return outcomes

@@ -15,35 +15,8 @@ from ..exceptions import InputError
 
 __all__ = ["load_emoji_sentiment"]
 
-_ROOT = Path(__file__).parent / "data" / "emoji_sentiment"
+_ROOT = Path(__file__).parent / "data" / "emoji_sentiment"  # DESCR.rst: the description
 _STYLES = ("twitter", "google")
-
-_DESCR = """\
-Emoji sentiment images
-----------------------
-
-461 emoji, each drawn in two styles -- Twitter's Twemoji ("twitter") and Google's
-Noto Emoji ("google") -- as 64x64 RGBA PNG files, 922 images in all. Each emoji is
-labelled with one of five sentiment classes from its score in the Emoji Sentiment
-Ranking v1.0, built from 1.6 million tweets annotated by 83 people:
-score = (positive - negative) / occurrences, and
-Highly negative < -0.25 <= Negative < 0.05 <= Neutral < 0.30 <= Positive < 0.55
-<= Highly positive. Only emoji seen in at least 5 tweets are kept.
-
-Per style: Positive 158, Highly positive 116, Neutral 106, Negative 61,
-Highly negative 20. Both drawings of one emoji share its label, so split by
-``groups`` (the emoji code point, e.g. with sklearn's GroupKFold), never by image,
-or the test set leaks. The labels are noisy: they come from tweet context, not from
-the picture alone.
-
-Attribution and licences:
-
-- Twemoji graphics: Copyright Twitter, Inc. and other contributors, CC-BY 4.0
-  (https://creativecommons.org/licenses/by/4.0/).
-- Noto Emoji graphics: Copyright Google Inc., Apache License 2.0.
-- Emoji Sentiment Ranking v1.0: P. Kralj Novak, J. Smailovic, B. Sluban,
-  I. Mozetic, "Sentiment of Emojis", PLoS ONE 10(12): e0144296 (2015), CC BY-SA 4.0.
-"""
 
 
 def _check_styles(styles: str | Iterable[str]) -> list[str]:
@@ -109,5 +82,5 @@ def load_emoji_sentiment(
         groups=frame["emoji_id"].to_numpy(dtype=object),
         frame=frame,
         target_names=list(SENTIMENT_LABELS),
-        DESCR=_DESCR,
+        DESCR=(_ROOT / "DESCR.rst").read_text(encoding="utf-8"),
     )

@@ -156,8 +156,7 @@ def _check_images(paths: Sequence[str], headers: bool = True) -> None:
     unreadable = []
     for p in paths:
         try:
-            with Image.open(p):  # reads the header only, no full decode
-                pass
+            Image.open(p).close()  # reads the header only, no full decode
         except Exception as exc:  # Pillow raises several types for bad files
             unreadable.append(f"{p} ({type(exc).__name__})")
     if unreadable:
@@ -177,20 +176,21 @@ def _targets(labels: Sequence[Any]) -> tuple[np.ndarray, list[Any]]:
     return np.asarray(normalized, dtype=object), ordinal_labels(sorted(set(normalized)))
 
 
-def _make_bunch(frame: pd.DataFrame, target_names: list[Any], source: str) -> Bunch:
+def _labelled(frame: pd.DataFrame, labels: list[Any], source: str, check_images: bool) -> Bunch:
+    """The Bunch of the images ``frame["path"]`` labelled ``labels`` (normalised by
+    :func:`_targets`, into the column ``label``), once :func:`_check_images` accepts them."""
+    paths = frame["path"].tolist()
+    _check_images(paths, headers=check_images)
+    target, target_names = _targets(labels)
+    frame["label"] = pd.Series(target, dtype=object, index=frame.index)
     counts = frame["label"].value_counts()
     per_class = ", ".join(f"{name} {int(counts.get(name, 0))}" for name in target_names)
     descr = (
         f"Images loaded from {source}: {len(frame)} images in {len(target_names)} classes "
         f"({per_class})."
     )
-    return Bunch(
-        paths=frame["path"].tolist(),
-        target=frame["label"].to_numpy(dtype=object),
-        target_names=target_names,
-        frame=frame,
-        DESCR=descr,
-    )
+    return Bunch(paths=paths, target=target, target_names=target_names, frame=frame,
+                 DESCR=descr)
 
 
 def load_image_folder(root: str | os.PathLike[str], *, check_images: bool = True) -> Bunch:
@@ -259,12 +259,9 @@ def load_image_folder(root: str | os.PathLike[str], *, check_images: bool = True
         hint = f" It holds {len(loose)} image(s) but no class folders." if loose else ""
         raise InputError(f"No class folders in {str(root_path)!r}.{hint} {_FOLDER_LAYOUT}")
 
-    files: dict[str, list[str]] = {}
-    skipped: list[SkippedEntry] = []
-    for name in class_dirs:
-        found = list(iter_image_files(root_path / name))
-        files[name] = [p for p in found if isinstance(p, str)]
-        skipped += [p for p in found if isinstance(p, SkippedEntry)]
+    found = {name: list(iter_image_files(root_path / name)) for name in class_dirs}
+    files = {name: [p for p in walk if isinstance(p, str)] for name, walk in found.items()}
+    skipped = [p for walk in found.values() for p in walk if isinstance(p, SkippedEntry)]
     if skipped:
         warnings.warn(f"Left out {len(skipped)} folder(s) of {str(root_path)!r} that could not "
                       "be walked: " + _listing([f"{s.path} ({s.reason})" for s in skipped]),
@@ -276,27 +273,17 @@ def load_image_folder(root: str | os.PathLike[str], *, check_images: bool = True
             f"Add images or remove those folders. {_FOLDER_LAYOUT}"
         )
 
-    try:
-        canonical = {name: normalize_label(name) for name in class_dirs}
-    except ValueError:
-        canonical = {name: name for name in class_dirs}
-        target_names = list(class_dirs)
-    else:
-        by_label: dict[str, str] = {}
-        for name, label in canonical.items():
-            if label in by_label:
-                raise InputError(
-                    f"Folders {by_label[label]!r} and {name!r} in {str(root_path)!r} both mean "
-                    f"the label {label!r}; merge them into one folder."
-                )
-            by_label[label] = name
-        target_names = ordinal_labels(sorted(set(canonical.values())))
-
-    paths = [p for name in class_dirs for p in files[name]]
-    labels = [canonical[name] for name in class_dirs for _ in files[name]]
-    _check_images(paths, headers=check_images)
-    frame = pd.DataFrame({"path": paths, "label": pd.Series(labels, dtype=object)})
-    return _make_bunch(frame, target_names, f"folder {str(root_path)!r}")
+    meaning = dict(zip(class_dirs, _targets(class_dirs)[0], strict=True))
+    first_with: dict[str, str] = {}
+    for name, label in meaning.items():
+        if (other := first_with.setdefault(label, name)) != name:
+            raise InputError(
+                f"Folders {other!r} and {name!r} in {str(root_path)!r} both mean "
+                f"the label {label!r}; merge them into one folder."
+            )
+    frame = pd.DataFrame({"path": [p for name in class_dirs for p in files[name]]})
+    labels = [name for name in class_dirs for _ in files[name]]
+    return _labelled(frame, labels, f"folder {str(root_path)!r}", check_images)
 
 
 def load_image_csv(
@@ -378,16 +365,7 @@ def load_image_csv(
             f"{label_col!r}: {_listing(lines)}. Fill or drop them."
         )
 
-    base = Path(root).expanduser() if root is not None else csv_path.parent
-    base = base.resolve()
-    paths = []
-    for value in table[image_col]:
-        p = Path(str(value)).expanduser()
-        paths.append(str(p if p.is_absolute() else base / p))
-    _check_images(paths, headers=check_images)
-
-    target, target_names = _targets(table[label_col].tolist())
-    frame = table.copy()
-    frame["path"] = paths
-    frame["label"] = pd.Series(target, dtype=object, index=frame.index)
-    return _make_bunch(frame, target_names, f"CSV {str(csv_path)!r}")
+    base = (Path(root).expanduser() if root is not None else csv_path.parent).resolve()
+    frame = table.copy()  # an absolute path stays as it is when joined to the base
+    frame["path"] = [str(base / Path(str(value)).expanduser()) for value in table[image_col]]
+    return _labelled(frame, table[label_col].tolist(), f"CSV {str(csv_path)!r}", check_images)

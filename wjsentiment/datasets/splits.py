@@ -16,7 +16,8 @@ __all__ = ["balance", "stratified_split"]
 _BALANCE_STRATEGIES = ("undersample", "oversample")
 
 
-def _as_labels(y: Any, name: str = "y") -> np.ndarray:
+def _encoded(y: Any, name: str = "y") -> tuple[np.ndarray, int]:
+    """Integer codes of the labels ``y`` (in the sorted order of its values) and their count."""
     arr = np.asarray(y)
     if arr.ndim != 1:
         raise InputError(
@@ -24,11 +25,6 @@ def _as_labels(y: Any, name: str = "y") -> np.ndarray:
         )
     if arr.shape[0] == 0:
         raise InputError(f"{name} is empty; pass at least one label.")
-    return arr
-
-
-def _encode(arr: np.ndarray, name: str) -> tuple[np.ndarray, int]:
-    """Return integer codes for ``arr`` (in sorted order of its values) and their count."""
     try:
         uniques, codes = np.unique(arr, return_inverse=True)
     except TypeError as exc:
@@ -49,17 +45,14 @@ def _check_fractions(fractions: Sequence[float]) -> list[float]:
         raise InputError(
             f"fractions must be a sequence of floats such as (0.8, 0.2), got {fractions!r}."
         )
-    values = []
-    for f in fractions:
-        try:
-            value = float(f)
-        except (TypeError, ValueError):
-            raise InputError(f"fractions must hold numbers, got {f!r} in {fractions!r}.") from None
-        if not math.isfinite(value) or value <= 0:
-            raise InputError(f"fractions must all be positive, got {f!r} in {fractions!r}.")
-        values.append(value)
+    try:
+        values = [float(f) for f in fractions]
+    except (TypeError, ValueError):
+        raise InputError(f"fractions must hold numbers, got {fractions!r}.") from None
     if not values:
         raise InputError("fractions is empty; pass e.g. (0.8, 0.2).")
+    if not all(math.isfinite(value) and value > 0 for value in values):
+        raise InputError(f"fractions must all be positive, got {fractions!r}.")
     if abs(sum(values) - 1.0) > 1e-6:
         raise InputError(f"fractions must sum to 1, but {fractions!r} sums to {sum(values):.6g}.")
     return values
@@ -119,25 +112,23 @@ def stratified_split(
     >>> np.unique(y[test], return_counts=True)[1].tolist()
     [2, 1]
     """
-    labels = _as_labels(y)
+    codes, n_classes = _encoded(y)
     parts = _check_fractions(fractions)
     rng = _rng(random_state)
-    codes, n_classes = _encode(labels, "y")
-
     if groups is not None:
         return _grouped_split(codes, n_classes, groups, parts, rng)
 
-    out: list[list[np.ndarray]] = [[] for _ in parts]
+    part = np.zeros(len(codes), dtype=np.intp)  # the part of each sample
     for c in range(n_classes):
         members = rng.permutation(np.flatnonzero(codes == c))
-        n = len(members)
-        start = 0
-        for j in range(1, len(parts)):
-            size = _part_size(parts[j], n)
-            out[j].append(members[start : start + size])
-            start += size
-        out[0].append(members[start:])
-    return tuple(np.sort(np.concatenate(chunks)).astype(np.intp) for chunks in out)
+        sizes = [_part_size(f, len(members)) for f in parts[1:]]
+        part[members[: sum(sizes)]] = np.repeat(np.arange(1, len(parts)), sizes)
+    return _indices(part, len(parts))
+
+
+def _indices(part: np.ndarray, n_parts: int) -> tuple[np.ndarray, ...]:
+    """The sorted sample indices of each part, given the part of each sample."""
+    return tuple(np.flatnonzero(part == j).astype(np.intp) for j in range(n_parts))
 
 
 def _grouped_split(
@@ -147,22 +138,20 @@ def _grouped_split(
     parts: list[float],
     rng: np.random.Generator | np.random.RandomState,
 ) -> tuple[np.ndarray, ...]:
-    group_arr = _as_labels(groups, "groups")
-    if group_arr.shape[0] != codes.shape[0]:
+    gcodes, n_groups = _encoded(groups, "groups")
+    if gcodes.shape[0] != codes.shape[0]:
         raise InputError(
-            f"groups has {group_arr.shape[0]} entries but y has {codes.shape[0]}; "
+            f"groups has {gcodes.shape[0]} entries but y has {codes.shape[0]}; "
             "pass one group per sample."
         )
-    gcodes, n_groups = _encode(group_arr, "groups")
-    # Majority class of each group (ties go to the smallest class code).
+    # Majority class of each group (ties go to the smallest class code): order the
+    # (group, class) pairs by group, then by count down, then by class; take each group's first.
     pair = gcodes.astype(np.int64) * n_classes + codes
     uniq, counts = np.unique(pair, return_counts=True)
     pg, pc = uniq // n_classes, uniq % n_classes
     order = np.lexsort((pc, -counts, pg))
-    first = np.ones(len(order), dtype=bool)
-    first[1:] = pg[order][1:] != pg[order][:-1]
-    group_class = np.empty(n_groups, dtype=np.int64)
-    group_class[pg[order][first]] = pc[order][first]
+    _, first = np.unique(pg[order], return_index=True)
+    group_class = pc[order][first]
     group_size = np.bincount(gcodes, minlength=n_groups)
 
     assignment = np.zeros(n_groups, dtype=np.intp)
@@ -178,8 +167,7 @@ def _grouped_split(
                     assignment[g] = j
                     filled[j] += size
                     break
-    sample_part = assignment[gcodes]
-    return tuple(np.flatnonzero(sample_part == j).astype(np.intp) for j in range(len(parts)))
+    return _indices(assignment[gcodes], len(parts))
 
 
 def balance(y: Any, strategy: str = "undersample", *, random_state: Any = None) -> np.ndarray:
@@ -220,19 +208,13 @@ def balance(y: Any, strategy: str = "undersample", *, random_state: Any = None) 
         raise InputError(
             f"Unknown strategy {strategy!r}; expected one of {list(_BALANCE_STRATEGIES)}."
         )
-    labels = _as_labels(y)
     rng = _rng(random_state)
-    codes, n_classes = _encode(labels, "y")
+    codes, n_classes = _encoded(y)
     members = [np.flatnonzero(codes == c) for c in range(n_classes)]
-    sizes = [len(m) for m in members]
-    chosen = []
     if strategy == "undersample":
-        target = min(sizes)
-        for m in members:
-            chosen.append(rng.choice(m, size=target, replace=False))
+        least = min(len(m) for m in members)
+        chosen = [rng.choice(m, size=least, replace=False) for m in members]
     else:
-        target = max(sizes)
-        for m in members:
-            chosen.append(m)
-            chosen.append(rng.choice(m, size=target - len(m), replace=True))
+        most = max(len(m) for m in members)
+        chosen = members + [rng.choice(m, size=most - len(m), replace=True) for m in members]
     return np.sort(np.concatenate(chosen)).astype(np.intp)
