@@ -110,8 +110,7 @@ class DecodedImages:
     def pixels(self, positions: np.ndarray | None = None) -> np.ndarray:
         """The decoded uint8 images ``(n, size, size, 3)`` at ``positions`` (default: all,
         which must all be readable)."""
-        rows = self._rows(positions)
-        return self._store.gather(rows)
+        return self._store.gather(self._rows(positions))
 
     def batches(self, batch_size: int, positions: np.ndarray | None = None
                 ) -> Iterator[tuple[np.ndarray, torch.Tensor]]:
