@@ -393,4 +393,4 @@ def load_onnx(path: str | os.PathLike, *, batch_size: int = 64,
 
 
 __all__ = ["INPUT_NAME", "LUMINANCE_WEIGHTS", "OUTPUT_NAME", "OnnxClassifier", "export_onnx",
-           "load_onnx", "onnx_input", "require", "write_onnx"]
+           "load_onnx"]
