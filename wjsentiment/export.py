@@ -42,7 +42,6 @@ OUTPUT_NAME = "probabilities"
 LUMINANCE_WEIGHTS = (19595, 38470, 7471)
 
 _EPS = 1e-12  # as SentimentEnsemble's temperature scaling clips probabilities
-_EXTRA_HINT = 'install the export extra: pip install "wjsentiment[export]"'
 
 
 def require(module: str) -> Any:
@@ -51,8 +50,8 @@ def require(module: str) -> Any:
     try:
         return importlib.import_module(module)
     except ImportError as exc:
-        raise ImportError(f"ONNX export, quantization and prediction need {module!r}; "
-                          f"{_EXTRA_HINT}.") from exc
+        raise ImportError(f"ONNX export, quantization and prediction need {module!r}; install "
+                          'the export extra: pip install "wjsentiment[export]".') from exc
 
 
 def onnx_input(X: Any, size: int, name: str = "X") -> np.ndarray:
