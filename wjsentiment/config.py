@@ -44,9 +44,6 @@ DISK_DEFAULT = 32 * 2**30
 #: Decoding threads of ``"auto"``: every core, but at most this many.
 MAX_DECODE_THREADS = 16
 
-#: The names of the settings.
-SETTINGS = ("cache_memory_bytes", "cache_disk_bytes", "cache_dir", "feature_cache_dir",
-            "torch_threads", "decode_threads")
 #: The environment variable that gives each setting its default.
 ENVIRONMENT = {
     "cache_memory_bytes": "WJSENTIMENT_CACHE_MEMORY",
@@ -54,6 +51,29 @@ ENVIRONMENT = {
     "cache_dir": "WJSENTIMENT_CACHE_DIR",
     "feature_cache_dir": "WJSENTIMENT_FEATURE_CACHE_DIR",
 }
+
+
+def _is_count(value: Any, least: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= least
+
+
+def _is_folder(value: Any) -> bool:
+    return value is None or isinstance(value, (str, os.PathLike))
+
+
+#: What each setting accepts: a test, and the words that say it in an error.
+_ALLOWED: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "cache_memory_bytes": (lambda value: _is_count(value, 0), "an int >= 0 (bytes)"),
+    "cache_disk_bytes": (lambda value: _is_count(value, 0), "an int >= 0 (bytes)"),
+    "cache_dir": (_is_folder, "a folder path or None"),
+    "feature_cache_dir": (_is_folder, "a folder path or None"),
+    "torch_threads": (lambda value: value is None or _is_count(value, 1),
+                      "None (leave torch's count) or an int >= 1"),
+    "decode_threads": (lambda value: value == "auto" or _is_count(value, 1),
+                       "'auto' or an int >= 1"),
+}
+#: The names of the settings.
+SETTINGS = tuple(_ALLOWED)
 
 _UNSET: Any = object()
 _LOCK = threading.RLock()
@@ -104,28 +124,12 @@ def _settings() -> dict[str, Any]:
     return _SETTINGS
 
 
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
 def _checked(name: str, value: Any) -> Any:
     """``value`` as the setting ``name`` keeps it, or a ValueError saying what is allowed."""
-    if name in ("cache_memory_bytes", "cache_disk_bytes"):
-        if not _is_int(value) or value < 0:
-            raise ValueError(f"{name} must be an int >= 0 (bytes), got {value!r}.")
-        return value
-    if name in ("cache_dir", "feature_cache_dir"):
-        if value is not None and not isinstance(value, (str, os.PathLike)):
-            raise ValueError(f"{name} must be a folder path or None, got {value!r}.")
-        return None if value is None else os.fspath(value)
-    if name == "torch_threads":
-        if value is not None and (not _is_int(value) or value < 1):
-            raise ValueError(f"torch_threads must be None (leave torch's count) or an int "
-                             f">= 1, got {value!r}.")
-        return value
-    if value != "auto" and (not _is_int(value) or value < 1):
-        raise ValueError(f"decode_threads must be 'auto' or an int >= 1, got {value!r}.")
-    return value
+    accepts, allowed = _ALLOWED[name]
+    if not accepts(value):
+        raise ValueError(f"{name} must be {allowed}, got {value!r}.")
+    return os.fspath(value) if isinstance(value, os.PathLike) else value
 
 
 def get_config() -> dict[str, Any]:

@@ -160,12 +160,9 @@ class FeatureCacheWarning(WjsentimentWarning, RuntimeWarning):
 def _library_folders() -> tuple[str, ...]:
     """Folders whose frames a warning skips: this package's and those that call into it
     (scikit-learn's fit wrappers and model selection, joblib's workers)."""
-    folders = []
-    for name in ("wjsentiment", "sklearn", "joblib"):
-        file = getattr(sys.modules.get(name), "__file__", None)
-        if file:
-            folders.append(os.path.dirname(file) + os.sep)
-    return tuple(folders)
+    files = [getattr(sys.modules.get(name), "__file__", None)
+             for name in ("wjsentiment", "sklearn", "joblib")]
+    return tuple(os.path.dirname(file) + os.sep for file in files if file)
 
 
 def warn(message: str, category: type[Warning]) -> None:

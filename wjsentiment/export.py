@@ -14,6 +14,7 @@ Exporting needs the ``onnx`` package and predicting needs ``onnxruntime``:
 
 from __future__ import annotations
 
+import importlib
 import io
 import json
 import os
@@ -29,7 +30,7 @@ from . import __version__
 from .calibration import decide
 from .exceptions import InputError, ModelFileError
 from .images.decode import decode_image
-from .inference import FittedModel
+from .inference import FittedModel, Member
 from .inputs import as_image_inputs
 from .persistence import atomic_file, decode_classes, encode_classes
 
@@ -41,20 +42,42 @@ OUTPUT_NAME = "probabilities"
 LUMINANCE_WEIGHTS = (19595, 38470, 7471)
 
 _EPS = 1e-12  # as SentimentEnsemble's temperature scaling clips probabilities
-_EXTRA_HINT = 'install the export extra: pip install "wjsentiment[export]"'
 
 
-def _require(module: str) -> Any:
+def require(module: str) -> Any:
+    """The (sub)module ``module`` of onnx or onnxruntime, or an ImportError that says how to
+    install them."""
     try:
-        return __import__(module)
+        return importlib.import_module(module)
     except ImportError as exc:
-        raise ImportError(f"ONNX export and prediction need {module!r}; {_EXTRA_HINT}.") from exc
+        raise ImportError(f"ONNX export, quantization and prediction need {module!r}; install "
+                          'the export extra: pip install "wjsentiment[export]".') from exc
+
+
+def onnx_input(X: Any, size: int, name: str = "X") -> np.ndarray:
+    """``X`` as the exported graph takes it: uint8 RGB ``(n, size, size, 3)``, decoded and
+    resized by wjsentiment's decoder (:func:`~wjsentiment.images.decode_image`), as the
+    estimators do. An array of that shape is already decoded and passes as it is."""
+    if isinstance(X, np.ndarray) and X.dtype == np.uint8 and X.shape[1:] == (size, size, 3):
+        return X
+    return np.stack([decode_image(item, size) for item in as_image_inputs(X, name)])
+
+
+def write_onnx(model: Any, path: str | os.PathLike, metadata: dict[str, str]) -> str:
+    """Write the ONNX ``model`` with ``metadata`` (replacing what it held) to ``path``, under
+    a temporary name renamed into place."""
+    import onnx
+
+    del model.metadata_props[:]
+    onnx.helper.set_model_props(model, metadata)
+    with atomic_file(path, "wb") as handle:
+        handle.write(model.SerializeToString())
+    return str(path)
 
 
 # ----------------------------------------------------------------------------- the members
-def _members(estimator: Any) -> tuple[list[str], list[Any], np.ndarray, np.ndarray]:
-    """Names, classifiers, vote weights (summing to 1) and vote temperatures, from the
-    model's ``members_`` (see :mod:`wjsentiment.inference`)."""
+def _members(estimator: Any) -> list[Member]:
+    """The model's ``members_`` (see :mod:`wjsentiment.inference`), checked for export."""
     if not hasattr(type(estimator), "members_"):
         raise TypeError(f"estimator is a {type(estimator).__name__}; export_onnx takes a "
                         "SentimentClassifier or a SentimentEnsemble.")
@@ -69,24 +92,15 @@ def _members(estimator: Any) -> tuple[list[str], list[Any], np.ndarray, np.ndarr
         raise InputError(f"The ensemble's members resize images to different sizes "
                          f"({sizes}); the exported graph takes one image size. Export the "
                          "members one by one, or fit them at one image_size.")
-    return ([m.name for m in members], [m.classifier for m in members],
-            np.array([m.weight for m in members]), np.array([m.temperature for m in members]))
+    return members
 
 
-def _logit_temperature(member: Any) -> float:
-    """The temperature ``predict_proba`` divides the logits by (1 for an uncalibrated model)."""
-    return float(getattr(member, "temperature_", 1.0))
+def _serving_module(members: list[Member]):
+    """A torch module: uint8 NHWC images -> probabilities, on CPU copies of the networks.
 
-
-def _logit_adjustment(member: Any) -> np.ndarray:
-    """What ``predict_proba`` adds to the scaled logits (zeros before calibration existed)."""
-    adjustment = getattr(member, "logit_adjustment_", None)
-    return np.zeros(member.n_classes_) if adjustment is None else np.asarray(adjustment)
-
-
-def _serving_module(members: list[Any], weights: np.ndarray,
-                    vote_temperatures: np.ndarray):
-    """A torch module: uint8 NHWC images -> probabilities, on CPU copies of the networks."""
+    Each member's probabilities are ``predict_proba``'s: the logits divided by its
+    ``temperature_`` and shifted by its ``logit_adjustment_``, then the softmax; an
+    ensemble's vote temperature and weight follow (SentimentEnsemble's soft vote)."""
     import copy
 
     import torch
@@ -95,17 +109,14 @@ def _serving_module(members: list[Any], weights: np.ndarray,
     class SoftVote(nn.Module):
         def __init__(self) -> None:
             super().__init__()
-            self.nets = nn.ModuleList(copy.deepcopy(m.model_).cpu().float().eval()
-                                      for m in members)
-            self.grayscale = [bool(m.grayscale) for m in members]
-            self.logit_t = [_logit_temperature(m) for m in members]
-            for i, m in enumerate(members):
-                self.register_buffer(f"adjust{i}", torch.tensor(
-                    _logit_adjustment(m), dtype=torch.float32).view(1, -1))
-            self.vote_t = [float(t) for t in vote_temperatures]
-            self.weights = [float(w) for w in weights]
-            self.register_buffer("luminance", torch.tensor(
-                LUMINANCE_WEIGHTS, dtype=torch.float32).view(1, 3, 1, 1))
+            classifiers = [m.classifier for m in members]
+            self.nets = nn.ModuleList(copy.deepcopy(c.model_).cpu().float().eval()
+                                      for c in classifiers)
+            self.adjustments = [torch.tensor(c.logit_adjustment_, dtype=torch.float32)
+                                for c in classifiers]
+            self.terms = [(bool(c.grayscale), float(c.temperature_), float(m.temperature),
+                           float(m.weight)) for c, m in zip(classifiers, members)]
+            self.luminance = torch.tensor(LUMINANCE_WEIGHTS, dtype=torch.float32).view(1, 3, 1, 1)
 
         def gray(self, x: torch.Tensor) -> torch.Tensor:
             # Every intermediate is an integer below 2**24, so float32 is exact: PIL's value.
@@ -115,11 +126,10 @@ def _serving_module(members: list[Any], weights: np.ndarray,
         def forward(self, images: torch.Tensor) -> torch.Tensor:
             x = images.permute(0, 3, 1, 2).float()
             total = None
-            for i, (net, gray, logit_t, vote_t, weight) in enumerate(zip(
-                    self.nets, self.grayscale, self.logit_t, self.vote_t, self.weights)):
+            for net, adjustment, (gray, logit_t, vote_t, weight) in zip(
+                    self.nets, self.adjustments, self.terms):
                 pixels = (self.gray(x) if gray else x) / 255.0
-                adjust = getattr(self, f"adjust{i}")
-                proba = torch.softmax(net(pixels) / logit_t + adjust, dim=1)
+                proba = torch.softmax(net(pixels) / logit_t + adjustment, dim=1)
                 if vote_t != 1.0:  # SentimentEnsemble's apply_temperature
                     proba = torch.softmax(torch.log(proba.clamp_min(_EPS)) / vote_t, dim=1)
                 part = proba if len(self.nets) == 1 else weight * proba
@@ -130,27 +140,26 @@ def _serving_module(members: list[Any], weights: np.ndarray,
 
 
 # --------------------------------------------------------------------------------- metadata
-def _metadata(estimator: Any, names: list[str], members: list[Any],
-              weights: np.ndarray, vote_temperatures: np.ndarray) -> dict[str, str]:
+def _metadata(estimator: Any, members: list[Member]) -> dict[str, str]:
     classes = encode_classes(np.asarray(estimator.classes_))
-    ensemble = len(members) > 1 or hasattr(estimator, "estimators_")
-    grayscale = [bool(m.grayscale) for m in members]
+    classifiers = [m.classifier for m in members]
+    grayscale = [bool(c.grayscale) for c in classifiers]
     return {
         "classes": json.dumps(classes["values"]),
         "classes_dtype": classes["dtype"],
         "wjsentiment_version": __version__,
         "estimator": type(estimator).__name__,
-        "image_size": str(int(members[0].image_size)),
-        "grayscale": json.dumps(grayscale if ensemble else grayscale[0]),
+        "image_size": str(int(classifiers[0].image_size)),
+        "grayscale": json.dumps(grayscale if hasattr(estimator, "estimators_") else grayscale[0]),
         "input": f"{INPUT_NAME}: uint8 RGB (batch, size, size, 3), decoded and resized to "
                  "image_size",
         "decision": estimator.decision_rule_,
         "class_prior": json.dumps([float(v) for v in estimator.class_prior_]),
         "members": json.dumps([
-            {"name": name, "backbone": m.backbone, "grayscale": bool(m.grayscale),
-             "logit_temperature": _logit_temperature(m), "vote_temperature": float(t),
-             "weight": float(w)}
-            for name, m, w, t in zip(names, members, weights, vote_temperatures)]),
+            {"name": m.name, "backbone": c.backbone, "grayscale": bool(c.grayscale),
+             "logit_temperature": float(c.temperature_), "vote_temperature": float(m.temperature),
+             "weight": float(m.weight)}
+            for m, c in zip(members, classifiers)]),
     }
 
 
@@ -207,12 +216,12 @@ def export_onnx(estimator: FittedModel, path: str | os.PathLike,
     >>> bool(np.abs(model.predict_proba(X) - clf.predict_proba(X)).max() < 1e-4)
     True
     """
-    names, members, weights, vote_temperatures = _members(estimator)
-    onnx = _require("onnx")
+    members = _members(estimator)
+    onnx = require("onnx")
     import torch
 
-    module = _serving_module(members, weights, vote_temperatures)
-    size = int(members[0].image_size)
+    module = _serving_module(members)
+    size = int(members[0].classifier.image_size)
     example = torch.zeros((2, size, size, 3), dtype=torch.uint8)
     buffer = io.BytesIO()
     with warnings.catch_warnings():
@@ -224,15 +233,11 @@ def export_onnx(estimator: FittedModel, path: str | os.PathLike,
                           output_names=[OUTPUT_NAME], opset_version=opset, dynamo=False,
                           dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}})
     model = onnx.load_from_string(buffer.getvalue())
-    onnx.helper.set_model_props(model, _metadata(estimator, names, members, weights,
-                                                 vote_temperatures))
     model.doc_string = (f"wjsentiment {type(estimator).__name__}: {INPUT_NAME} (uint8 RGB, "
                         f"batch x {size} x {size} x 3) -> {OUTPUT_NAME} (float32, batch x "
                         f"{len(estimator.classes_)}); classes in the metadata.")
     onnx.checker.check_model(model)
-    with atomic_file(path, "wb") as handle:
-        handle.write(model.SerializeToString())
-    return str(path)
+    return write_onnx(model, path, _metadata(estimator, members))
 
 
 # ------------------------------------------------------------------------------- predicting
@@ -272,13 +277,6 @@ class OnnxClassifier:
         return (f"OnnxClassifier({self.metadata['estimator']}, {len(self.classes_)} classes, "
                 f"{self.image_size} px)")
 
-    def _pixels(self, X: Any) -> np.ndarray:
-        if isinstance(X, np.ndarray) and X.dtype == np.uint8 \
-                and X.shape[1:] == (self.image_size, self.image_size, 3):
-            return X  # already what the decoder would return
-        items = as_image_inputs(X)
-        return np.stack([decode_image(item, self.image_size) for item in items])
-
     def predict_proba(self, X: Any) -> np.ndarray:
         """Class probabilities, one row per image, columns in the order of ``classes_``.
 
@@ -297,7 +295,7 @@ class OnnxClassifier:
         BadImageError
             If an image cannot be decoded.
         """
-        pixels = self._pixels(X)
+        pixels = onnx_input(X, self.image_size)
         parts = [self.session.run([OUTPUT_NAME], {INPUT_NAME: pixels[i:i + self.batch_size]})[0]
                  for i in range(0, len(pixels), self.batch_size)]
         return np.concatenate(parts)
@@ -371,7 +369,7 @@ def load_onnx(path: str | os.PathLike, *, batch_size: int = 64,
     if isinstance(batch_size, bool) or not isinstance(batch_size, Integral) or batch_size < 1:
         raise InputError(f"batch_size must be a positive int (images per call of the "
                          f"session), got {batch_size!r}.")
-    ort = _require("onnxruntime")
+    ort = require("onnxruntime")
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"No ONNX file at {str(path)!r}; write one with "

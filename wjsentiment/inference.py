@@ -23,6 +23,7 @@ This module holds the types of that surface; it imports nothing above :mod:`wjse
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from typing import Any, NamedTuple, Protocol, runtime_checkable
 
@@ -77,7 +78,7 @@ class FittedModel(Protocol):
     def predict_from_proba(self, proba: Any) -> np.ndarray: ...
 
 
-class DecodedImages:
+class DecodedImages(contextlib.AbstractContextManager):
     """Inputs decoded for one classifier, pinned in the shared decoded-image cache.
 
     Made by ``SentimentClassifier.decode``. While it is held (until :meth:`release` or the
@@ -110,8 +111,7 @@ class DecodedImages:
     def pixels(self, positions: np.ndarray | None = None) -> np.ndarray:
         """The decoded uint8 images ``(n, size, size, 3)`` at ``positions`` (default: all,
         which must all be readable)."""
-        rows = self._rows(positions)
-        return self._store.gather(rows)
+        return self._store.gather(self._rows(positions))
 
     def batches(self, batch_size: int, positions: np.ndarray | None = None
                 ) -> Iterator[tuple[np.ndarray, torch.Tensor]]:
@@ -138,9 +138,6 @@ class DecodedImages:
     def release(self) -> None:
         """Unpin the images: the cache may evict them from now on. Safe to repeat."""
         self._result.release()
-
-    def __enter__(self) -> DecodedImages:
-        return self
 
     def __exit__(self, *exc_info: object) -> None:
         self.release()

@@ -20,7 +20,14 @@ SENTIMENT_LABELS: tuple[str, ...] = (
     "Highly positive",
 )
 
-_CANONICAL = {re.sub(r"[\s_\-]+", " ", label.lower()): label for label in SENTIMENT_LABELS}
+
+
+def _key(label: object) -> str:
+    """What two spellings of one label have in common: lower case, words split by spaces."""
+    return re.sub(r"[\s_\-]+", " ", str(label).strip().lower())
+
+
+_CANONICAL = {_key(label): label for label in SENTIMENT_LABELS}
 
 
 def normalize_label(label: object) -> str:
@@ -49,9 +56,8 @@ def normalize_label(label: object) -> str:
     >>> normalize_label("highly_positive")
     'Highly positive'
     """
-    key = re.sub(r"[\s_\-]+", " ", str(label).strip().lower())
     try:
-        return _CANONICAL[key]
+        return _CANONICAL[_key(label)]
     except KeyError:
         raise InputError(
             f"Unknown sentiment label {str(label)!r}; expected one of {list(SENTIMENT_LABELS)}."
@@ -80,13 +86,10 @@ def sentiment_positions(labels: Sequence[Any]) -> list[int] | None:
     >>> sentiment_positions(["cat", "dog"]) is None
     True
     """
-    positions = []
-    for label in labels:
-        try:
-            positions.append(SENTIMENT_LABELS.index(normalize_label(label)))
-        except ValueError:
-            return None
-    return positions
+    try:
+        return [SENTIMENT_LABELS.index(normalize_label(label)) for label in labels]
+    except ValueError:
+        return None
 
 
 def ordinal_labels(classes: Sequence[Any]) -> list[Any]:

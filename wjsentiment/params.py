@@ -78,11 +78,14 @@ class Range:
     closed: str = "left"
 
     def __str__(self) -> str:
-        left = "-inf" if self.left is None else f"{self.left}"
-        right = "inf" if self.right is None else f"{self.right}"
-        opening = "[" if self.closed in ("left", "both") else "("
-        closing = "]" if self.closed in ("right", "both") else ")"
+        opening, closing = _BRACKETS[self.closed]
+        left = "-inf" if self.left is None else self.left
+        right = "inf" if self.right is None else self.right
         return f"{opening}{left}, {right}{closing}"
+
+
+#: The brackets of a :class:`Range` by its ``closed``.
+_BRACKETS = {"left": "[)", "right": "(]", "both": "[]", "neither": "()"}
 
 
 _POSITIVE_INT = Range(Integral, 1, None, closed="left")
@@ -134,9 +137,7 @@ class Param:
     cli: Cli | None = None
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "specs", tuple(self.specs))
-        if self.choices is not None and not self.specs:
-            object.__setattr__(self, "specs", _choice_specs(self.choices))
+        object.__setattr__(self, "specs", tuple(self.specs) or _choice_specs(self.choices or ()))
 
     @property
     def constraints(self) -> list:
@@ -163,11 +164,6 @@ def _choice_specs(choices: tuple) -> tuple:
         (("boolean",) if True in flags else (flags,) if flags else ())
 
 
-def _choice(name: str, default: Any, choices: tuple, help: str,
-            cli: Cli | None = None) -> Param:
-    return Param(name, default, help, choices=choices, cli=cli)
-
-
 _MODEL, _TRAINING, _HARDWARE = Cli("model"), Cli("training"), Cli("hardware")
 
 #: The parameters of :class:`~wjsentiment.SentimentClassifier`, in the order of its signature.
@@ -177,9 +173,9 @@ CLASSIFIER_PARAMS: tuple[Param, ...] = (
     Param("weights", "imagenet", "'imagenet' (pretrained, from the cache or downloaded), "
           "'none' (random initialisation) or a .pth/.safetensors file",
           [None, str, os.PathLike], cli=Cli("model", "SOURCE")),
-    _choice("head", "linear", HEADS, "classification head", _MODEL),
-    _choice("finetune", "full", FINETUNES,
-            "'full' trains every layer; 'head' freezes the backbone (fast)", _MODEL),
+    Param("head", "linear", "classification head", choices=HEADS, cli=_MODEL),
+    Param("finetune", "full", "'full' trains every layer; 'head' freezes the backbone (fast)",
+          choices=FINETUNES, cli=_MODEL),
     Param("image_size", 224, "side of the square the images are resized to",
           [Range(Integral, 8, 4096, closed="both")], cli=Cli("model", "PX")),
     Param("grayscale", False, "train on grayscale images", ["boolean"], cli=_MODEL),
@@ -193,16 +189,16 @@ CLASSIFIER_PARAMS: tuple[Param, ...] = (
           cli=Cli("training", "LR")),
     Param("weight_decay", 1e-4, "weight decay of the optimizer",
           [Range(Real, 0, None, closed="left")], cli=Cli("training", "WD")),
-    _choice("optimizer", "adamw", OPTIMIZERS, "optimizer", _TRAINING),
-    _choice("lr_schedule", "cosine", LR_SCHEDULES,
-            "'cosine': linear warm-up, then cosine decay to 0", _TRAINING),
+    Param("optimizer", "adamw", "optimizer", choices=OPTIMIZERS, cli=_TRAINING),
+    Param("lr_schedule", "cosine", "'cosine': linear warm-up, then cosine decay to 0",
+          choices=LR_SCHEDULES, cli=_TRAINING),
     Param("label_smoothing", 0.0, "label smoothing of the loss",
           [Range(Real, 0, 1, closed="left")], cli=Cli("training", "EPS")),
     Param("class_weight", None, "'balanced' weighs classes inversely to their frequency in "
           "the loss (a dict {class: weight} from Python)",
           [None, frozenset({"balanced"}), dict], choices=(None, "balanced"), cli=_TRAINING),
-    _choice("sampling", None, SAMPLINGS,
-            "draw the same number of images of every class per epoch", _TRAINING),
+    Param("sampling", None, "draw the same number of images of every class per epoch",
+          choices=SAMPLINGS, cli=_TRAINING),
     Param("validation_fraction", 0.0, "stratified holdout for validation curves, early "
           "stopping and calibration", [Range(Real, 0, 1, closed="left")],
           cli=Cli("training", "F")),
@@ -210,32 +206,28 @@ CLASSIFIER_PARAMS: tuple[Param, ...] = (
           "validation fraction)", ["boolean"], cli=_TRAINING),
     Param("n_iter_no_change", 5, "patience of early stopping, in epochs", [_POSITIVE_INT],
           cli=Cli("training", "N")),
-    _choice("calibration", "temperature", CALIBRATIONS,
-            "fit a temperature on held-out images so probabilities are calibrated, or not",
-            _TRAINING),
-    _choice("decision", "auto", DECISIONS,
-            "how predict picks a class: 'balanced' divides the probabilities by the class "
-            "frequencies (macro-F1), 'argmax' does not (accuracy)", _TRAINING),
+    Param("calibration", "temperature", "fit a temperature on held-out images so "
+          "probabilities are calibrated, or not", choices=CALIBRATIONS, cli=_TRAINING),
+    Param("decision", "auto", "how predict picks a class: 'balanced' divides the probabilities "
+          "by the class frequencies (macro-F1), 'argmax' does not (accuracy)",
+          choices=DECISIONS, cli=_TRAINING),
     Param("device", "auto", "auto, cpu, cuda, cuda:1, ...", [str], cli=_HARDWARE),
-    _choice("precision", "auto", PRECISIONS, "'auto': bf16 autocast on CUDA, fp32 on CPU",
-            _HARDWARE),
+    Param("precision", "auto", "'auto': bf16 autocast on CUDA, fp32 on CPU",
+          choices=PRECISIONS, cli=_HARDWARE),
     Param("num_workers", "auto", "image decoding threads ('auto': see "
           "wjsentiment.set_config(decode_threads=...))",
           [frozenset({"auto"}), Range(Integral, 1, MAX_WORKERS, closed="both")],
           cli=Cli("hardware", "N")),
-    _choice("decoder", "auto", DECODERS,
-            "where JPEG files are decoded: 'auto' on the model's CUDA device (nvJPEG), else "
-            "on the host", _HARDWARE),
-    _choice("on_bad_image", "raise", ON_BAD_IMAGE,
-            "stop at an unreadable image, or skip it with a warning", _TRAINING),
-    _choice("on_divergence", "raise", ON_DIVERGENCE,
-            "when the loss becomes NaN/inf: stop with an error, or keep the last good "
-            "epoch's weights", _TRAINING),
+    Param("decoder", "auto", "where JPEG files are decoded: 'auto' on the model's CUDA device "
+          "(nvJPEG), else on the host", choices=DECODERS, cli=_HARDWARE),
+    Param("on_bad_image", "raise", "stop at an unreadable image, or skip it with a warning",
+          choices=ON_BAD_IMAGE, cli=_TRAINING),
+    Param("on_divergence", "raise", "when the loss becomes NaN/inf: stop with an error, or "
+          "keep the last good epoch's weights", choices=ON_DIVERGENCE, cli=_TRAINING),
     Param("cuda_graphs", "auto", "replay the CUDA train step from a graph",
           ["boolean", frozenset({"auto"})]),
-    _choice("distributed", "auto", DISTRIBUTED,
-            "'auto': train data-parallel when torchrun started several processes; False: "
-            "each process trains on its own", _HARDWARE),
+    Param("distributed", "auto", "'auto': train data-parallel when torchrun started several "
+          "processes; False: each process trains on its own", choices=DISTRIBUTED, cli=_HARDWARE),
     Param("random_state", None, "seed for reproducible training", ["random_state"],
           cli=Cli("training", "SEED")),
     Param("verbose", 1, "0 is silent; 1 shows progress",
@@ -256,7 +248,7 @@ ENSEMBLE_PARAMS: tuple[Param, ...] = (
           [None, _POSITIVE_INT, Range(Integral, None, -1, closed="right")]),
     Param("verbose", 1, "0 is silent; 1 shows progress over members",
           [Range(Integral, 0, None, closed="left")]),
-    _choice("decision", "auto", DECISIONS, "how predict picks a class from the soft vote"),
+    Param("decision", "auto", "how predict picks a class from the soft vote", choices=DECISIONS),
 )
 
 
@@ -277,23 +269,20 @@ def constraints(params: Sequence[Param]) -> dict[str, list]:
 
 
 # ------------------------------------------------------------------------ what is allowed
+#: How :func:`describe` words scikit-learn's constraint strings (and None).
+_SPEC_WORDS = {None: "None", "boolean": "True or False", "array-like": "a list of numbers",
+               "random_state": "None, an int in [0, 2**32 - 1] or a numpy RandomState"}
+
+
 def _spec_text(spec: Any) -> str:
-    if spec is None:
-        return "None"
     if isinstance(spec, frozenset):
         return ", ".join(repr(o) for o in sorted(spec))
     if isinstance(spec, Range):
         return f"{'an int' if spec.type is Integral else 'a number'} in {spec}"
-    if spec == "random_state":
-        return "None, an int in [0, 2**32 - 1] or a numpy RandomState"
-    if spec == "boolean":
-        return "True or False"
-    if spec == "array-like":
-        return "a list of numbers"
     if isinstance(spec, type):
         article = "an" if spec.__name__[0] in "aeiou" else "a"
         return f"{article} {spec.__name__}"
-    return str(spec)
+    return _SPEC_WORDS.get(spec, str(spec))
 
 
 def _joined(parts: list[str]) -> str:

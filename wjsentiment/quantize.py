@@ -43,10 +43,16 @@ from typing import Any
 import numpy as np
 
 from .exceptions import InputError, QuantizationWarning
-from .export import INPUT_NAME, OnnxClassifier, export_onnx, load_onnx
-from .images.decode import decode_image
+from .export import (
+    INPUT_NAME,
+    OnnxClassifier,
+    export_onnx,
+    load_onnx,
+    onnx_input,
+    require,
+    write_onnx,
+)
 from .inputs import as_image_inputs
-from .persistence import atomic_file
 
 __all__ = ["PARITY_TOLERANCE", "POLICIES", "Int8Policy", "Int8Report", "QuantizationWarning",
            "compare_int8", "export_int8", "fold_shapes", "quantize_onnx"]
@@ -85,13 +91,9 @@ POLICIES = (
 
 
 def _runtime() -> Any:
-    try:
-        import onnx
-        import onnxruntime.quantization  # noqa: F401 - checks it is there
-    except ImportError as exc:
-        raise ImportError('int8 quantization needs onnx and onnxruntime; pip install '
-                          '"wjsentiment[export]".') from exc
-    return onnx
+    """onnx, once onnx and onnxruntime's quantization are found importable."""
+    require("onnxruntime.quantization")
+    return require("onnx")
 
 
 def _batch_dims(model: Any) -> list[Any]:
@@ -125,8 +127,7 @@ def fold_shapes(source: str | os.PathLike, path: str | os.PathLike,
             dim.ClearField("dim_value")
             dim.dim_param = "batch"
         del result.graph.value_info[:]  # shapes inferred for the fixed batch
-        _set_metadata(result, _metadata(model))
-        onnx.save(result, str(folded))
+        write_onnx(result, folded, _metadata(model))
         images = check if check is not None else np.zeros((4, size, size, 3), np.uint8)
         same = _same_outputs(source, folded, images)
         shutil.copyfile(folded if same else source, path)
@@ -170,13 +171,6 @@ def _float_nodes(model: Any, policy: Int8Policy) -> list[str]:
     return keep
 
 
-def _decoded(images: Any, size: int) -> np.ndarray:
-    """``(n, size, size, 3)`` uint8 pixels of the images, by wjsentiment's decoder."""
-    if isinstance(images, np.ndarray) and images.shape[1:] == (size, size, 3):
-        return images
-    return np.stack([decode_image(item, size) for item in as_image_inputs(images, "images")])
-
-
 def quantize_onnx(source: str | os.PathLike, path: str | os.PathLike, calibration: Any, *,
                   policy: Int8Policy = POLICIES[0]) -> str:
     """Write a static int8 (QDQ) copy of an ONNX file written by
@@ -216,7 +210,7 @@ def quantize_onnx(source: str | os.PathLike, path: str | os.PathLike, calibratio
 
     model = onnx.load(str(source))
     size = model.graph.input[0].type.tensor_type.shape.dim[1].dim_value
-    pixels = _decoded(calibration, size)
+    pixels = onnx_input(calibration, size, "calibration")
 
     class Batches(CalibrationDataReader):
         def __init__(self) -> None:
@@ -243,23 +237,13 @@ def quantize_onnx(source: str | os.PathLike, path: str | os.PathLike, calibratio
     finally:
         logging.disable(logging.NOTSET)
         onnxruntime.set_default_logger_severity(2)
-    _set_metadata(result, {**_metadata(model), "quantization": json.dumps(
+    return write_onnx(result, path, {**_metadata(model), "quantization": json.dumps(
         {"type": "int8 static QDQ, per-channel weights, MinMax", "policy": policy.name,
          "calibration_images": len(pixels)})})
-    with atomic_file(path, "wb") as handle:
-        handle.write(result.SerializeToString())
-    return str(path)
 
 
 def _metadata(model: Any) -> dict[str, str]:
     return {p.key: p.value for p in model.metadata_props}
-
-
-def _set_metadata(model: Any, values: dict[str, str]) -> None:
-    import onnx
-
-    del model.metadata_props[:]
-    onnx.helper.set_model_props(model, values)
 
 
 @dataclass(frozen=True)
@@ -323,7 +307,7 @@ def compare_int8(float_model: OnnxClassifier, int8_model: OnnxClassifier, X: Any
     """
     from sklearn.metrics import f1_score, log_loss
 
-    pixels = _decoded(X, float_model.image_size)
+    pixels = onnx_input(X, float_model.image_size)
     p_float, p_int8 = float_model.predict_proba(pixels), int8_model.predict_proba(pixels)
     labels_float = float_model.predict_from_proba(p_float)
     labels_int8 = int8_model.predict_from_proba(p_int8)
@@ -418,9 +402,10 @@ def export_int8(model: Any, path: str | os.PathLike, images: Any,
         source = Path(model) if isinstance(model, (str, os.PathLike)) else \
             Path(export_onnx(model, tmp / "float.onnx", opset=opset))
         float_model = load_onnx(source)
-        check_pixels = _decoded(check_items, float_model.image_size)
+        check_pixels = onnx_input(check_items, float_model.image_size)
         fold_shapes(source, tmp / "folded.onnx", check_pixels[:4])
-        calibration_pixels = _decoded([items[i] for i in calibration], float_model.image_size)
+        calibration_pixels = onnx_input([items[i] for i in calibration],
+                                        float_model.image_size)
         best = None
         for k, policy in enumerate(POLICIES):
             candidate = tmp / f"int8-{k}.onnx"
@@ -442,6 +427,4 @@ def export_int8(model: Any, path: str | os.PathLike, images: Any,
 def _write_with_report(source: Path, path: str | os.PathLike, report: Int8Report) -> None:
     onnx = _runtime()
     model = onnx.load(str(source))
-    _set_metadata(model, {**_metadata(model), "int8_parity": json.dumps(asdict(report))})
-    with atomic_file(path, "wb") as handle:
-        handle.write(model.SerializeToString())
+    write_onnx(model, path, {**_metadata(model), "int8_parity": json.dumps(asdict(report))})

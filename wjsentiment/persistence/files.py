@@ -46,8 +46,6 @@ def _fsync(path: str | os.PathLike) -> None:
     """Flush a file's content to the disk, or a folder's entries where the system allows it
     (Windows cannot open a folder; some network filesystems refuse)."""
     folder = os.path.isdir(path)
-    if folder and os.name == "nt":
-        return
     try:
         fd = os.open(path, os.O_RDONLY)
         try:
@@ -187,25 +185,20 @@ _RENAME_EXCHANGE = 2
 
 @functools.cache
 def _renameat2() -> Any:
-    """glibc's ``renameat2``, or None where there is none (not Linux, or an old C library)."""
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        function = ctypes.CDLL(None, use_errno=True).renameat2
-    except (OSError, AttributeError):
-        return None
-    function.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p,
-                         ctypes.c_uint]
-    function.restype = ctypes.c_int
-    return function
+    """glibc's ``renameat2``, or None where there is none (not Linux, or an old C library).
+    (ctypes passes its int and bytes arguments as C ints and strings, and returns an int.)"""
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError, AttributeError):
+            return ctypes.CDLL(None, use_errno=True).renameat2
+    return None
 
 
 def _exchange(a: Path, b: Path) -> bool:
     """Swap two paths in one atomic step; False where the system or filesystem cannot."""
-    function = _renameat2()
-    if function is None:
+    renameat2 = _renameat2()
+    if renameat2 is None:
         return False
-    if function(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) == 0:
+    if renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) == 0:
         return True
     code = ctypes.get_errno()
     if code in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):

@@ -1,8 +1,8 @@
 """Saved models: what a classifier's or an ensemble's folder holds, written and read back.
 
-A classifier's folder holds ``config.json`` (:data:`~.schemas.CLASSIFIER_SCHEMA`) and
+A classifier's folder holds ``config.json`` (the schema of :mod:`.schemas`) and
 ``model.safetensors`` (the network's tensors); an ensemble's holds ``ensemble.json``
-(:data:`~.schemas.ENSEMBLE_SCHEMA`) and one classifier folder per member. This module reads
+(the schema of :mod:`.schemas`) and one classifier folder per member. This module reads
 and writes those states and never builds an estimator: the estimators build themselves from
 what :func:`load_classifier` and :func:`load_ensemble` return, and hand
 :func:`save_classifier` and :func:`save_ensemble` their state.
@@ -30,8 +30,8 @@ from .schemas import (
     ENSEMBLE,
     FORMAT_VERSION,
     MIGRATIONS,
-    SCHEMAS,
     json_kind,
+    schema,
     schema_problem,
 )
 
@@ -195,7 +195,7 @@ def read_config(path: str | os.PathLike, kind: str) -> dict[str, Any]:
         raise ModelFileError(path, f"it holds a {found}, not a {kind}",
                              f"Load it with {found}.load()." if found in (CLASSIFIER, ENSEMBLE)
                              else "Pass the folder of a saved model.")
-    problem = schema_problem(config, SCHEMAS[kind, version])
+    problem = schema_problem(config, schema(kind, version))
     if problem is not None:
         raise ModelFileError(path, problem)
     for older in range(version, FORMAT_VERSION):
@@ -399,7 +399,7 @@ def _as_json(config: dict[str, Any], kind: str) -> dict[str, Any]:
         config["history"] = [{k: None if isinstance(v, float) and not math.isfinite(v) else v
                               for k, v in entry.items()} for entry in config["history"]]
     data = json.loads(json.dumps(config, default=json_default))
-    problem = schema_problem(data, SCHEMAS[kind, FORMAT_VERSION])
+    problem = schema_problem(data, schema(kind, FORMAT_VERSION))
     if problem is not None:
         raise InputError(f"Cannot save this {kind}: {problem}.")
     return data
@@ -423,7 +423,7 @@ def _write_classifier(folder: Path, config: dict[str, Any],
 def save_classifier(path: str | os.PathLike, config: dict[str, Any],
                     tensors: dict[str, torch.Tensor]) -> Path:
     """Write a classifier's state into the folder ``path``, atomically (see
-    :func:`~.files.atomic_folder`): ``config`` (what :data:`~.schemas.CLASSIFIER_SCHEMA`
+    :func:`~.files.atomic_folder`): ``config`` (what the schema of :mod:`.schemas`
     describes, ``classes`` as an array and ``class_weight`` as the parameter's value) to
     ``config.json`` and ``tensors`` to ``model.safetensors``.
 
@@ -445,7 +445,7 @@ def save_ensemble(path: str | os.PathLike, config: dict[str, Any],
                   members: Sequence[tuple[str, dict[str, Any], dict[str, torch.Tensor]]]
                   ) -> Path:
     """Write an ensemble's state into the folder ``path``, atomically: ``config`` (what
-    :data:`~.schemas.ENSEMBLE_SCHEMA` describes but ``members``) to ``ensemble.json`` and
+    the schema of :mod:`.schemas` describes but ``members``) to ``ensemble.json`` and
     each ``(name, config, tensors)`` of ``members`` into a sub-folder, as
     :func:`save_classifier` would.
 

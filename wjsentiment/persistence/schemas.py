@@ -1,10 +1,12 @@
-"""What a saved model's JSON files hold, version by version, as JSON schemas.
+"""What a saved model's JSON files hold, version by version, as JSON Schemas.
 
-A file's ``format_version`` decides how it is read: it is checked against the schema of its
-own version, then upgraded one version at a time by :data:`MIGRATIONS` to
-:data:`FORMAT_VERSION`, the only one the estimators build from. In these schemas a JSON
-``number`` is a finite one: ``NaN`` and ``Infinity`` are refused wherever a number is
-expected.
+The schemas are data: ``saved_model.schema.json`` beside this module holds one per kind of
+model and format version (``$defs/SentimentClassifier-2``, ...), each version stating what it
+adds to the one before. A file's ``format_version`` decides how it is read: it is checked
+against the schema of its own version, then upgraded one version at a time by
+:data:`MIGRATIONS` to :data:`FORMAT_VERSION`, the only one the estimators build from. In these
+schemas a JSON ``number`` is a finite one: ``NaN`` and ``Infinity`` are refused wherever a
+number is expected.
 
 Format history:
 
@@ -17,15 +19,15 @@ Format history:
 
 from __future__ import annotations
 
-import copy
 import functools
 import json
 import math
 from collections.abc import Callable
+from importlib import resources
 from typing import Any
 
-__all__ = ["CLASSIFIER", "CLASSIFIER_SCHEMA", "ENSEMBLE", "ENSEMBLE_SCHEMA", "FORMAT_VERSION",
-           "MIGRATIONS", "SCHEMAS", "json_kind", "schema_problem"]
+__all__ = ["CLASSIFIER", "ENSEMBLE", "FORMAT_VERSION", "MIGRATIONS", "json_kind", "schema",
+           "schema_problem"]
 
 #: The format this wjsentiment writes, and the newest it reads.
 FORMAT_VERSION = 2
@@ -33,85 +35,21 @@ FORMAT_VERSION = 2
 CLASSIFIER, ENSEMBLE = "SentimentClassifier", "SentimentEnsemble"
 
 
-def _object(properties: dict[str, Any], **more: Any) -> dict[str, Any]:
-    """An object that must have every key of ``properties`` (it may have others)."""
-    return {"type": "object", "required": list(properties), "properties": properties, **more}
+@functools.cache
+def _schemas() -> dict[str, Any]:
+    text = resources.files(__package__).joinpath("saved_model.schema.json").read_text("utf-8")
+    return json.loads(text)
 
 
-def _list(items: dict[str, Any], **more: Any) -> dict[str, Any]:
-    return {"type": "array", "items": items, **more}
+def schema(kind: str, version: int) -> dict[str, Any]:
+    """The JSON Schema of a ``kind`` of model's file in format ``version``.
 
-
-_NUMBER, _INTEGER, _STRING = {"type": "number"}, {"type": "integer"}, {"type": "string"}
-_NULL, _BOOLEAN = {"type": "null"}, {"type": "boolean"}
-_POSITIVE, _NON_NEGATIVE = {"type": "number", "exclusiveMinimum": 0}, \
-    {"type": "number", "minimum": 0}
-
-#: A ``classes_`` array: its values (of one JSON type) and numpy dtype.
-CLASSES_SCHEMA = _object({
-    "values": {"anyOf": [_list(_STRING), _list(_NUMBER), _list(_BOOLEAN)]},
-    "dtype": _STRING,
-})
-
-#: ``config.json`` of a :class:`~wjsentiment.SentimentClassifier`. ``params`` holds its
-#: parameters but ``class_weight`` and ``callbacks``; parameters missing from it take their
-#: defaults, so models saved before a parameter existed still load.
-CLASSIFIER_SCHEMA = _object({
-    "params": {"type": "object"},
-    "class_weight": {"anyOf": [_NULL, _STRING, _object({"pairs": _list(_list(
-        {}, minItems=2, maxItems=2))})]},
-    "classes": CLASSES_SCHEMA,
-    "spec": _object({"backbone": _STRING, "head": _STRING, "n_classes": _INTEGER}),
-    "history": _list({"type": "object"}),
-    "n_epochs": _INTEGER,
-    "best_epoch": _INTEGER,
-    "weights_source": _STRING,
-    "skipped": _list({"type": "array"}),
-    "calibration": _object({"temperature": _POSITIVE, "logit_adjustment": _list(_NUMBER),
-                            "class_prior": _list(_NON_NEGATIVE)}),
-})
-
-#: ``ensemble.json`` of a :class:`~wjsentiment.SentimentEnsemble`; each member is a
-#: classifier folder beside it.
-ENSEMBLE_SCHEMA = _object({
-    "params": _object({
-        "weights": {"anyOf": [_NULL, _STRING, _list(_NUMBER)]},
-        "calibrate": _BOOLEAN,
-        "validation_fraction": _NUMBER,
-        "n_jobs": {"anyOf": [_NULL, _INTEGER]},
-        "verbose": _INTEGER,
-        "decision": _STRING,
-    }),
-    "default_estimators": _BOOLEAN,
-    "members": _list(_object({"name": _STRING, "folder": _STRING, "estimator": _STRING}),
-                     minItems=1),
-    "classes": CLASSES_SCHEMA,
-    "weights": _list(_NUMBER),
-    "temperatures": _list(_NUMBER),
-    "class_prior": _list(_NON_NEGATIVE),
-    "validation_log_loss": {"anyOf": [_NULL, {"type": "object"}]},
-})
-
-
-def _optional(schema: dict[str, Any], *keys: str) -> dict[str, Any]:
-    """``schema`` with the (dotted) ``keys`` no longer required: an older version's."""
-    schema = copy.deepcopy(schema)
-    for key in keys:
-        *parents, name = key.split(".")
-        target = schema
-        for parent in parents:
-            target = target["properties"][parent]
-        target["required"] = [k for k in target["required"] if k != name]
-    return schema
-
-
-#: The schema of each (kind, format version).
-SCHEMAS: dict[tuple[str, int], dict[str, Any]] = {
-    (CLASSIFIER, 2): CLASSIFIER_SCHEMA,
-    (CLASSIFIER, 1): _optional(CLASSIFIER_SCHEMA, "calibration"),
-    (ENSEMBLE, 2): ENSEMBLE_SCHEMA,
-    (ENSEMBLE, 1): _optional(ENSEMBLE_SCHEMA, "class_prior", "params.decision"),
-}
+    Examples
+    --------
+    >>> schema_problem({"format_version": 2}, schema(CLASSIFIER, 2))
+    "the key 'params' is missing"
+    """
+    return {**_schemas(), "$ref": f"#/$defs/{kind}-{version}"}
 
 
 def _classifier_1_to_2(config: dict[str, Any]) -> dict[str, Any]:
@@ -188,8 +126,8 @@ def _path(where: str, parts: Any) -> str:
     return text
 
 
-_NOUNS = {"integer": "integer", "number": "number", "string": "string", "object": "object",
-          "array": "list"}
+#: JSON types named in other words than a noun: (one, several).
+_WORDS = {"boolean": ("true or false", "booleans"), "null": ("null", "nulls")}
 
 
 def _describe(schema: dict[str, Any], plural: bool = False) -> str:
@@ -197,10 +135,9 @@ def _describe(schema: dict[str, Any], plural: bool = False) -> str:
     if "anyOf" in schema:
         return " or ".join(_describe(s, plural) for s in schema["anyOf"])
     kind = schema.get("type")
-    if kind in ("boolean", "null"):
-        return {"boolean": "booleans" if plural else "true or false",
-                "null": "nulls" if plural else "null"}[kind]
-    noun = _NOUNS.get(kind, "value")
+    if kind in _WORDS:
+        return _WORDS[kind][plural]
+    noun = {"array": "list", None: "value"}.get(kind, kind)
     if "exclusiveMinimum" in schema or "minimum" in schema:
         noun = ("positive " if "exclusiveMinimum" in schema else "non-negative ") + noun
     noun += "s" if plural else ""
@@ -213,7 +150,7 @@ def json_kind(value: Any) -> str:
     """The JSON type of a parsed value, in words: "a string", "true or false", "null"..."""
     kinds = ((bool, "boolean"), (int, "integer"), (float, "number"), (str, "string"),
              (dict, "object"), (list, "array"), (type(None), "null"))
-    return _describe({"type": next((name for t, name in kinds if isinstance(value, t)), "")})
+    return _describe({"type": next((name for t, name in kinds if isinstance(value, t)), None)})
 
 
 def _shown(value: Any) -> str:
