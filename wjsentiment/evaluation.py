@@ -125,6 +125,10 @@ class EvaluationReport:
         For sentiment labels: quadratic-weighted Cohen's kappa.
     polarity : PolarityReport or None
         For sentiment labels: the negative / neutral / positive view.
+    decision_rule : str or None
+        The rule that chose the predicted labels ("balanced" or "argmax", see
+        :func:`wjsentiment.calibration.decide`), when known. The text form and
+        :func:`~wjsentiment.plotting.plot_confusion_matrix` name it.
     """
 
     labels: list[Any]
@@ -141,6 +145,7 @@ class EvaluationReport:
     mean_absolute_error: float | None = None
     quadratic_kappa: float | None = None
     polarity: PolarityReport | None = field(default=None)
+    decision_rule: str | None = None
 
     def to_frame(self) -> pd.DataFrame:
         """Per-class precision, recall, F1 and support, one row per label.
@@ -181,10 +186,12 @@ class EvaluationReport:
             "mean_absolute_error": _num(self.mean_absolute_error),
             "quadratic_kappa": _num(self.quadratic_kappa),
             "polarity": None if self.polarity is None else self.polarity.to_dict(),
+            "decision_rule": self.decision_rule,
         }
 
     def __str__(self) -> str:
-        lines = [f"Evaluation on {self.n_samples} samples",
+        rule = f", labels by the {self.decision_rule!r} rule" if self.decision_rule else ""
+        lines = [f"Evaluation on {self.n_samples} samples{rule}",
                  f"accuracy  {self.accuracy:.4f}    macro-F1  {self.macro_f1:.4f}    "
                  f"log-loss  {self.log_loss:.4f}    "
                  f"ECE  {_fmt(self.expected_calibration_error)}"]
@@ -231,14 +238,9 @@ def reliability_table(y_true: Any, proba: Any, classes: Sequence[Any], *,
     >>> table[["count", "confidence", "accuracy"]].values.tolist()
     [[0.0, nan, nan], [2.0, 0.8, 0.5]]
     """
-    proba = np.asarray(proba, dtype=float)
-    classes_arr = np.asarray(classes)
-    y_true = np.asarray(y_true)
-    if proba.ndim != 2 or proba.shape != (len(y_true), len(classes_arr)):
-        raise InputError(f"proba must have shape (n_samples, n_classes) = ({len(y_true)}, "
-                         f"{len(classes_arr)}), got {proba.shape}.")
+    classes, proba, y_true = _checked_predictions(classes, proba, y_true)
     confidence = proba.max(axis=1)
-    correct = (classes_arr[proba.argmax(axis=1)] == y_true).astype(float)
+    correct = (np.asarray(classes)[proba.argmax(axis=1)] == y_true).astype(float)
     edges = np.linspace(0.0, 1.0, n_bins + 1)
     which = np.clip(np.digitize(confidence, edges[1:-1], right=True), 0, n_bins - 1)
     count = np.bincount(which, minlength=n_bins).astype(float)
@@ -269,8 +271,8 @@ def expected_calibration_error(y_true: Any, proba: Any, classes: Sequence[Any], 
 
 
 def report_from_predictions(y_true: Any, proba: Any, classes: Sequence[Any], *,
-                            labels: Sequence[Any] | None = None,
-                            y_pred: Any = None) -> EvaluationReport:
+                            labels: Sequence[Any] | None = None, y_pred: Any = None,
+                            decision_rule: str | None = None) -> EvaluationReport:
     """Build an :class:`EvaluationReport` from true labels and predicted probabilities.
 
     Parameters
@@ -289,6 +291,10 @@ def report_from_predictions(y_true: Any, proba: Any, classes: Sequence[Any], *,
     y_pred : array-like of shape (n,), optional
         The predicted labels, when the model picks classes by another rule than the most
         probable one (``decision="balanced"``). Default: the most probable class.
+    decision_rule : str, optional
+        The rule that chose ``y_pred`` (a model's ``decision_rule_``), recorded in the report
+        so that what shows its labels can name it. Default: "argmax" without ``y_pred``,
+        else unknown (None).
 
     Returns
     -------
@@ -313,27 +319,27 @@ def report_from_predictions(y_true: Any, proba: Any, classes: Sequence[Any], *,
     labels = _report_labels(labels, class_list, y_true)
     if y_pred is None:
         y_pred = np.asarray(class_list)[np.argmax(proba, axis=1)]
+        decision_rule = "argmax"
     y_pred = np.asarray(y_pred)
     if y_pred.shape != y_true.shape:
         raise InputError(f"y_pred must have one label per sample ({len(y_true)}), got shape "
                          f"{y_pred.shape}.")
     # Labels the model does not know get probability 0; log_loss reads columns in sorted order.
-    extra = [v for v in labels if v not in set(class_list)]
-    all_classes = np.asarray(class_list + extra)
-    all_proba = np.hstack([proba, np.zeros((len(proba), len(extra)))])
-    order = np.argsort(all_classes, kind="stable")
+    every = pd.DataFrame(proba, columns=class_list).reindex(columns=np.unique(labels),
+                                                            fill_value=0.0)
     precision, recall, f1, support = precision_recall_fscore_support(
         y_true, y_pred, labels=labels, zero_division=0)
     report = EvaluationReport(
         labels=labels,
         n_samples=len(y_true),
         accuracy=float(accuracy_score(y_true, y_pred)),
-        macro_f1=float(f1_score(y_true, y_pred, labels=labels, average="macro",
-                                zero_division=0)),
+        macro_f1=float(np.mean(f1)),  # over every label, as f1_score(average="macro")
         precision=precision, recall=recall, f1=f1, support=support,
         confusion_matrix=confusion_matrix(y_true, y_pred, labels=labels),
-        log_loss=float(log_loss(y_true, all_proba[:, order], labels=all_classes[order])),
-        expected_calibration_error=expected_calibration_error(y_true, all_proba, all_classes),
+        log_loss=float(log_loss(y_true, every.to_numpy(), labels=every.columns)),
+        expected_calibration_error=expected_calibration_error(y_true, every.to_numpy(),
+                                                              every.columns),
+        decision_rule=decision_rule,
     )
     _add_ordinal_scores(report, y_true, y_pred)
     return report
@@ -386,10 +392,9 @@ def _add_ordinal_scores(report: EvaluationReport, y_true: np.ndarray,
     positions = sentiment_positions(labels)
     if positions is None:
         return
-    position = dict(zip(labels, positions))
-    true_pos = np.array([position[v] for v in y_true.tolist()])
-    pred_pos = np.array([position[v] for v in y_pred.tolist()])
-    report.mean_absolute_error = float(np.mean(np.abs(true_pos - pred_pos)))
+    distance = np.abs(np.subtract.outer(positions, positions))  # true class x predicted class
+    report.mean_absolute_error = float((report.confusion_matrix * distance).sum()
+                                       / report.n_samples)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         warnings.simplefilter("ignore", UndefinedMetricWarning)
@@ -441,7 +446,8 @@ def evaluate(estimator: Any, X: Any, y: Any, *,
     check_is_fitted(estimator)
     proba = estimator.predict_proba(X)
     return report_from_predictions(y, proba, estimator.classes_, labels=labels,
-                                   y_pred=predictions_from_proba(estimator, proba))
+                                   y_pred=predictions_from_proba(estimator, proba),
+                                   decision_rule=getattr(estimator, "decision_rule_", None))
 
 
 def predictions_from_proba(estimator: Any, proba: Any) -> np.ndarray:
