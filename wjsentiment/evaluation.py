@@ -14,7 +14,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sklearn.exceptions import UndefinedMetricWarning
 from sklearn.metrics import (
     accuracy_score,
     cohen_kappa_score,
@@ -26,16 +25,11 @@ from sklearn.metrics import (
 from sklearn.utils.validation import check_is_fitted
 
 from .exceptions import InputError
-from .labels import normalize_label, ordinal_labels, sentiment_positions
+from .labels import SENTIMENT_LABELS, normalize_label, ordinal_labels, sentiment_positions
 
 #: The 3-way polarity of each sentiment label.
-POLARITY: dict[str, str] = {
-    "Highly negative": "negative",
-    "Negative": "negative",
-    "Neutral": "neutral",
-    "Positive": "positive",
-    "Highly positive": "positive",
-}
+POLARITY: dict[str, str] = dict(zip(SENTIMENT_LABELS, ("negative", "negative", "neutral",
+                                                       "positive", "positive")))
 #: The polarity classes, in order.
 POLARITY_LABELS: tuple[str, ...] = ("negative", "neutral", "positive")
 #: Equal-width confidence bins of the expected calibration error and the reliability diagram.
@@ -168,20 +162,15 @@ class EvaluationReport:
         -------
         dict
         """
-        labels = [_plain(v) for v in self.labels]
         return {
             "n_samples": int(self.n_samples),
-            "labels": labels,
+            "labels": np.asarray(self.labels).tolist(),
             "accuracy": _num(self.accuracy),
             "macro_f1": _num(self.macro_f1),
             "log_loss": _num(self.log_loss),
             "expected_calibration_error": _num(self.expected_calibration_error),
-            "per_class": {
-                str(label): {"precision": _num(p), "recall": _num(r), "f1": _num(f),
-                             "support": int(s)}
-                for label, p, r, f, s in zip(labels, self.precision, self.recall, self.f1,
-                                             self.support)
-            },
+            "per_class": {str(label): scores
+                          for label, scores in self.to_frame().to_dict("index").items()},
             "confusion_matrix": self.confusion_matrix.tolist(),
             "mean_absolute_error": _num(self.mean_absolute_error),
             "quadratic_kappa": _num(self.quadratic_kappa),
@@ -370,7 +359,7 @@ def _report_labels(labels: Sequence[Any] | None, class_list: list,
     if labels is None:
         labels = ordinal_labels(class_list)
     else:
-        labels = list(np.asarray(labels).tolist())
+        labels = np.asarray(labels).tolist()
         missing = [c for c in class_list if c not in set(labels)]
         if missing or len(set(labels)) != len(labels):
             raise InputError(f"labels must list every class of the model once (it may add "
@@ -395,9 +384,8 @@ def _add_ordinal_scores(report: EvaluationReport, y_true: np.ndarray,
     distance = np.abs(np.subtract.outer(positions, positions))  # true class x predicted class
     report.mean_absolute_error = float((report.confusion_matrix * distance).sum()
                                        / report.n_samples)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        warnings.simplefilter("ignore", UndefinedMetricWarning)
+    with warnings.catch_warnings():  # one class only: kappa is undefined (NaN, shown n/a)
+        warnings.simplefilter("ignore")
         report.quadratic_kappa = float(cohen_kappa_score(y_true, y_pred, labels=labels,
                                                          weights="quadratic"))
     report.polarity = _polarity_report(y_true, y_pred, labels)
@@ -406,6 +394,10 @@ def _add_ordinal_scores(report: EvaluationReport, y_true: np.ndarray,
 def evaluate(estimator: Any, X: Any, y: Any, *,
              labels: Sequence[Any] | None = None) -> EvaluationReport:
     """Evaluate a fitted classifier on images X with true labels y.
+
+    The probabilities are predicted once. The labels follow the estimator's own decision
+    rule (its ``predict_from_proba``, and ``decision_rule_``, which the report records), or
+    for other classifiers the most probable class ("argmax"), as scikit-learn's predict.
 
     Parameters
     ----------
@@ -445,8 +437,10 @@ def evaluate(estimator: Any, X: Any, y: Any, *,
     """
     check_is_fitted(estimator)
     proba = estimator.predict_proba(X)
+    if not hasattr(estimator, "predict_from_proba"):  # scikit-learn's rule: the most probable
+        return report_from_predictions(y, proba, estimator.classes_, labels=labels)
     return report_from_predictions(y, proba, estimator.classes_, labels=labels,
-                                   y_pred=predictions_from_proba(estimator, proba),
+                                   y_pred=estimator.predict_from_proba(proba),
                                    decision_rule=getattr(estimator, "decision_rule_", None))
 
 
@@ -480,10 +474,6 @@ def _polarity_report(y_true: np.ndarray, y_pred: np.ndarray,
         macro_f1=float(f1_score(t, p, labels=pol_labels, average="macro", zero_division=0)),
         confusion_matrix=confusion_matrix(t, p, labels=pol_labels),
     )
-
-
-def _plain(value: Any) -> Any:
-    return value.item() if isinstance(value, np.generic) else value
 
 
 def _num(value: Any) -> float | None:
