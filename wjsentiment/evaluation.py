@@ -254,9 +254,8 @@ def expected_calibration_error(y_true: Any, proba: Any, classes: Sequence[Any], 
     0.4
     """
     table = reliability_table(y_true, proba, classes, n_bins=n_bins)
-    filled = table["count"] > 0
-    gaps = (table["accuracy"] - table["confidence"]).abs()[filled]
-    return float(round((gaps * table["count"][filled]).sum() / table["count"].sum(), 12))
+    gaps = (table["accuracy"] - table["confidence"]).abs() * table["count"]  # NaN: empty bin
+    return float(round(gaps.sum() / table["count"].sum(), 12))  # pandas' sum skips NaN
 
 
 def report_from_predictions(y_true: Any, proba: Any, classes: Sequence[Any], *,

@@ -314,7 +314,7 @@ def plot_class_distribution(y: Any, *, labels: Sequence[Any] | None = None,
     if labels is None:
         labels = ordinal_labels(sorted(set(values), key=str))
     labels = list(labels)
-    counts = [sum(1 for v in values if v == label) for label in labels]
+    counts = [values.count(label) for label in labels]
     fig, ax = _figure_and_axes(ax, (7, 4))
     bars = ax.bar([str(v) for v in labels], counts, color="tab:blue")
     ax.bar_label(bars)
@@ -401,9 +401,8 @@ def plot_explanations(estimator: Any, X: Any, y: Any = None, *, target: Any = "p
         if result.explained[i] != result.predicted[i]:
             caption += f"\nmap for: {result.explained[i]}"
         ax.set_title(caption, fontsize=9, color=colour)
-    rule = getattr(estimator, "decision_rule_", None)
-    fig.suptitle(title or "Predictions " + (f"({rule} decision rule) " if rule else "")
-                 + "with Grad-CAM heat maps")
+    fig.suptitle(title or f"Predictions ({estimator.decision_rule_} decision rule) with "
+                 "Grad-CAM heat maps")
     return fig
 
 
