@@ -79,7 +79,8 @@ def docs_report():
     clf, paths, y, _, test = docs_model()
     proba = clf.predict_proba(paths[test])
     return report_from_predictions(y[test], proba, clf.classes_,
-                                   y_pred=clf.predict_from_proba(proba)), proba
+                                   y_pred=clf.predict_from_proba(proba),
+                                   decision_rule=clf.decision_rule_), proba
 
 
 def scores_sentence() -> str:
@@ -185,11 +186,11 @@ def evaluation_pngs() -> dict[str, bytes]:
     curves = Figure(figsize=(PAGE_WIDTH, 3.0), layout="constrained")
     plot_training_curves(clf, axes=curves.subplots(1, 3))
     curves.suptitle("Training curves: EfficientNet-Lite0, head only, 96 px")
-    rule = f"decision rule: {clf.decision_rule_}"
     figures = {
         "training_curves": curves,
         "confusion_matrix": plot_confusion_matrix(
-            report, title=f"Held-out emoji: {int(sum(report.support))} images\n({rule})"),
+            report, title=f"Held-out emoji: {int(sum(report.support))} images\n"
+                          f"({report.decision_rule} decision rule)"),
         "reliability": plot_reliability_diagram(y[test], proba, clf.classes_),
         "class_distribution": plot_class_distribution(
             y[train], title=f"Training emoji per class ({len(train)} images)"),

@@ -227,3 +227,19 @@ def test_ordinal_labels():
     assert ordinal_labels(["Positive", "Highly negative", "neutral"]) == [
         "Highly negative", "neutral", "Positive"]
     assert ordinal_labels([2, 1]) == [2, 1]
+
+
+def test_report_records_the_decision_rule():
+    y, proba = _random_case(3, n=20)
+    assert report_from_predictions(y, proba, ALPHABETICAL).decision_rule == "argmax"
+    balanced = report_from_predictions(y, proba, ALPHABETICAL, y_pred=y,
+                                       decision_rule="balanced")
+    assert balanced.decision_rule == "balanced" and balanced.accuracy == 1.0
+    assert str(balanced).splitlines()[0] == "Evaluation on 20 samples, labels by the " \
+        "'balanced' rule"
+    assert balanced.to_dict()["decision_rule"] == "balanced"
+    unknown = report_from_predictions(y, proba, ALPHABETICAL, y_pred=y)
+    assert unknown.decision_rule is None and "rule" not in str(unknown).splitlines()[0]
+    X = np.arange(len(y))[:, None]  # a scikit-learn classifier predicts the most probable
+    assert evaluate(FixedProba(table=proba).fit(X, np.r_[y, ALPHABETICAL]), X,
+                    y).decision_rule == "argmax"

@@ -129,6 +129,16 @@ def test_confusion_matrix_normalized_rows_sum_to_one():
         "lite0, argmax"
 
 
+def test_confusion_matrix_names_the_decision_rule_of_a_report():
+    report, y, y_pred = _report()
+    assert report.decision_rule == "argmax"
+    assert plot_confusion_matrix(report).axes[0].get_title() == \
+        "Confusion matrix of 50 images, argmax decision rule"
+    report.decision_rule = "balanced"
+    assert "balanced decision rule" in plot_confusion_matrix(report).axes[0].get_title()
+    assert "rule" not in plot_confusion_matrix(y, y_pred).axes[0].get_title()  # unknown
+
+
 def test_confusion_matrix_from_labels_matches_the_report():
     report, y, y_pred = _report()
     fig = plot_confusion_matrix(y, y_pred)

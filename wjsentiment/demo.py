@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .labels import SENTIMENT_LABELS
 from .persistence import atomic_file
 from .scale.stream import rule_sentence
 
@@ -99,11 +100,6 @@ def _smoke_subset(parts: tuple[np.ndarray, ...], y: np.ndarray, groups: np.ndarr
         return idx[np.isin(groups[idx], chosen)]
 
     return tuple(take(idx) for idx in parts)
-
-
-def _write_json(path: Path, data: dict) -> None:
-    with atomic_file(path, "w", encoding="utf-8") as fh:
-        json.dump(data, fh, indent=2)
 
 
 def _scores(report) -> dict[str, float]:
@@ -201,7 +197,8 @@ def run_demo(out: str | os.PathLike = "runs/demo", *, smoke: bool = False,
         "smoke": bool(smoke),
         "report": report.to_dict(),
     }
-    _write_json(Path(paths["metrics"]), metrics)
+    with atomic_file(paths["metrics"], "w", encoding="utf-8") as fh:
+        json.dump(metrics, fh, indent=2)
     say(f"Saved the ensemble to {paths['model']}, plots and metrics.json to {out} "
         f"({metrics['seconds']:.0f}s).")
     return {**metrics, "paths": paths}
@@ -226,8 +223,7 @@ def _demo_split(smoke: bool) -> tuple:
 def _evaluate_all(model, test_paths: list, y_test: np.ndarray) -> tuple[dict, object, np.ndarray]:
     """Each member's scores (and temperature), and the ensemble's report and probabilities on
     the held-out set (predicted once, for the report and the plots alike)."""
-    from .evaluation import evaluate, predictions_from_proba, report_from_predictions
-    from .labels import SENTIMENT_LABELS
+    from .evaluation import evaluate, report_from_predictions
 
     labels = list(SENTIMENT_LABELS)
     members = {}
@@ -236,14 +232,13 @@ def _evaluate_all(model, test_paths: list, y_test: np.ndarray) -> tuple[dict, ob
         members[name] = {**_scores(member_report), "temperature": float(member.temperature_)}
     proba = model.predict_proba(test_paths)
     report = report_from_predictions(y_test, proba, model.classes_, labels=labels,
-                                     y_pred=predictions_from_proba(model, proba))
+                                     y_pred=model.predict_from_proba(proba),
+                                     decision_rule=model.decision_rule_)
     return members, report, proba
 
 
 def _prior_log_loss(y_train: np.ndarray, y_test: np.ndarray) -> float:
     """The log-loss of always answering the training class frequencies."""
-    from .labels import SENTIMENT_LABELS
-
     labels = list(SENTIMENT_LABELS)
     prior = np.array([np.mean(y_train == c) for c in labels])
     return float(-np.mean(np.log(prior[[labels.index(v) for v in y_test]])))
@@ -251,12 +246,11 @@ def _prior_log_loss(y_train: np.ndarray, y_test: np.ndarray) -> float:
 
 def _say_scores(say, members: dict, report, prior_log_loss: float, rule: str) -> None:
     say("\nHeld-out emoji (macro-F1, accuracy, log-loss, ECE):")
-    for name, scores in members.items():
-        say(f"  {name:<9} {scores['macro_f1']:.3f}  {scores['accuracy']:.3f}  "
-            f"{scores['log_loss']:.3f}  {scores['ece']:.3f}   (temperature "
-            f"{scores['temperature']:.2f})")
-    say(f"  ensemble  {report.macro_f1:.3f}  {report.accuracy:.3f}  {report.log_loss:.3f}  "
-        f"{report.expected_calibration_error:.3f}")
+    for name, scores in {**members, "ensemble": _scores(report)}.items():
+        cells = "  ".join(f"{scores[k]:.3f}" for k in ("macro_f1", "accuracy", "log_loss", "ece"))
+        temperature = scores.get("temperature")
+        say(f"  {name:<9} {cells}"
+            + ("" if temperature is None else f"   (temperature {temperature:.2f})"))
     say(f"  (always answering the training class frequencies: log-loss {prior_log_loss:.3f})")
     say(f"\nHeld-out emoji: accuracy {report.accuracy:.3f}, macro-F1 {report.macro_f1:.3f}")
     say(rule_sentence(rule))
@@ -279,7 +273,7 @@ def _save_outputs(model, out: Path, report, y_test: np.ndarray,
              "metrics": str(out / "metrics.json")}
     for name, member in model.named_estimators_.items():
         paths[f"training_curves_{name}"] = str(out / f"training_curves_{name}.png")
-        save_figure(plot_training_curves(member.history_), paths[f"training_curves_{name}"])
+        save_figure(plot_training_curves(member), paths[f"training_curves_{name}"])
     save_figure(plot_confusion_matrix(report), paths["confusion_matrix"])
     save_figure(plot_reliability_diagram(y_test, proba, model.classes_), paths["reliability"])
     return paths

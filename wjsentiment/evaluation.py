@@ -14,7 +14,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sklearn.exceptions import UndefinedMetricWarning
 from sklearn.metrics import (
     accuracy_score,
     cohen_kappa_score,
@@ -26,16 +25,11 @@ from sklearn.metrics import (
 from sklearn.utils.validation import check_is_fitted
 
 from .exceptions import InputError
-from .labels import normalize_label, ordinal_labels, sentiment_positions
+from .labels import SENTIMENT_LABELS, normalize_label, ordinal_labels, sentiment_positions
 
 #: The 3-way polarity of each sentiment label.
-POLARITY: dict[str, str] = {
-    "Highly negative": "negative",
-    "Negative": "negative",
-    "Neutral": "neutral",
-    "Positive": "positive",
-    "Highly positive": "positive",
-}
+POLARITY: dict[str, str] = dict(zip(SENTIMENT_LABELS, ("negative", "negative", "neutral",
+                                                       "positive", "positive")))
 #: The polarity classes, in order.
 POLARITY_LABELS: tuple[str, ...] = ("negative", "neutral", "positive")
 #: Equal-width confidence bins of the expected calibration error and the reliability diagram.
@@ -125,6 +119,10 @@ class EvaluationReport:
         For sentiment labels: quadratic-weighted Cohen's kappa.
     polarity : PolarityReport or None
         For sentiment labels: the negative / neutral / positive view.
+    decision_rule : str or None
+        The rule that chose the predicted labels ("balanced" or "argmax", see
+        :func:`wjsentiment.calibration.decide`), when known. The text form and
+        :func:`~wjsentiment.plotting.plot_confusion_matrix` name it.
     """
 
     labels: list[Any]
@@ -141,6 +139,7 @@ class EvaluationReport:
     mean_absolute_error: float | None = None
     quadratic_kappa: float | None = None
     polarity: PolarityReport | None = field(default=None)
+    decision_rule: str | None = None
 
     def to_frame(self) -> pd.DataFrame:
         """Per-class precision, recall, F1 and support, one row per label.
@@ -163,28 +162,25 @@ class EvaluationReport:
         -------
         dict
         """
-        labels = [_plain(v) for v in self.labels]
         return {
             "n_samples": int(self.n_samples),
-            "labels": labels,
+            "labels": np.asarray(self.labels).tolist(),
             "accuracy": _num(self.accuracy),
             "macro_f1": _num(self.macro_f1),
             "log_loss": _num(self.log_loss),
             "expected_calibration_error": _num(self.expected_calibration_error),
-            "per_class": {
-                str(label): {"precision": _num(p), "recall": _num(r), "f1": _num(f),
-                             "support": int(s)}
-                for label, p, r, f, s in zip(labels, self.precision, self.recall, self.f1,
-                                             self.support)
-            },
+            "per_class": {str(label): scores
+                          for label, scores in self.to_frame().to_dict("index").items()},
             "confusion_matrix": self.confusion_matrix.tolist(),
             "mean_absolute_error": _num(self.mean_absolute_error),
             "quadratic_kappa": _num(self.quadratic_kappa),
             "polarity": None if self.polarity is None else self.polarity.to_dict(),
+            "decision_rule": self.decision_rule,
         }
 
     def __str__(self) -> str:
-        lines = [f"Evaluation on {self.n_samples} samples",
+        rule = f", labels by the {self.decision_rule!r} rule" if self.decision_rule else ""
+        lines = [f"Evaluation on {self.n_samples} samples{rule}",
                  f"accuracy  {self.accuracy:.4f}    macro-F1  {self.macro_f1:.4f}    "
                  f"log-loss  {self.log_loss:.4f}    "
                  f"ECE  {_fmt(self.expected_calibration_error)}"]
@@ -231,14 +227,9 @@ def reliability_table(y_true: Any, proba: Any, classes: Sequence[Any], *,
     >>> table[["count", "confidence", "accuracy"]].values.tolist()
     [[0.0, nan, nan], [2.0, 0.8, 0.5]]
     """
-    proba = np.asarray(proba, dtype=float)
-    classes_arr = np.asarray(classes)
-    y_true = np.asarray(y_true)
-    if proba.ndim != 2 or proba.shape != (len(y_true), len(classes_arr)):
-        raise InputError(f"proba must have shape (n_samples, n_classes) = ({len(y_true)}, "
-                         f"{len(classes_arr)}), got {proba.shape}.")
+    classes, proba, y_true = _checked_predictions(classes, proba, y_true)
     confidence = proba.max(axis=1)
-    correct = (classes_arr[proba.argmax(axis=1)] == y_true).astype(float)
+    correct = (np.asarray(classes)[proba.argmax(axis=1)] == y_true).astype(float)
     edges = np.linspace(0.0, 1.0, n_bins + 1)
     which = np.clip(np.digitize(confidence, edges[1:-1], right=True), 0, n_bins - 1)
     count = np.bincount(which, minlength=n_bins).astype(float)
@@ -263,14 +254,13 @@ def expected_calibration_error(y_true: Any, proba: Any, classes: Sequence[Any], 
     0.4
     """
     table = reliability_table(y_true, proba, classes, n_bins=n_bins)
-    filled = table["count"] > 0
-    gaps = (table["accuracy"] - table["confidence"]).abs()[filled]
-    return float(round((gaps * table["count"][filled]).sum() / table["count"].sum(), 12))
+    gaps = (table["accuracy"] - table["confidence"]).abs() * table["count"]  # NaN: empty bin
+    return float(round(gaps.sum() / table["count"].sum(), 12))  # pandas' sum skips NaN
 
 
 def report_from_predictions(y_true: Any, proba: Any, classes: Sequence[Any], *,
-                            labels: Sequence[Any] | None = None,
-                            y_pred: Any = None) -> EvaluationReport:
+                            labels: Sequence[Any] | None = None, y_pred: Any = None,
+                            decision_rule: str | None = None) -> EvaluationReport:
     """Build an :class:`EvaluationReport` from true labels and predicted probabilities.
 
     Parameters
@@ -289,6 +279,10 @@ def report_from_predictions(y_true: Any, proba: Any, classes: Sequence[Any], *,
     y_pred : array-like of shape (n,), optional
         The predicted labels, when the model picks classes by another rule than the most
         probable one (``decision="balanced"``). Default: the most probable class.
+    decision_rule : str, optional
+        The rule that chose ``y_pred`` (a model's ``decision_rule_``), recorded in the report
+        so that what shows its labels can name it. Default: "argmax" without ``y_pred``,
+        else unknown (None).
 
     Returns
     -------
@@ -313,27 +307,27 @@ def report_from_predictions(y_true: Any, proba: Any, classes: Sequence[Any], *,
     labels = _report_labels(labels, class_list, y_true)
     if y_pred is None:
         y_pred = np.asarray(class_list)[np.argmax(proba, axis=1)]
+        decision_rule = "argmax"
     y_pred = np.asarray(y_pred)
     if y_pred.shape != y_true.shape:
         raise InputError(f"y_pred must have one label per sample ({len(y_true)}), got shape "
                          f"{y_pred.shape}.")
     # Labels the model does not know get probability 0; log_loss reads columns in sorted order.
-    extra = [v for v in labels if v not in set(class_list)]
-    all_classes = np.asarray(class_list + extra)
-    all_proba = np.hstack([proba, np.zeros((len(proba), len(extra)))])
-    order = np.argsort(all_classes, kind="stable")
+    every = pd.DataFrame(proba, columns=class_list).reindex(columns=np.unique(labels),
+                                                            fill_value=0.0)
     precision, recall, f1, support = precision_recall_fscore_support(
         y_true, y_pred, labels=labels, zero_division=0)
     report = EvaluationReport(
         labels=labels,
         n_samples=len(y_true),
         accuracy=float(accuracy_score(y_true, y_pred)),
-        macro_f1=float(f1_score(y_true, y_pred, labels=labels, average="macro",
-                                zero_division=0)),
+        macro_f1=float(np.mean(f1)),  # over every label, as f1_score(average="macro")
         precision=precision, recall=recall, f1=f1, support=support,
         confusion_matrix=confusion_matrix(y_true, y_pred, labels=labels),
-        log_loss=float(log_loss(y_true, all_proba[:, order], labels=all_classes[order])),
-        expected_calibration_error=expected_calibration_error(y_true, all_proba, all_classes),
+        log_loss=float(log_loss(y_true, every.to_numpy(), labels=every.columns)),
+        expected_calibration_error=expected_calibration_error(y_true, every.to_numpy(),
+                                                              every.columns),
+        decision_rule=decision_rule,
     )
     _add_ordinal_scores(report, y_true, y_pred)
     return report
@@ -364,7 +358,7 @@ def _report_labels(labels: Sequence[Any] | None, class_list: list,
     if labels is None:
         labels = ordinal_labels(class_list)
     else:
-        labels = list(np.asarray(labels).tolist())
+        labels = np.asarray(labels).tolist()
         missing = [c for c in class_list if c not in set(labels)]
         if missing or len(set(labels)) != len(labels):
             raise InputError(f"labels must list every class of the model once (it may add "
@@ -386,13 +380,11 @@ def _add_ordinal_scores(report: EvaluationReport, y_true: np.ndarray,
     positions = sentiment_positions(labels)
     if positions is None:
         return
-    position = dict(zip(labels, positions))
-    true_pos = np.array([position[v] for v in y_true.tolist()])
-    pred_pos = np.array([position[v] for v in y_pred.tolist()])
-    report.mean_absolute_error = float(np.mean(np.abs(true_pos - pred_pos)))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        warnings.simplefilter("ignore", UndefinedMetricWarning)
+    distance = np.abs(np.subtract.outer(positions, positions))  # true class x predicted class
+    report.mean_absolute_error = float((report.confusion_matrix * distance).sum()
+                                       / report.n_samples)
+    with warnings.catch_warnings():  # one class only: kappa is undefined (NaN, shown n/a)
+        warnings.simplefilter("ignore")
         report.quadratic_kappa = float(cohen_kappa_score(y_true, y_pred, labels=labels,
                                                          weights="quadratic"))
     report.polarity = _polarity_report(y_true, y_pred, labels)
@@ -401,6 +393,10 @@ def _add_ordinal_scores(report: EvaluationReport, y_true: np.ndarray,
 def evaluate(estimator: Any, X: Any, y: Any, *,
              labels: Sequence[Any] | None = None) -> EvaluationReport:
     """Evaluate a fitted classifier on images X with true labels y.
+
+    The probabilities are predicted once. The labels follow the estimator's own decision
+    rule (its ``predict_from_proba``, and ``decision_rule_``, which the report records), or
+    for other classifiers the most probable class ("argmax"), as scikit-learn's predict.
 
     Parameters
     ----------
@@ -440,8 +436,11 @@ def evaluate(estimator: Any, X: Any, y: Any, *,
     """
     check_is_fitted(estimator)
     proba = estimator.predict_proba(X)
+    if not hasattr(estimator, "predict_from_proba"):  # scikit-learn's rule: the most probable
+        return report_from_predictions(y, proba, estimator.classes_, labels=labels)
     return report_from_predictions(y, proba, estimator.classes_, labels=labels,
-                                   y_pred=predictions_from_proba(estimator, proba))
+                                   y_pred=estimator.predict_from_proba(proba),
+                                   decision_rule=getattr(estimator, "decision_rule_", None))
 
 
 def predictions_from_proba(estimator: Any, proba: Any) -> np.ndarray:
@@ -474,10 +473,6 @@ def _polarity_report(y_true: np.ndarray, y_pred: np.ndarray,
         macro_f1=float(f1_score(t, p, labels=pol_labels, average="macro", zero_division=0)),
         confusion_matrix=confusion_matrix(t, p, labels=pol_labels),
     )
-
-
-def _plain(value: Any) -> Any:
-    return value.item() if isinstance(value, np.generic) else value
 
 
 def _num(value: Any) -> float | None:

@@ -19,12 +19,14 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from functools import partial
 from html import escape
 from itertools import islice
 from numbers import Integral
 from pathlib import Path
+from string import Template
 from typing import Any
 from urllib.parse import quote
 
@@ -45,6 +47,9 @@ HEATMAP_SIDE = 384
 
 #: The ``target`` that explains the class each image is predicted to be.
 PREDICTED = "predicted"
+
+#: The ``index.html`` of :func:`save_explanations`, a :class:`string.Template`.
+_INDEX_TEMPLATE = Path(__file__).with_name("templates") / "explain_index.html"
 
 
 @dataclass(frozen=True)
@@ -72,36 +77,42 @@ class Explanations:
     explained: np.ndarray
 
 
+#: What Grad-CAM runs on, for the error that names anything else.
+_NEEDS = "Grad-CAM needs a SentimentClassifier (or a SentimentEnsemble of them)."
+
+
 # --------------------------------------------------------------------------------- layers
-def _feature_layers(backbone: nn.Module, size: int, device: torch.device) -> list[str]:
+def _feature_layers(backbone: nn.Module, size: int) -> list[str]:
     """Names of the backbone's modules whose output is a 4-D feature map, in the order their
     forward passes finish, from one pass of ``forward_features`` (no pooling, no head)."""
     finished: list[str] = []
 
-    def hook(name: str):
-        def record(module: nn.Module, args: Any, output: Any) -> None:
-            if isinstance(output, torch.Tensor) and output.ndim == 4:
-                finished.append(name)
-        return record
+    def record(name: str, module: nn.Module, args: Any, output: Any) -> None:
+        if isinstance(output, torch.Tensor) and output.ndim == 4:
+            finished.append(name)
 
-    handles = [module.register_forward_hook(hook(name))
-               for name, module in backbone.named_modules() if name]
-    try:
+    device = next(backbone.parameters()).device
+    with contextlib.ExitStack() as hooks:
+        for name, module in backbone.named_modules():
+            if name:
+                hooks.callback(module.register_forward_hook(partial(record, name)).remove)
         with torch.no_grad():
             backbone.forward_features(torch.zeros(1, 3, size, size, device=device))
-    finally:
-        for handle in handles:
-            handle.remove()
     return list(dict.fromkeys(finished))
 
 
-def _check_classifier(estimator: Any, role: str = "estimator") -> Any:
-    """``estimator`` if it is a fitted classifier whose network Grad-CAM can run."""
-    if not hasattr(estimator, "inference_network"):
-        raise TypeError(f"{role} is a {type(estimator).__name__}; Grad-CAM needs a "
-                        "SentimentClassifier (or a SentimentEnsemble of them).")
-    estimator.members_  # noqa: B018 - NotFittedError before fit
-    return estimator
+def _members(estimator: Any) -> list[Member]:
+    """The fitted members whose maps are averaged (a classifier is its own one member),
+    each checked to be a classifier whose network Grad-CAM can run."""
+    if not hasattr(type(estimator), "members_"):
+        raise TypeError(f"estimator is a {type(estimator).__name__}; {_NEEDS}")
+    members = estimator.members_  # NotFittedError before fit
+    for member in members:
+        if not hasattr(member.classifier, "inference_network"):
+            role = ("estimator" if member.classifier is estimator
+                    else f"ensemble member {member.name!r}")
+            raise TypeError(f"{role} is a {type(member.classifier).__name__}; {_NEEDS}")
+    return members
 
 
 def default_layer(estimator: Any) -> str:
@@ -113,8 +124,8 @@ def default_layer(estimator: Any) -> str:
 
     Parameters
     ----------
-    estimator : SentimentClassifier
-        A fitted classifier.
+    estimator : SentimentClassifier or SentimentEnsemble
+        A fitted classifier (for an ensemble, its first member's layer).
 
     Returns
     -------
@@ -138,9 +149,9 @@ def default_layer(estimator: Any) -> str:
     >>> default_layer(clf)
     'layer4'
     """
-    estimator = _check_classifier(estimator)
-    with _explaining(estimator) as (net, device):
-        return _resolve_layer(estimator, net, device, None)[0]
+    classifier = _members(estimator)[0].classifier
+    with classifier.inference_network() as net:
+        return _resolve_layer(classifier, net, None)[0]
 
 
 def check_layer(estimator: FittedModel, layer: str | None) -> None:
@@ -166,13 +177,14 @@ def check_layer(estimator: FittedModel, layer: str | None) -> None:
     wjsentiment.exceptions.InputError: layer='layer9' is not a module of the 'resnet18' backbone...
     """
     for member in _members(estimator):
-        with _explaining(member.classifier) as (net, device):
-            _resolve_layer(member.classifier, net, device, layer)
+        with member.classifier.inference_network() as net:
+            _resolve_layer(member.classifier, net, layer)
 
 
-def _resolve_layer(estimator: Any, net: nn.Module, device: torch.device,
-                   layer: str | None) -> tuple[str, nn.Module]:
-    names = _feature_layers(net.backbone, estimator.image_size, device)
+def _resolve_layer(estimator: Any, net: nn.Module, layer: str | None) -> tuple[str, nn.Module]:
+    """The name and module of ``layer`` (None: the last 4-D feature map) in ``net``'s
+    backbone, refused with the names to choose from when it is not a feature layer."""
+    names = _feature_layers(net.backbone, estimator.image_size)
     if not names:
         raise InputError(f"The {estimator.backbone!r} backbone produces no 4-D feature map; "
                          "Grad-CAM needs a convolutional backbone.")
@@ -189,71 +201,43 @@ def _resolve_layer(estimator: Any, net: nn.Module, device: torch.device,
     return layer, net.backbone.get_submodule(layer)
 
 
-# ------------------------------------------------------------------------ the model's state
-@contextlib.contextmanager
-def _explaining(estimator: Any) -> Iterator[tuple[nn.Module, torch.device]]:
-    """The estimator's network on its device, in eval mode with frozen parameters (gradients
-    reach the layer's output, never the weights), for the block; its state as it was after."""
-    with estimator.inference_network() as net:
-        yield net, next(net.parameters()).device
-
-
 # --------------------------------------------------------------------------------- grad-cam
-def _normalised(maps: torch.Tensor) -> torch.Tensor:
-    """Each map divided by its maximum: values in [0, 1], all 0 where nothing is positive."""
-    peak = maps.flatten(1).amax(dim=1).view(-1, 1, 1)
-    return torch.where(peak > 0, maps / peak.clamp_min(1e-30), torch.zeros_like(maps))
-
-
 def _classifier_maps(estimator: Any, items: list, targets: np.ndarray,
                      size: int, batch_size: int | None, layer: str | None) -> np.ndarray:
     from captum.attr import LayerAttribution, LayerGradCam
 
     out = np.empty((len(items), size, size), dtype=np.float32)
-    with estimator.decode(items) as decoded, _explaining(estimator) as (net, device):
+    # Eval mode with frozen parameters: gradients reach the layer's output, never the weights.
+    with estimator.decode(items) as decoded, estimator.inference_network() as net:
         if decoded.errors:
             raise decoded.errors[0][1]
-        _, module = _resolve_layer(estimator, net, device, layer)
-        cam = LayerGradCam(net, module)
+        cam = LayerGradCam(net, _resolve_layer(estimator, net, layer)[1])
         for index, x in decoded.batches(batch_size or estimator.batch_size):
-            target = torch.as_tensor(targets[index], device=device)
+            target = torch.as_tensor(targets[index], device=decoded.device)
             maps = cam.attribute(x, target=target, relu_attributions=True)
             maps = LayerAttribution.interpolate(maps.detach(), (size, size),
-                                                interpolate_mode="bilinear")
-            out[index] = _normalised(maps[:, 0].clamp_min(0)).cpu().numpy()
+                                                interpolate_mode="bilinear")[:, 0].clamp_min(0)
+            # Each map over its maximum: values in [0, 1], all 0 where nothing is positive.
+            peak = maps.amax(dim=(1, 2), keepdim=True)
+            out[index] = (maps / torch.where(peak > 0, peak, 1.0)).cpu().numpy()
     return out
 
 
 def _target_indices(estimator: Any, items: list, target: Any) -> np.ndarray:
     """Column of ``classes_`` each image's map explains."""
     classes = estimator.classes_.tolist()
-    position = {c: i for i, c in enumerate(classes)}
-    if isinstance(target, str) and target == PREDICTED:
-        labels = np.asarray(estimator.predict(items)).tolist()
-    elif np.ndim(target) == 0:
-        labels = [np.asarray(target).tolist()] * len(items)
-    else:
-        labels = np.asarray(target).tolist()
-        if np.ndim(target) != 1 or len(labels) != len(items):
-            raise InputError(f"target has {len(labels)} labels for {len(items)} images; pass "
-                             f"one label per image, one label for all, or {PREDICTED!r}.")
-    unknown = sorted({str(label) for label in labels if label not in position})
+    predicted = isinstance(target, str) and target == PREDICTED
+    labels = np.asarray(estimator.predict(items) if predicted else target)
+    if labels.ndim == 0:  # one label for all
+        labels = np.repeat(labels, len(items))
+    if labels.shape != (len(items),):
+        raise InputError(f"target has {labels.size} labels for {len(items)} images; pass "
+                         f"one label per image, one label for all, or {PREDICTED!r}.")
+    unknown = sorted({str(label) for label in labels.tolist() if label not in classes})
     if unknown:
         raise InputError(f"target names {unknown}, which are not classes of the estimator "
                          f"({classes}); pass one of them or {PREDICTED!r}.")
-    return np.array([position[label] for label in labels], dtype=np.int64)
-
-
-def _members(estimator: Any) -> list[Member]:
-    """The members whose maps are averaged, checked, with their weights."""
-    if not hasattr(type(estimator), "members_"):
-        raise TypeError(f"estimator is a {type(estimator).__name__}; Grad-CAM needs a "
-                        "SentimentClassifier (or a SentimentEnsemble of them).")
-    members = estimator.members_
-    role = "estimator" if len(members) == 1 and members[0].classifier is estimator else None
-    for member in members:
-        _check_classifier(member.classifier, role or f"ensemble member {member.name!r}")
-    return members
+    return np.array([classes.index(label) for label in labels.tolist()], dtype=np.int64)
 
 
 def _output_size(members: list[Member]) -> int:
@@ -365,7 +349,7 @@ def explain_images(estimator: FittedModel, X: Any, *,
     members = _members(estimator)
     items = as_image_inputs(X)
     proba = np.asarray(estimator.predict_proba(items))
-    predicted = np.asarray(estimator.predict(items))
+    predicted = np.asarray(estimator.predict_from_proba(proba))
     column = _target_indices(estimator, items, predicted)
     explained = predicted if isinstance(target, str) and target == PREDICTED else \
         estimator.classes_[_target_indices(estimator, items, target)]
@@ -419,25 +403,17 @@ def _index_html(saved: SavedExplanations, rule: str, title: str) -> str:
     """index.html: each heat map with its file, label and probability; the skipped inputs."""
     from .scale.stream import rule_sentence
 
-    cells = "\n".join(
-        f'<tr><td><a href="{quote(png)}"><img src="{quote(png)}" alt="{escape(png)}"></a>'
-        f"</td><td>{escape(path)}</td><td>{escape(str(label))}</td>"
-        f"<td>{probability:.3f}</td><td>{escape(str(explained))}</td></tr>"
-        for path, png, label, probability, explained in saved.rows)
+    row = ('<tr><td><a href="{0}"><img src="{0}" alt="{1}"></a></td><td>{2}</td><td>{3}</td>'
+           "<td>{4:.3f}</td><td>{5}</td></tr>")
+    rows = [row.format(quote(png), escape(png), escape(path), escape(str(label)), probability,
+                       escape(str(explained)))
+            for path, png, label, probability, explained in saved.rows]
     skipped = "".join(f"<li>{escape(path)}: {escape(reason)}</li>"
                       for path, reason in saved.skipped)
-    skipped = (f"<h2>Skipped ({len(saved.skipped)})</h2>\n<ul>{skipped}</ul>\n"
-               if skipped else "")
-    return (
-        "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>wjsentiment explain"
-        "</title>\n<style>body{font-family:sans-serif}td{padding:4px 8px;vertical-align:middle}"
-        "img{max-width:320px;max-height:320px}</style></head><body>\n"
-        f"<h1>Heat maps of {escape(title)}</h1>\n<p>{len(saved.rows)} images. Red: where the "
-        "evidence for the explained class is strongest (Grad-CAM). "
-        f"{escape(rule_sentence(rule))}</p>\n<table>\n<tr><th>heat map</th><th>image</th>"
-        "<th>predicted</th><th>probability</th><th>explained</th></tr>\n"
-        f"{cells}\n</table>\n{skipped}</body></html>\n"
-    )
+    return Template(_INDEX_TEMPLATE.read_text(encoding="utf-8")).substitute(
+        title=escape(title), count=len(saved.rows), rule=escape(rule_sentence(rule)),
+        rows="\n".join(rows),
+        skipped=f"<h2>Skipped ({len(saved.skipped)})</h2>\n<ul>{skipped}</ul>\n" if skipped else "")
 
 
 def _png_name(position: int, path: str) -> str:
@@ -519,7 +495,6 @@ def save_explanations(estimator: FittedModel, paths: Iterable[Any],
     with atomic_file(saved.index, "w", encoding="utf-8") as fh:
         fh.write(_index_html(saved, estimator.decision_rule_, title))
     return saved
-
 
 
 def overlay_heatmap(image: Any, heatmap: Any, *, alpha: float = 0.5,

@@ -42,25 +42,21 @@ from .training.loop import cpu_threads
 
 __all__ = ["IMAGE_FEATURES_PARAMS", "ImageFeatures"]
 
-_SHARED = {p.name: p for p in CLASSIFIER_PARAMS}
+_CLASSIFIER = {p.name: p for p in CLASSIFIER_PARAMS}
+
+#: What differs for a transformer from the classifier's declaration of a parameter.
+_OWN: dict[str, dict] = {
+    "backbone": {"default": "tf_efficientnet_lite0"},
+    "batch_size": {"default": 64, "help": "images per forward pass of the backbone"},
+    "random_state": {"help": "seed of the random backbone weights of weights=None"},
+}
 
 #: The parameters of :class:`ImageFeatures`, in the order of its signature: the classifier's
-#: declarations of the same names (their constraints), with the defaults and help that differ
-#: for a transformer.
-IMAGE_FEATURES_PARAMS: tuple[Param, ...] = (
-    dataclasses.replace(_SHARED["backbone"], default="tf_efficientnet_lite0"),
-    _SHARED["weights"],
-    _SHARED["image_size"],
-    _SHARED["grayscale"],
-    _SHARED["device"],
-    _SHARED["precision"],
-    dataclasses.replace(_SHARED["batch_size"], default=64,
-                        help="images per forward pass of the backbone"),
-    _SHARED["num_workers"],
-    dataclasses.replace(_SHARED["random_state"],
-                        help="seed of the random backbone weights of weights=None"),
-    _SHARED["verbose"],
-)
+#: declarations of the same names (their constraints), with the defaults and help of ``_OWN``.
+IMAGE_FEATURES_PARAMS: tuple[Param, ...] = tuple(
+    dataclasses.replace(_CLASSIFIER[name], **_OWN.get(name, {}))
+    for name in ("backbone", "weights", "image_size", "grayscale", "device", "precision",
+                 "batch_size", "num_workers", "random_state", "verbose"))
 
 
 def _bad_image(errors: list[tuple[int, BadImageError]]) -> BadImageError:
@@ -117,7 +113,9 @@ class ImageFeatures(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
     Attributes
     ----------
     n_features_out_ : int
-        Features per image: the backbone's pooled width.
+        Features per image: the backbone's pooled width. ``get_feature_names_out()`` names
+        them ``imagefeatures0``, ``imagefeatures1``, ..., whatever the image column's name (a
+        ``ColumnTransformer`` adds its own prefix, such as ``image__``).
     model_ : SentimentNet
         The backbone with its input normalisation (its head is the identity).
     weights_source_ : str
@@ -264,19 +262,3 @@ class ImageFeatures(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
                 "or infinity. Check the weights file, or use weights='imagenet'."
             )
         return features.astype(np.float32, copy=False)
-
-    def get_feature_names_out(self, input_features: ArrayLike | None = None) -> np.ndarray:
-        """Names of the features ``transform`` returns, for pipelines and pandas output.
-
-        Parameters
-        ----------
-        input_features : array-like of str or None, default=None
-            Ignored: the names do not depend on the image column's name (a
-            ``ColumnTransformer`` adds its own prefix, such as ``image__``).
-
-        Returns
-        -------
-        numpy.ndarray of str
-            ``imagefeatures0``, ``imagefeatures1``, ... (``n_features_out_`` names).
-        """
-        return super().get_feature_names_out(input_features)

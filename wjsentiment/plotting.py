@@ -107,9 +107,7 @@ def plot_training_curves(history: Any, *, axes: Sequence[Axes] | None = None,
         valid = [entry.get(f"valid_{key}") for entry in history]
         if all(v is not None for v in valid):
             ax.plot(epochs, valid, marker="o", markersize=marker, label="valid")
-        ax.set_title(panel)
-        ax.set_xlabel("epoch")
-        ax.set_ylabel(ylabel)
+        ax.set(title=panel, xlabel="epoch", ylabel=ylabel)
         ax.grid(alpha=0.3)
         if len(epochs) < 15:
             ax.set_xticks(epochs)
@@ -150,8 +148,8 @@ def plot_confusion_matrix(report_or_y_true: Any, y_pred: Any = None, *,
     ax : matplotlib Axes, optional
         Where to draw; by default a new figure.
     title : str, optional
-        Default: "Confusion matrix of N images", and what the fractions are normalized over.
-        Name the model and its decision rule here: they decide the predicted labels.
+        Default: "Confusion matrix of N images", the decision rule a report records (it
+        chose the predicted labels), and what the fractions are normalized over.
 
     Returns
     -------
@@ -173,25 +171,19 @@ def plot_confusion_matrix(report_or_y_true: Any, y_pred: Any = None, *,
 
     if normalize not in _NORMALIZE:
         raise InputError(f"normalize must be one of {list(_NORMALIZE)}, got {normalize!r}.")
+    rule = None
     if isinstance(report_or_y_true, EvaluationReport):
         if y_pred is not None:
             raise InputError("Pass either a report or y_true and y_pred, not a report and "
                              "y_pred.")
-        report = report_or_y_true
-        cm = np.asarray(report.confusion_matrix, dtype=float)
-        n = int(cm.sum())
-        if labels is not None:
-            labels = list(labels)
-            if sorted(map(str, labels)) != sorted(map(str, report.labels)):
-                raise InputError(f"labels must reorder the report's labels {report.labels}, "
-                                 f"got {[str(v) for v in labels]}.")
-            order = [list(map(str, report.labels)).index(str(v)) for v in labels]
-            cm = cm[np.ix_(order, order)]
-        else:
-            labels = list(report.labels)
-        cm = _normalized(cm, normalize)
-        if normalize is None:
-            cm = cm.astype(int)
+        report, rule = report_or_y_true, report_or_y_true.decision_rule
+        known = [str(v) for v in report.labels]
+        labels = list(report.labels if labels is None else labels)
+        if sorted(map(str, labels)) != sorted(known):
+            raise InputError(f"labels must reorder the report's labels {report.labels}, "
+                             f"got {[str(v) for v in labels]}.")
+        order = [known.index(str(v)) for v in labels]
+        cm = np.asarray(report.confusion_matrix)[np.ix_(order, order)]
     else:
         if y_pred is None:
             raise InputError("y_pred is missing: pass y_true and y_pred, or an "
@@ -203,13 +195,18 @@ def plot_confusion_matrix(report_or_y_true: Any, y_pred: Any = None, *,
         if labels is None:
             labels = ordinal_labels(sorted(set(y_true.tolist()) | set(y_pred.tolist()),
                                            key=str))
-        n = len(y_true)
-        cm = confusion_matrix(y_true, y_pred, labels=list(labels), normalize=normalize)
+        cm = confusion_matrix(y_true, y_pred, labels=list(labels))
+    n = int(cm.sum())
+    if normalize is not None:
+        axis = {"true": 1, "pred": 0, "all": None}[normalize]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            cm = np.nan_to_num(cm / cm.sum(axis=axis, keepdims=True))
     fig, ax = _figure_and_axes(ax, (6.5, 5.5))
     display = ConfusionMatrixDisplay(confusion_matrix=cm, display_labels=[str(v) for v in labels])
     display.plot(ax=ax, xticks_rotation=30, values_format=None if normalize is None else ".2f",
                  colorbar=True, cmap="Blues")
     ax.set_title(title or f"Confusion matrix of {n} images"
+                 + (f", {rule} decision rule" if rule else "")
                  + ("" if normalize is None else f",\nnormalized over {_NORMALIZE[normalize]}"))
     return fig
 
@@ -317,13 +314,12 @@ def plot_class_distribution(y: Any, *, labels: Sequence[Any] | None = None,
     if labels is None:
         labels = ordinal_labels(sorted(set(values), key=str))
     labels = list(labels)
-    counts = [sum(1 for v in values if v == label) for label in labels]
+    counts = [values.count(label) for label in labels]
     fig, ax = _figure_and_axes(ax, (7, 4))
     bars = ax.bar([str(v) for v in labels], counts, color="tab:blue")
     ax.bar_label(bars)
-    ax.set_ylim(0, max(max(counts), 1) * 1.12)  # room for the label of the highest bar
-    ax.set_ylabel("samples")
-    ax.set_title(title or f"Class distribution ({len(values)} samples)")
+    ax.set(ylim=(0, max(max(counts), 1) * 1.12),  # room for the label of the highest bar
+           ylabel="samples", title=title or f"Class distribution ({len(values)} samples)")
     ax.tick_params(axis="x", labelrotation=20)
     return fig
 
@@ -391,11 +387,10 @@ def plot_explanations(estimator: Any, X: Any, y: Any = None, *, target: Any = "p
     rows = -(-n // cols)
     fig = Figure(figsize=(2.6 * cols, 2.9 * rows), layout="constrained")
     axes = np.atleast_1d(fig.subplots(rows, cols)).ravel()
-    for i, ax in enumerate(axes):
+    for ax in axes[n:]:  # the rest of the last row
+        fig.delaxes(ax)
+    for i, ax in enumerate(axes[:n]):
         ax.set_axis_off()
-        if i >= n:
-            fig.delaxes(ax)
-            continue
         ax.imshow(overlay_heatmap(result.images[i], result.heatmaps[i], alpha=alpha,
                                   cmap=cmap))
         caption = f"{result.predicted[i]} ({result.probability[i]:.2f})"
@@ -406,9 +401,8 @@ def plot_explanations(estimator: Any, X: Any, y: Any = None, *, target: Any = "p
         if result.explained[i] != result.predicted[i]:
             caption += f"\nmap for: {result.explained[i]}"
         ax.set_title(caption, fontsize=9, color=colour)
-    rule = getattr(estimator, "decision_rule_", None)
-    fig.suptitle(title or "Predictions " + (f"({rule} decision rule) " if rule else "")
-                 + "with Grad-CAM heat maps")
+    fig.suptitle(title or f"Predictions ({estimator.decision_rule_} decision rule) with "
+                 "Grad-CAM heat maps")
     return fig
 
 
@@ -460,19 +454,6 @@ def _figure_and_axes(ax: Axes | None, figsize: tuple[float, float]) -> tuple[Fig
         return ax.figure, ax
     fig = Figure(figsize=figsize, layout="constrained")
     return fig, fig.add_subplot()
-
-
-def _normalized(cm: np.ndarray, normalize: str | None) -> np.ndarray:
-    if normalize is None:
-        return cm
-    if normalize == "true":
-        total = cm.sum(axis=1, keepdims=True)
-    elif normalize == "pred":
-        total = cm.sum(axis=0, keepdims=True)
-    else:
-        total = cm.sum()
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.nan_to_num(cm / total)
 
 
 __all__ = ["CURVE_PANELS", "plot_class_distribution",
