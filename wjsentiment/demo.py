@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .inference import rule_sentence
 from .persistence import atomic_file
-from .scale.stream import rule_sentence
 
 if TYPE_CHECKING:
     from .ensemble import SentimentEnsemble

@@ -36,7 +36,7 @@ from torch import nn
 from .config import decode_threads
 from .exceptions import InputError
 from .images.cache import get_store
-from .inference import FittedModel, Member
+from .inference import FittedModel, Member, decode_pinned, rule_sentence
 from .inputs import as_image_inputs
 from .persistence import atomic_file
 
@@ -417,8 +417,6 @@ def _write_heatmap(png: Path, path: str, heatmap: np.ndarray) -> None:
 
 def _index_html(saved: SavedExplanations, rule: str, title: str) -> str:
     """index.html: each heat map with its file, label and probability; the skipped inputs."""
-    from .scale.stream import rule_sentence
-
     cells = "\n".join(
         f'<tr><td><a href="{quote(png)}"><img src="{quote(png)}" alt="{escape(png)}"></a>'
         f"</td><td>{escape(path)}</td><td>{escape(str(label))}</td>"
@@ -494,7 +492,6 @@ def save_explanations(estimator: FittedModel, paths: Iterable[Any],
     ((384, 192), [('gone.png', 'no such file')])
     """
     from .datasets.folders import SkippedEntry
-    from .scale.stream import decode_pinned
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
