@@ -17,7 +17,7 @@ from typing import Any
 
 from . import arguments as a
 from . import labelled
-from .checks import input_errors, saved_model, writable_folder
+from .checks import saved_model, writable_folder
 
 
 def register(sub: Any) -> None:
@@ -43,9 +43,8 @@ def run(args: argparse.Namespace) -> int:
     model = quiet(load(model_dir, device=args.device))
     data = labelled.load_labelled(args)
     proba = model.predict_proba(data.paths)
-    with input_errors():  # labels of the data that the model cannot score
-        report = report_from_predictions(data.target, proba, model.classes_,
-                                         y_pred=model.predict_from_proba(proba))
+    report = report_from_predictions(data.target, proba, model.classes_,
+                                     y_pred=model.predict_from_proba(proba))
     print(rule_sentence(model.decision_rule_))
     print(report)
     if out is not None:

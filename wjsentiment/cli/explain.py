@@ -18,7 +18,7 @@ import sys
 from typing import Any
 
 from . import arguments as a
-from .checks import CommandError, input_errors, saved_model, writable_folder
+from .checks import CommandError, saved_model, writable_folder
 from .inputs import ImageInputs
 
 
@@ -56,8 +56,7 @@ def run(args: argparse.Namespace) -> int:
     if args.target is not None and args.target not in classes:
         raise CommandError(f"--target {args.target!r} is not a class of the model; its "
                            f"classes are {list(classes)}.")
-    with input_errors():
-        check_layer(model, args.layer)
+    check_layer(model, args.layer)
     with tqdm(unit="img", desc="explain", disable=args.verbose == 0, file=sys.stderr) as bar:
         saved = save_explanations(model, inputs, out, layer=args.layer, title=args.model,
                                   target=classes.get(args.target, PREDICTED),

@@ -8,7 +8,7 @@ import os
 from typing import Any
 
 from .arguments import fraction
-from .checks import CommandError, input_errors
+from .checks import CommandError, one_line
 
 
 def add_data_source(parser: argparse.ArgumentParser, *, crowdflower: bool) -> None:
@@ -64,12 +64,14 @@ def load_labelled(args: argparse.Namespace) -> Any:
     from ..datasets import fetch_image_sentiment, load_image_csv, load_image_folder
 
     check_images = getattr(args, "on_bad_image", "raise") == "raise"
-    with input_errors():  # a folder's layout, a CSV's columns or rows, unreadable images
+    try:
         if args.folder is not None:
             return load_image_folder(args.folder, check_images=check_images)
         if args.csv is not None:
             return load_image_csv(args.csv, args.image_col, args.label_col, root=args.root,
                                   check_images=check_images)
+    except ValueError as exc:  # the package's own errors, and a CSV file pandas cannot parse
+        raise CommandError(one_line(exc)) from exc
     data = fetch_image_sentiment(args.data_home, download=False,
                                  min_confidence=args.min_confidence, verbose=0)
     if not data.paths:
