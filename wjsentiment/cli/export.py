@@ -45,10 +45,10 @@ def register(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    model_dir = saved_model(args.model)
-    writable_file(args.out)
     if (args.quantize is None) != (args.calibration_dir is None):
         args.parser.error("--quantize int8 and --calibration DIR go together")
+    model_dir = saved_model(args.model)
+    writable_file(args.out)
     from .. import load
 
     model = load(model_dir, device="cpu")
