@@ -335,15 +335,13 @@ def output_lock(out: str | os.PathLike) -> Iterator[None]:
     lock = FileLock(folder / f"{hashlib.blake2b(real, digest_size=16).hexdigest()}.lock",
                     timeout=0, mode=0o666)
     try:
-        lock.acquire()
+        held = lock.acquire()  # releases the lock at the end of a with block
     except Timeout:
         raise TimeoutError(f"{os.fspath(out)!r} is being written by another run (a predict "
                            "with the same output); wait for it to end, or write to another "
                            "file.") from None
-    try:
+    with held:
         yield
-    finally:
-        lock.release()
 
 
 def predict_csv(model: Any, paths: Iterable[Any], out: str | os.PathLike | IO[str], *,
