@@ -34,13 +34,12 @@ def run(args: argparse.Namespace) -> int:
     model_dir = saved_model(args.model)
     labelled.check_source_path(args)
     out = writable_folder(args.out) if args.out is not None else None
-    from .. import load
     from ..evaluation import report_from_predictions
+    from ..inference import rule_sentence
     from ..persistence import atomic_file, json_default
     from ..plotting import plot_confusion_matrix, plot_reliability_diagram, save_figure
-    from ..scale import quiet, rule_sentence
 
-    model = quiet(load(model_dir, device=args.device))
+    model = a.load_model(model_dir, args.device)
     data = labelled.load_labelled(args)
     proba = model.predict_proba(data.paths)
     report = report_from_predictions(data.target, proba, model.classes_,

@@ -49,9 +49,7 @@ def run(args: argparse.Namespace) -> int:
         args.parser.error("--quantize int8 and --calibration DIR go together")
     model_dir = saved_model(args.model)
     writable_file(args.out)
-    from .. import load
-
-    model = load(model_dir, device="cpu")
+    model = a.load_model(model_dir, "cpu")
     try:
         if args.quantize:
             return _export_int8(model, args)

@@ -41,12 +41,9 @@ def add_data_source(parser: argparse.ArgumentParser, *, crowdflower: bool) -> No
 def check_source_options(args: argparse.Namespace) -> None:
     """Usage errors of the source's options (exit status 2)."""
     if args.csv is None:
-        for flag, value, default in (("--image-col", args.image_col, "path"),
-                                     ("--label-col", args.label_col, "label"),
-                                     ("--root", args.root, None),
-                                     ("--group-col", getattr(args, "group_col", None), None)):
-            if value != default:
-                args.parser.error(f"{flag} only applies with --csv")
+        for dest in ("image_col", "label_col", "root", "group_col"):
+            if getattr(args, dest, None) != args.parser.get_default(dest):
+                args.parser.error(f"--{dest.replace('_', '-')} only applies with --csv")
 
 
 def check_source_path(args: argparse.Namespace) -> None:
