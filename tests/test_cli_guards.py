@@ -1,7 +1,8 @@
 """What the command line guards and shows: an output that is also an input, a second run on
 the same output, folders that cannot be walked, an unwritable ``fit --out``, the decision
 rule and the ordinal order of the classes, ``explain`` past a bad file, one-line warnings,
-no torch before a path is checked; and the Dask glue's bounded model cache and plugin."""
+no torch (nor LitServe) before a path is checked; and the Dask glue's bounded model cache and
+plugin."""
 
 from __future__ import annotations
 
@@ -75,6 +76,17 @@ def test_a_missing_model_or_input_fails_before_torch_is_imported(images, model_d
     lines = result.stderr.splitlines()
     assert lines[0].startswith("wjsentiment predict: error: model folder 'no/such/model'")
     assert lines[1] == "wjsentiment predict: error: input 'ghost.png' does not exist."
+
+
+def test_serve_help_and_a_missing_model_import_neither_torch_nor_litserve(tmp_path):
+    code = ("import sys, contextlib, io; from wjsentiment.cli import main\n"
+            "with contextlib.suppress(SystemExit), contextlib.redirect_stdout(io.StringIO()):\n"
+            "    main(['serve', '--help'])\n"
+            "status = main(['serve', 'missing/'])\n"
+            "print(status, *[m for m in ('torch', 'litserve') if m in sys.modules])")
+    result = python(code, tmp_path)
+    assert result.stdout.split() == ["1"], result.stderr
+    assert result.stderr.startswith("wjsentiment serve: error: No model at 'missing'")
 
 
 def test_fit_refuses_an_unwritable_out_before_reading_any_image(images, tmp_path,

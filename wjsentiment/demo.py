@@ -17,9 +17,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .inference import rule_sentence
 from .labels import SENTIMENT_LABELS
 from .persistence import atomic_file
-from .scale.stream import rule_sentence
 
 if TYPE_CHECKING:
     from .ensemble import SentimentEnsemble

@@ -38,7 +38,7 @@ from torch import nn
 from .config import decode_threads
 from .exceptions import InputError
 from .images.cache import get_store
-from .inference import FittedModel, Member
+from .inference import FittedModel, Member, decode_pinned, rule_sentence
 from .inputs import as_image_inputs
 from .persistence import atomic_file
 
@@ -401,8 +401,6 @@ def _write_heatmap(png: Path, path: str, heatmap: np.ndarray) -> None:
 
 def _index_html(saved: SavedExplanations, rule: str, title: str) -> str:
     """index.html: each heat map with its file, label and probability; the skipped inputs."""
-    from .scale.stream import rule_sentence
-
     row = ('<tr><td><a href="{0}"><img src="{0}" alt="{1}"></a></td><td>{2}</td><td>{3}</td>'
            "<td>{4:.3f}</td><td>{5}</td></tr>")
     rows = [row.format(quote(png), escape(png), escape(path), escape(str(label)), probability,
@@ -470,7 +468,6 @@ def save_explanations(estimator: FittedModel, paths: Iterable[Any],
     ((384, 192), [('gone.png', 'no such file')])
     """
     from .datasets.folders import SkippedEntry
-    from .scale.stream import decode_pinned
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

@@ -18,7 +18,10 @@ never ask which estimator class they hold, nor reach into its private names:
 - ``classifier.inference_network()``: the network on the classifier's device, in eval mode
   with frozen parameters, for the length of a ``with`` block.
 
-This module holds the types of that surface; it imports nothing above :mod:`wjsentiment.batches`.
+This module holds the types of that surface and two helpers every consumer shares:
+:func:`decode_pinned` (decode inputs once for all members) and :func:`rule_sentence` (the
+decision rule in words, for every place that shows a label). It imports nothing above
+:mod:`wjsentiment.batches`.
 """
 
 from __future__ import annotations
@@ -35,7 +38,13 @@ from .exceptions import InputError
 from .images.cache import DecodedImageStore, DecodeResult
 from .images.decode import BadImageError
 
-__all__ = ["DecodedImages", "FittedModel", "Member"]
+__all__ = ["DecodedImages", "FittedModel", "Member", "decode_pinned", "rule_sentence"]
+
+#: Each decision rule of ``predict`` (see ``decision_rule_``), in words.
+RULES = {
+    "balanced": "the class most likely relative to its training frequency",
+    "argmax": "the most probable class",
+}
 
 
 class Member(NamedTuple):
@@ -141,3 +150,31 @@ class DecodedImages(contextlib.AbstractContextManager):
 
     def __exit__(self, *exc_info: object) -> None:
         self.release()
+
+
+def decode_pinned(model: FittedModel, paths: list[str],
+                  held: contextlib.ExitStack) -> dict[int, str]:
+    """Decode ``paths`` once for every member of ``model``, as its ``predict_proba`` would
+    (same store, same decoder and device), pinned until ``held`` closes; return why each
+    unreadable one is unreadable, by position.
+
+    ``predict_proba`` (and Grad-CAM) then find the images decoded: none is decoded twice,
+    and a CUDA model decodes on its GPU.
+    """
+    reasons: dict[int, str] = {}
+    for member in model.members_ if paths else []:
+        decoded = held.enter_context(member.classifier.decode(paths))
+        for pos, error in decoded.errors:
+            reasons.setdefault(pos, error.reason)
+    return reasons
+
+
+def rule_sentence(rule: str) -> str:
+    """How a model's ``decision_rule_`` picks labels, in one line for people.
+
+    Examples
+    --------
+    >>> rule_sentence("argmax")
+    "Labels by the 'argmax' rule: the most probable class (see the decision parameter)."
+    """
+    return f"Labels by the {rule!r} rule: {RULES[rule]} (see the decision parameter)."

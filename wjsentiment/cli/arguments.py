@@ -1,5 +1,6 @@
 """The pieces of the command line's parsers: a subcommand's parser, value types, the options
-of the estimator's parameters (from :mod:`wjsentiment.params`) and the output options."""
+of the estimator's parameters (from :mod:`wjsentiment.params`) and the output options; and
+what the commands share as they run: status messages, progress bars, loading a model."""
 
 from __future__ import annotations
 
@@ -69,6 +70,22 @@ def info(args: argparse.Namespace, message: str) -> None:
     """Status message on stderr (stdout may carry a CSV); silent with --quiet."""
     if args.verbose > 0:
         print(message, file=sys.stderr, flush=True)
+
+
+def progress(args: argparse.Namespace, desc: str) -> Any:
+    """A progress bar over images on stderr (stdout may carry a CSV); hidden with --quiet."""
+    from tqdm.auto import tqdm
+
+    return tqdm(unit="img", desc=desc, disable=args.verbose == 0, file=sys.stderr)
+
+
+def load_model(model_dir: str, device: str | None) -> Any:
+    """The model saved in ``model_dir``, on ``device`` (None: the saved one), without progress
+    bars of its own: the command shows one."""
+    from .. import load
+    from ..scale import quiet
+
+    return quiet(load(model_dir, device=device))
 
 
 # ---------------------------------------------------------------------------- value types

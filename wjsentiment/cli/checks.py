@@ -4,10 +4,8 @@ is answered at once, before torch is imported."""
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
-from collections.abc import Iterator
 from pathlib import Path
 
 
@@ -19,16 +17,6 @@ def one_line(exc: BaseException | Warning) -> str:
     """The error (or warning) as one line, without the "[Errno 2]" prefix of OS errors."""
     text = re.sub(r"^\[Errno \d+\] ", "", str(exc))
     return " ".join(text.split()) or type(exc).__name__
-
-
-@contextlib.contextmanager
-def input_errors() -> Iterator[None]:
-    """Report the ``ValueError`` of the block in one line: wrap only calls whose ValueErrors
-    are about the user's input (a data folder's layout, a ``--layer`` name)."""
-    try:
-        yield
-    except ValueError as exc:
-        raise CommandError(one_line(exc)) from exc
 
 
 def saved_model(path: str) -> str:

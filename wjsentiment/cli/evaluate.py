@@ -17,7 +17,7 @@ from typing import Any
 
 from . import arguments as a
 from . import labelled
-from .checks import input_errors, saved_model, writable_folder
+from .checks import saved_model, writable_folder
 
 
 def register(sub: Any) -> None:
@@ -34,18 +34,16 @@ def run(args: argparse.Namespace) -> int:
     model_dir = saved_model(args.model)
     labelled.check_source_path(args)
     out = writable_folder(args.out) if args.out is not None else None
-    from .. import load
     from ..evaluation import report_from_predictions
+    from ..inference import rule_sentence
     from ..persistence import atomic_file, json_default
     from ..plotting import plot_confusion_matrix, plot_reliability_diagram, save_figure
-    from ..scale import quiet, rule_sentence
 
-    model = quiet(load(model_dir, device=args.device))
+    model = a.load_model(model_dir, args.device)
     data = labelled.load_labelled(args)
     proba = model.predict_proba(data.paths)
-    with input_errors():  # labels of the data that the model cannot score
-        report = report_from_predictions(data.target, proba, model.classes_,
-                                         y_pred=model.predict_from_proba(proba))
+    report = report_from_predictions(data.target, proba, model.classes_,
+                                     y_pred=model.predict_from_proba(proba))
     print(rule_sentence(model.decision_rule_))
     print(report)
     if out is not None:

@@ -14,11 +14,10 @@ examples:
 from __future__ import annotations
 
 import argparse
-import sys
 from typing import Any
 
 from . import arguments as a
-from .checks import CommandError, input_errors, saved_model, writable_folder
+from .checks import CommandError, saved_model, writable_folder
 from .inputs import ImageInputs
 
 
@@ -45,20 +44,15 @@ def run(args: argparse.Namespace) -> int:
     out = writable_folder(args.out)
     inputs.check_output_folder(out)
     inputs.check_folders()
-    from tqdm.auto import tqdm
-
-    from .. import load
     from ..explain import PREDICTED, check_layer, save_explanations
-    from ..scale import quiet
 
-    model = quiet(load(model_dir, device=args.device))
+    model = a.load_model(model_dir, args.device)
     classes = {str(c): c for c in model.classes_.tolist()}  # classes may be numbers
     if args.target is not None and args.target not in classes:
         raise CommandError(f"--target {args.target!r} is not a class of the model; its "
                            f"classes are {list(classes)}.")
-    with input_errors():
-        check_layer(model, args.layer)
-    with tqdm(unit="img", desc="explain", disable=args.verbose == 0, file=sys.stderr) as bar:
+    check_layer(model, args.layer)
+    with a.progress(args, "explain") as bar:
         saved = save_explanations(model, inputs, out, layer=args.layer, title=args.model,
                                   target=classes.get(args.target, PREDICTED),
                                   batch_size=args.batch_size, on_chunk=bar.update)

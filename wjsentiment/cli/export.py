@@ -45,13 +45,11 @@ def register(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    model_dir = saved_model(args.model)
-    writable_file(args.out)
     if (args.quantize is None) != (args.calibration_dir is None):
         args.parser.error("--quantize int8 and --calibration DIR go together")
-    from .. import load
-
-    model = load(model_dir, device="cpu")
+    model_dir = saved_model(args.model)
+    writable_file(args.out)
+    model = a.load_model(model_dir, "cpu")
     try:
         if args.quantize:
             return _export_int8(model, args)

@@ -8,7 +8,7 @@ import os
 from typing import Any
 
 from .arguments import fraction
-from .checks import CommandError, input_errors
+from .checks import CommandError, one_line
 
 
 def add_data_source(parser: argparse.ArgumentParser, *, crowdflower: bool) -> None:
@@ -41,12 +41,9 @@ def add_data_source(parser: argparse.ArgumentParser, *, crowdflower: bool) -> No
 def check_source_options(args: argparse.Namespace) -> None:
     """Usage errors of the source's options (exit status 2)."""
     if args.csv is None:
-        for flag, value, default in (("--image-col", args.image_col, "path"),
-                                     ("--label-col", args.label_col, "label"),
-                                     ("--root", args.root, None),
-                                     ("--group-col", getattr(args, "group_col", None), None)):
-            if value != default:
-                args.parser.error(f"{flag} only applies with --csv")
+        for dest in ("image_col", "label_col", "root", "group_col"):
+            if getattr(args, dest, None) != args.parser.get_default(dest):
+                args.parser.error(f"--{dest.replace('_', '-')} only applies with --csv")
 
 
 def check_source_path(args: argparse.Namespace) -> None:
@@ -64,12 +61,14 @@ def load_labelled(args: argparse.Namespace) -> Any:
     from ..datasets import fetch_image_sentiment, load_image_csv, load_image_folder
 
     check_images = getattr(args, "on_bad_image", "raise") == "raise"
-    with input_errors():  # a folder's layout, a CSV's columns or rows, unreadable images
+    try:
         if args.folder is not None:
             return load_image_folder(args.folder, check_images=check_images)
         if args.csv is not None:
             return load_image_csv(args.csv, args.image_col, args.label_col, root=args.root,
                                   check_images=check_images)
+    except ValueError as exc:  # the package's own errors, and a CSV file pandas cannot parse
+        raise CommandError(one_line(exc)) from exc
     data = fetch_image_sentiment(args.data_home, download=False,
                                  min_confidence=args.min_confidence, verbose=0)
     if not data.paths:

@@ -63,15 +63,13 @@ def run(args: argparse.Namespace) -> int:
     if args.output is not None:
         inputs.check_output_file(writable_file(args.output))
     inputs.check_folders()
-    from tqdm.auto import tqdm
-
-    from .. import load
     from ..images import clear_image_cache
-    from ..scale import predict_csv, quiet, rule_sentence
+    from ..inference import rule_sentence
+    from ..scale import predict_csv
 
-    model = quiet(load(model_dir, device=args.device))
+    model = a.load_model(model_dir, args.device)
     a.info(args, rule_sentence(model.decision_rule_))
-    with tqdm(unit="img", desc="predict", disable=args.verbose == 0, file=sys.stderr) as bar:
+    with a.progress(args, "predict") as bar:
 
         def chunk_done(n: int) -> None:
             clear_image_cache()  # each image is read once: keep no decoded pixels

@@ -1,15 +1,10 @@
 """The ``serve`` subcommand: the HTTP service of :mod:`wjsentiment.serve`.
 
-Its options and handler live beside the service (:mod:`wjsentiment.serve.cli`), so that
-``python -m wjsentiment.serve`` runs the same command; this module registers it.
+Its help, options and handler live beside the service (:mod:`wjsentiment.serve.cli`, built
+from this package's parts), so that ``python -m wjsentiment.serve`` runs the same command;
+its ``register`` is :func:`~wjsentiment.serve.cli.add_serve_parser`.
 """
 
-from __future__ import annotations
+from ..serve.cli import add_serve_parser as register
 
-from typing import Any
-
-
-def register(sub: Any) -> None:
-    from ..serve.cli import add_serve_parser, run_serve
-
-    add_serve_parser(sub).set_defaults(run=run_serve)
+__all__ = ["register"]

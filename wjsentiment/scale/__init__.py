@@ -8,7 +8,9 @@
   worker process) and the worker plugin :func:`~wjsentiment.scale.dask.worker_setup`.
 
 The Dask names are importable from here too; Dask itself is imported only when one of them is
-asked for (``pip install "wjsentiment[dask]"``). See the guide page "Scaling out".
+asked for (``pip install "wjsentiment[dask]"``). So is
+:func:`~wjsentiment.inference.rule_sentence`, the decision rule in words, which lives with the
+inference seam. See the guide page "Scaling out".
 """
 
 from __future__ import annotations
@@ -24,16 +26,17 @@ from .stream import (
     predict_frame,
     prediction_columns,
     quiet,
-    rule_sentence,
 )
 
-_DASK_NAMES = ("WorkerSetup", "load_model", "predict_partitions", "worker_setup")
+#: Names imported on first use, and their modules: Dask, and torch for the inference seam.
+_LAZY = {"rule_sentence": "..inference", "WorkerSetup": ".dask", "load_model": ".dask",
+         "predict_partitions": ".dask", "worker_setup": ".dask"}
 
 __all__ = ["PredictionSummary", "PredictionsFileError", "output_lock", "predict_csv",
-           "predict_frame", "prediction_columns", "quiet", "rule_sentence", *_DASK_NAMES]
+           "predict_frame", "prediction_columns", "quiet", *_LAZY]
 
 
 def __getattr__(name: str) -> Any:
-    if name in _DASK_NAMES:
-        return getattr(import_module(".dask", __name__), name)
+    if name in _LAZY:
+        return getattr(import_module(_LAZY[name], __name__), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -5,9 +5,10 @@ unreadable image gets a row that says why instead of stopping the others. :func:
 streams such tables into a CSV file chunk by chunk (what ``wjsentiment predict`` runs), with
 bounded memory, a lock on the output file, and a resume that skips the paths already written.
 
-Each row names the decision rule that chose its label (:func:`rule_sentence` says it in
-words), and the probability columns follow the ordinal order of the sentiment labels (Highly
-negative .. Highly positive), as the evaluation report and the plots do.
+Each row names the decision rule that chose its label
+(:func:`~wjsentiment.inference.rule_sentence` says it in words), and the probability columns
+follow the ordinal order of the sentiment labels (Highly negative .. Highly positive), as the
+evaluation report and the plots do.
 """
 
 from __future__ import annotations
@@ -32,8 +33,8 @@ from ..labels import ordinal_labels
 if TYPE_CHECKING:  # pandas is imported by the functions that use it
     import pandas
 
-__all__ = ["PredictionSummary", "PredictionsFileError", "decode_pinned", "output_lock",
-           "predict_csv", "predict_frame", "prediction_columns", "quiet", "rule_sentence"]
+__all__ = ["PredictionSummary", "PredictionsFileError", "output_lock", "predict_csv",
+           "predict_frame", "prediction_columns", "quiet"]
 
 #: The column of a prediction table that names the image.
 PATH_COLUMN = "path"
@@ -45,27 +46,10 @@ PROBABILITY_FORMAT = "%.6f"
 #: a file name that is not valid UTF-8 byte for byte, so a resumed run recognises it.
 _CSV_TEXT = {"encoding": "utf-8", "errors": "surrogateescape", "newline": ""}
 
-#: Each decision rule of ``predict`` (see ``decision_rule_``), in words.
-RULES = {
-    "balanced": "the class most likely relative to its training frequency",
-    "argmax": "the most probable class",
-}
-
 
 class PredictionsFileError(InputError):
     """A predictions file that :func:`predict_csv` cannot resume: another model's, or
     damaged."""
-
-
-def rule_sentence(rule: str) -> str:
-    """How a model's ``decision_rule_`` picks labels, in one line for people.
-
-    Examples
-    --------
-    >>> rule_sentence("argmax")
-    "Labels by the 'argmax' rule: the most probable class (see the decision parameter)."
-    """
-    return f"Labels by the {rule!r} rule: {RULES[rule]} (see the decision parameter)."
 
 
 def _ordinal(classes: Sequence[Any]) -> list[int]:
@@ -79,9 +63,9 @@ def prediction_columns(classes: Sequence[Any]) -> list[str]:
     """The columns of a prediction table for a model with these ``classes_``.
 
     ``path``; ``label``; ``rule``, the decision rule that chose the label (see
-    :func:`rule_sentence`); one ``proba_<class>`` per class, in ordinal order for sentiment
-    labels (else in the order of ``classes``); and ``error``: empty when the image was read,
-    else why it could not be.
+    :func:`~wjsentiment.inference.rule_sentence`); one ``proba_<class>`` per class, in
+    ordinal order for sentiment labels (else in the order of ``classes``); and ``error``:
+    empty when the image was read, else why it could not be.
 
     Examples
     --------
@@ -101,22 +85,6 @@ def quiet(model: Any) -> Any:
         if "verbose" in estimator.get_params(deep=False):
             estimator.set_params(verbose=0)
     return model
-
-
-def decode_pinned(model: Any, paths: list[str], held: contextlib.ExitStack) -> dict[int, str]:
-    """Decode ``paths`` once for every member of ``model``, as its ``predict_proba`` would
-    (same store, same decoder and device), pinned until ``held`` closes; return why each
-    unreadable one is unreadable, by position.
-
-    ``predict_proba`` (and Grad-CAM) then find the images decoded: none is decoded twice,
-    and a CUDA model decodes on its GPU.
-    """
-    reasons: dict[int, str] = {}
-    for member in model.members_ if paths else []:
-        decoded = held.enter_context(member.classifier.decode(paths))
-        for pos, error in decoded.errors:
-            reasons.setdefault(pos, error.reason)
-    return reasons
 
 
 def _path_of(item: Any) -> str:
@@ -168,29 +136,29 @@ def predict_frame(model: Any, paths: Sequence[Any]) -> pandas.DataFrame:
     import pandas as pd
 
     from ..datasets.folders import SkippedEntry
+    from ..inference import decode_pinned
 
     items = list(paths)
-    reasons = {i: item.reason for i, item in enumerate(items) if isinstance(item, SkippedEntry)}
     paths = [_path_of(item) for item in items]
+    reasons = {i: item.reason for i, item in enumerate(items) if isinstance(item, SkippedEntry)}
     files = [i for i in range(len(paths)) if i not in reasons]
     with contextlib.ExitStack() as held:
         decoded = decode_pinned(model, [paths[i] for i in files], held)
         reasons.update({files[k]: reason for k, reason in decoded.items()})
-        good = [path for i, path in enumerate(paths) if i not in reasons]
-        proba = model.predict_proba(good) if good else np.zeros((0, len(model.classes_)))
-    read = np.array([i not in reasons for i in range(len(paths))], dtype=bool)
+        read = [i for i in files if i not in reasons]
+        proba = (model.predict_proba([paths[i] for i in read]) if read
+                 else np.zeros((0, len(model.classes_))))
+    labels = dict(zip(read, map(str, model.predict_from_proba(proba))))
     table_proba = np.full((len(paths), proba.shape[1]), np.nan)
-    table_proba[read] = proba
-    labels = np.full(len(paths), "", dtype=object)
-    labels[read] = [str(label) for label in model.predict_from_proba(proba)]
+    table_proba[read] = proba[:, _ordinal(model.classes_)]
+    rows = range(len(paths))
+    texts = (paths, [labels.get(i, "") for i in rows],
+             [model.decision_rule_ if i in labels else "" for i in rows])
     columns = prediction_columns(model.classes_)
     return pd.DataFrame({
-        columns[0]: pd.Series(paths, dtype=object),
-        columns[1]: pd.Series(labels, dtype=object),
-        columns[2]: pd.Series([model.decision_rule_ if r else "" for r in read], dtype=object),
-        **{name: table_proba[:, k] for name, k in zip(columns[3:-1],
-                                                      _ordinal(model.classes_))},
-        columns[-1]: pd.Series([reasons.get(i, "") for i in range(len(paths))], dtype=object),
+        **{name: pd.Series(values, dtype=object) for name, values in zip(columns, texts)},
+        **dict(zip(columns[3:-1], table_proba.T)),
+        columns[-1]: pd.Series([reasons.get(i, "") for i in rows], dtype=object),
     })
 
 
@@ -225,156 +193,126 @@ def _path_digest(path: str) -> bytes:
     return hashlib.blake2b(path.encode("utf-8", "surrogateescape"), digest_size=16).digest()
 
 
-class _WrittenRows:
-    """The rows a predictions file already holds, for a resumed :func:`predict_csv`.
-
-    Keeps a sorted array of 16-byte digests of their paths (16 bytes a row, not the paths).
-    """
-
-    def __init__(self, digests: bytes, n_rows: int, n_readable: int, has_header: bool) -> None:
-        self.digests = np.sort(np.frombuffer(digests, dtype="S16"))
-        self.n_rows, self.n_readable, self.has_header = n_rows, n_readable, has_header
-
-    @classmethod
-    def read(cls, path: str | os.PathLike, columns: list[str]) -> _WrittenRows:
-        """Read ``path`` (a missing file holds nothing) and cut off a partial last row.
-
-        A run killed while writing can leave its last row cut short: the file is truncated
-        after the last complete row, which this run then writes again. Anything else that is
-        not a row of ``columns`` is an error naming the line.
-        """
-        if not os.path.exists(path):
-            return cls(b"", 0, 0, False)
-        digests, n_rows, n_readable, has_header = bytearray(), 0, 0, False
-        with open(path, "r+b") as handle:
-            size = os.fstat(handle.fileno()).st_size
-            end = 0  # just after the last complete row
-            for record, offset in _complete_records(handle, size, path):
-                if not has_header:
-                    if record != columns:
-                        raise PredictionsFileError(
-                            f"{path} does not start with the columns this model writes "
-                            f"({','.join(columns)}): it holds another model's predictions or "
-                            "is not a predictions file. Resume into the file the interrupted "
-                            "run wrote, or start a new one.")
-                    has_header = True
-                elif len(record) != len(columns):
-                    raise PredictionsFileError(
-                        f"{path}: row {n_rows + 1} has {len(record)} fields, not "
-                        f"{len(columns)}; the file was edited or damaged. Fix or remove that "
-                        "row to resume.")
-                else:
-                    digests += _path_digest(record[0])
-                    n_rows += 1
-                    n_readable += record[-1] == ""
-                end = offset
-            if end < size:
-                handle.truncate(end)
-                os.fsync(handle.fileno())
-        return cls(bytes(digests), n_rows, n_readable, has_header)
-
-    def without(self, items: list[Any]) -> list[Any]:
-        """``items`` (paths or skipped entries) less those whose path is already written."""
-        if not len(self.digests) or not items:
-            return items
-        wanted = np.array([_path_digest(_path_of(p)) for p in items], dtype="S16")
-        at = np.minimum(np.searchsorted(self.digests, wanted), len(self.digests) - 1)
-        seen = self.digests[at] == wanted
-        return [p for p, s in zip(items, seen) if not s]
-
-
 def _complete_records(handle: IO[bytes], size: int,
                       path: str | os.PathLike) -> Iterator[tuple[list[str], int]]:
     """The CSV records of ``handle``, each with the byte offset just after it; stops before a
     last record that the end of the file cuts short (no final newline, or an open quote)."""
-    state = {"offset": 0, "ended": True}
+    offset, ended = 0, True
 
     def lines() -> Iterator[str]:
+        nonlocal offset, ended
         for raw in handle:
-            state["offset"] += len(raw)
-            state["ended"] = raw.endswith(b"\n")
+            offset, ended = offset + len(raw), raw.endswith(b"\n")
             yield raw.decode(_CSV_TEXT["encoding"], _CSV_TEXT["errors"])
 
     reader = csv.reader(lines(), strict=True)
-    while True:
-        try:
-            record = next(reader)
-        except StopIteration:
-            return
-        except csv.Error as exc:
-            if state["offset"] >= size:  # an open quote at the end: a row cut short
-                return
+    try:
+        for record in reader:
+            if ended:  # else the last line, cut short
+                yield record, offset
+    except csv.Error as exc:
+        if offset < size:  # an open quote at the end is a row cut short; this is not
             raise PredictionsFileError(f"{path} is not a valid CSV file near line "
                                        f"{reader.line_num} ({exc}); fix it or start a new "
                                        "file.") from None
-        if not state["ended"]:
-            return
-        yield record, state["offset"]
 
 
-class _RowSink:
-    """Where :func:`predict_csv` writes: rows go out a chunk at a time, flushed and synced.
+class _PredictionsFile(contextlib.ExitStack):
+    """The output of :func:`predict_csv`: the paths a resumed file holds already, and where
+    new rows go, a chunk at a time, flushed and synced; closes what it opened on exit.
 
-    Until a readable image has been predicted (or when the resumed file already holds one),
+    Until a readable image has been predicted (here, or in the rows a resumed file holds),
     rows wait in a temporary file, so a run that reads nothing leaves the output untouched.
+    The paths already written are kept as a sorted array of 16-byte digests (16 bytes a row,
+    not the paths).
     """
 
-    def __init__(self, out: str | os.PathLike | IO[str], columns: list[str], *, append: bool,
-                 started: bool) -> None:
-        self._out, self._columns, self._append = out, columns, append
-        self._handle: IO[str] | None = None
-        self._pending: IO[str] | None = None
-        if started:
-            self._open()
+    def __init__(self, out: str | os.PathLike | IO[str], columns: list[str], *,
+                 resume: bool) -> None:
+        super().__init__()
+        self.out, self.columns = out, columns
+        self.to_file = isinstance(out, (str, os.PathLike))
+        self.handle: IO[str] | None = None
+        self.pending: IO[str] | None = None
+        self.done = np.empty(0, dtype="S16")
+        self.has_header = False
+        if resume and self._read_written():
+            self._start()
+
+    def _read_written(self) -> bool:
+        """Read the rows of the file to resume (a missing file holds none) and cut off a
+        partial last row; whether one of them is of a readable image.
+
+        A run killed while writing can leave its last row cut short: the file is truncated
+        after the last complete row, which this run then writes again. Anything else that is
+        not a row of the columns is an error naming the line.
+        """
+        if not os.path.exists(self.out):
+            return False
+        digests, readable, end = bytearray(), False, 0
+        with open(self.out, "r+b") as handle:
+            size = os.fstat(handle.fileno()).st_size
+            for row, (record, offset) in enumerate(_complete_records(handle, size, self.out)):
+                if row == 0 and record != self.columns:
+                    raise PredictionsFileError(
+                        f"{self.out} does not start with the columns this model writes "
+                        f"({','.join(self.columns)}): it holds another model's predictions or "
+                        "is not a predictions file. Resume into the file the interrupted "
+                        "run wrote, or start a new one.")
+                if len(record) != len(self.columns):
+                    raise PredictionsFileError(
+                        f"{self.out}: row {row} has {len(record)} fields, not "
+                        f"{len(self.columns)}; the file was edited or damaged. Fix or remove "
+                        "that row to resume.")
+                if row > 0:
+                    digests += _path_digest(record[0])
+                    readable = readable or record[-1] == ""
+                end = offset
+            if end < size:
+                handle.truncate(end)
+                os.fsync(handle.fileno())
+        self.has_header = end > 0
+        self.done = np.sort(np.frombuffer(bytes(digests), dtype="S16"))
+        return readable
+
+    def without(self, items: list[Any]) -> list[Any]:
+        """``items`` (paths or skipped entries) less those whose path is already written."""
+        if not len(self.done) or not items:
+            return items
+        wanted = np.array([_path_digest(_path_of(p)) for p in items], dtype="S16")
+        at = np.minimum(np.searchsorted(self.done, wanted), len(self.done) - 1)
+        return [p for p, seen in zip(items, self.done[at] == wanted) if not seen]
 
     @property
     def started(self) -> bool:
-        return self._handle is not None
+        """Whether rows go to the output itself (a readable image has been predicted)."""
+        return self.handle is not None
 
-    def _owns_file(self) -> bool:
-        return isinstance(self._out, (str, os.PathLike))
-
-    def _open(self) -> None:
-        if self._owns_file():
-            Path(self._out).parent.mkdir(parents=True, exist_ok=True)
-            self._handle = open(self._out, "a" if self._append else "w", **_CSV_TEXT)
+    def _start(self) -> None:
+        if self.to_file:
+            Path(self.out).parent.mkdir(parents=True, exist_ok=True)
+            self.handle = self.enter_context(
+                open(self.out, "a" if self.has_header else "w", **_CSV_TEXT))
         else:
-            self._handle = self._out
-        if not self._append:
-            csv.writer(self._handle, lineterminator="\n").writerow(self._columns)
-        if self._pending is not None:
-            self._pending.seek(0)
-            shutil.copyfileobj(self._pending, self._handle)
-            self._pending.close()
-            self._pending = None
+            self.handle = self.out
+        if not self.has_header:
+            csv.writer(self.handle, lineterminator="\n").writerow(self.columns)
+        if self.pending is not None:
+            self.pending.seek(0)
+            shutil.copyfileobj(self.pending, self.handle)
 
     def write(self, table: pandas.DataFrame, *, readable: bool) -> None:
-        if self._handle is None and readable:
-            self._open()
-        if self._handle is None:
-            if self._pending is None:
-                self._pending = tempfile.TemporaryFile("w+", **_CSV_TEXT)
-            target = self._pending
-        else:
-            target = self._handle
+        if self.handle is None and readable:
+            self._start()
+        if self.handle is None and self.pending is None:
+            self.pending = self.enter_context(tempfile.TemporaryFile("w+", **_CSV_TEXT))
+        target = self.pending if self.handle is None else self.handle
         table.to_csv(target, header=False, index=False, float_format=PROBABILITY_FORMAT,
                      lineterminator="\n")
-        if target is self._handle:
-            self._handle.flush()
-            if self._owns_file():
-                os.fsync(self._handle.fileno())
-
-    def close(self) -> None:
-        if self._pending is not None:
-            self._pending.close()
-        if self._handle is not None and self._owns_file():
-            self._handle.close()
-
-
-def _batched(items: Iterable[Any], n: int) -> Iterator[list[Any]]:
-    iterator = iter(items)
-    while chunk := list(islice(iterator, n)):
-        yield chunk
+        if target is self.handle:
+            self.handle.flush()
+            if self.to_file:
+                os.fsync(self.handle.fileno())
 
 
 @contextlib.contextmanager
@@ -397,15 +335,13 @@ def output_lock(out: str | os.PathLike) -> Iterator[None]:
     lock = FileLock(folder / f"{hashlib.blake2b(real, digest_size=16).hexdigest()}.lock",
                     timeout=0, mode=0o666)
     try:
-        lock.acquire()
+        held = lock.acquire()  # releases the lock at the end of a with block
     except Timeout:
         raise TimeoutError(f"{os.fspath(out)!r} is being written by another run (a predict "
                            "with the same output); wait for it to end, or write to another "
                            "file.") from None
-    try:
+    with held:
         yield
-    finally:
-        lock.release()
 
 
 def predict_csv(model: Any, paths: Iterable[Any], out: str | os.PathLike | IO[str], *,
@@ -484,36 +420,22 @@ def predict_csv(model: Any, paths: Iterable[Any], out: str | os.PathLike | IO[st
     to_file = isinstance(out, (str, os.PathLike))
     if resume and not to_file:
         raise InputError("resume=True needs out to be a file path (the file to resume).")
-    with output_lock(out) if to_file else contextlib.nullcontext():
-        columns = prediction_columns(model.classes_)
-        done = _WrittenRows.read(out, columns) if resume else None
-        sink = _RowSink(out, columns, append=done is not None and done.has_header,
-                        started=done is not None and done.n_readable > 0)
-        try:
-            return _predict_chunks(model, _batched(paths, int(batch_size)), sink, done,
-                                   on_chunk)
-        finally:
-            sink.close()
-
-
-def _predict_chunks(model: Any, chunks: Iterable[list[Any]], sink: _RowSink,
-                    done: _WrittenRows | None,
-                    on_chunk: Callable[[int], None] | None) -> PredictionSummary:
-    """Predict and write each chunk (less the paths ``done`` holds); count what happened."""
-    n_predicted = n_failed = n_skipped = 0
-    first_failure: tuple[str, str] | None = None
-    for chunk in chunks:
-        todo = chunk if done is None else done.without(chunk)
-        n_skipped += len(chunk) - len(todo)
-        if todo:
-            table = predict_frame(model, todo)
-            failed = (table["error"] != "").to_numpy()
-            if first_failure is None and failed.any():
-                k = int(failed.argmax())
-                first_failure = (table[PATH_COLUMN].iloc[k], table["error"].iloc[k])
-            n_predicted += len(todo)
-            n_failed += int(failed.sum())
-            sink.write(table, readable=not failed.all())
-        if on_chunk is not None:
-            on_chunk(len(chunk))
-    return PredictionSummary(n_predicted, n_failed, n_skipped, first_failure, sink.started)
+    lock = output_lock(out) if to_file else contextlib.nullcontext()
+    with lock, _PredictionsFile(out, prediction_columns(model.classes_), resume=resume) as output:
+        n_predicted = n_failed = n_skipped = 0
+        first_failure: tuple[str, str] | None = None
+        inputs = iter(paths)  # chunks of batch_size, until the inputs run out
+        for chunk in iter(lambda: list(islice(inputs, int(batch_size))), []):
+            todo = output.without(chunk)
+            n_skipped += len(chunk) - len(todo)
+            if todo:
+                table = predict_frame(model, todo)
+                failed = table.loc[table["error"] != "", [PATH_COLUMN, "error"]]
+                if first_failure is None and len(failed):
+                    first_failure = tuple(failed.iloc[0])
+                n_predicted += len(todo)
+                n_failed += len(failed)
+                output.write(table, readable=len(failed) < len(table))
+            if on_chunk is not None:
+                on_chunk(len(chunk))
+        return PredictionSummary(n_predicted, n_failed, n_skipped, first_failure, output.started)
