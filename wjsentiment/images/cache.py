@@ -37,10 +37,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from ..config import get_config, on_change
 from ..exceptions import InputError
+from ..progress import progress
 from .decode import BadImageError, ImageInput, decode_image, input_key
 from .device import decode_files_on_device
 
@@ -442,9 +442,8 @@ class DecodedImageStore:
         outcomes: dict[tuple, Exception | None] = {}
         if not todo:
             return outcomes
-        bar = tqdm(total=len(todo), desc=f"decode {self.size}px", unit="img",
-                   disable=verbose <= 0, leave=False)
-        with ThreadPoolExecutor(max_workers=max(1, int(num_workers))) as pool:
+        with progress(len(todo), f"decode {self.size}px", "img", verbose) as bar, \
+                ThreadPoolExecutor(max_workers=max(1, int(num_workers))) as pool:
             host = list(todo)
             if device is not None:
                 files = [key for key in todo if isinstance(inputs[todo[key]], (str, os.PathLike))]
@@ -459,7 +458,6 @@ class DecodedImageStore:
             for key, outcome in zip(host, pool.map(work, host)):
                 outcomes[key] = outcome
                 bar.update(1)
-        bar.close()
         return outcomes
 
     def input_keys(self, rows: np.ndarray) -> list[tuple]:

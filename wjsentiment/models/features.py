@@ -17,12 +17,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from ..batches import ImageBatches, autocast, split_batches
 from ..images import decode as image_decode
 from ..images.cache import DecodedImageStore
 from ..images.decode import input_key
+from ..progress import progress
 from .feature_files import FeatureFiles, clear_feature_files, feature_cache_dir, image_digest
 from .network import SentimentNet
 
@@ -94,10 +94,11 @@ def _compute(net: SentimentNet, store: DecodedImageStore, rows: np.ndarray,
     source = ImageBatches(store, rows, device, resident=False)  # one pass: stream it
     batches = split_batches(np.arange(len(rows)), batch_size)
     out = []
-    with autocast(device, precision):
-        for x in tqdm(source.iterate(batches), total=len(batches), desc="backbone features",
-                      unit="batch", disable=verbose <= 0, leave=False):
+    with autocast(device, precision), \
+            progress(len(batches), "backbone features", "batch", verbose) as bar:
+        for x in source.iterate(batches):
             out.append(net.features(x).float())  # stays on the device: no sync per batch
+            bar.update(1)
     net.train(was_training)
     return torch.cat(out).cpu().numpy()
 
