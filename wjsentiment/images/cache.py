@@ -75,16 +75,12 @@ def _held(on_disk: bool) -> int:
 
 
 def _memmap_chunk(shape: tuple[int, ...]) -> np.ndarray:
+    """A chunk in a nameless file of the cache folder: the mapping keeps the file open, and
+    the system deletes it when the chunk goes."""
     directory = get_config()["cache_dir"] or tempfile.gettempdir()
     os.makedirs(directory, exist_ok=True)
-    fd, path = tempfile.mkstemp(prefix="wjsentiment-pixels-", suffix=".u8", dir=directory)
-    os.close(fd)
-    chunk = np.memmap(path, dtype=np.uint8, mode="w+", shape=shape)
-    if os.name == "posix":
-        os.unlink(path)  # the mapping keeps the data; the file goes when the chunk does
-    else:  # pragma: no cover - Windows cannot unlink an open mapping
-        weakref.finalize(chunk, lambda p=path: os.path.exists(p) and os.remove(p))
-    return chunk
+    with tempfile.TemporaryFile(prefix="wjsentiment-pixels-", suffix=".u8", dir=directory) as fh:
+        return np.memmap(fh, dtype=np.uint8, mode="w+", shape=shape)
 
 
 def _settle() -> None:
@@ -510,15 +506,12 @@ class DecodedImageStore:
         # Runs of consecutive rows of one chunk (a prediction's rows are mostly in order)
         # are copied as one block each: one numpy call, outside the GIL, instead of one
         # Python step per image, which would hold the GIL against the threads computing.
-        starts = np.flatnonzero((np.diff(chunks) != 0) | (np.diff(offsets) != 1)) + 1
-        if len(starts) < len(rows) // 4:
-            bounds = [0, *starts.tolist(), len(rows)]
-            for a, b in zip(bounds[:-1], bounds[1:]):
-                o = int(offsets[a])
-                out[a:b] = self._chunks[int(chunks[a])][o:o + b - a]
-            return out
-        for i, (c, o) in enumerate(zip(chunks.tolist(), offsets.tolist())):
-            out[i] = self._chunks[c][o]
+        run_starts = np.ones(len(rows), dtype=bool)
+        run_starts[1:] = (np.diff(chunks) != 0) | (np.diff(offsets) != 1)
+        starts = np.flatnonzero(run_starts)
+        for a, b, c, o in zip(starts.tolist(), [*starts[1:].tolist(), len(rows)],
+                              chunks[starts].tolist(), offsets[starts].tolist()):
+            out[a:b] = self._chunks[c][o:o + b - a]
         return out
 
 
@@ -532,12 +525,11 @@ def get_store(size: int, grayscale: bool = False) -> DecodedImageStore:
     """
     key = (int(size), bool(grayscale))
     with _LOCK:
-        store = _STORES.get(key)
-    if store is None:
-        store = DecodedImageStore(*key)
-        with _LOCK:
-            store = _STORES.setdefault(key, store)
-    return store
+        if key in _STORES:
+            return _STORES[key]
+    store = DecodedImageStore(*key)  # (outside the lock, which making a store takes)
+    with _LOCK:
+        return _STORES.setdefault(key, store)
 
 
 def clear_image_cache() -> None:
