@@ -105,18 +105,12 @@ def _decode_batch(files: Sequence[DeviceJpeg], device: torch.device) -> list[tor
             warnings.simplefilter("ignore", DeprecationWarning)
             return decode_jpeg(batch, mode=ImageReadMode.RGB, device=device)
 
-    tensors = [torch.frombuffer(f.data, dtype=torch.uint8) for f in files]
     try:
-        return list(run(tensors))
+        return list(run([torch.frombuffer(f.data, dtype=torch.uint8) for f in files]))
     except (RuntimeError, ValueError):  # one bad file fails the batch: find it
-        pass
-    out: list[torch.Tensor | None] = []
-    for tensor in tensors:
-        try:
-            out.append(run([tensor])[0])
-        except (RuntimeError, ValueError):
-            out.append(None)
-    return out
+        if len(files) == 1:
+            return [None]
+    return [_decode_batch([f], device)[0] for f in files]
 
 
 def _draft(batch: torch.Tensor, factor: int) -> torch.Tensor:
