@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from sklearn.base import BaseEstimator, ClassifierMixin
 
 from wjsentiment import SentimentClassifier, SentimentEnsemble, progress
 from wjsentiment.images import clear_image_cache
@@ -99,3 +100,31 @@ def test_an_ensemble_fit_shows_its_bar_not_the_members(capsys, monkeypatch, tiny
     err = capsys.readouterr().err
     assert "fit epoch 1/1" in err and CURSOR_UP not in err
     assert err.endswith("\n")  # a fit's bar stays, as its record
+
+
+class TalkativeMember(ClassifierMixin, BaseEstimator):
+    """A member whose predict_proba shows a bar of its own, as a classifier's decoding does."""
+
+    def fit(self, X, y):
+        self.classes_ = np.unique(y)
+        return self
+
+    def predict_proba(self, X):
+        with progress.progress(len(X), "member work", "img", verbose=1) as bar:
+            bar.update(len(X))
+        return np.full((len(X), len(self.classes_)), 1 / len(self.classes_))
+
+
+def test_members_run_in_threads_show_no_bar_of_their_own(capsys, monkeypatch):
+    """With several GPUs, members run in joblib threads, which start outside the call."""
+    monkeypatch.setattr(progress, "DELAY_SECONDS", 0)
+    X, y = np.zeros((4, 1)), [0, 1, 0, 1]
+    ensemble = SentimentEnsemble([("a", TalkativeMember()), ("b", TalkativeMember())],
+                                 verbose=1).fit(X, y)
+    capsys.readouterr()
+    monkeypatch.setattr(SentimentEnsemble, "_n_gpus", staticmethod(lambda: 2))
+    ensemble.predict_proba(X)
+    err = capsys.readouterr().err
+    assert "Predicting members" in err and "member work" not in err and CURSOR_UP not in err
+    ensemble.set_params(verbose=0).predict_proba(X)
+    assert capsys.readouterr().err == ""

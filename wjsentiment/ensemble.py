@@ -305,8 +305,9 @@ class SentimentEnsemble(DecisionMixin, ClassifierMixin, _BaseComposition):
             if n_gpus > 1 and len(members) > 1:
                 n_jobs = self.n_jobs if self.n_jobs is not None else n_gpus
                 results = []
+                in_this_call = carried(fn)  # (made here: joblib may dispatch from a thread)
                 gen = Parallel(n_jobs=n_jobs, backend="threading", return_as="generator")(
-                    delayed(carried(fn))(est) for est in members)
+                    delayed(in_this_call)(est) for est in members)
                 for res in gen:
                     results.append(res)
                     bar.update()
