@@ -89,6 +89,13 @@ def test_a_quick_call_prints_no_bar(capsys, monkeypatch):
     assert "quick" in capsys.readouterr().err
 
 
+def test_a_fit_quicker_than_the_delay_prints_nothing(capsys, monkeypatch, tiny_params):
+    monkeypatch.setattr(progress, "DELAY_SECONDS", 60)  # longer than any fit here
+    SentimentClassifier(**{**tiny_params, "verbose": 1, "epochs": 1, "calibration": None}).fit(
+        pictures(8, 6), ["Negative", "Positive"] * 4)
+    assert capsys.readouterr().err == ""  # not even the epoch's description
+
+
 def test_an_ensemble_fit_shows_its_bar_not_the_members(capsys, monkeypatch, tiny_params):
     monkeypatch.setattr(progress, "DELAY_SECONDS", 0)
     member = SentimentClassifier(**{**tiny_params, "verbose": 1, "epochs": 1, "calibration": None})

@@ -137,7 +137,7 @@ class ProgressBar(Callback):
         if "valid_f1" in record:
             postfix["valid_f1"] = f"{record['valid_f1']:.3f}"
         self.bar.set_postfix(postfix, refresh=False)
-        self.bar.set_description(f"fit epoch {record['epoch']}/{self.epochs}")
+        self.bar.set_description(f"fit epoch {record['epoch']}/{self.epochs}", refresh=False)
 
     def on_fit_end(self, estimator: Any) -> None:
         self.close()
