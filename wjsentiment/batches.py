@@ -55,20 +55,15 @@ class ImageBatches:
         streams every batch from the host, which suits a single pass.
     """
 
-    kind = "images"
-
     def __init__(self, store: DecodedImageStore, rows: np.ndarray, device: torch.device,
                  resident: bool | None = None) -> None:
         self.store = store
         self.rows = np.asarray(rows, dtype=np.int64)
         self.device = torch.device(device)
-        self.cuda = self.device.type == "cuda"
-        nbytes = len(self.rows) * store.image_bytes
         if resident is None:
-            resident = False
-            if self.cuda:
-                free, _ = torch.cuda.mem_get_info(self.device)
-                resident = nbytes <= GPU_RESIDENT_SHARE * free
+            resident = self.device.type == "cuda" and (
+                len(self.rows) * store.image_bytes
+                <= GPU_RESIDENT_SHARE * torch.cuda.mem_get_info(self.device)[0])
         self.pixels: torch.Tensor | None = None
         if resident:
             self.pixels = torch.empty((len(self.rows), store.size, store.size, 3),
@@ -95,26 +90,17 @@ class ImageBatches:
             yield self._to_float(u8)
 
     def _stream(self, batches: list[np.ndarray]) -> Iterator[torch.Tensor]:
-        """uint8 NHWC batches on the device, gathered and copied ahead of their use."""
-        if not batches:
-            return
-        if not self.cuda:
-            yield from self._host_stream(batches)
-            return
-        yield from _PinnedStream(self.store, [self.rows[b] for b in batches], self.device)
+        """uint8 NHWC batches on the device: on CUDA gathered and copied ahead of their use.
 
-
-    def _host_stream(self, batches: list[np.ndarray]) -> Iterator[torch.Tensor]:
-        """Batches for a device that reads host memory, gathered in this thread when they
-        are needed. Gathering (one block copy per run of consecutive rows) takes a small
-        share of a batch's compute on a CPU; a thread gathering ahead would save that share
-        but hold the GIL against the compute at every batch."""
+        Elsewhere each batch is gathered in this thread when it is needed. Gathering (one
+        block copy per run of consecutive rows) takes a small share of a batch's compute on
+        a CPU; a thread gathering ahead would save that share but hold the GIL against the
+        compute at every batch."""
+        if self.device.type == "cuda" and batches:
+            yield from _PinnedStream(self.store, [self.rows[b] for b in batches], self.device)
+            return
         for batch in batches:
-            yield self._on_device(self.store.gather(self.rows[batch]))
-
-    def _on_device(self, host: np.ndarray) -> torch.Tensor:
-        tensor = torch.from_numpy(host)
-        return tensor if self.device.type == "cpu" else tensor.to(self.device)
+            yield torch.from_numpy(self.store.gather(self.rows[batch])).to(self.device)
 
 
 class _PinnedStream:
@@ -181,8 +167,6 @@ class _PinnedStream:
 
 class FeatureBatches:
     """Precomputed backbone features of one fit or predict, on the device."""
-
-    kind = "features"
 
     def __init__(self, features: torch.Tensor, device: torch.device) -> None:
         self.features = features.to(device)

@@ -24,7 +24,6 @@ from sklearn.base import ClassifierMixin, _fit_context, clone
 from sklearn.utils import Bunch, get_tags
 from sklearn.utils.metaestimators import _BaseComposition
 from sklearn.utils.validation import check_is_fitted
-from tqdm.auto import tqdm
 
 from .calibration import (
     DecisionMixin,
@@ -41,6 +40,7 @@ from .inputs import ImageInputs, check_groups, check_targets, n_samples, take
 from .params import ENSEMBLE_PARAMS, check_params, constraints
 from .persistence import ENSEMBLE_FILE, load_ensemble, save_ensemble
 from .persistence.model_files import model_file_errors
+from .progress import carried, progress
 
 #: Seed of the calibration/weighting holdout split when no member has an int random_state.
 DEFAULT_HOLDOUT_SEED = 0
@@ -108,7 +108,8 @@ class SentimentEnsemble(DecisionMixin, ClassifierMixin, _BaseComposition):
         exist: then member ``i`` whose ``device`` is "auto" runs on ``cuda:{i % n_gpus}``.
         None means one thread per GPU. With one or no GPU members run one after the other.
     verbose : int, default=1
-        0 is silent; 1 shows progress over members. Members keep their own ``verbose``.
+        0 is silent; 1 shows progress over members. The members' own progress does not show
+        inside it (see :mod:`wjsentiment.progress`).
     decision : {"auto", "balanced", "argmax"}, default="auto"
         How ``predict`` picks a class from the soft vote, as
         :class:`~wjsentiment.SentimentClassifier`'s ``decision``: "balanced" divides by the
@@ -300,14 +301,13 @@ class SentimentEnsemble(DecisionMixin, ClassifierMixin, _BaseComposition):
 
     def _run(self, fn: Callable[[Any], Any], members: list[Any], desc: str) -> list[Any]:
         n_gpus = self._n_gpus()
-        bar = tqdm(total=len(members), desc=desc, unit="member", disable=self.verbose == 0,
-                   leave=False)
-        with bar:
+        with progress(len(members), desc, "member", self.verbose) as bar:
             if n_gpus > 1 and len(members) > 1:
                 n_jobs = self.n_jobs if self.n_jobs is not None else n_gpus
                 results = []
+                in_this_call = carried(fn)  # (made here: joblib may dispatch from a thread)
                 gen = Parallel(n_jobs=n_jobs, backend="threading", return_as="generator")(
-                    delayed(fn)(est) for est in members)
+                    delayed(in_this_call)(est) for est in members)
                 for res in gen:
                     results.append(res)
                     bar.update()

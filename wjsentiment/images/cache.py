@@ -25,22 +25,23 @@ lock and never waits on decoding.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import os
 import tempfile
 import threading
 import weakref
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import InitVar, dataclass, field
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from ..config import get_config, on_change
 from ..exceptions import InputError
+from ..progress import progress
 from .decode import BadImageError, ImageInput, decode_image, input_key
 from .device import decode_files_on_device
 
@@ -53,7 +54,7 @@ _STORES: dict[tuple[int, bool], DecodedImageStore] = {}
 #: Every store alive, registered or not: they share the budgets.
 _LIVE: weakref.WeakSet[DecodedImageStore] = weakref.WeakSet()
 #: Releases of rows whose :class:`DecodeResult` was garbage collected while the lock was busy.
-_RELEASE_LATER: deque[tuple[DecodedImageStore, np.ndarray]] = deque()
+_RELEASE_LATER: deque[Callable[[], None]] = deque()
 #: Ticks for "least recently used": a row's tick is set when it is last released.
 _CLOCK = itertools.count(1)
 
@@ -74,16 +75,12 @@ def _held(on_disk: bool) -> int:
 
 
 def _memmap_chunk(shape: tuple[int, ...]) -> np.ndarray:
+    """A chunk in a nameless file of the cache folder: the mapping keeps the file open, and
+    the system deletes it when the chunk goes."""
     directory = get_config()["cache_dir"] or tempfile.gettempdir()
     os.makedirs(directory, exist_ok=True)
-    fd, path = tempfile.mkstemp(prefix="wjsentiment-pixels-", suffix=".u8", dir=directory)
-    os.close(fd)
-    chunk = np.memmap(path, dtype=np.uint8, mode="w+", shape=shape)
-    if os.name == "posix":
-        os.unlink(path)  # the mapping keeps the data; the file goes when the chunk does
-    else:  # pragma: no cover - Windows cannot unlink an open mapping
-        weakref.finalize(chunk, lambda p=path: os.path.exists(p) and os.remove(p))
-    return chunk
+    with tempfile.TemporaryFile(prefix="wjsentiment-pixels-", suffix=".u8", dir=directory) as fh:
+        return np.memmap(fh, dtype=np.uint8, mode="w+", shape=shape)
 
 
 def _settle() -> None:
@@ -91,21 +88,18 @@ def _settle() -> None:
     used unpinned chunks until RAM and disk are within their budgets (or only pinned chunks
     are left). Caller holds ``_LOCK``."""
     while _RELEASE_LATER:
-        store, rows = _RELEASE_LATER.popleft()
-        store._unpin(rows)
+        _RELEASE_LATER.popleft()()
     settings = get_config()
     for on_disk, budget in ((False, settings["cache_memory_bytes"]),
                             (True, settings["cache_disk_bytes"])):
         held = _held(on_disk)
         if held <= budget:
             continue
-        candidates = [(last_use, store, index) for store in list(_LIVE)
-                      for index, last_use in store._releasable_chunks(on_disk)]
-        candidates.sort(key=lambda c: c[0])
-        for _, store, index in candidates:
+        idle = [chunk for store in list(_LIVE) for chunk in store.idle_chunks(on_disk)]
+        for _, give_back in sorted(idle, key=lambda chunk: chunk[0]):
             if held <= budget:
                 break
-            held -= store._release_chunk(index)
+            held -= give_back()
 
 
 def _without_frames(exc: BaseException) -> BaseException:
@@ -118,19 +112,6 @@ def _without_frames(exc: BaseException) -> BaseException:
         link.__traceback__ = None
         link = link.__cause__ or link.__context__
     return exc
-
-
-def _release_rows(store: DecodedImageStore, rows: np.ndarray, blocking: bool = True) -> None:
-    """Unpin ``rows`` of ``store``. The garbage collector calls it with ``blocking=False``: it
-    may run while this thread holds the lock, so then the release waits in a queue."""
-    if not _LOCK.acquire(blocking=blocking):
-        _RELEASE_LATER.append((store, rows))
-        return
-    try:
-        store._unpin(rows)
-        _settle()
-    finally:
-        _LOCK.release()
 
 
 @dataclass
@@ -160,11 +141,14 @@ class DecodeResult:
 
     rows: np.ndarray
     errors: list[tuple[int, BadImageError]] = field(default_factory=list)
+    #: What unpins the rows (``unpin(blocking=...)``); None: they are not pinned.
+    unpin: InitVar[Callable[..., None] | None] = None
     _lease: weakref.finalize | None = field(default=None, init=False, repr=False, compare=False)
 
-    def _pin(self, store: DecodedImageStore, rows: np.ndarray) -> None:
-        self._lease = weakref.finalize(self, _release_rows, store, rows, blocking=False)
-        self._lease.atexit = False
+    def __post_init__(self, unpin: Callable[..., None] | None) -> None:
+        if unpin is not None:  # the garbage collector may run while this thread holds _LOCK
+            self._lease = weakref.finalize(self, unpin, blocking=False)
+            self._lease.atexit = False
 
     @property
     def pinned(self) -> bool:
@@ -175,8 +159,8 @@ class DecodeResult:
         """Unpin the rows: the store may evict or reuse them from now on. Safe to repeat."""
         lease = self._lease.detach() if self._lease is not None else None
         if lease is not None:
-            _, func, args, _ = lease
-            func(*args, blocking=True)
+            _, unpin, _, _ = lease
+            unpin(blocking=True)
 
     def __enter__(self) -> DecodeResult:
         return self
@@ -257,7 +241,7 @@ class DecodedImageStore:
         if key is not None:
             del self._rows[key]
 
-    def _release_chunk(self, index: int) -> int:
+    def _give_back(self, index: int) -> int:
         """Give back an unpinned chunk, forgetting what it holds; returns its bytes."""
         rows = range(index * self.chunk_images, (index + 1) * self.chunk_images)
         for row in rows:
@@ -271,11 +255,17 @@ class DecodedImageStore:
         self._chunks[index] = None  # a spilled chunk's file goes with its mapping
         return self.chunk_bytes
 
-    def _releasable_chunks(self, on_disk: bool) -> list[tuple[int, int]]:
-        """``(index, last use)`` of the held chunks of one kind without pinned rows."""
+    def idle_chunks(self, on_disk: bool) -> list[tuple[int, Callable[[], int]]]:
+        """The chunks held in RAM (or on disk) without pinned rows, each with its last use
+        and a function that gives it back (forgetting its images) and returns its bytes.
+
+        For the budgets, which give back the least recently used chunks of all stores
+        first; the caller holds the cache's lock.
+        """
         pinned = (self._pins.reshape(-1, self.chunk_images) > 0).any(axis=1)
         last_use = self._last_use.reshape(-1, self.chunk_images).max(axis=1)
-        return [(i, int(last_use[i])) for i, chunk in enumerate(self._chunks)
+        return [(int(last_use[i]), functools.partial(self._give_back, i))
+                for i, chunk in enumerate(self._chunks)
                 if chunk is not None and self._on_disk[i] == on_disk and not pinned[i]]
 
     def _least_recently_used(self, n: int) -> np.ndarray:
@@ -314,6 +304,19 @@ class DecodedImageStore:
     def _unpin(self, rows: np.ndarray) -> None:
         self._pins[rows] -= 1
         self._last_use[rows] = next(_CLOCK)
+
+    def _release(self, rows: np.ndarray, blocking: bool = True) -> None:
+        """Unpin ``rows`` and give back what is over the budgets. The garbage collector calls
+        it with ``blocking=False``: it may run while this thread holds the lock, so then the
+        release waits in a queue."""
+        if not _LOCK.acquire(blocking=blocking):
+            _RELEASE_LATER.append(functools.partial(self._unpin, rows))
+            return
+        try:
+            self._unpin(rows)
+            _settle()
+        finally:
+            _LOCK.release()
 
     # ------------------------------------------------------------------------ public
     def add(
@@ -406,7 +409,7 @@ class DecodedImageStore:
                         dtype=np.int64)
         system = [exc for exc in failed.values() if not isinstance(exc, BadImageError)]
         if system or not pin:
-            _release_rows(self, kept)
+            self._release(kept)
         if system:
             raise system[0]
         if row_of:  # (a call that found every input decodes nothing: no second pass)
@@ -416,10 +419,8 @@ class DecodedImageStore:
                 elif key in row_of:
                     rows[pos] = row_of[key]
         errors.sort(key=lambda item: item[0])
-        result = DecodeResult(rows=rows, errors=errors)
-        if pin:
-            result._pin(self, kept)
-        return result
+        unpin = functools.partial(self._release, kept) if pin else None
+        return DecodeResult(rows=rows, errors=errors, unpin=unpin)
 
     def _put(self, key: tuple, row_of: dict[tuple, int], pixels: np.ndarray) -> None:
         row = row_of[key]
@@ -442,9 +443,8 @@ class DecodedImageStore:
         outcomes: dict[tuple, Exception | None] = {}
         if not todo:
             return outcomes
-        bar = tqdm(total=len(todo), desc=f"decode {self.size}px", unit="img",
-                   disable=verbose <= 0, leave=False)
-        with ThreadPoolExecutor(max_workers=max(1, int(num_workers))) as pool:
+        with progress(len(todo), f"decode {self.size}px", "img", verbose) as bar, \
+                ThreadPoolExecutor(max_workers=max(1, int(num_workers))) as pool:
             host = list(todo)
             if device is not None:
                 files = [key for key in todo if isinstance(inputs[todo[key]], (str, os.PathLike))]
@@ -459,8 +459,15 @@ class DecodedImageStore:
             for key, outcome in zip(host, pool.map(work, host)):
                 outcomes[key] = outcome
                 bar.update(1)
-        bar.close()
         return outcomes
+
+    def clear(self) -> None:
+        """Forget every image that no call holds pinned, and the inputs known to be bad."""
+        with _LOCK:
+            _settle()
+            for _, give_back in self.idle_chunks(False) + self.idle_chunks(True):
+                give_back()
+            self._bad.clear()
 
     def input_keys(self, rows: np.ndarray) -> list[tuple]:
         """The :func:`~wjsentiment.images.decode.input_key` each row was decoded from.
@@ -499,15 +506,12 @@ class DecodedImageStore:
         # Runs of consecutive rows of one chunk (a prediction's rows are mostly in order)
         # are copied as one block each: one numpy call, outside the GIL, instead of one
         # Python step per image, which would hold the GIL against the threads computing.
-        starts = np.flatnonzero((np.diff(chunks) != 0) | (np.diff(offsets) != 1)) + 1
-        if len(starts) < len(rows) // 4:
-            bounds = [0, *starts.tolist(), len(rows)]
-            for a, b in zip(bounds[:-1], bounds[1:]):
-                o = int(offsets[a])
-                out[a:b] = self._chunks[int(chunks[a])][o:o + b - a]
-            return out
-        for i, (c, o) in enumerate(zip(chunks.tolist(), offsets.tolist())):
-            out[i] = self._chunks[c][o]
+        run_starts = np.ones(len(rows), dtype=bool)
+        run_starts[1:] = (np.diff(chunks) != 0) | (np.diff(offsets) != 1)
+        starts = np.flatnonzero(run_starts)
+        for a, b, c, o in zip(starts.tolist(), [*starts[1:].tolist(), len(rows)],
+                              chunks[starts].tolist(), offsets[starts].tolist()):
+            out[a:b] = self._chunks[c][o:o + b - a]
         return out
 
 
@@ -521,12 +525,11 @@ def get_store(size: int, grayscale: bool = False) -> DecodedImageStore:
     """
     key = (int(size), bool(grayscale))
     with _LOCK:
-        store = _STORES.get(key)
-    if store is None:
-        store = DecodedImageStore(*key)
-        with _LOCK:
-            store = _STORES.setdefault(key, store)
-    return store
+        if key in _STORES:
+            return _STORES[key]
+    store = DecodedImageStore(*key)  # (outside the lock, which making a store takes)
+    with _LOCK:
+        return _STORES.setdefault(key, store)
 
 
 def clear_image_cache() -> None:
@@ -539,9 +542,7 @@ def clear_image_cache() -> None:
     >>> clear_image_cache()
     """
     with _LOCK:
-        _settle()
-        for store in _STORES.values():
-            for index, _ in store._releasable_chunks(False) + store._releasable_chunks(True):
-                store._release_chunk(index)
-            store._bad.clear()
+        stores = list(_STORES.values())
         _STORES.clear()
+    for store in stores:
+        store.clear()

@@ -202,17 +202,10 @@ def draft_scale(width: int, height: int, size: int) -> int:
     return next((factor for factor in (8, 4, 2) if fits >= factor), 1)
 
 
-def _aa_resize_op():
-    """torch's antialiased bilinear resize that writes into a given tensor, or None."""
-    try:
-        return torch.ops.aten._upsample_bilinear2d_aa.out
-    except (AttributeError, RuntimeError):  # pragma: no cover - depends on the torch build
-        return None
-
-
-#: Writes the resize straight into a channels-last (NHWC) tensor: without it, torch resizes
-#: uint8 images in NHWC order, then copies them to NCHW, and the caller copies them back.
-_AA_RESIZE_INTO = _aa_resize_op()
+#: torch's antialiased bilinear resize, writing straight into a channels-last (NHWC) tensor:
+#: ``interpolate`` resizes uint8 images in NHWC order, then copies them to NCHW, and the
+#: caller would copy them back.
+_AA_RESIZE_INTO = torch.ops.aten._upsample_bilinear2d_aa.out
 
 
 def resize_square(pixels: torch.Tensor, size: int) -> torch.Tensor:
@@ -234,12 +227,9 @@ def resize_square(pixels: torch.Tensor, size: int) -> torch.Tensor:
     if pixels.dtype == torch.uint8 and pixels.device.type == "cpu":
         n, channels = pixels.shape[:2]
         out = torch.empty((n, size, size, channels), dtype=torch.uint8).permute(0, 3, 1, 2)
-        if _AA_RESIZE_INTO is not None:  # (it needs channels-last input too)
-            pixels = pixels.contiguous(memory_format=torch.channels_last)
-            _AA_RESIZE_INTO(pixels, [size, size], False, None, None, out=out)
-            return out
-        return out.copy_(torch.nn.functional.interpolate(
-            pixels, size=(size, size), mode="bilinear", antialias=True, align_corners=False))
+        pixels = pixels.contiguous(memory_format=torch.channels_last)  # as the op takes it
+        _AA_RESIZE_INTO(pixels, [size, size], False, None, None, out=out)
+        return out
     out = torch.nn.functional.interpolate(pixels.float(), size=(size, size), mode="bilinear",
                                           antialias=True, align_corners=False)
     return out.round_().clamp_(0, 255).to(torch.uint8)
@@ -276,8 +266,7 @@ def _decode_jpeg_fast(data: bytes, header: JpegHeader, size: int,
         )
     except ValueError:
         return None
-    return output_pixels(_resize_array(upright_array(pixels, header.orientation), size),
-                         grayscale)
+    return _finish_array(upright_array(pixels, header.orientation), size, grayscale)
 
 
 def _scaled_to_uint8(img: Image.Image) -> Image.Image:
@@ -310,8 +299,9 @@ def _to_rgb(img: Image.Image) -> Image.Image:
     return img.convert("RGB")
 
 
-def _resize_array(pixels: np.ndarray, size: int) -> np.ndarray:
-    """``(H, W, C)`` uint8 pixels resized by :func:`resize_square`, as ``(size, size, C)``.
+def _finish_array(pixels: np.ndarray, size: int, grayscale: bool) -> np.ndarray:
+    """The output of ``(H, W, C)`` uint8 RGB or grayscale pixels resized by
+    :func:`resize_square` (what the "simplejpeg" host decoder does with every input).
 
     torch only wraps writable arrays with positive strides: PIL's arrays are read-only, and a
     flipped one-pixel-wide array counts as contiguous with a negative stride, so those are
@@ -319,13 +309,13 @@ def _resize_array(pixels: np.ndarray, size: int) -> np.ndarray:
     if not pixels.flags.writeable or not pixels.flags.c_contiguous or min(pixels.strides) < 0:
         pixels = pixels.copy(order="C")
     tensor = torch.from_numpy(pixels).permute(2, 0, 1).unsqueeze(0)
-    return resize_square(tensor, size)[0].permute(1, 2, 0).numpy()
+    return output_pixels(resize_square(tensor, size)[0].permute(1, 2, 0).numpy(), grayscale)
 
 
 def _finish(img: Image.Image, size: int, grayscale: bool, host_decoder: str) -> np.ndarray:
     img = _to_rgb(img)
     if host_decoder == "simplejpeg":
-        return output_pixels(_resize_array(np.asarray(img, dtype=np.uint8), size), grayscale)
+        return _finish_array(np.asarray(img, dtype=np.uint8), size, grayscale)
     if img.size != (size, size):
         img = img.resize((size, size), Image.Resampling.BILINEAR, reducing_gap=3.0)
     return output_pixels(np.asarray(img, dtype=np.uint8), grayscale)
@@ -411,8 +401,9 @@ def _decoded_bytes(img: Image.Image, factor: int = 1) -> int:
 
 
 @contextlib.contextmanager
-def _opened(fh: BinaryIO, source: str) -> Iterator[Image.Image]:
-    """The image of an open file, its header read and checked (:func:`check_pixel_count`)."""
+def opened_image(fh: BinaryIO, source: str) -> Iterator[Image.Image]:
+    """The image of an open file, its header read and checked (:func:`check_pixel_count`);
+    PIL's decompression-bomb warnings are errors."""
     with warnings.catch_warnings():
         # PIL only warns between its own limit and twice that: refuse those too.
         warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -424,7 +415,7 @@ def _opened(fh: BinaryIO, source: str) -> Iterator[Image.Image]:
 def _decode_file(path: str, size: int, grayscale: bool, host_decoder: str) -> np.ndarray:
     """Open, check, draft, load, turn upright and finish one file, within the decoding memory
     budget; both the file and the image are closed on the way out, whatever happens."""
-    with open(path, "rb") as fh, _opened(fh, repr(path)) as img:
+    with open(path, "rb") as fh, opened_image(fh, repr(path)) as img:
         header = baseline_jpeg(img) if host_decoder == "simplejpeg" else None
         factor = draft_scale(img.width, img.height, size) if img.format == "JPEG" else 1
         with _DECODE_MEMORY.hold(_decoded_bytes(img, factor)):
@@ -472,10 +463,10 @@ def verify_image_file(fh: BinaryIO, source: str) -> None:
     """
     start = fh.tell()
     with _named_errors(source):
-        with _opened(fh, source) as img:
+        with opened_image(fh, source) as img:
             img.verify()  # the structure, and checksums where the format has them
         fh.seek(start)
-        with _opened(fh, source) as img, _DECODE_MEMORY.hold(_decoded_bytes(img)):
+        with opened_image(fh, source) as img, _DECODE_MEMORY.hold(_decoded_bytes(img)):
             img.load()
 
 
@@ -511,7 +502,7 @@ def _decode_array(item: np.ndarray, size: int, grayscale: bool, host_decoder: st
         )
     if item.ndim == 3 and item.shape[2] == 3 and host_decoder == "simplejpeg":
         # RGB already: resized as it is (PIL would only copy it there and back).
-        return output_pixels(_resize_array(item, size), grayscale)
+        return _finish_array(item, size, grayscale)
     if item.ndim == 2 or (item.ndim == 3 and item.shape[2] in (1, 3, 4)):
         arr = item[:, :, 0] if item.ndim == 3 and item.shape[2] == 1 else item
         return _finish(Image.fromarray(np.ascontiguousarray(arr)), size, grayscale, host_decoder)

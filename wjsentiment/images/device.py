@@ -27,15 +27,14 @@ from typing import NamedTuple
 
 import numpy as np
 import torch
-from PIL import Image
 
 from ..exceptions import InputError
 from ..params import DECODERS
 from .decode import (
     JpegHeader,
     baseline_jpeg,
-    check_pixel_count,
     draft_scale,
+    opened_image,
     output_pixels,
     resize_square,
 )
@@ -85,15 +84,12 @@ def read_device_jpeg(path: str | os.PathLike) -> DeviceJpeg | None:
     """The bytes and header of a file the device may decode; None for any other file, and
     for any error (the host path reads it again and names the error)."""
     try:
-        with open(path, "rb") as fh, warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(fh) as img:
-                check_pixel_count(img, repr(os.fspath(path)))
-                header = baseline_jpeg(img)
-                if header is None or header.orientation != 1:
-                    return None
-                fh.seek(0)
-                data = bytearray(fh.read())
+        with open(path, "rb") as fh, opened_image(fh, repr(os.fspath(path))) as img:
+            header = baseline_jpeg(img)
+            if header is None or header.orientation != 1:
+                return None
+            fh.seek(0)
+            data = bytearray(fh.read())
     except Exception:  # noqa: BLE001 - the host path decides what the error means
         return None
     # nvJPEG may give pixels for a cut-off file, where the host refuses it as truncated.
@@ -109,18 +105,12 @@ def _decode_batch(files: Sequence[DeviceJpeg], device: torch.device) -> list[tor
             warnings.simplefilter("ignore", DeprecationWarning)
             return decode_jpeg(batch, mode=ImageReadMode.RGB, device=device)
 
-    tensors = [torch.frombuffer(f.data, dtype=torch.uint8) for f in files]
     try:
-        return list(run(tensors))
+        return list(run([torch.frombuffer(f.data, dtype=torch.uint8) for f in files]))
     except (RuntimeError, ValueError):  # one bad file fails the batch: find it
-        pass
-    out: list[torch.Tensor | None] = []
-    for tensor in tensors:
-        try:
-            out.append(run([tensor])[0])
-        except (RuntimeError, ValueError):
-            out.append(None)
-    return out
+        if len(files) == 1:
+            return [None]
+    return [_decode_batch([f], device)[0] for f in files]
 
 
 def _draft(batch: torch.Tensor, factor: int) -> torch.Tensor:

@@ -12,12 +12,9 @@ from .backbones import (
     package_weights,
     read_state_dict,
 )
-from .backbones import check_backbone_name as check_backbone_name
-from .backbones import load_backbone_weights as load_backbone_weights
 from .feature_files import feature_cache_dir
 from .features import clear_feature_cache
 from .features import frozen_features as frozen_features
-from .heads import HEADS as HEADS
 from .heads import build_head as build_head
 from .network import SentimentNet
 from .network import build_network as build_network

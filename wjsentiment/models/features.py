@@ -17,32 +17,21 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from ..batches import ImageBatches, autocast, split_batches
 from ..images import decode as image_decode
 from ..images.cache import DecodedImageStore
 from ..images.decode import input_key
+from ..progress import progress
 from .feature_files import FeatureFiles, clear_feature_files, feature_cache_dir, image_digest
 from .network import SentimentNet
 
-_TABLES: weakref.WeakKeyDictionary[DecodedImageStore, dict[tuple, _FeatureTable]] = (
+#: Store -> (weights key, precision) -> input key -> feature vector. By input key, not by
+#: store row: the store reuses the rows of evicted images.
+_TABLES: weakref.WeakKeyDictionary[DecodedImageStore, dict[tuple, dict[tuple, np.ndarray]]] = (
     weakref.WeakKeyDictionary()
 )
 _LOCK = threading.Lock()
-
-
-class _FeatureTable:
-    """Features by input key (not by store row: the store reuses the rows of evicted images)."""
-
-    def __init__(self) -> None:
-        self.index: dict[tuple, int] = {}
-        self.values: list[np.ndarray] = []
-
-    def lookup(self, keys: list[tuple]) -> np.ndarray:
-        stacked = np.concatenate(self.values) if len(self.values) > 1 else self.values[0]
-        self.values = [stacked]
-        return stacked[[self.index[k] for k in keys]]
 
 
 def weights_key(backbone: str, weights: str | os.PathLike | None, weights_source: str,
@@ -94,10 +83,11 @@ def _compute(net: SentimentNet, store: DecodedImageStore, rows: np.ndarray,
     source = ImageBatches(store, rows, device, resident=False)  # one pass: stream it
     batches = split_batches(np.arange(len(rows)), batch_size)
     out = []
-    with autocast(device, precision):
-        for x in tqdm(source.iterate(batches), total=len(batches), desc="backbone features",
-                      unit="batch", disable=verbose <= 0, leave=False):
+    with autocast(device, precision), \
+            progress(len(batches), "backbone features", "batch", verbose) as bar:
+        for x in source.iterate(batches):
             out.append(net.features(x).float())  # stays on the device: no sync per batch
+            bar.update(1)
     net.train(was_training)
     return torch.cat(out).cpu().numpy()
 
@@ -137,23 +127,19 @@ def frozen_features(
     if weights_key is None:
         return _compute(net, store, rows, device, precision, batch_size, verbose)
     key = (weights_key, precision)
-    with _LOCK:
-        table = _TABLES.setdefault(store, {}).setdefault(key, _FeatureTable())
     keys = store.input_keys(rows)
     first_row = dict(zip(keys, rows.tolist()))  # one row per image, whatever its repeats
     with _LOCK:
-        missing_keys = sorted((k for k in first_row if k not in table.index), key=first_row.get)
+        table = _TABLES.setdefault(store, {}).setdefault(key, {})
+        missing_keys = sorted((k for k in first_row if k not in table), key=first_row.get)
     if missing_keys:
         missing = np.array([first_row[k] for k in missing_keys], dtype=np.int64)
         values = _load_or_compute(net, key, store, missing, device, precision, batch_size,
                                   verbose)
         with _LOCK:
-            start = sum(len(v) for v in table.values)
-            table.values.append(values)
-            for offset, image_key in enumerate(missing_keys):
-                table.index[image_key] = start + offset
+            table.update(zip(missing_keys, values))
     with _LOCK:
-        return table.lookup(keys)
+        return np.stack([table[k] for k in keys])
 
 
 def feature_table(root: Path, key: tuple, store: DecodedImageStore) -> FeatureFiles:
@@ -198,17 +184,14 @@ def _fill(files: FeatureFiles, digests: list[bytes | None], found: np.ndarray,
           compute: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
     """The features of ``rows``: ``stored`` where ``found``, the others computed and saved."""
     todo = np.flatnonzero(~found)
-    computed = None
-    if len(todo):
-        computed = compute(rows[todo])
-        files.write([digests[i] for i in todo], computed)
+    if len(todo) == 0:
+        return stored
+    computed = compute(rows[todo])
+    files.write([digests[i] for i in todo], computed)
     if stored is None:
         return computed
-    if computed is None:
-        return stored
-    values = np.empty((len(rows), stored.shape[1]), dtype=np.float32)
-    values[found], values[todo] = stored, computed
-    return values
+    stored[todo] = computed
+    return stored
 
 
 def clear_feature_cache(disk: bool = False) -> None:

@@ -25,6 +25,7 @@ The loop itself stops early and shows its progress bar through two such callback
 
 from __future__ import annotations
 
+import contextlib
 import copy
 from collections.abc import Sequence
 from typing import Any
@@ -33,6 +34,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from ..exceptions import InputError
+from ..progress import progress
 
 __all__ = ["HOOKS", "Callback", "EarlyStopping", "ProgressBar", "check_callbacks"]
 
@@ -105,6 +107,9 @@ def overrides(callback: Any, name: str) -> bool:
 class ProgressBar(Callback):
     """The tqdm bar of ``fit``: one tick per step, the loss and validation F1 per epoch.
 
+    A :func:`~wjsentiment.progress.progress` bar: not shown inside a call that owns the
+    output (an ensemble's fit), nor for a fit that ends within a second; once shown, it stays.
+
     Parameters
     ----------
     total_steps : int
@@ -118,10 +123,11 @@ class ProgressBar(Callback):
     def __init__(self, total_steps: int, epochs: int, verbose: int) -> None:
         self.total_steps, self.epochs, self.verbose = total_steps, epochs, verbose
         self.bar: tqdm | None = None
+        self._open = contextlib.ExitStack()
 
     def on_fit_begin(self, estimator: Any) -> None:
-        self.bar = tqdm(total=self.total_steps, unit="step", disable=self.verbose <= 0,
-                        leave=self.verbose > 0, desc="fit")
+        self.bar = self._open.enter_context(
+            progress(self.total_steps, "fit", "step", self.verbose, leave=True))
 
     def on_batch_end(self, estimator: Any, step: int) -> None:
         self.bar.update(1)
@@ -131,15 +137,14 @@ class ProgressBar(Callback):
         if "valid_f1" in record:
             postfix["valid_f1"] = f"{record['valid_f1']:.3f}"
         self.bar.set_postfix(postfix, refresh=False)
-        self.bar.set_description(f"fit epoch {record['epoch']}/{self.epochs}")
+        self.bar.set_description(f"fit epoch {record['epoch']}/{self.epochs}", refresh=False)
 
     def on_fit_end(self, estimator: Any) -> None:
         self.close()
 
     def close(self) -> None:
-        """Close the bar (also when training ends with an error)."""
-        if self.bar is not None:
-            self.bar.close()
+        """Close the bar (also when training ends with an error); safe to repeat."""
+        self._open.close()
 
 
 class EarlyStopping(Callback):
