@@ -452,7 +452,7 @@ class SentimentClassifier(DecisionMixin, ClassifierMixin, BaseEstimator):
         """
         items = as_image_inputs(X)
         n = len(items)
-        items, y, groups, weights, present = drop_weightless(
+        items, y, groups, sample_weight, present = drop_weightless(
             items, check_targets(y, n), check_groups(groups, n), sample_weight)
         parallel = data_parallel(self.distributed, self._torch_device())
         device = parallel.device(self._torch_device())
@@ -462,18 +462,18 @@ class SentimentClassifier(DecisionMixin, ClassifierMixin, BaseEstimator):
             seed = parallel.from_rank0(seed)  # one split, initialisation and order
             store, decoded = self._decode(items)
             self.skipped_, keep = _skip_bad_images(decoded.errors, present, self.on_bad_image)
-            rows, weights = decoded.rows[keep], weights[keep]
+            rows, sample_weight = decoded.rows[keep], sample_weight[keep]
             y_enc = self._set_classes(y[keep], n - len(present))
             *split, n_held = _holdout(y_enc, None if groups is None else groups[keep], seed,
                                       self.validation_fraction, self.calibration)
             net = self._build_network(seed, device)
-            result = self._train(net, store, rows, y_enc, weights, split, device, precision,
-                                 seed, parallel)
+            result = self._train(net, store, rows, y_enc, sample_weight, split, device,
+                                 precision, seed, parallel)
             parallel.broadcast_state(net)  # rank 0's weights on every rank
             self.model_ = net.eval()
             self.history_, self.n_epochs_ = result.history, result.n_epochs
             self.best_epoch_ = result.best_epoch
-            self._calibrate(y_enc, weights, store, rows, split[1], n_held, device, precision)
+            self._calibrate(y_enc, sample_weight, store, rows, split[1], n_held, device, precision)
             self.temperature_ = parallel.from_rank0(self.temperature_)  # see distributed
         return self
 
@@ -529,12 +529,12 @@ class SentimentClassifier(DecisionMixin, ClassifierMixin, BaseEstimator):
         return module, source(train_idx), None if valid_idx is None else source(valid_idx)
 
     def _train(self, net: SentimentNet, store, rows: np.ndarray, y_enc: np.ndarray,
-               weights: np.ndarray, split: tuple, device: torch.device, precision: str,
+               sample_weight: np.ndarray, split: tuple, device: torch.device, precision: str,
                seed: int, parallel: Local = LOCAL) -> TrainResult:
         """Train ``net`` on the training part of ``split``, validating on the other."""
         config = TrainConfig.from_params(
             self.get_params(deep=False), precision=precision, seed=seed,
-            class_weights=_class_weights(self.class_weight, self.classes_, y_enc, weights),
+            class_weights=_class_weights(self.class_weight, self.classes_, y_enc, sample_weight),
             cuda_graphs=self.cuda_graphs if self.finetune == "full" else False)
         module, train_source, valid_source = self._sources(net, store, rows, split, device,
                                                            precision, seed, parallel)
@@ -545,12 +545,12 @@ class SentimentClassifier(DecisionMixin, ClassifierMixin, BaseEstimator):
                 module, train_source, y_enc[train_idx], config, device, self.n_classes_,
                 valid_source=valid_source,
                 y_valid=y_enc[valid_idx] if valid_idx is not None else None,
-                sample_weight=weights[train_idx],
+                sample_weight=sample_weight[train_idx],
                 epoch_order=epoch_order(y_enc[train_idx], self.sampling),
                 callbacks=self.callbacks or (), owner=self, parallel=parallel,
             )
 
-    def _calibrate(self, y_enc: np.ndarray, weights: np.ndarray, store, rows: np.ndarray,
+    def _calibrate(self, y_enc: np.ndarray, sample_weight: np.ndarray, store, rows: np.ndarray,
                    valid_idx: np.ndarray | None, n_held: int, device: torch.device,
                    precision: str) -> None:
         """Set ``class_prior_``, ``logit_adjustment_`` and (with calibration) ``temperature_``.
@@ -559,11 +559,10 @@ class SentimentClassifier(DecisionMixin, ClassifierMixin, BaseEstimator):
         and training saw each class in proportion to its weight (with ``sampling``, which
         draws as many images of each class, to its images' mean weight), times its class
         weight."""
-        mass = np.bincount(y_enc, weights=weights, minlength=self.n_classes_)
+        mass = np.bincount(y_enc, weights=sample_weight, minlength=self.n_classes_)
         self.class_prior_ = mass / mass.sum()
         seen = mass / np.bincount(y_enc) if self.sampling is not None else mass
-        class_weights = _class_weights(self.class_weight, self.classes_, y_enc, weights)
-        trained = seen * class_weights if class_weights is not None else seen
+        trained = seen * _class_weights(self.class_weight, self.classes_, y_enc, sample_weight)
         self.logit_adjustment_ = logit_adjustment(self.class_prior_, trained)
         self.temperature_ = 1.0
         if self.calibration is None:
@@ -574,7 +573,7 @@ class SentimentClassifier(DecisionMixin, ClassifierMixin, BaseEstimator):
             return
         logits = self._logits(store, rows[valid_idx], device, precision)
         self.temperature_ = fit_temperature(logits, y_enc[valid_idx], self.logit_adjustment_,
-                                            sample_weight=weights[valid_idx])
+                                            sample_weight=sample_weight[valid_idx])
 
     # -------------------------------------------------------------------------- predicting
     def _predict_batch_size(self, device: torch.device) -> int:
@@ -864,12 +863,10 @@ def _holdout(y_enc: np.ndarray, groups: np.ndarray | None, seed: int,
 
 
 def _class_weights(class_weight: str | dict | None, classes: np.ndarray,
-                   y_enc: np.ndarray, sample_weight: np.ndarray | None = None
-                   ) -> np.ndarray | None:
+                   y_enc: np.ndarray, sample_weight: np.ndarray | None = None) -> np.ndarray:
     """The loss weight of each class that ``class_weight`` asks for (scikit-learn's
-    ``compute_class_weight``, "balanced" on the weighted class frequencies), or None."""
-    if class_weight is None:
-        return None
+    ``compute_class_weight``: all 1 for None, "balanced" on the weighted class
+    frequencies)."""
     if isinstance(class_weight, dict):
         unknown = [k for k in class_weight if k not in set(classes.tolist())]
         if unknown:
