@@ -200,10 +200,12 @@ def test_the_ensemble_weights_its_members_and_its_holdout():
                                weights="auto", calibrate=True, verbose=0)
     weights[::7] = 0.0
     present = np.flatnonzero(weights)
-    full = clone(voting).fit(X, y, sample_weight=weights)
-    absent = clone(voting).fit(X[present], y[present], sample_weight=weights[present])
-    for key in ("weights_", "temperatures_", "class_prior_"):
-        np.testing.assert_array_equal(getattr(full, key), getattr(absent, key))
+    for ensemble in (voting, SentimentEnsemble(members, verbose=0)):  # with a holdout, without
+        full = clone(ensemble).fit(X, y, sample_weight=weights)
+        absent = clone(ensemble).fit(X[present], y[present], sample_weight=weights[present])
+        for key in ("weights_", "temperatures_", "class_prior_"):
+            np.testing.assert_array_equal(getattr(full, key), getattr(absent, key))
+        np.testing.assert_array_equal(full.predict_proba(X), absent.predict_proba(X))
     equal = clone(voting).fit(X, y, sample_weight=np.full(len(y), 2.5))
     plain = clone(voting).fit(X, y)
     for key in ("weights_", "temperatures_", "class_prior_"):

@@ -378,7 +378,7 @@ class SentimentEnsemble(DecisionMixin, ClassifierMixin, _BaseComposition):
         self._moved_devices = self._spread_over_gpus(members)
         holdout = isinstance(self.weights, str) or bool(self.calibrate)
         fit_idx, val_idx = (self._holdout_split(y, groups, specs) if holdout
-                            else (np.arange(n), None))
+                            else (np.arange(len(y)), None))
         X_fit = take(X, fit_idx) if holdout else X
         metadata = {"groups": None if groups is None else groups[fit_idx],
                     "sample_weight": None if sample_weight is None else weights[fit_idx]}
