@@ -40,9 +40,9 @@ class _PoisonAfter:
     def __call__(self, *args, **kwargs):
         real_step = self.real(*args, **kwargs)
 
-        def step(x, target):
+        def step(x, target, weight):
             self.calls += 1
-            loss, logits = real_step(x, target)
+            loss, logits = real_step(x, target, weight)
             if self.calls >= self.n:
                 with torch.no_grad():
                     next(real_step.module.parameters()).fill_(float("nan"))
@@ -81,9 +81,9 @@ def test_weights_that_go_non_finite_after_a_finite_loss_are_caught(tiny_params, 
     def factory(*args, **kwargs):
         step = real(*args, **kwargs)
 
-        def call(x, target):
+        def call(x, target, weight):
             calls.append(1)
-            loss, logits = step(x, target)
+            loss, logits = step(x, target, weight)
             if len(calls) == 3:  # after the epoch's last (finite) loss
                 with torch.no_grad():
                     next(step.module.parameters()).fill_(float("inf"))

@@ -54,7 +54,7 @@ EPS = 1e-12
 __all__ = ["CALIBRATIONS", "CALIBRATION_FRACTION", "DECISIONS", "MIN_CALIBRATION_SAMPLES",
            "SoftVote", "apply_temperature", "calibrated_proba", "decide", "fit_proba_temperature",
            "fit_soft_vote", "fit_temperature", "fit_weights", "log_loss_of", "logit_adjustment",
-           "resolve_decision", "soft_vote", "too_few_to_calibrate"]
+           "resolve_decision", "soft_vote", "too_few_to_calibrate", "trains_balanced"]
 
 
 def _check_scores(scores: Any, y: Any, name: str,
@@ -133,8 +133,10 @@ def calibrated_proba(logits: Any, temperature: float = 1.0,
     return np.exp(log_softmax(z, axis=1))
 
 
-def log_loss_of(logits: Any, y: Any, temperature: float = 1.0, adjustment: Any = None) -> float:
-    """Mean negative log-likelihood of the true classes under :func:`calibrated_proba`.
+def log_loss_of(logits: Any, y: Any, temperature: float = 1.0, adjustment: Any = None,
+                sample_weight: Any = None) -> float:
+    """Mean negative log-likelihood of the true classes under :func:`calibrated_proba`
+    (weighted by ``sample_weight``).
 
     Examples
     --------
@@ -145,11 +147,14 @@ def log_loss_of(logits: Any, y: Any, temperature: float = 1.0, adjustment: Any =
     if adjustment is not None:
         z = z + np.asarray(adjustment, dtype=float)
     y = np.asarray(y, dtype=np.intp)
-    return float(-np.mean(log_softmax(z, axis=1)[np.arange(len(y)), y]))
+    return float(-np.average(log_softmax(z, axis=1)[np.arange(len(y)), y],
+                             weights=sample_weight))
 
 
-def fit_temperature(logits: Any, y: Any, adjustment: Any = None) -> float:
-    """The temperature that minimises the held-out log-loss of :func:`calibrated_proba`.
+def fit_temperature(logits: Any, y: Any, adjustment: Any = None, *,
+                    sample_weight: Any = None) -> float:
+    """The temperature that minimises the held-out log-loss of :func:`calibrated_proba`
+    (weighted by ``sample_weight``).
 
     The search runs over ``log T`` in :data:`TEMPERATURE_BOUNDS`. The result is never worse
     than ``T = 1`` on the data it was fitted on: if the search finds nothing better, 1.0 is
@@ -163,6 +168,8 @@ def fit_temperature(logits: Any, y: Any, adjustment: Any = None) -> float:
         The true class of each row, as a column index.
     adjustment : array-like of shape (n_classes,), optional
         The :func:`logit_adjustment` applied after scaling, as in prediction.
+    sample_weight : array-like of shape (n_samples,), optional
+        Finite, non-negative weight of each row, not all 0 (the estimators check it).
 
     Returns
     -------
@@ -180,10 +187,10 @@ def fit_temperature(logits: Any, y: Any, adjustment: Any = None) -> float:
     True
     """
     logits, y = _check_scores(logits, y, "logits")
-    baseline = log_loss_of(logits, y, 1.0, adjustment)
+    baseline = log_loss_of(logits, y, 1.0, adjustment, sample_weight)
     lo, hi = np.log(TEMPERATURE_BOUNDS)
     result = minimize_scalar(lambda log_t: log_loss_of(logits, y, float(np.exp(log_t)),
-                                                       adjustment),
+                                                       adjustment, sample_weight),
                              bounds=(lo, hi), method="bounded", options={"xatol": 1e-5})
     if not np.isfinite(result.fun) or result.fun >= baseline:
         return 1.0
@@ -239,6 +246,20 @@ def resolve_decision(decision: str, balanced_training: bool) -> str:
     return decision
 
 
+def trains_balanced(estimator: Any) -> bool:
+    """Whether ``estimator`` trains with ``class_weight="balanced"`` or ``sampling`` (read from
+    its parameters): then its ``decision="auto"`` is "balanced", and an ensemble's too.
+
+    Examples
+    --------
+    >>> from sklearn.linear_model import LogisticRegression
+    >>> trains_balanced(LogisticRegression(class_weight="balanced"))
+    True
+    """
+    params = estimator.get_params(deep=False) if hasattr(estimator, "get_params") else {}
+    return params.get("class_weight") == "balanced" or params.get("sampling") is not None
+
+
 def decide(proba: Any, rule: str, class_prior: Any = None) -> np.ndarray:
     """Column index of the predicted class of each row of ``proba``.
 
@@ -272,8 +293,9 @@ def decide(proba: Any, rule: str, class_prior: Any = None) -> np.ndarray:
 
 
 class DecisionMixin:
-    """``predict`` and ``predict_from_proba`` of both estimators: the ``decision`` rule over
-    the probabilities.
+    """What both estimators derive from their probabilities: ``predict`` and
+    ``predict_from_proba`` (the ``decision`` rule over them), and ``transform`` with
+    ``get_feature_names_out`` (the probabilities as features for another estimator).
 
     The estimator provides ``predict_proba``, ``classes_``, ``decision_rule_`` ("balanced"
     or "argmax") and ``class_prior_``, and names in ``_fitted_attribute`` the attribute
@@ -321,6 +343,41 @@ class DecisionMixin:
         check_is_fitted(self, self._fitted_attribute)
         return self.classes_[decide(proba, self.decision_rule_, self.class_prior_)]
 
+    def transform(self, X: Any) -> np.ndarray:
+        """The calibrated probabilities ``predict_proba(X)``, as features.
+
+        So a fitted model can sit in a scikit-learn ``Pipeline`` or ``ColumnTransformer``
+        before another estimator (stacking). Probabilities of the images a model was trained
+        on are overconfident: fit the next estimator on other images, or use scikit-learn's
+        ``StackingClassifier``, which trains it on cross-validated probabilities.
+
+        Parameters
+        ----------
+        X : ImageInputs
+            What ``predict_proba`` takes.
+
+        Returns
+        -------
+        numpy.ndarray of shape (n, n_classes)
+            Columns in the order of ``classes_``, named by :meth:`get_feature_names_out`.
+        """
+        return self.predict_proba(X)
+
+    def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
+        """The names of the columns of :meth:`transform`: ``proba_<class>``.
+
+        Parameters
+        ----------
+        input_features : ignored
+            Present for scikit-learn's API.
+
+        Returns
+        -------
+        numpy.ndarray of str
+        """
+        check_is_fitted(self, self._fitted_attribute)
+        return np.asarray([f"proba_{c}" for c in self.classes_], dtype=object)
+
 
 # ------------------------------------------------------- the ensemble's members' probabilities
 def _log(proba: np.ndarray) -> np.ndarray:
@@ -364,7 +421,7 @@ def apply_temperature(proba: Any, temperature: float) -> np.ndarray:
     return calibrated_proba(_log(proba), float(temperature))
 
 
-def fit_proba_temperature(proba: Any, y: Any) -> float:
+def fit_proba_temperature(proba: Any, y: Any, sample_weight: Any = None) -> float:
     """Fit the temperature that minimises the log-loss of :func:`apply_temperature`.
 
     :func:`fit_temperature` on the log-probabilities: never worse than ``T = 1`` on the data
@@ -376,6 +433,8 @@ def fit_proba_temperature(proba: Any, y: Any) -> float:
         Held-out probabilities of one classifier.
     y : array-like of int, shape (n_samples,)
         The true class of each row, as a column index of ``proba``.
+    sample_weight : array-like of shape (n_samples,), optional
+        Weight of each row in the log-loss.
 
     Returns
     -------
@@ -394,10 +453,10 @@ def fit_proba_temperature(proba: Any, y: Any) -> float:
     True
     """
     proba, y = _check_scores(proba, y, "proba", probabilities=True)
-    return fit_temperature(_log(proba), y)
+    return fit_temperature(_log(proba), y, sample_weight=sample_weight)
 
 
-def fit_weights(probas: Sequence[Any], y: Any) -> np.ndarray:
+def fit_weights(probas: Sequence[Any], y: Any, sample_weight: Any = None) -> np.ndarray:
     """Fit non-negative member weights, summing to 1, that minimise the soft vote's log-loss.
 
     The weights are a softmax of free parameters, fitted by L-BFGS from equal weights. The
@@ -410,6 +469,8 @@ def fit_weights(probas: Sequence[Any], y: Any) -> np.ndarray:
         Held-out probabilities of each member, columns in the same class order.
     y : array-like of int, shape (n_samples,)
         The true class of each row, as a column index.
+    sample_weight : array-like of shape (n_samples,), optional
+        Weight of each row in the log-loss.
 
     Returns
     -------
@@ -443,13 +504,15 @@ def fit_weights(probas: Sequence[Any], y: Any) -> np.ndarray:
         return equal
     # Probability each member gives the true class: (n_members, n_samples).
     q = np.stack([p[np.arange(len(y)), y] for p, _ in checked])
+    share = np.ones(len(y)) if sample_weight is None else np.asarray(sample_weight, float)
+    share = share / share.sum()  # of each row in the mean log-loss
 
     def objective(theta: np.ndarray) -> tuple[float, np.ndarray]:
         w = np.exp(theta - theta.max())
         w /= w.sum()
         mix = np.clip(w @ q, EPS, None)
-        grad_w = -np.mean(q / mix, axis=1)
-        return float(-np.mean(np.log(mix))), w * (grad_w - w @ grad_w)
+        grad_w = -(q / mix) @ share
+        return float(-np.log(mix) @ share), w * (grad_w - w @ grad_w)
 
     baseline = objective(np.zeros(n_members))[0]
     result = minimize(objective, np.zeros(n_members), jac=True, method="L-BFGS-B")
@@ -486,7 +549,8 @@ class SoftVote(NamedTuple):
 
 
 def fit_soft_vote(probas: Sequence[Any], y: Any, *, calibrate: bool,
-                  weights: str | Sequence[float] | None) -> SoftVote:
+                  weights: str | Sequence[float] | None,
+                  sample_weight: Any = None) -> SoftVote:
     """Fit the members' temperatures (``calibrate``) and, with ``weights="auto"``, their
     weights on held-out probabilities.
 
@@ -501,6 +565,8 @@ def fit_soft_vote(probas: Sequence[Any], y: Any, *, calibrate: bool,
     weights : None, "auto" or sequence of float
         "auto": :func:`fit_weights` on the (scaled) probabilities; otherwise
         :func:`normalised_weights`.
+    sample_weight : array-like of shape (n_samples,), optional
+        Weight of each row in the fits and the log-losses.
 
     Returns
     -------
@@ -515,15 +581,15 @@ def fit_soft_vote(probas: Sequence[Any], y: Any, *, calibrate: bool,
     True
     """
     n = len(probas)
-    temperatures = (np.array([fit_proba_temperature(p, y) for p in probas]) if calibrate
-                    else np.ones(n))
+    temperatures = (np.array([fit_proba_temperature(p, y, sample_weight) for p in probas])
+                    if calibrate else np.ones(n))
     scaled = [apply_temperature(p, t) for p, t in zip(probas, temperatures)]
-    fitted = (fit_weights(scaled, y) if isinstance(weights, str)
+    fitted = (fit_weights(scaled, y, sample_weight) if isinstance(weights, str)
               else normalised_weights(weights, n))
     labels = np.arange(np.shape(scaled[0])[1])  # every column, whether y has it or not
 
     def nll(proba: np.ndarray) -> float:
-        return float(log_loss(y, proba, labels=labels))
+        return float(log_loss(y, proba, labels=labels, sample_weight=sample_weight))
 
     log_loss_of_vote = {
         "members": [nll(p) for p in scaled],

@@ -10,7 +10,6 @@ separate GPUs when several exist.
 from __future__ import annotations
 
 import contextlib
-import inspect
 import os
 from collections.abc import Callable, Sequence
 from numbers import Integral
@@ -23,7 +22,7 @@ from numpy.typing import ArrayLike
 from sklearn.base import ClassifierMixin, _fit_context, clone
 from sklearn.utils import Bunch, get_tags
 from sklearn.utils.metaestimators import _BaseComposition
-from sklearn.utils.validation import check_is_fitted
+from sklearn.utils.validation import check_is_fitted, has_fit_parameter
 
 from .calibration import (
     DecisionMixin,
@@ -31,12 +30,13 @@ from .calibration import (
     normalised_weights,
     resolve_decision,
     soft_vote,
+    trains_balanced,
 )
 from .estimator import SentimentClassifier, _from_saved, _saved_state
 from .exceptions import InputError
 from .holdout import holdout_split
 from .inference import Member
-from .inputs import ImageInputs, check_groups, check_targets, n_samples, take
+from .inputs import ImageInputs, check_groups, check_targets, drop_weightless, n_samples, take
 from .params import ENSEMBLE_PARAMS, check_params, constraints
 from .persistence import ENSEMBLE_FILE, load_ensemble, save_ensemble
 from .persistence.model_files import model_file_errors
@@ -129,7 +129,8 @@ class SentimentEnsemble(DecisionMixin, ClassifierMixin, _BaseComposition):
     temperatures_ : numpy.ndarray of shape (n_members,)
         Member temperatures (all 1.0 without ``calibrate``).
     class_prior_ : numpy.ndarray of shape (n_classes,)
-        Class frequencies of the labels ``fit`` saw, used by ``decision="balanced"``.
+        Class frequencies of the labels ``fit`` saw (weighted by its ``sample_weight``), used
+        by ``decision="balanced"``.
     validation_log_loss_ : dict or None
         With a holdout: its log-loss for each member (``"members"``, after calibration), for
         equal weights (``"equal_weights"``) and for the fitted vote (``"ensemble"``).
@@ -330,8 +331,8 @@ class SentimentEnsemble(DecisionMixin, ClassifierMixin, _BaseComposition):
 
     # --------------------------------------------------------------------------- fitting
     @_fit_context(prefer_skip_nested_validation=False)  # members' parameters are checked too
-    def fit(self, X: ImageInputs | ArrayLike, y: ArrayLike, groups: ArrayLike | None = None
-            ) -> SentimentEnsemble:
+    def fit(self, X: ImageInputs | ArrayLike, y: ArrayLike, groups: ArrayLike | None = None,
+            sample_weight: ArrayLike | None = None) -> SentimentEnsemble:
         """Clone and fit every member; with a holdout, fit temperatures and/or weights.
 
         Parameters
@@ -348,6 +349,13 @@ class SentimentEnsemble(DecisionMixin, ClassifierMixin, _BaseComposition):
             temperatures are fitted on groups the members have not seen; members whose
             ``fit`` takes ``groups`` get theirs too (their own validation and calibration
             splits then keep groups whole).
+        sample_weight : array-like of shape (n,), optional
+            Weight of each sample, finite and non-negative; every member's ``fit`` must take
+            it. Samples of weight 0 are left out first, as if absent (see
+            :meth:`SentimentClassifier.fit <wjsentiment.SentimentClassifier.fit>`); the
+            members get the weights of their part, and the temperatures, weights and
+            ``class_prior_`` are fitted on weighted log-losses and frequencies. Route it
+            like ``groups``, with ``set_fit_request(sample_weight=True)``.
 
         Returns
         -------
@@ -357,29 +365,33 @@ class SentimentEnsemble(DecisionMixin, ClassifierMixin, _BaseComposition):
         ------
         ValueError
             For bad parameters, an X/y length mismatch, a holdout that cannot be stratified,
-            or members that disagree on ``classes_``.
+            members that disagree on ``classes_``, or ``sample_weight`` for a member whose
+            ``fit`` does not take it.
         """
         names, specs = self._members()
         n = n_samples(X)
-        y = check_targets(y, n, unit="sample")
-        groups = check_groups(groups, n)
+        X, y, groups, weights, _ = drop_weightless(X, check_targets(y, n, unit="sample"),
+                                                   check_groups(groups, n), sample_weight)
+        if sample_weight is not None:
+            _check_weighted_fit(names, specs)
         members = [clone(est) for est in specs]
         self._moved_devices = self._spread_over_gpus(members)
         holdout = isinstance(self.weights, str) or bool(self.calibrate)
         fit_idx, val_idx = (self._holdout_split(y, groups, specs) if holdout
-                            else (np.arange(n), None))
+                            else (np.arange(len(y)), None))
         X_fit = take(X, fit_idx) if holdout else X
-        groups_fit = None if groups is None else groups[fit_idx]
-        fitted = self._run(lambda est: _fit_member(est, X_fit, y[fit_idx], groups_fit), members,
-                           desc="Fitting members")
+        metadata = {"groups": None if groups is None else groups[fit_idx],
+                    "sample_weight": None if sample_weight is None else weights[fit_idx]}
+        fitted = self._run(lambda est: _fit_member(est, X_fit, y[fit_idx], **metadata),
+                           members, desc="Fitting members")
         self.estimators_ = fitted
         self.named_estimators_ = Bunch(**dict(zip(names, fitted)))
         self.classes_ = _shared_classes(names, fitted)
-        self.class_prior_ = _frequencies(y, self.classes_)
+        self.class_prior_ = _frequencies(y, self.classes_, weights)
         self.temperatures_ = np.ones(len(fitted))
         self.validation_log_loss_ = None
         if holdout:
-            self._fit_vote(take(X, val_idx), y[val_idx], names)
+            self._fit_vote(take(X, val_idx), y[val_idx], names, weights[val_idx])
         else:
             self.weights_ = normalised_weights(self.weights, len(fitted))
         return self
@@ -397,8 +409,9 @@ class SentimentEnsemble(DecisionMixin, ClassifierMixin, _BaseComposition):
             )
         return fit_idx, val_idx
 
-    def _fit_vote(self, X_val: Any, y_val: np.ndarray, names: list[str]) -> None:
-        """Fit ``temperatures_`` and ``weights_`` on the holdout; set
+    def _fit_vote(self, X_val: Any, y_val: np.ndarray, names: list[str],
+                  sample_weight: np.ndarray) -> None:
+        """Fit ``temperatures_`` and ``weights_`` on the (weighted) holdout; set
         ``validation_log_loss_``."""
         index = {c: i for i, c in enumerate(self.classes_.tolist())}
         unknown = sorted({str(v) for v in y_val.tolist() if v not in index})
@@ -407,7 +420,8 @@ class SentimentEnsemble(DecisionMixin, ClassifierMixin, _BaseComposition):
                              f"({self.classes_.tolist()}).")
         y_idx = np.array([index[v] for v in y_val.tolist()], dtype=np.intp)
         probas = self._member_probas(X_val, self.estimators_, names)
-        vote = fit_soft_vote(probas, y_idx, calibrate=bool(self.calibrate), weights=self.weights)
+        vote = fit_soft_vote(probas, y_idx, calibrate=bool(self.calibrate), weights=self.weights,
+                             sample_weight=sample_weight)
         self.temperatures_, self.weights_ = vote.temperatures, vote.weights
         self.validation_log_loss_ = {**vote.log_loss,
                                      "members": dict(zip(names, vote.log_loss["members"]))}
@@ -466,7 +480,7 @@ class SentimentEnsemble(DecisionMixin, ClassifierMixin, _BaseComposition):
         for; see :func:`~wjsentiment.calibration.decide`)."""
         check_is_fitted(self, "estimators_")
         return resolve_decision(self.decision,
-                                any(_trains_balanced(est) for est in self.estimators_))
+                                any(trains_balanced(est) for est in self.estimators_))
 
     def check_params(self) -> SentimentEnsemble:
         """Check the ensemble's and its members' parameters now, without fitting.
@@ -609,23 +623,26 @@ def _is_numeric_list(value: Any) -> bool:
     return arr.dtype.kind in "iuf" and arr.dtype != bool
 
 
-def _fit_member(est: Any, X: Any, y: np.ndarray, groups: np.ndarray | None) -> Any:
-    """Fit one member, passing ``groups`` when its ``fit`` takes them."""
-    if groups is not None and "groups" in inspect.signature(est.fit).parameters:
-        return est.fit(X, y, groups=groups)
-    return est.fit(X, y)
+def _fit_member(est: Any, X: Any, y: np.ndarray, **metadata: np.ndarray | None) -> Any:
+    """Fit one member, passing it those of ``groups`` and ``sample_weight`` its ``fit``
+    takes."""
+    taken = {k: v for k, v in metadata.items() if v is not None and has_fit_parameter(est, k)}
+    return est.fit(X, y, **taken)
 
 
-def _trains_balanced(est: Any) -> bool:
-    """Whether a member trains with balanced class weights or class-balanced sampling."""
-    params = est.get_params(deep=False) if hasattr(est, "get_params") else {}
-    return params.get("class_weight") == "balanced" or params.get("sampling") is not None
+def _check_weighted_fit(names: list[str], members: list[Any]) -> None:
+    """Refuse ``sample_weight`` when a member's ``fit`` would ignore it."""
+    unweighted = [name for name, est in zip(names, members)
+                  if not has_fit_parameter(est, "sample_weight")]
+    if unweighted:
+        raise InputError(f"sample_weight was given but the fit of member(s) {unweighted} "
+                         "takes none; use members that take sample_weight, or no weights.")
 
 
-def _frequencies(y: np.ndarray, classes: np.ndarray) -> np.ndarray:
-    """How often each of ``classes`` occurs in ``y``."""
-    counts = np.array([np.count_nonzero(np.asarray(y) == c) for c in classes], dtype=float)
-    return counts / max(1.0, counts.sum())
+def _frequencies(y: np.ndarray, classes: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """Each of ``classes``' share of the ``weights`` of ``y``."""
+    mass = np.array([weights[np.asarray(y) == c].sum() for c in classes], dtype=float)
+    return mass / mass.sum() if mass.sum() > 0 else mass
 
 
 def _shared_classes(names: list[str], members: list[Any]) -> np.ndarray:

@@ -33,6 +33,7 @@ from .calibration import (
     logit_adjustment,
     resolve_decision,
     too_few_to_calibrate,
+    trains_balanced,
 )
 from .config import decode_threads, get_config
 from .datasets.splits import balance
@@ -48,7 +49,7 @@ from .images.cache import get_store
 from .images.decode import input_key
 from .images.device import decode_device
 from .inference import DecodedImages, Member
-from .inputs import ImageInputs, as_image_inputs, check_groups, check_targets
+from .inputs import ImageInputs, as_image_inputs, check_groups, check_targets, drop_weightless
 from .models.backbones import check_backbone_name
 from .models.features import frozen_features
 from .models.network import SentimentNet, build_network
@@ -254,7 +255,8 @@ class SentimentClassifier(DecisionMixin, ClassifierMixin, BaseEstimator):
     logit_adjustment_ : numpy.ndarray of shape (n_classes,)
         Added to the scaled logits to undo ``class_weight`` and ``sampling``.
     class_prior_ : numpy.ndarray of shape (n_classes,)
-        Class frequencies of the training labels, used by ``decision="balanced"``.
+        Class frequencies of the training labels (weighted by ``fit``'s ``sample_weight``),
+        used by ``decision="balanced"``.
     skipped_ : list of SkippedImage
         Inputs left out of training (with ``on_bad_image="skip"``).
     weights_source_ : str
@@ -403,8 +405,8 @@ class SentimentClassifier(DecisionMixin, ClassifierMixin, BaseEstimator):
         return store, result
 
     @_fit_context(prefer_skip_nested_validation=True)
-    def fit(self, X: ImageInputs, y: ArrayLike, groups: ArrayLike | None = None
-            ) -> SentimentClassifier:
+    def fit(self, X: ImageInputs, y: ArrayLike, groups: ArrayLike | None = None,
+            sample_weight: ArrayLike | None = None) -> SentimentClassifier:
         """Fine-tune the backbone and head on images X with labels y.
 
         Parameters
@@ -420,6 +422,19 @@ class SentimentClassifier(DecisionMixin, ClassifierMixin, BaseEstimator):
             calibration then keeps each group on one side. Inside scikit-learn's model
             selection, route it with ``set_fit_request(groups=True)`` under
             ``sklearn.set_config(enable_metadata_routing=True)``.
+        sample_weight : array-like of shape (n,), optional
+            Weight of each image (e.g. the crowd's agreement on its label), finite and
+            non-negative. The loss of a batch is the mean of each image's loss weighted by
+            its weight times its class weight (``class_weight``), as scikit-learn combines
+            them; the temperature is fitted on the weighted held-out log-loss, and
+            ``class_prior_`` (hence ``logit_adjustment_``) holds the weighted class
+            frequencies, so the probabilities estimate the classes of the weighted data.
+            The validation scores of ``history_`` and early stopping are unweighted. Images of
+            weight 0 are left out before anything else, as if absent from ``X``: the
+            held-out split is drawn from the others, and a class whose images all weigh 0
+            is not in ``classes_`` (scikit-learn's linear models keep it, with probability
+            about 0; a network cannot learn a class from no example). Route it like
+            ``groups``, with ``set_fit_request(sample_weight=True)``.
 
         Returns
         -------
@@ -428,15 +443,17 @@ class SentimentClassifier(DecisionMixin, ClassifierMixin, BaseEstimator):
         Raises
         ------
         ValueError
-            For bad parameters, an X/y length mismatch, an empty X, or fewer than 2 classes.
+            For bad parameters, an X/y length mismatch, bad ``groups`` or ``sample_weight``,
+            an empty X, or fewer than 2 classes.
         BadImageError
             For an image that cannot be decoded, with ``on_bad_image="raise"``.
         TrainingDivergedError
             When the loss becomes non-finite, with ``on_divergence="raise"``.
         """
         items = as_image_inputs(X)
-        y = check_targets(y, len(items))
-        groups = check_groups(groups, len(items))
+        n = len(items)
+        items, y, groups, sample_weight, present = drop_weightless(
+            items, check_targets(y, n), check_groups(groups, n), sample_weight)
         parallel = data_parallel(self.distributed, self._torch_device())
         device = parallel.device(self._torch_device())
         precision = self._precision(device)
@@ -444,24 +461,23 @@ class SentimentClassifier(DecisionMixin, ClassifierMixin, BaseEstimator):
         with cpu_threads(get_config()["torch_threads"]), parallel.failures():
             seed = parallel.from_rank0(seed)  # one split, initialisation and order
             store, decoded = self._decode(items)
-            self.skipped_, keep = _skip_bad_images(decoded.errors, len(items),
-                                                   self.on_bad_image)
-            rows = decoded.rows[keep]
-            y_enc = self._set_classes(y[keep])
+            self.skipped_, keep = _skip_bad_images(decoded.errors, present, self.on_bad_image)
+            rows, sample_weight = decoded.rows[keep], sample_weight[keep]
+            y_enc = self._set_classes(y[keep], n - len(present))
             *split, n_held = _holdout(y_enc, None if groups is None else groups[keep], seed,
                                       self.validation_fraction, self.calibration)
             net = self._build_network(seed, device)
-            result = self._train(net, store, rows, y_enc, split, device, precision, seed,
-                                 parallel)
+            result = self._train(net, store, rows, y_enc, sample_weight, split, device,
+                                 precision, seed, parallel)
             parallel.broadcast_state(net)  # rank 0's weights on every rank
             self.model_ = net.eval()
             self.history_, self.n_epochs_ = result.history, result.n_epochs
             self.best_epoch_ = result.best_epoch
-            self._calibrate(y_enc, store, rows, split[1], n_held, device, precision)
+            self._calibrate(y_enc, sample_weight, store, rows, split[1], n_held, device, precision)
             self.temperature_ = parallel.from_rank0(self.temperature_)  # see distributed
         return self
 
-    def _set_classes(self, y: np.ndarray) -> np.ndarray:
+    def _set_classes(self, y: np.ndarray, n_weightless: int) -> np.ndarray:
         """Set ``classes_`` and ``n_classes_`` from the kept labels; return them encoded."""
         self.classes_, y_enc = np.unique(y, return_inverse=True)
         self.n_classes_ = len(self.classes_)
@@ -471,6 +487,8 @@ class SentimentClassifier(DecisionMixin, ClassifierMixin, BaseEstimator):
                 f"({self.classes_.tolist()})"
                 + (f" after skipping {len(self.skipped_)} unreadable image(s)."
                    if self.skipped_ else ".")
+                + (f" The {n_weightless} image(s) of sample_weight 0 were left out."
+                   if n_weightless else "")
             )
         return y_enc
 
@@ -511,12 +529,12 @@ class SentimentClassifier(DecisionMixin, ClassifierMixin, BaseEstimator):
         return module, source(train_idx), None if valid_idx is None else source(valid_idx)
 
     def _train(self, net: SentimentNet, store, rows: np.ndarray, y_enc: np.ndarray,
-               split: tuple, device: torch.device, precision: str, seed: int,
-               parallel: Local = LOCAL) -> TrainResult:
+               sample_weight: np.ndarray, split: tuple, device: torch.device, precision: str,
+               seed: int, parallel: Local = LOCAL) -> TrainResult:
         """Train ``net`` on the training part of ``split``, validating on the other."""
         config = TrainConfig.from_params(
             self.get_params(deep=False), precision=precision, seed=seed,
-            class_weights=_class_weights(self.class_weight, self.classes_, y_enc),
+            class_weights=_class_weights(self.class_weight, self.classes_, y_enc, sample_weight),
             cuda_graphs=self.cuda_graphs if self.finetune == "full" else False)
         module, train_source, valid_source = self._sources(net, store, rows, split, device,
                                                            precision, seed, parallel)
@@ -527,22 +545,24 @@ class SentimentClassifier(DecisionMixin, ClassifierMixin, BaseEstimator):
                 module, train_source, y_enc[train_idx], config, device, self.n_classes_,
                 valid_source=valid_source,
                 y_valid=y_enc[valid_idx] if valid_idx is not None else None,
+                sample_weight=sample_weight[train_idx],
                 epoch_order=epoch_order(y_enc[train_idx], self.sampling),
                 callbacks=self.callbacks or (), owner=self, parallel=parallel,
             )
 
-    def _balanced_training(self) -> bool:
-        return self.class_weight == "balanced" or self.sampling is not None
-
-    def _calibrate(self, y_enc: np.ndarray, store, rows: np.ndarray,
+    def _calibrate(self, y_enc: np.ndarray, sample_weight: np.ndarray, store, rows: np.ndarray,
                    valid_idx: np.ndarray | None, n_held: int, device: torch.device,
                    precision: str) -> None:
-        """Set ``class_prior_``, ``logit_adjustment_`` and (with calibration) ``temperature_``."""
-        self.class_prior_ = np.bincount(y_enc, minlength=self.n_classes_) / len(y_enc)
-        seen = (np.ones_like(self.class_prior_) if self.sampling is not None
-                else self.class_prior_)  # the frequencies training saw, before class weights
-        weights = _class_weights(self.class_weight, self.classes_, y_enc)
-        trained = seen * weights if weights is not None else seen
+        """Set ``class_prior_``, ``logit_adjustment_`` and (with calibration) ``temperature_``.
+
+        All weighted by the sample weights: the prior is the classes' share of the weight,
+        and training saw each class in proportion to its weight (with ``sampling``, which
+        draws as many images of each class, to its images' mean weight), times its class
+        weight."""
+        mass = np.bincount(y_enc, weights=sample_weight, minlength=self.n_classes_)
+        self.class_prior_ = mass / mass.sum()
+        seen = mass / np.bincount(y_enc) if self.sampling is not None else mass
+        trained = seen * _class_weights(self.class_weight, self.classes_, y_enc, sample_weight)
         self.logit_adjustment_ = logit_adjustment(self.class_prior_, trained)
         self.temperature_ = 1.0
         if self.calibration is None:
@@ -552,7 +572,8 @@ class SentimentClassifier(DecisionMixin, ClassifierMixin, BaseEstimator):
                                       self.n_classes_), CalibrationWarning)
             return
         logits = self._logits(store, rows[valid_idx], device, precision)
-        self.temperature_ = fit_temperature(logits, y_enc[valid_idx], self.logit_adjustment_)
+        self.temperature_ = fit_temperature(logits, y_enc[valid_idx], self.logit_adjustment_,
+                                            sample_weight=sample_weight[valid_idx])
 
     # -------------------------------------------------------------------------- predicting
     def _predict_batch_size(self, device: torch.device) -> int:
@@ -614,8 +635,7 @@ class SentimentClassifier(DecisionMixin, ClassifierMixin, BaseEstimator):
             If the model gives non-finite values.
         """
         check_is_fitted(self, "model_")
-        items = as_image_inputs(X)
-        store, decoded = self._decode(items)
+        store, decoded = self._decode(as_image_inputs(X))
         if decoded.errors:
             raise _first_error(decoded.errors, "predict")
         device = self._torch_device()
@@ -640,7 +660,7 @@ class SentimentClassifier(DecisionMixin, ClassifierMixin, BaseEstimator):
         """The rule ``predict`` applies: "balanced" or "argmax" (what ``decision`` stands
         for; see :func:`~wjsentiment.calibration.decide`)."""
         check_is_fitted(self, "model_")
-        return resolve_decision(self.decision, self._balanced_training())
+        return resolve_decision(self.decision, trains_balanced(self))
 
     def decode(self, X: ImageInputs) -> DecodedImages:
         """Decode ``X`` as ``predict_proba`` would (this model's image size, colour mode,
@@ -843,11 +863,10 @@ def _holdout(y_enc: np.ndarray, groups: np.ndarray | None, seed: int,
 
 
 def _class_weights(class_weight: str | dict | None, classes: np.ndarray,
-                   y_enc: np.ndarray) -> np.ndarray | None:
+                   y_enc: np.ndarray, sample_weight: np.ndarray | None = None) -> np.ndarray:
     """The loss weight of each class that ``class_weight`` asks for (scikit-learn's
-    ``compute_class_weight``), or None."""
-    if class_weight is None:
-        return None
+    ``compute_class_weight``: all 1 for None, "balanced" on the weighted class
+    frequencies)."""
     if isinstance(class_weight, dict):
         unknown = [k for k in class_weight if k not in set(classes.tolist())]
         if unknown:
@@ -856,7 +875,8 @@ def _class_weights(class_weight: str | dict | None, classes: np.ndarray,
         # by position: scikit-learn would read a label such as "1" as the integer 1
         class_weight = {i: class_weight[c] for i, c in enumerate(classes.tolist())
                         if c in class_weight}
-    return compute_class_weight(class_weight, classes=np.arange(len(classes)), y=y_enc)
+    return compute_class_weight(class_weight, classes=np.arange(len(classes)), y=y_enc,
+                                sample_weight=sample_weight)
 
 
 def _check_class_weight(class_weight: str | dict | None) -> None:
@@ -869,11 +889,12 @@ def _check_class_weight(class_weight: str | dict | None) -> None:
                              "leave its images out of X).")
 
 
-def _skip_bad_images(errors: list[tuple[int, BadImageError]], n: int,
+def _skip_bad_images(errors: list[tuple[int, BadImageError]], positions: np.ndarray,
                      on_bad_image: str) -> tuple[list[SkippedImage], np.ndarray]:
-    """The images ``fit`` leaves out and the mask of those it keeps; raises for bad images
-    unless ``on_bad_image="skip"``, then warns."""
-    skipped = [SkippedImage(pos, err.source, err.reason) for pos, err in errors]
+    """The images ``fit`` leaves out (by their ``positions`` in X) and the mask of those it
+    keeps; raises for bad images unless ``on_bad_image="skip"``, then warns."""
+    skipped = [SkippedImage(int(positions[pos]), err.source, err.reason) for pos, err in errors]
+    n = len(positions)
     keep = np.ones(n, dtype=bool)
     if not skipped:
         return skipped, keep
@@ -885,7 +906,7 @@ def _skip_bad_images(errors: list[tuple[int, BadImageError]], n: int,
                          "on.")
     warn(f"Skipped {len(skipped)} of {n} images that could not be decoded (first: "
          f"{skipped[0].source}: {skipped[0].reason}); see skipped_.", SkippedImagesWarning)
-    keep[[s.index for s in skipped]] = False
+    keep[[pos for pos, _ in errors]] = False
     return skipped, keep
 
 

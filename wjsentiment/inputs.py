@@ -1,7 +1,8 @@
 """The checks both estimators make of what ``fit`` and ``predict`` are given.
 
 :class:`~wjsentiment.SentimentClassifier` and :class:`~wjsentiment.SentimentEnsemble` check
-``X``, ``y`` and ``groups`` here, so that they refuse the same things with the same messages.
+``X``, ``y``, ``groups`` and ``sample_weight`` here, so that they refuse the same things with
+the same messages.
 """
 
 from __future__ import annotations
@@ -174,6 +175,61 @@ def check_groups(groups: Any, n: int) -> np.ndarray | None:
         raise InputError(f"groups must be 1-D with one group per image: got shape {arr.shape} "
                          f"for {n} images.")
     return arr
+
+
+def check_sample_weight(sample_weight: Any, n: int) -> np.ndarray:
+    """``sample_weight`` as a float array of one weight per sample; all ones when None.
+
+    Raises
+    ------
+    ValueError
+        If the weights are not numbers, not 1-D with one per sample, or not finite and
+        non-negative with at least one above 0.
+
+    Examples
+    --------
+    >>> check_sample_weight(None, 2).tolist(), check_sample_weight([0, 2], 2).tolist()
+    ([1.0, 1.0], [0.0, 2.0])
+    """
+    if sample_weight is None:
+        return np.ones(n)
+    try:
+        weights = np.asarray(sample_weight, dtype=float)
+    except (TypeError, ValueError):
+        raise InputError("sample_weight must hold numbers, one weight per sample.") from None
+    if weights.shape != (n,):
+        raise InputError(f"sample_weight must be 1-D with one weight per sample: got shape "
+                         f"{weights.shape} for {n} samples.")
+    if not np.isfinite(weights).all() or (weights < 0).any() or not weights.any():
+        raise InputError("sample_weight must be finite and non-negative, with at least one "
+                         f"weight above 0; got values from {weights.min()} to {weights.max()}.")
+    return weights
+
+
+def drop_weightless(X: Any, y: np.ndarray, groups: np.ndarray | None, sample_weight: Any
+                    ) -> tuple[Any, np.ndarray, np.ndarray | None, np.ndarray, np.ndarray]:
+    """Check ``sample_weight`` (:func:`check_sample_weight`) and leave out the samples of
+    weight 0, so that they count as absent from ``X``.
+
+    Returns
+    -------
+    X, y, groups, weights, present
+        What is left (``X``, ``y`` and ``groups`` themselves when no weight is 0), and the
+        positions in ``X`` of what is left.
+
+    Examples
+    --------
+    >>> X, y, groups, weights, present = drop_weightless(["a", "b"], np.array([0, 1]), None,
+    ...                                                  [0.0, 2.0])
+    >>> X, y.tolist(), weights.tolist(), present.tolist()
+    (['b'], [1], [2.0], [1])
+    """
+    weights = check_sample_weight(sample_weight, len(y))
+    present = np.flatnonzero(weights)
+    if len(present) < len(y):
+        X, y, weights = take(X, present), y[present], weights[present]
+        groups = None if groups is None else groups[present]
+    return X, y, groups, weights, present
 
 
 def n_samples(X: Any) -> int:

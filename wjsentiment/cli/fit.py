@@ -9,7 +9,8 @@ examples:
   wjsentiment fit --csv labels.csv --image-col file --label-col sentiment \\
       --backbone tf_efficientnet_lite0 --finetune head --epochs 30 --out runs/csv
   wjsentiment fit --crowdflower --data-home data --min-confidence 0.66 \\
-      --sampling undersample --head mlp --validation-fraction 0.15 --out runs/cf
+      --weight-by-confidence --sampling undersample --head mlp --validation-fraction 0.15 \\
+      --out runs/cf
 """
 
 from __future__ import annotations
@@ -50,7 +51,8 @@ def run(args: argparse.Namespace) -> int:
     a.info(args, f"Training {args.backbone} ({args.finetune}) on {len(data.paths)} images, "
                  f"{len(set(data.target.tolist()))} classes.")
     start = time.perf_counter()
-    clf.fit(data.paths, data.target, groups=labelled.groups(args, data))
+    clf.fit(data.paths, data.target, groups=labelled.groups(args, data),
+            sample_weight=labelled.sample_weight(args, data))
     seconds = time.perf_counter() - start
     from ..training import is_main_process
 

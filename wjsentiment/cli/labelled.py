@@ -36,6 +36,9 @@ def add_data_source(parser: argparse.ArgumentParser, *, crowdflower: bool) -> No
                                 "$WJSENTIMENT_DATA or ~/wjsentiment_data)")
         group.add_argument("--min-confidence", type=fraction, default=0.0, metavar="P",
                            help="keep CrowdFlower images whose label confidence is >= P")
+        group.add_argument("--weight-by-confidence", action="store_true",
+                           help="weight each CrowdFlower image in training by its label "
+                                "confidence (the crowd's agreement), as sample_weight")
 
 
 def check_source_options(args: argparse.Namespace) -> None:
@@ -44,6 +47,8 @@ def check_source_options(args: argparse.Namespace) -> None:
         for dest in ("image_col", "label_col", "root", "group_col"):
             if getattr(args, dest, None) != args.parser.get_default(dest):
                 args.parser.error(f"--{dest.replace('_', '-')} only applies with --csv")
+    if getattr(args, "weight_by_confidence", False) and not args.crowdflower:
+        args.parser.error("--weight-by-confidence only applies with --crowdflower")
 
 
 def check_source_path(args: argparse.Namespace) -> None:
@@ -88,3 +93,11 @@ def groups(args: argparse.Namespace, data: Any) -> Any:
         raise CommandError(f"--group-col {args.group_col!r} is not a column of {args.csv} "
                            f"(columns: {', '.join(map(str, data.frame.columns))}).")
     return data.frame[args.group_col].to_numpy()
+
+
+def sample_weight(args: argparse.Namespace, data: Any) -> Any:
+    """The label confidence of each image of a --crowdflower source with
+    --weight-by-confidence, or None."""
+    if not getattr(args, "weight_by_confidence", False):
+        return None
+    return data.frame.loc[data.frame["available"], "confidence"].to_numpy()

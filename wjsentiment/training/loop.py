@@ -89,6 +89,31 @@ class TrainResult:
     diverged: TrainingDivergedError | None = None
 
 
+def weighted_cross_entropy(class_weights: torch.Tensor | None, label_smoothing: float
+                           ) -> Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]:
+    """The loss of a batch: the cross-entropy of each sample, weighted by its sample weight
+    times its class's weight, summed and divided by the sum of those weights.
+
+    With equal sample weights this is torch's ``CrossEntropyLoss(weight=class_weights)``
+    (the class-weighted mean); sample weights multiply class weights, as in scikit-learn.
+
+    Examples
+    --------
+    >>> loss = weighted_cross_entropy(None, 0.0)
+    >>> logits, target = torch.tensor([[2.0, 0.0], [0.0, 2.0]]), torch.tensor([0, 0])
+    >>> round(float(loss(logits, target, torch.tensor([1.0, 0.0]))), 4)  # the first alone
+    0.1269
+    """
+    per_sample = nn.CrossEntropyLoss(weight=class_weights, label_smoothing=label_smoothing,
+                                     reduction="none")
+
+    def loss(logits: torch.Tensor, target: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+        total = weight if class_weights is None else weight * class_weights[target]
+        return (weight * per_sample(logits, target)).sum() / total.sum()
+
+    return loss
+
+
 def finite_weights(module: nn.Module) -> bool:
     """Whether every floating-point parameter and buffer of ``module`` is finite.
 
@@ -206,6 +231,7 @@ def train_model(
     valid_source=None,
     y_valid: np.ndarray | None = None,
     *,
+    sample_weight: np.ndarray | None = None,
     epoch_order: Callable[[np.random.Generator], np.ndarray] | None = None,
     callbacks: Sequence[Any] = (),
     owner: Any = None,
@@ -225,7 +251,10 @@ def train_model(
     device : torch.device
     n_classes : int
     valid_source, y_valid : optional
-        Holdout for the validation curves and early stopping.
+        Holdout for the validation curves and early stopping (unweighted).
+    sample_weight : numpy.ndarray, optional
+        Positive weight of each training sample in the loss (see
+        :func:`weighted_cross_entropy`). Default: equal weights.
     epoch_order : callable, optional
         Given the run's random generator, the positions of ``train_source`` one epoch visits,
         in order (class-balanced sampling, say). Default: a permutation of all of them.
@@ -255,7 +284,7 @@ def train_model(
     small = getattr(train_source, "kind", "") == "features" and device.type == "cpu"
     with cpu_threads(1 if small else get_config()["torch_threads"]):
         run = _Run(module, train_source, y_train, config, device, n_classes,
-                   (valid_source, y_valid), epoch_order, parallel)
+                   (valid_source, y_valid), epoch_order, parallel, sample_weight)
         return run.fit(list(callbacks), owner)
 
 
@@ -270,7 +299,7 @@ class _Run:
     def __init__(self, module: nn.Module, source, y_train: np.ndarray, config: TrainConfig,
                  device: torch.device, n_classes: int, valid: tuple,
                  epoch_order: Callable[[np.random.Generator], np.ndarray] | None,
-                 parallel: Local = LOCAL) -> None:
+                 parallel: Local = LOCAL, sample_weight: np.ndarray | None = None) -> None:
         self.module, self.source, self.config = module, source, config
         self.device, self.n_classes, self.parallel = device, n_classes, parallel
         whole = epoch_order or (lambda rng: rng.permutation(len(y_train)))
@@ -280,6 +309,8 @@ class _Run:
         self.generator = torch.Generator(device=device).manual_seed(config.seed + parallel.rank)
         self.augment = config.augment and getattr(source, "kind", "") == "images"
         self.y = torch.as_tensor(y_train, dtype=torch.long, device=device)
+        self.weights = torch.as_tensor(np.ones(len(y_train)) if sample_weight is None
+                                       else sample_weight, dtype=torch.float32, device=device)
         self.valid_source = valid[0]
         self.y_valid = (torch.as_tensor(valid[1], dtype=torch.long, device=device)
                         if valid[0] is not None else None)
@@ -293,9 +324,10 @@ class _Run:
     def _make_step(self) -> None:
         """The optimizer, its learning-rate schedule and the train step (graphed or eager)."""
         config, total = self.config, self.steps_per_epoch * self.config.epochs
-        weight = (torch.as_tensor(config.class_weights, dtype=torch.float32, device=self.device)
-                  if config.class_weights is not None else None)
-        criterion = nn.CrossEntropyLoss(weight=weight, label_smoothing=config.label_smoothing)
+        class_weights = (torch.as_tensor(config.class_weights, dtype=torch.float32,
+                                         device=self.device)
+                         if config.class_weights is not None else None)
+        criterion = weighted_cross_entropy(class_weights, config.label_smoothing)
         # A DDP step all-reduces between ranks: it is not captured in a CUDA graph.
         graphs = (config.optimizer == "adamw" and self.parallel.world_size == 1
                   and use_cuda_graphs(config.cuda_graphs, self.device, config.batch_size))
@@ -350,11 +382,12 @@ class _Run:
             check_batch_norm_batches(self.module, [len(b) for b in batches])
         per_batch = [h for h in hooks if overrides(h, "on_batch_end")]
         step_losses, correct = [], []  # on the device: no sync per step
-        targets = [self.y.index_select(0, index) for index in device_batches(batches, self.device)]
-        for target, x in zip(targets, self.source.iterate(batches)):
+        indices = device_batches(batches, self.device)
+        targets = [(self.y.index_select(0, i), self.weights.index_select(0, i)) for i in indices]
+        for (target, weight), x in zip(targets, self.source.iterate(batches)):
             if self.augment:
                 x = random_resized_crop_flip(x, self.generator)
-            loss, logits = self.step(x, target)
+            loss, logits = self.step(x, target, weight)
             self.last_lr = self.schedule.get_last_lr()[0]  # the rate this step used
             self.schedule.step()
             self.steps_done += 1

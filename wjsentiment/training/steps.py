@@ -8,6 +8,8 @@ falls back to eager steps if capture fails.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import nn
 
@@ -18,16 +20,17 @@ from ..exceptions import CudaGraphWarning, warn
 class EagerStep:
     """Forward, loss, backward and optimizer step, run op by op."""
 
-    def __init__(self, module: nn.Module, criterion: nn.Module,
+    def __init__(self, module: nn.Module, criterion: Callable[..., torch.Tensor],
                  optimizer: torch.optim.Optimizer, device: torch.device, precision: str) -> None:
         self.module, self.criterion, self.optimizer = module, criterion, optimizer
         self.device, self.precision = torch.device(device), precision
 
-    def __call__(self, x: torch.Tensor, target: torch.Tensor):
-        """Train on one batch; return the (detached) loss and logits."""
+    def __call__(self, x: torch.Tensor, target: torch.Tensor, weight: torch.Tensor):
+        """Train on one batch of samples weighted by ``weight``; return the (detached) loss
+        and logits."""
         with autocast(self.device, self.precision):
             logits = self.module(x)
-        loss = self.criterion(logits.float(), target)
+        loss = self.criterion(logits.float(), target, weight)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
@@ -56,9 +59,9 @@ class GraphedStep(EagerStep):
         self.side = torch.cuda.Stream(self.device)
         self.capture_stream = torch.cuda.Stream(self.device)
 
-    def _capture(self, x: torch.Tensor, target: torch.Tensor) -> None:
+    def _capture(self, x: torch.Tensor, target: torch.Tensor, weight: torch.Tensor) -> None:
         self.static_x = x.clone(memory_format=torch.channels_last)
-        self.static_target = target.clone()
+        self.static_target, self.static_weight = target.clone(), weight.clone()
         self.optimizer.zero_grad(set_to_none=True)
         graph = torch.cuda.CUDAGraph()
         # "thread_local": only this thread is barred from unsafe CUDA calls while capturing.
@@ -69,38 +72,39 @@ class GraphedStep(EagerStep):
                               capture_error_mode="thread_local"):
             with autocast(self.device, self.precision, cache=False):
                 logits = self.module(self.static_x)
-            loss = self.criterion(logits.float(), self.static_target)
+            loss = self.criterion(logits.float(), self.static_target, self.static_weight)
             loss.backward()
             self.optimizer.step()
         self.static_loss, self.static_logits = loss.detach(), logits.detach()
         self.graph = graph
 
-    def __call__(self, x: torch.Tensor, target: torch.Tensor):
+    def __call__(self, x: torch.Tensor, target: torch.Tensor, weight: torch.Tensor):
         if self.failed or len(target) != self.batch_size:
-            return super().__call__(x, target)
+            return super().__call__(x, target, weight)
         with torch.cuda.device(self.device):
-            return self._graphed(x, target)
+            return self._graphed(x, target, weight)
 
-    def _graphed(self, x: torch.Tensor, target: torch.Tensor):
+    def _graphed(self, x: torch.Tensor, target: torch.Tensor, weight: torch.Tensor):
         self.steps += 1
         if self.graph is None and self.steps <= self.warmup:
             self.side.wait_stream(torch.cuda.current_stream(self.device))
             with torch.cuda.stream(self.side):
-                out = super().__call__(x, target)
+                out = super().__call__(x, target, weight)
             torch.cuda.current_stream(self.device).wait_stream(self.side)
             return out
         if self.graph is None:
             try:
-                self._capture(x, target)
+                self._capture(x, target, weight)
             except Exception as exc:  # noqa: BLE001 - any capture failure falls back to eager
                 self.failed = True
                 self.graph = None
                 warn(f"CUDA graph capture failed ({type(exc).__name__}: {exc}); training "
                      "continues without it.", CudaGraphWarning)
                 torch.cuda.synchronize(self.device)
-                return super().__call__(x, target)
+                return super().__call__(x, target, weight)
         else:
             self.static_x.copy_(x)
             self.static_target.copy_(target)
+            self.static_weight.copy_(weight)
         self.graph.replay()
         return self.static_loss, self.static_logits
