@@ -72,8 +72,7 @@ def prediction_columns(classes: Sequence[Any]) -> list[str]:
     >>> prediction_columns(["Negative", "Highly positive", "Neutral"])
     ['path', 'label', 'rule', 'proba_Negative', 'proba_Neutral', 'proba_Highly positive', 'error']
     """
-    ordered = [list(classes)[i] for i in _ordinal(classes)]
-    return [PATH_COLUMN, "label", "rule", *[f"proba_{c}" for c in ordered], "error"]
+    return [PATH_COLUMN, "label", "rule", *[f"proba_{c}" for c in ordinal_labels(classes)], "error"]
 
 
 def quiet(model: Any) -> Any:
