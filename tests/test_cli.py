@@ -379,6 +379,7 @@ def test_evaluate_prints_and_saves_report(fitted, emoji_folder, tmp_path, capsys
     report = json.loads((out / "report.json").read_text())
     assert report["n_samples"] == len(CLASSES) * PER_CLASS
     assert report["labels"] == CLASSES
+    assert report["decision_rule"] == "argmax"  # the rule of the printed labels, recorded
     assert 0.0 <= report["accuracy"] <= 1.0
     assert np.array(report["confusion_matrix"]).sum() == len(CLASSES) * PER_CLASS
     assert (out / "confusion_matrix.png").read_bytes()[:4] == b"\x89PNG"

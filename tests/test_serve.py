@@ -357,7 +357,7 @@ def test_subcommand_parses_and_fails_fast_on_a_missing_model(tmp_path):
     assert args.workers == 2 and args.max_body_mb == 20.0 and args.heatmaps
     started = time.monotonic()
     with pytest.raises(FileNotFoundError, match="No model at"):
-        run_serve(args, args.parser)
+        run_serve(args)
     assert time.monotonic() - started < 5
     with pytest.raises(SystemExit):
         parser.parse_args(["serve", "m", "--workers", "0"])

@@ -101,7 +101,6 @@ def _number(kind: type, accept: Callable[[float], bool], what: str) -> Callable[
             raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}")
         return value
 
-    parse.__name__ = what  # argparse names the type in its messages
     return parse
 
 
@@ -109,25 +108,20 @@ positive_int = _number(int, lambda v: v >= 1, "a positive integer")
 non_negative_int = _number(int, lambda v: v >= 0, "an integer >= 0")
 fraction = _number(float, lambda v: 0.0 <= v <= 1.0, "a number from 0 to 1")
 positive_float = _number(float, lambda v: v > 0, "a positive number")
+non_negative_float = _number(float, lambda v: v >= 0, "a number >= 0")
+
+#: The types above by the interval they accept: an estimator parameter declared with one of
+#: these intervals alone is parsed (and refused, in the same words) by its type.
+_NUMBER_TYPES = {Range(Integral, 1, None): positive_int,
+                 Range(Integral, 0, None): non_negative_int,
+                 Range(Real, 0, None, closed="neither"): positive_float,
+                 Range(Real, 0, None): non_negative_float}
 
 
 # ------------------------------------------------------------ options of estimator parameters
 def _text(value: Any) -> str:
     """How the command line writes a parameter value: None as "none"."""
     return "none" if value is None else str(value)
-
-
-def _expected(param: Param) -> str:
-    """What a value of ``param`` must be, in words: "expected a positive integer" where the
-    parameter is one interval from 0 or 1 upwards, else "<name> must be <what it allows>"."""
-    only = param.specs[0] if len(param.specs) == 1 else None
-    if isinstance(only, Range) and only.right is None and only.left in (0, 1):
-        integer = only.type is Integral
-        noun = "integer" if integer else "number"
-        if only.closed == "neither" or (integer and only.left == 1):
-            return f"expected a positive {noun}"
-        return f"expected {'an' if integer else 'a'} {noun} >= 0"
-    return f"{param.name} must be {describe(param)}"
 
 
 def _candidates(param: Param, text: str) -> Iterator[Any]:
@@ -151,21 +145,20 @@ def _value_type(param: Param) -> Callable[[str], Any]:
         for value in _candidates(param, text):
             if param.accepts(value):
                 return value
-        raise argparse.ArgumentTypeError(f"{_expected(param)}, got {text!r}")
+        raise argparse.ArgumentTypeError(f"{param.name} must be {describe(param)}, got {text!r}")
 
-    parse.__name__ = param.name  # argparse names the type in its messages
     return parse
 
 
-def _exposed() -> list[Param]:
-    return [param for param in CLASSIFIER_PARAMS if param.cli is not None]
+#: The parameters of SentimentClassifier that ``fit`` has options for.
+_EXPOSED = tuple(param for param in CLASSIFIER_PARAMS if param.cli is not None)
 
 
 def add_estimator_options(parser: argparse.ArgumentParser) -> None:
     """One option per parameter of SentimentClassifier that the command line exposes, with
     the type, choices and default its declaration gives (:mod:`wjsentiment.params`)."""
     groups: dict[str, Any] = {}
-    for param in _exposed():
+    for param in _EXPOSED:
         if param.cli.group not in groups:
             groups[param.cli.group] = parser.add_argument_group(param.cli.group)
         options: dict[str, Any] = {"dest": param.name, "help": param.help}
@@ -177,14 +170,15 @@ def add_estimator_options(parser: argparse.ArgumentParser) -> None:
             options.update(choices=[_text(c) for c in param.choices],
                            default=_text(param.default))
         else:
-            options.update(type=_value_type(param), default=param.default,
+            number = _NUMBER_TYPES.get(param.specs[0]) if len(param.specs) == 1 else None
+            options.update(type=number or _value_type(param), default=param.default,
                            metavar=param.cli.metavar)
         groups[param.cli.group].add_argument(param.option, **options)
 
 
 def choice_values(args: argparse.Namespace) -> argparse.Namespace:
     """Turn the texts of choice options ("none", ...) back into parameter values."""
-    for param in _exposed():
+    for param in _EXPOSED:
         if param.choices is not None and hasattr(args, param.name):
             texts = {_text(c): c for c in param.choices}
             setattr(args, param.name, texts[getattr(args, param.name)])
@@ -193,7 +187,7 @@ def choice_values(args: argparse.Namespace) -> argparse.Namespace:
 
 def estimator_params(args: argparse.Namespace) -> dict[str, Any]:
     """The SentimentClassifier parameters the command line gave (or defaulted)."""
-    return {param.name: getattr(args, param.name) for param in _exposed()}
+    return {param.name: getattr(args, param.name) for param in _EXPOSED}
 
 
 def option_words(text: str) -> str:
@@ -206,7 +200,7 @@ def option_words(text: str) -> str:
     >>> option_words("early_stopping=True needs validation_fraction > 0")
     '--early-stopping needs --validation-fraction > 0'
     """
-    for param in _exposed():
+    for param in _EXPOSED:
         plain = rf"|\b{param.name}\b" if "_" in param.name else ""
         text = re.sub(rf"\b{param.name}=True\b{plain}", param.option, text)
     return text

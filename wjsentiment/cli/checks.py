@@ -28,25 +28,24 @@ def saved_model(path: str) -> str:
     return path
 
 
-def writable_folder(path: str, option: str = "--out") -> Path:
-    """``path`` as a folder the command can write into, now or once created."""
+def writable_folder(path: str) -> Path:
+    """``path`` (an ``--out``) as a folder the command can write into, now or once created."""
     folder = Path(path).expanduser()
-    existing = folder
-    while not existing.exists() and existing != existing.parent:
-        existing = existing.parent
+    existing = next((p for p in (folder, *folder.parents) if p.exists()), folder)  # the nearest
     if not existing.is_dir():
-        raise CommandError(f"{option} {path!r} cannot be a folder: {str(existing)!r} is a "
+        raise CommandError(f"--out {path!r} cannot be a folder: {str(existing)!r} is a "
                            "file. Choose another folder.")
     if not os.access(existing, os.W_OK | os.X_OK):
-        raise CommandError(f"{option} {path!r}: no permission to write into "
+        raise CommandError(f"--out {path!r}: no permission to write into "
                            f"{str(existing)!r}. Choose another folder.")
     return folder
 
 
-def writable_file(path: str, option: str = "--out") -> Path:
-    """``path`` as a file the command can write (its folder writable, now or once made)."""
+def writable_file(path: str) -> Path:
+    """``path`` (an ``--out``) as a file the command can write (its folder writable, now or once
+    made)."""
     file = Path(path).expanduser()
     if file.is_dir():
-        raise CommandError(f"{option} {path!r} is a folder; give a file name.")
-    writable_folder(str(file.parent), option)
+        raise CommandError(f"--out {path!r} is a folder; give a file name.")
+    writable_folder(str(file.parent))
     return file

@@ -43,7 +43,8 @@ def run(args: argparse.Namespace) -> int:
     data = labelled.load_labelled(args)
     proba = model.predict_proba(data.paths)
     report = report_from_predictions(data.target, proba, model.classes_,
-                                     y_pred=model.predict_from_proba(proba))
+                                     y_pred=model.predict_from_proba(proba),
+                                     decision_rule=model.decision_rule_)
     print(rule_sentence(model.decision_rule_))
     print(report)
     if out is not None:

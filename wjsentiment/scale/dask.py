@@ -173,16 +173,13 @@ class WorkerSetup(WorkerPlugin):
             import torch
 
             torch.set_num_threads(self.torch_threads)
-        settings: dict[str, Any] = {}
-        if self.feature_cache_dir is not None:
-            settings["feature_cache_dir"] = self.feature_cache_dir
         budget = self.cache_memory
         if budget == "auto":
             limit = getattr(getattr(worker, "memory_manager", None), "memory_limit", None)
             budget = limit // 4 if limit else None
-        if budget is not None:
-            settings["cache_memory_bytes"] = int(budget)
-        set_config(**settings)
+        settings = {"feature_cache_dir": self.feature_cache_dir,
+                    "cache_memory_bytes": None if budget is None else int(budget)}
+        set_config(**{name: value for name, value in settings.items() if value is not None})
 
 
 def worker_setup(*, feature_cache_dir: str | os.PathLike | None = None,

@@ -52,13 +52,6 @@ class PredictionsFileError(InputError):
     damaged."""
 
 
-def _ordinal(classes: Sequence[Any]) -> list[int]:
-    """Positions of ``classes`` in the order a table lists them: ordinal for sentiment labels
-    (Highly negative .. Highly positive), else as given."""
-    classes = list(classes)
-    return [classes.index(c) for c in ordinal_labels(classes)]
-
-
 def prediction_columns(classes: Sequence[Any]) -> list[str]:
     """The columns of a prediction table for a model with these ``classes_``.
 
@@ -72,8 +65,7 @@ def prediction_columns(classes: Sequence[Any]) -> list[str]:
     >>> prediction_columns(["Negative", "Highly positive", "Neutral"])
     ['path', 'label', 'rule', 'proba_Negative', 'proba_Neutral', 'proba_Highly positive', 'error']
     """
-    ordered = [list(classes)[i] for i in _ordinal(classes)]
-    return [PATH_COLUMN, "label", "rule", *[f"proba_{c}" for c in ordered], "error"]
+    return [PATH_COLUMN, "label", "rule", *[f"proba_{c}" for c in ordinal_labels(classes)], "error"]
 
 
 def quiet(model: Any) -> Any:
@@ -149,8 +141,9 @@ def predict_frame(model: Any, paths: Sequence[Any]) -> pandas.DataFrame:
         proba = (model.predict_proba([paths[i] for i in read]) if read
                  else np.zeros((0, len(model.classes_))))
     labels = dict(zip(read, map(str, model.predict_from_proba(proba))))
-    table_proba = np.full((len(paths), proba.shape[1]), np.nan)
-    table_proba[read] = proba[:, _ordinal(model.classes_)]
+    classes = model.classes_.tolist()  # the proba_ columns list them in ordinal order
+    table_proba = np.full((len(paths), len(classes)), np.nan)
+    table_proba[read] = proba[:, [classes.index(c) for c in ordinal_labels(classes)]]
     rows = range(len(paths))
     texts = (paths, [labels.get(i, "") for i in rows],
              [model.decision_rule_ if i in labels else "" for i in rows])
@@ -189,7 +182,8 @@ class PredictionSummary:
 
 
 def _path_digest(path: str) -> bytes:
-    """16 bytes that stand for ``path`` in the set of paths already written."""
+    """16 bytes that stand for ``path`` (in the set of paths already written, and in the name
+    of an output's lock)."""
     return hashlib.blake2b(path.encode("utf-8", "surrogateescape"), digest_size=16).digest()
 
 
@@ -277,7 +271,7 @@ class _PredictionsFile(contextlib.ExitStack):
 
     def without(self, items: list[Any]) -> list[Any]:
         """``items`` (paths or skipped entries) less those whose path is already written."""
-        if not len(self.done) or not items:
+        if not len(self.done):
             return items
         wanted = np.array([_path_digest(_path_of(p)) for p in items], dtype="S16")
         at = np.minimum(np.searchsorted(self.done, wanted), len(self.done) - 1)
@@ -331,9 +325,8 @@ def output_lock(out: str | os.PathLike) -> Iterator[None]:
     folder.mkdir(exist_ok=True)
     with contextlib.suppress(OSError):  # every user's locks live here, as in /tmp
         os.chmod(folder, 0o1777)
-    real = os.path.realpath(out).encode("utf-8", "surrogateescape")
-    lock = FileLock(folder / f"{hashlib.blake2b(real, digest_size=16).hexdigest()}.lock",
-                    timeout=0, mode=0o666)
+    lock = FileLock(folder / f"{_path_digest(os.path.realpath(out)).hex()}.lock", timeout=0,
+                    mode=0o666)
     try:
         held = lock.acquire()  # releases the lock at the end of a with block
     except Timeout:

@@ -81,7 +81,7 @@ def add_serve_parser(subparsers: Any) -> argparse.ArgumentParser:
     return p
 
 
-def run_serve(args: argparse.Namespace, parser: argparse.ArgumentParser | None = None) -> int:
+def run_serve(args: argparse.Namespace) -> int:
     """Handler of ``wjsentiment serve``: run the service until SIGTERM, then return 0.
 
     Raises
