@@ -10,6 +10,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -498,6 +499,17 @@ def test_download_from_local_server(server, monkeypatch, tmp_path, capsys):
     assert status == 0
     assert "1 of 1 selected images are on disk" in capsys.readouterr().out
     assert server.hits["/a.png"] == 1
+
+
+def test_download_deadline_abandons_a_trickling_file(server, monkeypatch, tmp_path, capsys):
+    drip = Reply(body=emoji_png(0), chunk_size=1, chunk_delay=0.2)  # minutes for the file
+    serve_crowdflower(monkeypatch, [server.add("/drip.png", drip)])
+    start = time.monotonic()
+    status = cli.main(["download", "--data-home", str(tmp_path), "--timeout", "2",
+                       "--deadline", "1", "--retries", "0", "--quiet"])
+    assert time.monotonic() - start < 1.0 + 2.0 + 2.0  # the deadline, one read, and slack
+    assert status == 1
+    assert "deadline of 1 s" in capsys.readouterr().err
 
 
 def test_download_nothing_reachable_exits_1(server, monkeypatch, tmp_path, capsys):

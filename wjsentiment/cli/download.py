@@ -32,6 +32,9 @@ def register(sub: Any) -> None:
                    help="downloads in flight at once")
     p.add_argument("--timeout", type=a.positive_float, default=10.0, metavar="SECONDS",
                    help="socket timeout per request")
+    p.add_argument("--deadline", type=a.positive_float, default=None, metavar="SECONDS",
+                   help="longest time for one file, retries included (default: 10 x "
+                        "--timeout); a slower file is recorded as failed")
     p.add_argument("--retries", type=a.non_negative_int, default=3, metavar="N",
                    help="extra attempts for transient failures")
     p.add_argument("--no-download", dest="download", action="store_false",
@@ -45,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
     data = fetch_image_sentiment(
         args.data_home, download=args.download, min_confidence=args.min_confidence,
         include_golden=args.include_golden, n_jobs=args.n_jobs, timeout=args.timeout,
-        retries=args.retries, verbose=min(args.verbose, 1))
+        deadline=args.deadline, retries=args.retries, verbose=min(args.verbose, 1))
     frame, report = data.frame, data.download_report
     folder = os.path.dirname(frame["path"].iloc[0]) if len(frame) else "(nothing selected)"
     if report is not None:
