@@ -115,13 +115,6 @@ def describe_input(item: object) -> str:
     return f"<{type(item).__name__}>"
 
 
-def _system_error(exc: OSError, source: str) -> OSError:
-    """The system error ``exc`` (same errno, so the same ``OSError`` subclass), naming the
-    input it happened on."""
-    return OSError(exc.errno, f"{exc.strerror or exc} (reading image {source}; not recorded as "
-                   "a bad image, the next call tries it again)")
-
-
 def _orientation(img: Image.Image) -> int:
     """The EXIF orientation (1-8) of an image; 1 when it has none or its EXIF is unreadable."""
     try:
@@ -481,8 +474,13 @@ _PATH_ERRORS = {
 }
 
 
-def _bad_image(exc: Exception, source: str) -> BadImageError:
-    """The :class:`BadImageError` for a decoder error that is a property of the input."""
+def _input_error(exc: Exception, source: str) -> Exception:
+    """What a decoder error on ``source`` means: an :class:`OSError` naming ``source`` (same
+    errno, so the same subclass) for an error of the system (:data:`SYSTEM_ERRNOS`), which
+    the next call tries again; else the :class:`BadImageError` of a property of the input."""
+    if isinstance(exc, OSError) and exc.errno in SYSTEM_ERRNOS:
+        return OSError(exc.errno, f"{exc.strerror or exc} (reading image {source}; not "
+                       "recorded as a bad image, the next call tries it again)")
     if isinstance(exc, OSError) and exc.errno in _PATH_ERRORS:
         return BadImageError(source, _PATH_ERRORS[exc.errno])
     if isinstance(exc, (Image.DecompressionBombError, Image.DecompressionBombWarning)):
@@ -582,16 +580,10 @@ def _named_errors(source: str) -> Iterator[None]:
     naming it."""
     try:
         yield
-    except BadImageError:
-        raise
-    except OSError as exc:
-        if exc.errno in SYSTEM_ERRNOS:  # the system's fault, not the file's: try it next time
-            raise _system_error(exc, source) from exc
-        raise _bad_image(exc, source) from exc
-    except MemoryError:
+    except (BadImageError, MemoryError):
         raise
     except Exception as exc:  # noqa: BLE001 - anything else a decoder raises is the input's
-        raise _bad_image(exc, source) from exc
+        raise _input_error(exc, source) from exc
 
 
 def _host_decoder(name: str | None) -> str:
