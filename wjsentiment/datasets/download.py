@@ -289,18 +289,15 @@ def _download(url: str, target: Path, run: _Run) -> str | None:
     """
     if run.stop.is_set():
         return "interrupted"
-    lock: FileLock | None = _lock(run.locks, target.name)
+    lock = _lock(run.locks, target.name)
     try:
-        lock.acquire(timeout=run.deadline + run.timeout, cancel_check=run.stop.is_set)
+        held = lock.acquire(timeout=run.deadline + run.timeout, cancel_check=run.stop.is_set)
     except Timeout:
         if run.stop.is_set():
             return "interrupted"
-        lock = None  # held past a file's deadline by a stalled run: fetch without it
-    try:
+        held = contextlib.nullcontext()  # held past a file's deadline by a stalled run
+    with held:
         return None if target.is_file() else _fetch_with_retries(url, target, run)
-    finally:
-        if lock is not None:
-            lock.release()
 
 
 def _fetch_with_retries(url: str, target: Path, run: _Run) -> str:

@@ -179,13 +179,11 @@ def decode_files_on_device(paths: Sequence[str | os.PathLike], size: int, graysc
     [(0, None)]
     """
     chunk = max(1, 2 * DEVICE_BATCH)
-    starts = list(range(0, len(paths), chunk))
     pending = [pool.submit(read_device_jpeg, p) for p in paths[:chunk]]
     usable = True
-    for k, start in enumerate(starts):
+    for start in range(0, len(paths), chunk):
         files = [f.result() for f in pending]
-        if k + 1 < len(starts):
-            pending = [pool.submit(read_device_jpeg, p) for p in paths[starts[k + 1]:][:chunk]]
+        pending = [pool.submit(read_device_jpeg, p) for p in paths[start + chunk:start + 2 * chunk]]
         decoded: dict[int, np.ndarray] = {}
         for batch in _batches(files) if usable else ():
             images = _decode_batch([files[i] for i in batch], device)
