@@ -502,15 +502,13 @@ class DecodedImageStore:
         elif out.shape[0] != len(rows):
             raise InputError(f"out holds {out.shape[0]} images, rows name {len(rows)}.")
         chunks, offsets = np.divmod(rows, self.chunk_images)
-        # Runs of consecutive rows of one chunk (a prediction's rows are mostly in order)
-        # are copied as one block each: one numpy call, outside the GIL, instead of one
-        # Python step per image, which would hold the GIL against the threads computing.
-        run_starts = np.ones(len(rows), dtype=bool)
-        run_starts[1:] = (np.diff(chunks) != 0) | (np.diff(offsets) != 1)
-        starts = np.flatnonzero(run_starts)
-        for a, b, c, o in zip(starts.tolist(), [*starts[1:].tolist(), len(rows)],
-                              chunks[starts].tolist(), offsets[starts].tolist()):
-            out[a:b] = self._chunks[c][o:o + b - a]
+        # The rows of each run of one chunk (a prediction's rows are mostly in order) are
+        # copied by one numpy call, outside the GIL, instead of one Python step per image,
+        # which would hold the GIL against the threads computing. ("clip" never clips here:
+        # it only spares ``take`` the temporary array it would fill first with "raise".)
+        starts = np.flatnonzero(np.diff(chunks, prepend=-1)).tolist()
+        for a, b in zip(starts, [*starts[1:], len(rows)]):
+            np.take(self._chunks[chunks[a]], offsets[a:b], axis=0, out=out[a:b], mode="clip")
         return out
 
 
