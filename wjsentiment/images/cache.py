@@ -198,10 +198,12 @@ class DecodedImageStore:
 
     @property
     def image_bytes(self) -> int:
+        """Bytes of one decoded image (``size * size * 3``)."""
         return self.size * self.size * 3
 
     @property
     def chunk_bytes(self) -> int:
+        """Bytes of one chunk of the store, the unit that is held or given back."""
         return self.chunk_images * self.image_bytes
 
     def __len__(self) -> int:
