@@ -185,13 +185,11 @@ def default_filename(url: str) -> str:
     """
     path = urllib.parse.urlsplit(url).path
     last = _SAFE_CHARS.sub("_", urllib.parse.unquote(path.rsplit("/", 1)[-1])).lstrip(".")
-    stem, dot, ext = last.rpartition(".")
-    if not dot:
-        stem, ext = last, ""
+    stem, ext = os.path.splitext(last)
     digest = hashlib.sha256(url.encode("utf-8")).hexdigest()[:16]  # 64 bits
     name = f"{stem[:100]}-{digest}" if stem else digest  # short enough for any file system
-    with_ext = f"{name}.{ext[:16]}"
-    return with_ext if ext and not _is_reserved(with_ext) else name
+    with_ext = f"{name}.{ext[1:17]}"
+    return with_ext if ext[1:] and not _is_reserved(with_ext) else name
 
 
 def _is_reserved(name: str) -> bool:

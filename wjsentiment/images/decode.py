@@ -559,7 +559,13 @@ def decode_image(item: ImageInput, size: int, grayscale: bool = False, *,
     >>> decode_image(np.zeros((40, 60, 3), dtype=np.uint8), size=32).shape
     (32, 32, 3)
     """
-    host_decoder = _host_decoder(host_decoder)
+    host_decoder = HOST_DECODER if host_decoder is None else host_decoder
+    if host_decoder not in HOST_DECODERS:
+        raise InputError(f"host_decoder must be one of {list(HOST_DECODERS)}, got "
+                         f"{host_decoder!r}.")
+    if host_decoder == "simplejpeg" and simplejpeg is None:
+        raise InputError("host_decoder='simplejpeg' needs the simplejpeg package: pip install "
+                         "simplejpeg (or wjsentiment[fast]), or use 'pil'.")
     if isinstance(item, np.ndarray):
         return _decode_array(item, size, grayscale, host_decoder)
     if not isinstance(item, (str, os.PathLike, Image.Image)):
@@ -584,17 +590,6 @@ def _named_errors(source: str) -> Iterator[None]:
         raise
     except Exception as exc:  # noqa: BLE001 - anything else a decoder raises is the input's
         raise _input_error(exc, source) from exc
-
-
-def _host_decoder(name: str | None) -> str:
-    """The host JPEG decoder ``name`` stands for, checked."""
-    name = HOST_DECODER if name is None else name
-    if name not in HOST_DECODERS:
-        raise InputError(f"host_decoder must be one of {list(HOST_DECODERS)}, got {name!r}.")
-    if name == "simplejpeg" and simplejpeg is None:
-        raise InputError("host_decoder='simplejpeg' needs the simplejpeg package: pip install "
-                         "simplejpeg (or wjsentiment[fast]), or use 'pil'.")
-    return name
 
 
 def input_key(item: ImageInput) -> tuple:
