@@ -272,10 +272,9 @@ def load_image_folder(root: str | os.PathLike[str], *, check_images: bool = True
             f"Add images or remove those folders. {_FOLDER_LAYOUT}"
         )
 
-    meaning = dict(zip(class_dirs, _targets(class_dirs)[0], strict=True))
-    first_with: dict[str, str] = {}
-    for name, label in meaning.items():
-        if (other := first_with.setdefault(label, name)) != name:
+    meanings = _targets(class_dirs)[0].tolist()  # the label each folder name stands for
+    for name, label in zip(class_dirs, meanings):
+        if (other := class_dirs[meanings.index(label)]) != name:
             raise InputError(
                 f"Folders {other!r} and {name!r} in {str(root_path)!r} both mean "
                 f"the label {label!r}; merge them into one folder."
