@@ -100,13 +100,11 @@ def _decode_batch(files: Sequence[DeviceJpeg], device: torch.device) -> list[tor
     """``(3, H, W)`` uint8 RGB tensors on the device, None for each file it refuses."""
     from torchvision.io import ImageReadMode, decode_jpeg
 
-    def run(batch: list[torch.Tensor]) -> list[torch.Tensor]:
+    try:
         with warnings.catch_warnings():  # torchvision >= 0.29 deprecates its decoders
             warnings.simplefilter("ignore", DeprecationWarning)
-            return decode_jpeg(batch, mode=ImageReadMode.RGB, device=device)
-
-    try:
-        return list(run([torch.frombuffer(f.data, dtype=torch.uint8) for f in files]))
+            tensors = [torch.frombuffer(f.data, dtype=torch.uint8) for f in files]
+            return list(decode_jpeg(tensors, mode=ImageReadMode.RGB, device=device))
     except (RuntimeError, ValueError):  # one bad file fails the batch: find it
         if len(files) == 1:
             return [None]
