@@ -145,6 +145,28 @@ def test_a_spill_folder_that_cannot_be_made_raises_and_pins_nothing(budget, tmp_
     assert store.ram_bytes == 0  # nothing was left pinned by the call that failed
 
 
+def test_an_interrupted_add_keeps_nothing_and_pins_nothing(budget, monkeypatch):
+    budget(memory=1, disk=0)
+    store = get_store(SIZE)
+    batch = images(CHUNK, 0)
+    original = cache_module.decode_image
+
+    def interrupted(item, *args):
+        if item is batch[1]:
+            raise KeyboardInterrupt
+        return original(item, *args)
+
+    store.add(batch[:1])  # found by the next call, which pins it
+    monkeypatch.setattr(cache_module, "decode_image", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        store.add(batch)
+    assert len(store) == 1  # nothing of the interrupted call is kept
+    monkeypatch.setattr(cache_module, "decode_image", original)
+    np.testing.assert_array_equal(store.gather(store.add(batch).rows), np.stack(batch))
+    budget(memory=0, disk=0)
+    assert store.ram_bytes == 0  # and nothing was left pinned
+
+
 def test_released_chunks_give_back_their_disk(budget):
     settings = budget(memory=0, disk=2)
     store = get_store(SIZE)

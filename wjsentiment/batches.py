@@ -75,19 +75,16 @@ class ImageBatches:
     def __len__(self) -> int:
         return len(self.rows)
 
-    @staticmethod
-    def _to_float(u8: torch.Tensor) -> torch.Tensor:
-        # NHWC uint8 -> NCHW float view whose memory is channels_last: no transpose copy.
-        return u8.permute(0, 3, 1, 2).float().div_(255.0)
-
     def iterate(self, batches: list[np.ndarray]) -> Iterator[torch.Tensor]:
         """Yield one float batch per index array (positions in ``rows``)."""
         if self.pixels is not None:
-            for index in device_batches(batches, self.device):
-                yield self._to_float(self.pixels.index_select(0, index))
-            return
-        for u8 in self._stream(batches):
-            yield self._to_float(u8)
+            uint8_batches = (self.pixels.index_select(0, index)
+                             for index in device_batches(batches, self.device))
+        else:
+            uint8_batches = self._stream(batches)
+        for u8 in uint8_batches:
+            # NHWC uint8 -> NCHW float view whose memory is channels_last: no transpose copy.
+            yield u8.permute(0, 3, 1, 2).float().div_(255.0)
 
     def _stream(self, batches: list[np.ndarray]) -> Iterator[torch.Tensor]:
         """uint8 NHWC batches on the device: on CUDA gathered and copied ahead of their use.

@@ -185,13 +185,11 @@ def default_filename(url: str) -> str:
     """
     path = urllib.parse.urlsplit(url).path
     last = _SAFE_CHARS.sub("_", urllib.parse.unquote(path.rsplit("/", 1)[-1])).lstrip(".")
-    stem, dot, ext = last.rpartition(".")
-    if not dot:
-        stem, ext = last, ""
+    stem, ext = os.path.splitext(last)
     digest = hashlib.sha256(url.encode("utf-8")).hexdigest()[:16]  # 64 bits
     name = f"{stem[:100]}-{digest}" if stem else digest  # short enough for any file system
-    with_ext = f"{name}.{ext[:16]}"
-    return with_ext if ext and not _is_reserved(with_ext) else name
+    with_ext = f"{name}.{ext[1:17]}"
+    return with_ext if ext[1:] and not _is_reserved(with_ext) else name
 
 
 def _is_reserved(name: str) -> bool:
@@ -289,18 +287,15 @@ def _download(url: str, target: Path, run: _Run) -> str | None:
     """
     if run.stop.is_set():
         return "interrupted"
-    lock: FileLock | None = _lock(run.locks, target.name)
+    lock = _lock(run.locks, target.name)
     try:
-        lock.acquire(timeout=run.deadline + run.timeout, cancel_check=run.stop.is_set)
+        held = lock.acquire(timeout=run.deadline + run.timeout, cancel_check=run.stop.is_set)
     except Timeout:
         if run.stop.is_set():
             return "interrupted"
-        lock = None  # held past a file's deadline by a stalled run: fetch without it
-    try:
+        held = contextlib.nullcontext()  # held past a file's deadline by a stalled run
+    with held:
         return None if target.is_file() else _fetch_with_retries(url, target, run)
-    finally:
-        if lock is not None:
-            lock.release()
 
 
 def _fetch_with_retries(url: str, target: Path, run: _Run) -> str:

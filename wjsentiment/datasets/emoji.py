@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 from sklearn.utils import Bunch
 
-from wjsentiment.labels import SENTIMENT_LABELS, normalize_label
+from wjsentiment.labels import SENTIMENT_LABELS
 
 from ..exceptions import InputError
 
@@ -69,7 +69,6 @@ def load_emoji_sentiment(
     chosen = _check_styles(styles)
     table = pd.read_csv(_ROOT / "labels.csv", dtype={"emoji_id": str, "image": str, "style": str})
     frame = table.loc[table["style"].isin(chosen)].reset_index(drop=True)
-    frame["label"] = [normalize_label(x) for x in frame["label"]]
     frame["path"] = [str((_ROOT / rel).resolve()) for rel in frame["image"]]
 
     paths = frame["path"].tolist()

@@ -4,7 +4,6 @@ every command uses to find image files."""
 from __future__ import annotations
 
 import os
-import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -16,7 +15,7 @@ from sklearn.utils import Bunch
 
 from wjsentiment.labels import normalize_label, ordinal_labels
 
-from ..exceptions import InputError
+from ..exceptions import InputError, WjsentimentWarning, warn
 
 __all__ = ["SkippedEntry", "iter_image_files", "load_image_csv", "load_image_folder"]
 
@@ -263,9 +262,9 @@ def load_image_folder(root: str | os.PathLike[str], *, check_images: bool = True
     files = {name: [p for p in walk if isinstance(p, str)] for name, walk in found.items()}
     skipped = [p for walk in found.values() for p in walk if isinstance(p, SkippedEntry)]
     if skipped:
-        warnings.warn(f"Left out {len(skipped)} folder(s) of {str(root_path)!r} that could not "
-                      "be walked: " + _listing([f"{s.path} ({s.reason})" for s in skipped]),
-                      UserWarning, stacklevel=2)
+        warn(f"Left out {len(skipped)} folder(s) of {str(root_path)!r} that could not be "
+             "walked: " + _listing([f"{s.path} ({s.reason})" for s in skipped]),
+             WjsentimentWarning)
     empty = [name for name in class_dirs if not files[name]]
     if empty:
         raise InputError(
@@ -273,10 +272,9 @@ def load_image_folder(root: str | os.PathLike[str], *, check_images: bool = True
             f"Add images or remove those folders. {_FOLDER_LAYOUT}"
         )
 
-    meaning = dict(zip(class_dirs, _targets(class_dirs)[0], strict=True))
-    first_with: dict[str, str] = {}
-    for name, label in meaning.items():
-        if (other := first_with.setdefault(label, name)) != name:
+    meanings = _targets(class_dirs)[0].tolist()  # the label each folder name stands for
+    for name, label in zip(class_dirs, meanings):
+        if (other := class_dirs[meanings.index(label)]) != name:
             raise InputError(
                 f"Folders {other!r} and {name!r} in {str(root_path)!r} both mean "
                 f"the label {label!r}; merge them into one folder."

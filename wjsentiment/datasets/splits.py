@@ -144,15 +144,10 @@ def _grouped_split(
             f"groups has {gcodes.shape[0]} entries but y has {codes.shape[0]}; "
             "pass one group per sample."
         )
-    # Majority class of each group (ties go to the smallest class code): order the
-    # (group, class) pairs by group, then by count down, then by class; take each group's first.
-    pair = gcodes.astype(np.int64) * n_classes + codes
-    uniq, counts = np.unique(pair, return_counts=True)
-    pg, pc = uniq // n_classes, uniq % n_classes
-    order = np.lexsort((pc, -counts, pg))
-    _, first = np.unique(pg[order], return_index=True)
-    group_class = pc[order][first]
-    group_size = np.bincount(gcodes, minlength=n_groups)
+    # Samples of each (group, class); a group counts for its majority class (ties: the first).
+    counts = np.bincount(gcodes.astype(np.int64) * n_classes + codes,
+                         minlength=n_groups * n_classes).reshape(n_groups, n_classes)
+    group_class, group_size = counts.argmax(axis=1), counts.sum(axis=1)
 
     assignment = np.zeros(n_groups, dtype=np.intp)
     for c in range(n_classes):

@@ -187,29 +187,37 @@ class DecodedImageStore:
         self.grayscale = bool(grayscale)
         self.chunk_images = CHUNK_IMAGES
         self._chunks: list[np.ndarray | None] = []  # None: a chunk given back
-        self._on_disk: list[bool] = []
         self._rows: dict[tuple, int] = {}
         self._key_of_row: dict[int, tuple] = {}
         self._bad: dict[tuple, BadImageError] = {}
         self._free: set[int] = set()  # rows of held chunks that hold nothing
         self._pins = np.zeros(0, dtype=np.int64)
         self._last_use = np.zeros(0, dtype=np.int64)
-        #: Bytes of this store's chunks in RAM and in spill files.
-        self.ram_bytes = 0
-        self.disk_bytes = 0
         with _LOCK:
             _LIVE.add(self)
 
     @property
     def image_bytes(self) -> int:
+        """Bytes of one decoded image (``size * size * 3``)."""
         return self.size * self.size * 3
 
     @property
     def chunk_bytes(self) -> int:
+        """Bytes of one chunk of the store, the unit that is held or given back."""
         return self.chunk_images * self.image_bytes
 
     def __len__(self) -> int:
         return len(self._rows)
+
+    @property
+    def ram_bytes(self) -> int:
+        """Bytes of this store's chunks in RAM (plain arrays; spilled ones are memmaps)."""
+        return self.chunk_bytes * sum(type(chunk) is np.ndarray for chunk in self._chunks)
+
+    @property
+    def disk_bytes(self) -> int:
+        """Bytes of this store's chunks in spill files."""
+        return self.chunk_bytes * sum(isinstance(chunk, np.memmap) for chunk in self._chunks)
 
     @property
     def spilled(self) -> bool:
@@ -224,15 +232,10 @@ class DecodedImageStore:
         if index is None:
             index = len(self._chunks)
             self._chunks.append(None)
-            self._on_disk.append(False)
             grow = np.zeros(self.chunk_images, dtype=np.int64)
             self._pins = np.concatenate([self._pins, grow])
             self._last_use = np.concatenate([self._last_use, grow])
-        self._chunks[index], self._on_disk[index] = chunk, on_disk
-        if on_disk:
-            self.disk_bytes += self.chunk_bytes
-        else:
-            self.ram_bytes += self.chunk_bytes
+        self._chunks[index] = chunk
         first = index * self.chunk_images
         self._free.update(range(first, first + self.chunk_images))
 
@@ -248,10 +251,6 @@ class DecodedImageStore:
             self._forget(row)
         self._free.difference_update(rows)
         self._last_use[rows.start:rows.stop] = 0
-        if self._on_disk[index]:
-            self.disk_bytes -= self.chunk_bytes
-        else:
-            self.ram_bytes -= self.chunk_bytes
         self._chunks[index] = None  # a spilled chunk's file goes with its mapping
         return self.chunk_bytes
 
@@ -266,7 +265,7 @@ class DecodedImageStore:
         last_use = self._last_use.reshape(-1, self.chunk_images).max(axis=1)
         return [(int(last_use[i]), functools.partial(self._give_back, i))
                 for i, chunk in enumerate(self._chunks)
-                if chunk is not None and self._on_disk[i] == on_disk and not pinned[i]]
+                if chunk is not None and isinstance(chunk, np.memmap) == on_disk and not pinned[i]]
 
     def _least_recently_used(self, n: int) -> np.ndarray:
         """Up to ``n`` unpinned rows holding images, the least recently used first."""
@@ -351,6 +350,8 @@ class DecodedImageStore:
         Returns
         -------
         DecodeResult
+            The row of each input (-1 for a bad one) and the errors of the bad ones; with
+            ``pin``, the rows stay pinned until it is released.
 
         Raises
         ------
@@ -361,16 +362,16 @@ class DecodedImageStore:
             such an error: it is a bad input like a truncated one, in ``errors``.
         """
         keys = [input_key(item) for item in inputs]
-        errors: list[tuple[int, BadImageError]] = []
+        failed: dict[tuple, BaseException] = {}  # the inputs known to be bad, then new failures
         todo: dict[tuple, int] = {}  # key -> first position
         with _LOCK:
             _settle()
-            known = self._rows.get
-            rows = np.array([known(key, -1) for key in keys], dtype=np.int64)
-            for pos in np.flatnonzero(rows < 0).tolist():
+            rows = np.array([self._rows.get(key, -1) for key in keys], dtype=np.int64)
+            missing = np.flatnonzero(rows < 0).tolist()
+            for pos in missing:
                 key = keys[pos]
                 if key in self._bad:
-                    errors.append((pos, self._bad[key]))
+                    failed[key] = self._bad[key]
                 elif key not in todo:
                     todo[key] = pos
             found = np.unique(rows[rows >= 0])
@@ -384,14 +385,30 @@ class DecodedImageStore:
         row_of = dict(zip(todo, new.tolist()))
         try:
             outcomes = self._decode(inputs, todo, row_of, num_workers, verbose, device)
-        except BaseException:  # interrupted: nothing of this call is kept
-            with _LOCK:
-                self._pins[new] -= 1
-                self._free.update(new.tolist())
-                self._unpin(found)
-                _settle()
+        except BaseException as exc:  # interrupted: nothing of this call is kept
+            self._record(row_of, dict.fromkeys(row_of, exc))
+            self._release(found)
             raise
-        failed = {key: exc for key, exc in outcomes.items() if exc is not None}
+        failed.update((key, exc) for key, exc in outcomes.items() if exc is not None)
+        self._record(row_of, failed)
+        kept = np.array(found.tolist() + [r for k, r in row_of.items() if k not in failed],
+                        dtype=np.int64)
+        system = [exc for exc in failed.values() if not isinstance(exc, BadImageError)]
+        if system or not pin:
+            self._release(kept)
+        if system:
+            raise system[0]
+        errors = [(pos, failed[keys[pos]]) for pos in missing if keys[pos] in failed]
+        for pos in missing:
+            if keys[pos] not in failed:  # then in row_of: decoded now, or by another call
+                rows[pos] = row_of[keys[pos]]
+        unpin = functools.partial(self._release, kept) if pin else None
+        return DecodeResult(rows=rows, errors=errors, unpin=unpin)
+
+    def _record(self, row_of: dict[tuple, int], failed: dict[tuple, BaseException]) -> None:
+        """Record what one call decoded: each input of ``row_of`` that did not fail keeps its
+        (pinned) row, unless another call decoded it meanwhile, whose row it then shares; the
+        row of any other is unpinned and freed, and a bad input is remembered as bad."""
         with _LOCK:
             for key, row in row_of.items():
                 if key not in failed and key not in self._rows:
@@ -405,22 +422,6 @@ class DecodedImageStore:
                 else:  # another call decoded it meanwhile: share its row
                     row_of[key] = self._rows[key]
                     self._pins[row_of[key]] += 1
-        kept = np.array(found.tolist() + [r for k, r in row_of.items() if k not in failed],
-                        dtype=np.int64)
-        system = [exc for exc in failed.values() if not isinstance(exc, BadImageError)]
-        if system or not pin:
-            self._release(kept)
-        if system:
-            raise system[0]
-        if row_of:  # (a call that found every input decodes nothing: no second pass)
-            for pos, key in enumerate(keys):
-                if key in failed:
-                    errors.append((pos, failed[key]))
-                elif key in row_of:
-                    rows[pos] = row_of[key]
-        errors.sort(key=lambda item: item[0])
-        unpin = functools.partial(self._release, kept) if pin else None
-        return DecodeResult(rows=rows, errors=errors, unpin=unpin)
 
     def _put(self, key: tuple, row_of: dict[tuple, int], pixels: np.ndarray) -> None:
         row = row_of[key]
@@ -503,15 +504,13 @@ class DecodedImageStore:
         elif out.shape[0] != len(rows):
             raise InputError(f"out holds {out.shape[0]} images, rows name {len(rows)}.")
         chunks, offsets = np.divmod(rows, self.chunk_images)
-        # Runs of consecutive rows of one chunk (a prediction's rows are mostly in order)
-        # are copied as one block each: one numpy call, outside the GIL, instead of one
-        # Python step per image, which would hold the GIL against the threads computing.
-        run_starts = np.ones(len(rows), dtype=bool)
-        run_starts[1:] = (np.diff(chunks) != 0) | (np.diff(offsets) != 1)
-        starts = np.flatnonzero(run_starts)
-        for a, b, c, o in zip(starts.tolist(), [*starts[1:].tolist(), len(rows)],
-                              chunks[starts].tolist(), offsets[starts].tolist()):
-            out[a:b] = self._chunks[c][o:o + b - a]
+        # The rows of each run of one chunk (a prediction's rows are mostly in order) are
+        # copied by one numpy call, outside the GIL, instead of one Python step per image,
+        # which would hold the GIL against the threads computing. ("clip" never clips here:
+        # it only spares ``take`` the temporary array it would fill first with "raise".)
+        starts = np.flatnonzero(np.diff(chunks, prepend=-1)).tolist()
+        for a, b in zip(starts, [*starts[1:], len(rows)]):
+            np.take(self._chunks[chunks[a]], offsets[a:b], axis=0, out=out[a:b], mode="clip")
         return out
 
 

@@ -115,13 +115,6 @@ def describe_input(item: object) -> str:
     return f"<{type(item).__name__}>"
 
 
-def _system_error(exc: OSError, source: str) -> OSError:
-    """The system error ``exc`` (same errno, so the same ``OSError`` subclass), naming the
-    input it happened on."""
-    return OSError(exc.errno, f"{exc.strerror or exc} (reading image {source}; not recorded as "
-                   "a bad image, the next call tries it again)")
-
-
 def _orientation(img: Image.Image) -> int:
     """The EXIF orientation (1-8) of an image; 1 when it has none or its EXIF is unreadable."""
     try:
@@ -481,8 +474,13 @@ _PATH_ERRORS = {
 }
 
 
-def _bad_image(exc: Exception, source: str) -> BadImageError:
-    """The :class:`BadImageError` for a decoder error that is a property of the input."""
+def _input_error(exc: Exception, source: str) -> Exception:
+    """What a decoder error on ``source`` means: an :class:`OSError` naming ``source`` (same
+    errno, so the same subclass) for an error of the system (:data:`SYSTEM_ERRNOS`), which
+    the next call tries again; else the :class:`BadImageError` of a property of the input."""
+    if isinstance(exc, OSError) and exc.errno in SYSTEM_ERRNOS:
+        return OSError(exc.errno, f"{exc.strerror or exc} (reading image {source}; not "
+                       "recorded as a bad image, the next call tries it again)")
     if isinstance(exc, OSError) and exc.errno in _PATH_ERRORS:
         return BadImageError(source, _PATH_ERRORS[exc.errno])
     if isinstance(exc, (Image.DecompressionBombError, Image.DecompressionBombWarning)):
@@ -561,7 +559,13 @@ def decode_image(item: ImageInput, size: int, grayscale: bool = False, *,
     >>> decode_image(np.zeros((40, 60, 3), dtype=np.uint8), size=32).shape
     (32, 32, 3)
     """
-    host_decoder = _host_decoder(host_decoder)
+    host_decoder = HOST_DECODER if host_decoder is None else host_decoder
+    if host_decoder not in HOST_DECODERS:
+        raise InputError(f"host_decoder must be one of {list(HOST_DECODERS)}, got "
+                         f"{host_decoder!r}.")
+    if host_decoder == "simplejpeg" and simplejpeg is None:
+        raise InputError("host_decoder='simplejpeg' needs the simplejpeg package: pip install "
+                         "simplejpeg (or wjsentiment[fast]), or use 'pil'.")
     if isinstance(item, np.ndarray):
         return _decode_array(item, size, grayscale, host_decoder)
     if not isinstance(item, (str, os.PathLike, Image.Image)):
@@ -582,27 +586,10 @@ def _named_errors(source: str) -> Iterator[None]:
     naming it."""
     try:
         yield
-    except BadImageError:
-        raise
-    except OSError as exc:
-        if exc.errno in SYSTEM_ERRNOS:  # the system's fault, not the file's: try it next time
-            raise _system_error(exc, source) from exc
-        raise _bad_image(exc, source) from exc
-    except MemoryError:
+    except (BadImageError, MemoryError):
         raise
     except Exception as exc:  # noqa: BLE001 - anything else a decoder raises is the input's
-        raise _bad_image(exc, source) from exc
-
-
-def _host_decoder(name: str | None) -> str:
-    """The host JPEG decoder ``name`` stands for, checked."""
-    name = HOST_DECODER if name is None else name
-    if name not in HOST_DECODERS:
-        raise InputError(f"host_decoder must be one of {list(HOST_DECODERS)}, got {name!r}.")
-    if name == "simplejpeg" and simplejpeg is None:
-        raise InputError("host_decoder='simplejpeg' needs the simplejpeg package: pip install "
-                         "simplejpeg (or wjsentiment[fast]), or use 'pil'.")
-    return name
+        raise _input_error(exc, source) from exc
 
 
 def input_key(item: ImageInput) -> tuple:

@@ -100,13 +100,11 @@ def _decode_batch(files: Sequence[DeviceJpeg], device: torch.device) -> list[tor
     """``(3, H, W)`` uint8 RGB tensors on the device, None for each file it refuses."""
     from torchvision.io import ImageReadMode, decode_jpeg
 
-    def run(batch: list[torch.Tensor]) -> list[torch.Tensor]:
+    try:
         with warnings.catch_warnings():  # torchvision >= 0.29 deprecates its decoders
             warnings.simplefilter("ignore", DeprecationWarning)
-            return decode_jpeg(batch, mode=ImageReadMode.RGB, device=device)
-
-    try:
-        return list(run([torch.frombuffer(f.data, dtype=torch.uint8) for f in files]))
+            tensors = [torch.frombuffer(f.data, dtype=torch.uint8) for f in files]
+            return list(decode_jpeg(tensors, mode=ImageReadMode.RGB, device=device))
     except (RuntimeError, ValueError):  # one bad file fails the batch: find it
         if len(files) == 1:
             return [None]
@@ -179,13 +177,11 @@ def decode_files_on_device(paths: Sequence[str | os.PathLike], size: int, graysc
     [(0, None)]
     """
     chunk = max(1, 2 * DEVICE_BATCH)
-    starts = list(range(0, len(paths), chunk))
     pending = [pool.submit(read_device_jpeg, p) for p in paths[:chunk]]
     usable = True
-    for k, start in enumerate(starts):
+    for start in range(0, len(paths), chunk):
         files = [f.result() for f in pending]
-        if k + 1 < len(starts):
-            pending = [pool.submit(read_device_jpeg, p) for p in paths[starts[k + 1]:][:chunk]]
+        pending = [pool.submit(read_device_jpeg, p) for p in paths[start + chunk:start + 2 * chunk]]
         decoded: dict[int, np.ndarray] = {}
         for batch in _batches(files) if usable else ():
             images = _decode_batch([files[i] for i in batch], device)

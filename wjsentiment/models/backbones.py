@@ -78,6 +78,7 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     Returns
     -------
     dict of str to torch.Tensor
+        The tensors by name.
 
     Raises
     ------
@@ -165,15 +166,16 @@ def load_backbone_weights(model: nn.Module, state: Mapping[str, torch.Tensor], s
 
 
 def _cached_hub_file(model: nn.Module) -> str | None:
-    cfg = getattr(model, "pretrained_cfg", {}) or {}
-    hub_id = cfg.get("hf_hub_id")
+    """The file of the model's pretrained weights in the Hugging Face cache, if it is there
+    (so that no network is tried)."""
+    hub_id = (model.pretrained_cfg or {}).get("hf_hub_id")
     if not hub_id:
         return None
     from huggingface_hub import try_to_load_from_cache
 
     for filename in ("model.safetensors", "pytorch_model.bin"):
         found = try_to_load_from_cache(hub_id, filename)
-        if isinstance(found, str) and os.path.exists(found):
+        if isinstance(found, str):  # a path only when the file is in the cache
             return found
     return None
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 import hashlib
 import shutil
 import uuid
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +26,7 @@ import torch
 from filelock import FileLock
 
 from ..config import get_config
+from ..exceptions import FeatureCacheWarning, warn
 from ..persistence import atomic_file
 
 _DIGEST_BYTES = 16
@@ -90,6 +90,7 @@ class FeatureFiles:
         Returns
         -------
         found : numpy.ndarray of bool
+            Whether each digest has stored features.
         values : numpy.ndarray of shape (len(digests), n_features), or None if none found
             Float32 features, zeros where not found.
         """
@@ -101,9 +102,9 @@ class FeatureFiles:
                 with np.load(shard) as data:
                     names, values = data["digests"], data["features"]
             except Exception as exc:  # noqa: BLE001 - a damaged shard is skipped, not fatal
-                warnings.warn(f"Ignoring the unreadable feature cache file {shard} "
-                              f"({type(exc).__name__}: {exc}); delete it to silence this.",
-                              RuntimeWarning, stacklevel=3)
+                warn(f"Ignoring the unreadable feature cache file {shard} "
+                     f"({type(exc).__name__}: {exc}); delete it to silence this.",
+                     FeatureCacheWarning)
                 continue
             for j, name in enumerate(names):
                 i = wanted.get(name.tobytes())

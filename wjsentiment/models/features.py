@@ -112,6 +112,7 @@ def frozen_features(
         Identifies the backbone and its weights. None disables the cache (used for random
         weights without a seed, and for loaded models).
     store : DecodedImageStore
+        Where the decoded images are.
     rows : numpy.ndarray
         Store rows of the images, pinned by the caller. Features are kept by the rows'
         input keys, so they stay right when the store gives a row to another image.
@@ -124,8 +125,12 @@ def frozen_features(
         Float32 array of shape ``(len(rows), num_features)``.
     """
     rows = np.asarray(rows, dtype=np.int64)
+
+    def compute(subset: np.ndarray) -> np.ndarray:
+        return _compute(net, store, subset, device, precision, batch_size, verbose)
+
     if weights_key is None:
-        return _compute(net, store, rows, device, precision, batch_size, verbose)
+        return compute(rows)
     key = (weights_key, precision)
     keys = store.input_keys(rows)
     first_row = dict(zip(keys, rows.tolist()))  # one row per image, whatever its repeats
@@ -134,8 +139,7 @@ def frozen_features(
         missing_keys = sorted((k for k in first_row if k not in table), key=first_row.get)
     if missing_keys:
         missing = np.array([first_row[k] for k in missing_keys], dtype=np.int64)
-        values = _load_or_compute(net, key, store, missing, device, precision, batch_size,
-                                  verbose)
+        values = _load_or_compute(key, store, missing, compute)
         with _LOCK:
             table.update(zip(missing_keys, values))
     with _LOCK:
@@ -152,19 +156,14 @@ def feature_table(root: Path, key: tuple, store: DecodedImageStore) -> FeatureFi
     return FeatureFiles(root, (key, store.size, store.grayscale, image_decode.HOST_DECODER))
 
 
-def _load_or_compute(net: SentimentNet, key: tuple, store: DecodedImageStore, rows: np.ndarray,
-                     device: torch.device, precision: str, batch_size: int,
-                     verbose: int) -> np.ndarray:
-    """Features of ``rows``: read from the cache folder where there, computed (and saved)
-    where not.
+def _load_or_compute(key: tuple, store: DecodedImageStore, rows: np.ndarray,
+                     compute: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
+    """Features of ``rows``: read from the cache folder where there, computed (by
+    ``compute``, and saved) where not.
 
     Computing happens under the table's lock (:meth:`FeatureFiles.lock`), after a second
     look at the folder: another process may have written the missing features meanwhile.
     """
-
-    def compute(subset: np.ndarray) -> np.ndarray:
-        return _compute(net, store, subset, device, precision, batch_size, verbose)
-
     root = feature_cache_dir()
     if root is None:
         return compute(rows)
@@ -184,13 +183,12 @@ def _fill(files: FeatureFiles, digests: list[bytes | None], found: np.ndarray,
           compute: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
     """The features of ``rows``: ``stored`` where ``found``, the others computed and saved."""
     todo = np.flatnonzero(~found)
-    if len(todo) == 0:
-        return stored
-    computed = compute(rows[todo])
-    files.write([digests[i] for i in todo], computed)
-    if stored is None:
-        return computed
-    stored[todo] = computed
+    if len(todo):
+        computed = compute(rows[todo])
+        files.write([digests[i] for i in todo], computed)
+        if stored is None:  # none was found: ``computed`` holds every row
+            return computed
+        stored[todo] = computed
     return stored
 
 

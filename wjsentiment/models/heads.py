@@ -25,6 +25,7 @@ def build_head(kind: str, in_features: int, n_classes: int) -> nn.Module:
     Returns
     -------
     torch.nn.Module
+        Maps ``(N, in_features)`` features to ``(N, n_classes)`` logits.
 
     Raises
     ------

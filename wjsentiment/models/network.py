@@ -66,6 +66,7 @@ def build_network(
     Returns
     -------
     net : SentimentNet
+        The network, in training mode.
     info : dict
         The backbone's info (``num_features``, ``mean``, ``std``, ``weights_source``).
 
