@@ -61,8 +61,7 @@ def to_polarity(labels: Any) -> np.ndarray:
     >>> to_polarity(["Highly negative", "Neutral", "positive"]).tolist()
     ['negative', 'neutral', 'positive']
     """
-    return np.array([POLARITY[normalize_label(v)] for v in np.asarray(labels).tolist()],
-                    dtype=object).astype(str)
+    return np.array([POLARITY[normalize_label(v)] for v in np.asarray(labels).tolist()], dtype=str)
 
 
 @dataclass
@@ -391,8 +390,7 @@ def _ordinal_scores(labels: list, matrix: np.ndarray, y_true: np.ndarray,
     with warnings.catch_warnings():  # one class only: kappa is undefined (NaN, shown n/a)
         warnings.simplefilter("ignore")
         kappa = cohen_kappa_score(y_true, y_pred, labels=labels, weights="quadratic")
-    present = {POLARITY[normalize_label(v)] for v in labels}
-    polarity_labels = [p for p in POLARITY_LABELS if p in present]
+    polarity_labels = [p for p in POLARITY_LABELS if p in to_polarity(labels)]
     true, predicted = to_polarity(y_true), to_polarity(y_pred)
     polarity = PolarityReport(
         labels=polarity_labels,
