@@ -42,6 +42,9 @@ OUTPUT_NAME = "probabilities"
 LUMINANCE_WEIGHTS = (19595, 38470, 7471)
 
 _EPS = 1e-12  # as SentimentEnsemble's temperature scaling clips probabilities
+#: The metadata keys :class:`OnnxClassifier` reads, all of which :func:`export_onnx` writes.
+_READ_KEYS = ("classes", "classes_dtype", "image_size", "grayscale", "estimator", "decision",
+              "class_prior")
 
 
 def require(module: str) -> Any:
@@ -326,13 +329,12 @@ class OnnxClassifier:
     @property
     def decision_rule_(self) -> str:
         """The estimator's decision rule, "argmax" or "balanced" (as its ``decision_rule_``)."""
-        return self.metadata.get("decision", "argmax")
+        return self.metadata["decision"]
 
     def predict_from_proba(self, proba: Any) -> np.ndarray:
         """The labels :meth:`predict` gives for these probabilities (as the estimators'
         ``predict_from_proba``), for a caller that has computed them already."""
-        prior = json.loads(self.metadata["class_prior"]) if "class_prior" in self.metadata \
-            else None
+        prior = json.loads(self.metadata["class_prior"])
         return self.classes_[decide(np.asarray(proba), self.decision_rule_, prior)]
 
 
@@ -394,10 +396,10 @@ def load_onnx(path: str | os.PathLike, *, batch_size: int = 64,
         raise ModelFileError(path, f"it is not an ONNX model onnxruntime can load ({exc})",
                              again) from exc
     keys = session.get_modelmeta().custom_metadata_map
-    inputs = [i.name for i in session.get_inputs()]
-    if "classes" not in keys or "image_size" not in keys or inputs != [INPUT_NAME]:
-        raise ModelFileError(path, "it was not written by wjsentiment's export_onnx (no "
-                             "classes and image_size in its metadata, or another input)", again)
+    missing = [key for key in _READ_KEYS if key not in keys]
+    if missing or [i.name for i in session.get_inputs()] != [INPUT_NAME]:
+        raise ModelFileError(path, "it was not written by wjsentiment's export_onnx (its "
+                             f"metadata lacks {missing}, or it takes another input)", again)
     return OnnxClassifier(session, batch_size=batch_size)
 
 
