@@ -441,3 +441,20 @@ def test_saved_json_holds_no_nan(fitted, tmp_path):
     folder = Path(noisy.save(tmp_path / "model"))
     text = (folder / CONFIG_FILE).read_text()
     assert "NaN" not in text and json.loads(text)["history"][0]["images_per_second"] is None
+
+
+@pytest.mark.parametrize("weights, problem", [
+    ([-1.0, 2.0], "weights[0] must be a non-negative number, got a number (-1.0)"),
+    ([0.0, 0.0], "its weights [0.0, 0.0] are all 0"),
+])
+def test_an_ensembles_weights_are_checked_on_load(tmp_path, weights, problem):
+    from wjsentiment import SentimentEnsemble
+    from wjsentiment.persistence import ENSEMBLE_FILE
+
+    folder = Path(shutil.copytree(SAVED_V2 / "ensemble_v2", tmp_path / "ensemble"))
+    config = json.loads((folder / ENSEMBLE_FILE).read_text())
+    config["weights"] = weights
+    (folder / ENSEMBLE_FILE).write_text(json.dumps(config))
+    with pytest.raises(ModelFileError) as info:
+        SentimentEnsemble.load(folder)
+    assert problem in str(info.value) and info.value.path == str(folder / ENSEMBLE_FILE)

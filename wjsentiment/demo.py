@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import pandas as pd
 
 from .inference import rule_sentence
 from .labels import SENTIMENT_LABELS
@@ -75,6 +76,7 @@ def demo_ensemble(random_state: int = 0, *, smoke: bool = False,
     Returns
     -------
     SentimentEnsemble
+        Not fitted; members ``lite0`` and ``lite1``.
 
     Examples
     --------
@@ -245,12 +247,8 @@ def _prior_log_loss(y_train: np.ndarray, y_test: np.ndarray) -> float:
 
 
 def _say_scores(say, members: dict, report, prior_log_loss: float, rule: str) -> None:
-    say("\nHeld-out emoji (macro-F1, accuracy, log-loss, ECE):")
-    for name, scores in {**members, "ensemble": _scores(report)}.items():
-        cells = "  ".join(f"{scores[k]:.3f}" for k in ("macro_f1", "accuracy", "log_loss", "ece"))
-        temperature = scores.get("temperature")
-        say(f"  {name:<9} {cells}"
-            + ("" if temperature is None else f"   (temperature {temperature:.2f})"))
+    table = pd.DataFrame({**members, "ensemble": _scores(report)}).T  # one row per model
+    say("\nHeld-out emoji:\n" + table.to_string(float_format="{:.3f}".format, na_rep=""))
     say(f"  (always answering the training class frequencies: log-loss {prior_log_loss:.3f})")
     say(f"\nHeld-out emoji: accuracy {report.accuracy:.3f}, macro-F1 {report.macro_f1:.3f}")
     say(rule_sentence(rule))

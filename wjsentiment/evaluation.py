@@ -49,6 +49,7 @@ def to_polarity(labels: Any) -> np.ndarray:
     Returns
     -------
     numpy.ndarray of str
+        "negative", "neutral" or "positive" for each label.
 
     Raises
     ------
@@ -60,8 +61,7 @@ def to_polarity(labels: Any) -> np.ndarray:
     >>> to_polarity(["Highly negative", "Neutral", "positive"]).tolist()
     ['negative', 'neutral', 'positive']
     """
-    return np.array([POLARITY[normalize_label(v)] for v in np.asarray(labels).tolist()],
-                    dtype=object).astype(str)
+    return np.array([POLARITY[normalize_label(v)] for v in np.asarray(labels).tolist()], dtype=str)
 
 
 @dataclass
@@ -73,7 +73,9 @@ class PolarityReport:
     labels : list of str
         The polarity classes present among the report's labels, in order.
     accuracy : float
+        Share of the samples whose polarity is predicted right.
     macro_f1 : float
+        Unweighted mean of the F1 scores of the polarity classes.
     confusion_matrix : numpy.ndarray
         Rows: true polarity, columns: predicted polarity, in the order of ``labels``.
     """
@@ -100,8 +102,11 @@ class EvaluationReport:
         Classes, in ordinal order for sentiment labels; the order of every per-class array and
         of the confusion matrix.
     n_samples : int
+        Number of labelled samples.
     accuracy : float
+        Share of the samples predicted right.
     macro_f1 : float
+        Unweighted mean of the per-class F1 scores, over every label.
     precision, recall, f1 : numpy.ndarray of shape (n_labels,)
         Per class.
     support : numpy.ndarray of shape (n_labels,)
@@ -109,6 +114,7 @@ class EvaluationReport:
     confusion_matrix : numpy.ndarray of shape (n_labels, n_labels)
         Rows: true class, columns: predicted class.
     log_loss : float
+        Cross-entropy of the probabilities (a label the model does not know has probability 0).
     expected_calibration_error : float
         Top-label ECE over :data:`CALIBRATION_BINS` equal-width confidence bins; see
         :func:`expected_calibration_error`.
@@ -161,6 +167,7 @@ class EvaluationReport:
         Returns
         -------
         dict
+            The report's fields as plain numbers, lists and strings.
         """
         return {
             "n_samples": int(self.n_samples),
@@ -231,7 +238,7 @@ def reliability_table(y_true: Any, proba: Any, classes: Sequence[Any], *,
     confidence = proba.max(axis=1)
     correct = (np.asarray(classes)[proba.argmax(axis=1)] == y_true).astype(float)
     edges = np.linspace(0.0, 1.0, n_bins + 1)
-    which = np.clip(np.digitize(confidence, edges[1:-1], right=True), 0, n_bins - 1)
+    which = np.digitize(confidence, edges[1:-1], right=True)  # 0 .. n_bins - 1
     count = np.bincount(which, minlength=n_bins).astype(float)
     with np.errstate(invalid="ignore", divide="ignore"):
         mean_conf = np.bincount(which, confidence, minlength=n_bins) / count
@@ -287,6 +294,7 @@ def report_from_predictions(y_true: Any, proba: Any, classes: Sequence[Any], *,
     Returns
     -------
     EvaluationReport
+        The metrics, with ``decision_rule`` recorded.
 
     Raises
     ------
@@ -317,20 +325,20 @@ def report_from_predictions(y_true: Any, proba: Any, classes: Sequence[Any], *,
                                                             fill_value=0.0)
     precision, recall, f1, support = precision_recall_fscore_support(
         y_true, y_pred, labels=labels, zero_division=0)
-    report = EvaluationReport(
+    matrix = confusion_matrix(y_true, y_pred, labels=labels)
+    return EvaluationReport(
         labels=labels,
         n_samples=len(y_true),
         accuracy=float(accuracy_score(y_true, y_pred)),
         macro_f1=float(np.mean(f1)),  # over every label, as f1_score(average="macro")
         precision=precision, recall=recall, f1=f1, support=support,
-        confusion_matrix=confusion_matrix(y_true, y_pred, labels=labels),
+        confusion_matrix=matrix,
         log_loss=float(log_loss(y_true, every.to_numpy(), labels=every.columns)),
         expected_calibration_error=expected_calibration_error(y_true, every.to_numpy(),
                                                               every.columns),
         decision_rule=decision_rule,
+        **_ordinal_scores(labels, matrix, y_true, y_pred),
     )
-    _add_ordinal_scores(report, y_true, y_pred)
-    return report
 
 
 def _checked_predictions(classes: Sequence[Any], proba: Any,
@@ -359,8 +367,7 @@ def _report_labels(labels: Sequence[Any] | None, class_list: list,
         labels = ordinal_labels(class_list)
     else:
         labels = np.asarray(labels).tolist()
-        missing = [c for c in class_list if c not in set(labels)]
-        if missing or len(set(labels)) != len(labels):
+        if not set(class_list) <= set(labels) or len(set(labels)) != len(labels):
             raise InputError(f"labels must list every class of the model once (it may add "
                              f"more); got {labels}, classes are {class_list}.")
     allowed = set(labels)
@@ -372,22 +379,28 @@ def _report_labels(labels: Sequence[Any] | None, class_list: list,
     return labels
 
 
-def _add_ordinal_scores(report: EvaluationReport, y_true: np.ndarray,
-                        y_pred: np.ndarray) -> None:
+def _ordinal_scores(labels: list, matrix: np.ndarray, y_true: np.ndarray,
+                    y_pred: np.ndarray) -> dict[str, Any]:
     """With sentiment labels: the mean absolute error in classes, the quadratic kappa and
-    the polarity report."""
-    labels = report.labels
+    the polarity report (none for other labels)."""
     positions = sentiment_positions(labels)
     if positions is None:
-        return
+        return {}
     distance = np.abs(np.subtract.outer(positions, positions))  # true class x predicted class
-    report.mean_absolute_error = float((report.confusion_matrix * distance).sum()
-                                       / report.n_samples)
     with warnings.catch_warnings():  # one class only: kappa is undefined (NaN, shown n/a)
         warnings.simplefilter("ignore")
-        report.quadratic_kappa = float(cohen_kappa_score(y_true, y_pred, labels=labels,
-                                                         weights="quadratic"))
-    report.polarity = _polarity_report(y_true, y_pred, labels)
+        kappa = cohen_kappa_score(y_true, y_pred, labels=labels, weights="quadratic")
+    polarity_labels = [p for p in POLARITY_LABELS if p in to_polarity(labels)]
+    true, predicted = to_polarity(y_true), to_polarity(y_pred)
+    polarity = PolarityReport(
+        labels=polarity_labels,
+        accuracy=float(accuracy_score(true, predicted)),
+        macro_f1=float(f1_score(true, predicted, labels=polarity_labels, average="macro",
+                                zero_division=0)),
+        confusion_matrix=confusion_matrix(true, predicted, labels=polarity_labels),
+    )
+    return {"mean_absolute_error": float((matrix * distance).sum() / len(y_true)),
+            "quadratic_kappa": float(kappa), "polarity": polarity}
 
 
 def evaluate(estimator: Any, X: Any, y: Any, *,
@@ -436,11 +449,11 @@ def evaluate(estimator: Any, X: Any, y: Any, *,
     """
     check_is_fitted(estimator)
     proba = estimator.predict_proba(X)
-    if not hasattr(estimator, "predict_from_proba"):  # scikit-learn's rule: the most probable
-        return report_from_predictions(y, proba, estimator.classes_, labels=labels)
+    rule = getattr(estimator, "decision_rule_", None) \
+        if hasattr(estimator, "predict_from_proba") else "argmax"  # scikit-learn's rule
     return report_from_predictions(y, proba, estimator.classes_, labels=labels,
-                                   y_pred=estimator.predict_from_proba(proba),
-                                   decision_rule=getattr(estimator, "decision_rule_", None))
+                                   y_pred=predictions_from_proba(estimator, proba),
+                                   decision_rule=rule)
 
 
 def predictions_from_proba(estimator: Any, proba: Any) -> np.ndarray:
@@ -460,19 +473,6 @@ def predictions_from_proba(estimator: Any, proba: Any) -> np.ndarray:
     if hasattr(estimator, "predict_from_proba"):
         return np.asarray(estimator.predict_from_proba(proba))
     return np.asarray(estimator.classes_)[np.argmax(np.asarray(proba), axis=1)]
-
-
-def _polarity_report(y_true: np.ndarray, y_pred: np.ndarray,
-                     labels: Sequence[Any]) -> PolarityReport:
-    present = {POLARITY[normalize_label(v)] for v in labels}
-    pol_labels = [p for p in POLARITY_LABELS if p in present]
-    t, p = to_polarity(y_true), to_polarity(y_pred)
-    return PolarityReport(
-        labels=pol_labels,
-        accuracy=float(accuracy_score(t, p)),
-        macro_f1=float(f1_score(t, p, labels=pol_labels, average="macro", zero_division=0)),
-        confusion_matrix=confusion_matrix(t, p, labels=pol_labels),
-    )
 
 
 def _num(value: Any) -> float | None:

@@ -37,6 +37,7 @@ from torch import nn
 
 from .config import decode_threads
 from .exceptions import InputError
+from .export import network_members
 from .images.cache import get_store
 from .inference import FittedModel, Member, decode_pinned, rule_sentence
 from .inputs import as_image_inputs
@@ -101,20 +102,6 @@ def _feature_layers(backbone: nn.Module, size: int) -> list[str]:
     return list(dict.fromkeys(finished))
 
 
-def _members(estimator: Any) -> list[Member]:
-    """The fitted members whose maps are averaged (a classifier is its own one member),
-    each checked to be a classifier whose network Grad-CAM can run."""
-    if not hasattr(type(estimator), "members_"):
-        raise TypeError(f"estimator is a {type(estimator).__name__}; {_NEEDS}")
-    members = estimator.members_  # NotFittedError before fit
-    for member in members:
-        if not hasattr(member.classifier, "inference_network"):
-            role = ("estimator" if member.classifier is estimator
-                    else f"ensemble member {member.name!r}")
-            raise TypeError(f"{role} is a {type(member.classifier).__name__}; {_NEEDS}")
-    return members
-
-
 def default_layer(estimator: Any) -> str:
     """The layer :func:`grad_cam` uses by default: the backbone's last 4-D feature map.
 
@@ -149,7 +136,7 @@ def default_layer(estimator: Any) -> str:
     >>> default_layer(clf)
     'layer4'
     """
-    classifier = _members(estimator)[0].classifier
+    classifier = network_members(estimator, _NEEDS)[0].classifier
     with classifier.inference_network() as net:
         return _resolve_layer(classifier, net, None)[0]
 
@@ -176,7 +163,7 @@ def check_layer(estimator: FittedModel, layer: str | None) -> None:
     ...
     wjsentiment.exceptions.InputError: layer='layer9' is not a module of the 'resnet18' backbone...
     """
-    for member in _members(estimator):
+    for member in network_members(estimator, _NEEDS):
         with member.classifier.inference_network() as net:
             _resolve_layer(member.classifier, net, layer)
 
@@ -308,7 +295,7 @@ def grad_cam(estimator: FittedModel, X: Any, *,
     if batch_size is not None and (isinstance(batch_size, bool)
                                    or not isinstance(batch_size, Integral) or batch_size < 1):
         raise InputError(f"batch_size must be a positive integer or None, got {batch_size!r}.")
-    members = _members(estimator)
+    members = network_members(estimator, _NEEDS)
     items = as_image_inputs(X)
     size = _output_size(members)
     total = np.zeros((len(items), size, size), dtype=np.float32)
@@ -334,6 +321,7 @@ def explain_images(estimator: FittedModel, X: Any, *,
     Returns
     -------
     Explanations
+        The decoded images, their heat maps, and the labels predicted and explained.
 
     Examples
     --------
@@ -346,7 +334,7 @@ def explain_images(estimator: FittedModel, X: Any, *,
     >>> result.images.shape, result.heatmaps.shape, result.predicted.shape
     ((2, 64, 64, 3), (2, 64, 64), (2,))
     """
-    members = _members(estimator)
+    members = network_members(estimator, _NEEDS)
     items = as_image_inputs(X)
     proba = np.asarray(estimator.predict_proba(items))
     predicted = np.asarray(estimator.predict_from_proba(proba))
@@ -452,6 +440,7 @@ def save_explanations(estimator: FittedModel, paths: Iterable[Any],
     Returns
     -------
     SavedExplanations
+        The heat maps written, the inputs skipped and the ``index.html``.
 
     Examples
     --------

@@ -42,6 +42,9 @@ OUTPUT_NAME = "probabilities"
 LUMINANCE_WEIGHTS = (19595, 38470, 7471)
 
 _EPS = 1e-12  # as SentimentEnsemble's temperature scaling clips probabilities
+#: The metadata keys :class:`OnnxClassifier` reads, all of which :func:`export_onnx` writes.
+_READ_KEYS = ("classes", "classes_dtype", "image_size", "grayscale", "estimator", "decision",
+              "class_prior")
 
 
 def require(module: str) -> Any:
@@ -76,22 +79,26 @@ def write_onnx(model: Any, path: str | os.PathLike, metadata: dict[str, str]) ->
 
 
 # ----------------------------------------------------------------------------- the members
-def _members(estimator: Any) -> list[Member]:
-    """The model's ``members_`` (see :mod:`wjsentiment.inference`), checked for export."""
+def network_members(estimator: Any, needs: str) -> list[Member]:
+    """The model's ``members_`` (see :mod:`wjsentiment.inference`), each checked to be a
+    classifier with a network, as ONNX export and Grad-CAM need.
+
+    Raises
+    ------
+    sklearn.exceptions.NotFittedError
+        Before ``fit``.
+    TypeError
+        For an estimator, or an ensemble member, without a network; the message ends with
+        ``needs`` (what needs the networks, and what it takes).
+    """
     if not hasattr(type(estimator), "members_"):
-        raise TypeError(f"estimator is a {type(estimator).__name__}; export_onnx takes a "
-                        "SentimentClassifier or a SentimentEnsemble.")
+        raise TypeError(f"estimator is a {type(estimator).__name__}; {needs}")
     members = estimator.members_  # NotFittedError before fit
     for member in members:
         if not hasattr(member.classifier, "inference_network"):
-            raise TypeError(f"Ensemble member {member.name!r} is a "
-                            f"{type(member.classifier).__name__}; ONNX export needs every "
-                            "member to be a SentimentClassifier.")
-    sizes = {m.name: int(m.classifier.image_size) for m in members}
-    if len(set(sizes.values())) > 1:
-        raise InputError(f"The ensemble's members resize images to different sizes "
-                         f"({sizes}); the exported graph takes one image size. Export the "
-                         "members one by one, or fit them at one image_size.")
+            role = ("estimator" if member.classifier is estimator
+                    else f"ensemble member {member.name!r}")
+            raise TypeError(f"{role} is a {type(member.classifier).__name__}; {needs}")
     return members
 
 
@@ -109,13 +116,11 @@ def _serving_module(members: list[Member]):
     class SoftVote(nn.Module):
         def __init__(self) -> None:
             super().__init__()
-            classifiers = [m.classifier for m in members]
-            self.nets = nn.ModuleList(copy.deepcopy(c.model_).cpu().float().eval()
-                                      for c in classifiers)
-            self.adjustments = [torch.tensor(c.logit_adjustment_, dtype=torch.float32)
-                                for c in classifiers]
-            self.terms = [(bool(c.grayscale), float(c.temperature_), float(m.temperature),
-                           float(m.weight)) for c, m in zip(classifiers, members)]
+            self.nets = nn.ModuleList(copy.deepcopy(m.classifier.model_).cpu().float().eval()
+                                      for m in members)
+            self.terms = [(bool(m.classifier.grayscale), float(m.classifier.temperature_),
+                           torch.tensor(m.classifier.logit_adjustment_, dtype=torch.float32),
+                           float(m.temperature), float(m.weight)) for m in members]
             self.luminance = torch.tensor(LUMINANCE_WEIGHTS, dtype=torch.float32).view(1, 3, 1, 1)
 
         def gray(self, x: torch.Tensor) -> torch.Tensor:
@@ -126,8 +131,7 @@ def _serving_module(members: list[Member]):
         def forward(self, images: torch.Tensor) -> torch.Tensor:
             x = images.permute(0, 3, 1, 2).float()
             total = None
-            for net, adjustment, (gray, logit_t, vote_t, weight) in zip(
-                    self.nets, self.adjustments, self.terms):
+            for net, (gray, logit_t, adjustment, vote_t, weight) in zip(self.nets, self.terms):
                 pixels = (self.gray(x) if gray else x) / 255.0
                 proba = torch.softmax(net(pixels) / logit_t + adjustment, dim=1)
                 if vote_t != 1.0:  # SentimentEnsemble's apply_temperature
@@ -216,7 +220,13 @@ def export_onnx(estimator: FittedModel, path: str | os.PathLike,
     >>> bool(np.abs(model.predict_proba(X) - clf.predict_proba(X)).max() < 1e-4)
     True
     """
-    members = _members(estimator)
+    members = network_members(estimator, "export_onnx takes a SentimentClassifier or a "
+                                          "SentimentEnsemble of them.")
+    sizes = {m.name: int(m.classifier.image_size) for m in members}
+    if len(set(sizes.values())) > 1:
+        raise InputError(f"The ensemble's members resize images to different sizes "
+                         f"({sizes}); the exported graph takes one image size. Export the "
+                         "members one by one, or fit them at one image_size.")
     onnx = require("onnx")
     import torch
 
@@ -260,6 +270,7 @@ class OnnxClassifier:
     metadata : dict of str to str
         The model's metadata as written by :func:`export_onnx`.
     session : onnxruntime.InferenceSession
+        The session that runs the graph.
     batch_size : int
         Images per call of the session.
     """
@@ -289,6 +300,7 @@ class OnnxClassifier:
         Returns
         -------
         numpy.ndarray of shape (n, n_classes), float32
+            The exported graph's probabilities.
 
         Raises
         ------
@@ -317,13 +329,12 @@ class OnnxClassifier:
     @property
     def decision_rule_(self) -> str:
         """The estimator's decision rule, "argmax" or "balanced" (as its ``decision_rule_``)."""
-        return self.metadata.get("decision", "argmax")
+        return self.metadata["decision"]
 
     def predict_from_proba(self, proba: Any) -> np.ndarray:
         """The labels :meth:`predict` gives for these probabilities (as the estimators'
         ``predict_from_proba``), for a caller that has computed them already."""
-        prior = json.loads(self.metadata["class_prior"]) if "class_prior" in self.metadata \
-            else None
+        prior = json.loads(self.metadata["class_prior"])
         return self.classes_[decide(np.asarray(proba), self.decision_rule_, prior)]
 
 
@@ -347,6 +358,7 @@ def load_onnx(path: str | os.PathLike, *, batch_size: int = 64,
     Returns
     -------
     OnnxClassifier
+        The file's classes, image size and decision rule, ready to predict.
 
     Raises
     ------
@@ -384,10 +396,10 @@ def load_onnx(path: str | os.PathLike, *, batch_size: int = 64,
         raise ModelFileError(path, f"it is not an ONNX model onnxruntime can load ({exc})",
                              again) from exc
     keys = session.get_modelmeta().custom_metadata_map
-    inputs = [i.name for i in session.get_inputs()]
-    if "classes" not in keys or "image_size" not in keys or inputs != [INPUT_NAME]:
-        raise ModelFileError(path, "it was not written by wjsentiment's export_onnx (no "
-                             "classes and image_size in its metadata, or another input)", again)
+    missing = [key for key in _READ_KEYS if key not in keys]
+    if missing or [i.name for i in session.get_inputs()] != [INPUT_NAME]:
+        raise ModelFileError(path, "it was not written by wjsentiment's export_onnx (its "
+                             f"metadata lacks {missing}, or it takes another input)", again)
     return OnnxClassifier(session, batch_size=batch_size)
 
 

@@ -285,10 +285,6 @@ def _spec_text(spec: Any) -> str:
     return _SPEC_WORDS.get(spec, str(spec))
 
 
-def _joined(parts: list[str]) -> str:
-    return parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " or " + parts[-1]
-
-
 def describe(param: Param, value: Any = _NO_VALUE) -> str:
     """What ``param`` allows, as the end of "``<name> must be ...``".
 
@@ -318,7 +314,8 @@ def describe(param: Param, value: Any = _NO_VALUE) -> str:
         return f"one of {list(param.choices)}"
     if len(param.specs) == 1 and ranges:
         return f"in {ranges[0]}"
-    return _joined([_spec_text(c) for c in param.specs])
+    parts = [_spec_text(c) for c in param.specs]
+    return parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " or " + parts[-1]
 
 
 def check_params(params: Sequence[Param], values: Mapping[str, Any], caller: str) -> None:

@@ -254,16 +254,14 @@ def plot_reliability_diagram(y_true: Any, proba: Any, classes: Sequence[Any], *,
     ece = expected_calibration_error(y_true, proba, classes, n_bins=n_bins)
     fig, ax = _figure_and_axes(ax, (5.5, 5.0))
     width = 1.0 / n_bins
-    filled = table["count"] > 0
-    left, accuracy = table["lower"][filled], table["accuracy"][filled]
-    confidence = table["confidence"][filled]
+    bins = table[table["count"] > 0]  # an empty bin has no accuracy
+    left, accuracy, confidence = bins["lower"], bins["accuracy"], bins["confidence"]
     ax.bar(left, accuracy, width=width, align="edge", color="#4c72b0", edgecolor="white",
            label="accuracy", zorder=2)
     ax.bar(left, confidence - accuracy, bottom=accuracy, width=width, align="edge",
            fill=False, hatch="///", edgecolor="#c44e52", linewidth=1.2,
            label="gap to mean confidence", zorder=3)
-    for x, top, count in zip(left + width / 2, np.maximum(accuracy, confidence),
-                             table["count"][filled]):
+    for x, top, count in zip(left + width / 2, np.maximum(accuracy, confidence), bins["count"]):
         ax.annotate(f"{int(count)}", (x, top), xytext=(0, 2), textcoords="offset points",
                     ha="center", va="bottom", fontsize="small")
     ax.plot([0, 1], [0, 1], color="0.3", linestyle="--", linewidth=1, label="calibrated",

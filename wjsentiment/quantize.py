@@ -263,6 +263,7 @@ class Int8Report:
     macro_f1, log_loss : tuple of (float, float) or None
         (float, int8) scores against the labels, when there were labels.
     tolerance : float
+        The largest difference the parity allows.
     meets_parity : bool
         Mean absolute difference, and the macro-F1 and log-loss differences, at most
         ``tolerance``.
@@ -304,6 +305,7 @@ def compare_int8(float_model: OnnxClassifier, int8_model: OnnxClassifier, X: Any
     Returns
     -------
     Int8Report
+        The label agreement, probability difference and scores of both models.
     """
     from sklearn.metrics import f1_score, log_loss
 
@@ -368,7 +370,9 @@ def export_int8(model: Any, path: str | os.PathLike, images: Any,
     held_out, held_out_labels : optional
         Images (and labels) to compare on; then ``n_calibration`` of ``images`` calibrate.
     n_calibration, n_check : int
+        At most this many images calibrate, and at most this many are compared.
     tolerance : float, default=PARITY_TOLERANCE
+        The largest difference the parity allows (see :class:`Int8Report`).
     random_state : int
         Seeds the split.
     opset : int, optional

@@ -166,19 +166,6 @@ def _check_target(path: Path, replaceable: Callable[[Path], bool], what: str) ->
                               "remove the folder first.")
 
 
-def _swap_into_place(tmp: Path, path: Path) -> Path | None:
-    """Put the folder ``tmp`` at ``path``; return where the old folder went, if any."""
-    if not os.path.lexists(path):
-        os.rename(tmp, path)
-        return None
-    if _exchange(tmp, path):
-        return tmp
-    old = _temp_name(path)
-    os.rename(path, old)  # without an atomic exchange, path is missing until the next line
-    os.rename(tmp, path)
-    return old
-
-
 _AT_FDCWD = -100
 _RENAME_EXCHANGE = 2
 
@@ -193,17 +180,26 @@ def _renameat2() -> Any:
     return None
 
 
-def _exchange(a: Path, b: Path) -> bool:
-    """Swap two paths in one atomic step; False where the system or filesystem cannot."""
+def _swap_into_place(tmp: Path, path: Path) -> Path | None:
+    """Put the folder ``tmp`` at ``path``; return where the old folder went, if any.
+
+    The two are exchanged in one atomic step where the system and filesystem can
+    (``renameat2``); elsewhere the old folder is renamed away first."""
+    if not os.path.lexists(path):
+        os.rename(tmp, path)
+        return None
     renameat2 = _renameat2()
-    if renameat2 is None:
-        return False
-    if renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) == 0:
-        return True
-    code = ctypes.get_errno()
-    if code in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
-        return False
-    raise OSError(code, os.strerror(code), os.fspath(b))
+    if renameat2 is not None:
+        if renameat2(_AT_FDCWD, os.fsencode(tmp), _AT_FDCWD, os.fsencode(path),
+                     _RENAME_EXCHANGE) == 0:
+            return tmp
+        code = ctypes.get_errno()
+        if code not in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
+            raise OSError(code, os.strerror(code), os.fspath(path))
+    old = _temp_name(path)
+    os.rename(path, old)  # without an atomic exchange, path is missing until the next line
+    os.rename(tmp, path)
+    return old
 
 
 def _alive(pid: int) -> bool:

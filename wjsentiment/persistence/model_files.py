@@ -293,7 +293,7 @@ def _check_classifier(config: dict[str, Any], config_file: Path) -> None:
         raise ModelFileError(config_file, f"its params hold unknown parameters {unknown}",
                              "It may come from a newer wjsentiment: upgrade wjsentiment.")
     classes = decode_classes(config["classes"])
-    if classes.ndim != 1 or not np.array_equal(np.unique(classes), classes):
+    if not np.array_equal(np.unique(classes), classes):
         raise InputError(f"its classes {classes.tolist()} are not sorted and unique, as fit "
                          "makes them")
     if len(classes) != spec["n_classes"]:
@@ -349,12 +349,11 @@ def _check_vote(config: dict[str, Any], members: list[tuple[str, SavedModel]]) -
     for key in ("weights", "temperatures"):
         if len(config[key]) != n:
             raise InputError(f"it has {len(config[key])} {key} for {n} members")
-    weights, temperatures = np.array(config["weights"]), np.array(config["temperatures"])
-    if np.any(weights < 0) or weights.sum() <= 0:
-        raise InputError(f"its weights {weights.tolist()} are not finite, non-negative and "
-                         "summing to more than 0")
-    if np.any(temperatures <= 0):
-        raise InputError(f"its temperatures {temperatures.tolist()} are not all finite and "
+    if sum(config["weights"]) <= 0:  # the schema makes them finite and non-negative
+        raise InputError(f"its weights {config['weights']} are all 0: the vote needs a "
+                         "positive weight")
+    if any(temperature <= 0 for temperature in config["temperatures"]):
+        raise InputError(f"its temperatures {config['temperatures']} are not all finite and "
                          "positive")
     classes = config["classes"]
     for name, member in members:
