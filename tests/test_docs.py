@@ -247,18 +247,11 @@ def test_captions_state_the_scores_of_the_model_their_figures_show(site: Path) -
                      r"about as sure as it is right)\.", text)
 
 
-#: Pages whose rewording is another change of issue 21 (the Scaling out guide): left out of
-#: the check below until it lands, then removed from here.
-MACHINE_TALK_PENDING = {"guide/scaling.html"}
-
-
 def test_no_page_speaks_of_the_machine_it_was_written_on(pages, site: Path) -> None:
     words = re.compile(r"this (2-core |dev |development )?machine|busy (2-core )?machine|"
                        r"2-core machine", re.I)
     found = {}
     for rel in pages:
-        if rel in MACHINE_TALK_PENDING:
-            continue
         text = " ".join(_text((site / rel).read_text(encoding="utf-8")).split())
         if hits := [m.group(0) for m in words.finditer(text)]:
             found[rel] = hits
