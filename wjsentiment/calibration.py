@@ -176,6 +176,7 @@ def fit_temperature(logits: Any, y: Any, adjustment: Any = None, *,
     Returns
     -------
     float
+        The temperature (1.0 when no other lowers the log-loss).
 
     Raises
     ------
@@ -226,8 +227,7 @@ def logit_adjustment(class_prior: Any, trained_prior: Any) -> np.ndarray:
     """
     prior = np.asarray(class_prior, dtype=float)
     trained = np.asarray(trained_prior, dtype=float)
-    shift = np.log(np.clip(prior / prior.sum(), EPS, None)) \
-        - np.log(np.clip(trained / trained.sum(), EPS, None))
+    shift = _log(prior / prior.sum()) - _log(trained / trained.sum())
     return shift - shift.mean()
 
 
@@ -273,7 +273,9 @@ def decide(proba: Any, rule: str, class_prior: Any = None) -> np.ndarray:
     Parameters
     ----------
     proba : array-like of shape (n_samples, n_classes)
+        Class probabilities, one row per sample.
     rule : {"argmax", "balanced"}
+        The decision rule (a model's ``decision_rule_``).
     class_prior : array-like of shape (n_classes,), optional
         Needed by "balanced": the training class frequencies.
 
@@ -385,6 +387,7 @@ class DecisionMixin:
         Returns
         -------
         numpy.ndarray of str
+            One name per class, in the order of ``classes_``.
         """
         check_is_fitted(self, self._fitted_attribute)
         return np.asarray([f"proba_{c}" for c in self.classes_], dtype=object)
@@ -574,6 +577,7 @@ def fit_soft_vote(probas: Sequence[Any], y: Any, *, calibrate: bool,
     Returns
     -------
     SoftVote
+        The temperatures, the weights and the holdout's log-losses.
 
     Examples
     --------

@@ -194,6 +194,7 @@ class SentimentEnsemble(DecisionMixin, ClassifierMixin, _BaseComposition):
         Returns
         -------
         dict
+            Parameter names mapped to their values.
         """
         if deep and self.estimators is None:
             out = super().get_params(deep=False)
@@ -212,6 +213,7 @@ class SentimentEnsemble(DecisionMixin, ClassifierMixin, _BaseComposition):
         Returns
         -------
         self : SentimentEnsemble
+            This ensemble, with the new parameters.
         """
         if self.estimators is None and "estimators" not in params:
             names = {name for name, _ in default_estimators()}
@@ -344,6 +346,7 @@ class SentimentEnsemble(DecisionMixin, ClassifierMixin, _BaseComposition):
         Returns
         -------
         self : SentimentEnsemble
+            This ensemble, fitted.
 
         Raises
         ------
@@ -468,6 +471,7 @@ class SentimentEnsemble(DecisionMixin, ClassifierMixin, _BaseComposition):
         Returns
         -------
         self : SentimentEnsemble
+            This ensemble, unchanged.
 
         Raises
         ------
@@ -597,7 +601,7 @@ def _is_numeric_list(value: Any) -> bool:
         arr = np.asarray(value)
     except (TypeError, ValueError):
         return False
-    return arr.dtype.kind in "iuf" and arr.dtype != bool
+    return arr.dtype.kind in "iuf"  # (booleans are kind "b")
 
 
 def _fit_member(est: Any, X: Any, y: np.ndarray, **metadata: np.ndarray | None) -> Any:
@@ -614,10 +618,8 @@ def _frequencies(y: np.ndarray, classes: np.ndarray, weights: np.ndarray) -> np.
 
 
 def _shared_classes(names: list[str], members: list[Any]) -> np.ndarray:
-    classes = [np.asarray(est.classes_) for est in members]
-    ref = classes[0]
-    differ = [(name, c) for name, c in zip(names[1:], classes[1:])
-              if c.shape != ref.shape or not np.array_equal(c, ref)]
+    ref, *classes = [np.asarray(est.classes_) for est in members]
+    differ = [(name, c) for name, c in zip(names[1:], classes) if not np.array_equal(c, ref)]
     if differ:
         others = "; ".join(f"{name!r} has {c.tolist()}" for name, c in differ)
         raise InputError(f"The members disagree on classes_: {names[0]!r} has {ref.tolist()}; "

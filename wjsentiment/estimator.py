@@ -274,6 +274,7 @@ class SentimentClassifier(ImageEstimatorMixin, DecisionMixin, ClassifierMixin, B
     classes_ : numpy.ndarray
         The class labels, sorted.
     n_classes_ : int
+        The number of classes.
     model_ : SentimentNet
         The trained network (normalisation, backbone, head).
     history_ : list of dict
@@ -443,6 +444,7 @@ class SentimentClassifier(ImageEstimatorMixin, DecisionMixin, ClassifierMixin, B
         Returns
         -------
         self : SentimentClassifier
+            This classifier, fitted.
 
         Raises
         ------
@@ -735,6 +737,7 @@ class SentimentClassifier(ImageEstimatorMixin, DecisionMixin, ClassifierMixin, B
         Returns
         -------
         self : SentimentClassifier
+            This classifier, unchanged.
 
         Raises
         ------
@@ -879,6 +882,12 @@ def _skip_bad_images(errors: list[tuple[int, BadImageError]], positions: np.ndar
     return skipped
 
 
+#: The fitted attributes ``save`` writes to ``config.json`` as they are, by their key there.
+SAVED_AS_IS = {"classes": "classes_", "spec": "_spec", "history": "history_",
+               "n_epochs": "n_epochs_", "best_epoch": "best_epoch_",
+               "weights_source": "weights_source_"}
+
+
 def _from_saved(cls: type, saved: SavedModel, device: str | None = None
                 ) -> SentimentClassifier:
     """The fitted ``cls`` a saved classifier folder describes (the ensemble's ``load``
@@ -890,10 +899,9 @@ def _from_saved(cls: type, saved: SavedModel, device: str | None = None
         # when used, and load(device=...) overrides it.
         cls(**{**params, "device": "cpu"})._validate_params()
         est = cls(**params) if device is None else cls(**{**params, "device": device})
-        est.classes_, est.n_classes_ = config["classes"], len(config["classes"])
-        est._spec, est.history_ = config["spec"], config["history"]
-        est.n_epochs_, est.best_epoch_ = config["n_epochs"], config["best_epoch"]
-        est.weights_source_ = config["weights_source"]
+        for key, attribute in SAVED_AS_IS.items():
+            setattr(est, attribute, config[key])
+        est.n_classes_ = len(est.classes_)
         est.skipped_ = [SkippedImage(*s) for s in config["skipped"]]
         for key in ("backbone", "head"):
             if config["spec"][key] != getattr(est, key):
@@ -935,12 +943,7 @@ def _saved_state(est: SentimentClassifier) -> dict[str, Any]:
     return {
         "params": params,
         "class_weight": params.pop("class_weight"),
-        "classes": est.classes_,
-        "spec": est._spec,
-        "history": est.history_,
-        "n_epochs": est.n_epochs_,
-        "best_epoch": est.best_epoch_,
-        "weights_source": est.weights_source_,
+        **{key: getattr(est, attribute) for key, attribute in SAVED_AS_IS.items()},
         "skipped": [list(s) for s in est.skipped_],
         "calibration": {"temperature": float(est.temperature_),
                         "logit_adjustment": est.logit_adjustment_,

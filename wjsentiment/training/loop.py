@@ -1,9 +1,8 @@
 """The epoch loop: batches -> (augment) -> mixed-precision step -> history.
 
-Each epoch is small steps (:meth:`_Run.train_epoch`, :meth:`_Run.record`,
-:meth:`_Run.evaluate`); what happens between them is told to callbacks
-(:mod:`wjsentiment.training.callbacks`), two of which are the loop's own: the progress bar and
-early stopping.
+Each epoch is small steps (:meth:`_Run.train_epoch`, :meth:`_Run.record`); what happens
+between them is told to callbacks (:mod:`wjsentiment.training.callbacks`), two of which are the
+loop's own: the progress bar and early stopping.
 """
 
 from __future__ import annotations
@@ -193,7 +192,7 @@ def predict_logits(module: nn.Module, source, batch_size: int, device: torch.dev
 def _scores(split: str, pred: np.ndarray, truth: np.ndarray, n_classes: int) -> dict[str, float]:
     """Accuracy and macro-F1 of ``pred`` against ``truth``, named for the ``split``."""
     return {
-        f"{split}_accuracy": float((pred == truth).mean()) if len(truth) else float("nan"),
+        f"{split}_accuracy": float((pred == truth).mean()),
         f"{split}_f1": float(f1_score(truth, pred, labels=np.arange(n_classes), average="macro",
                                       zero_division=0)),
     }
@@ -202,11 +201,8 @@ def _scores(split: str, pred: np.ndarray, truth: np.ndarray, n_classes: int) -> 
 @contextlib.contextmanager
 def cpu_threads(n: int | None):
     """Run the block with ``n`` torch CPU threads (None: leave the count alone)."""
-    if n is None:
-        yield
-        return
     previous = torch.get_num_threads()
-    torch.set_num_threads(n)
+    torch.set_num_threads(previous if n is None else n)
     try:
         yield
     finally:
@@ -240,8 +236,11 @@ def train_model(
     y_train : numpy.ndarray
         Encoded labels, ``0 .. n_classes - 1``.
     config : TrainConfig
+        The run's settings.
     device : torch.device
+        Where ``module`` is and the batches go.
     n_classes : int
+        The number of classes (for the macro-F1 of ``history_``).
     valid_source, y_valid : optional
         Holdout for the validation curves and early stopping (unweighted).
     sample_weight : numpy.ndarray, optional
@@ -284,8 +283,8 @@ class _Run:
     """One training run: what its epochs share, and each part of an epoch as one method.
 
     :meth:`fit` runs the epochs: :meth:`train_epoch` (one pass over the batches),
-    :meth:`record` and :meth:`evaluate` (the epoch's ``history_`` entry), then the callbacks
-    decide whether to stop.
+    :meth:`record` (the epoch's ``history_`` entry, with the validation scores), then the
+    callbacks decide whether to stop.
     """
 
     def __init__(self, module: nn.Module, source, y_train: np.ndarray, config: TrainConfig,
@@ -342,9 +341,8 @@ class _Run:
                 diverged = _divergence(losses, self.module, epoch, self.steps_per_epoch)
                 if diverged is not None:
                     break
-                entry = self.record(epoch, losses, pairs, seconds)
-                self.evaluate(entry)
-                entry = self.parallel.from_rank0(entry)  # one history_ on every rank
+                # one history_ on every rank
+                entry = self.parallel.from_rank0(self.record(epoch, losses, pairs, seconds))
                 self.result.history.append(entry)
                 self.result.n_epochs = epoch
                 if self.config.on_divergence == "restore" and early is None:
@@ -382,37 +380,36 @@ class _Run:
             correct.append(torch.stack([logits.argmax(1), target]))
             for hook in per_batch:
                 hook.on_batch_end(owner, self.steps_done)
-        losses = (torch.cat(step_losses).cpu().numpy() if step_losses
-                  else np.zeros(0, dtype=np.float32))
-        pairs = torch.cat(correct, dim=1).cpu().numpy() if correct else np.zeros((2, 0), int)
+        # Every epoch has a step: the estimator trains on at least one image, a rank's shard
+        # is never empty and split_batches keeps a lone batch of one.
+        losses = torch.cat(step_losses).cpu().numpy()
+        pairs = torch.cat(correct, dim=1).cpu().numpy()
         # Every rank runs as many steps of one size: the gathered arrays cover all ranks.
         return (self.parallel.gather(losses), self.parallel.gather(pairs),
                 time.perf_counter() - start)
 
     def record(self, epoch: int, losses: np.ndarray, pairs: np.ndarray,
                seconds: float) -> dict:
-        """The epoch's ``history_`` entry from its training steps."""
+        """The epoch's ``history_`` entry: its training steps' scores, and with a validation
+        set those of the current weights on it."""
         seen = pairs.shape[1]
-        return {
+        entry = {
             "epoch": epoch,
-            "train_loss": float(losses.sum() / max(1, seen)),
+            "train_loss": float(losses.sum() / seen),
             **_scores("train", pairs[0], pairs[1], self.n_classes),
             "samples": seen,
             "lr": float(self.last_lr),
             "seconds": seconds,
             "images_per_second": seen / seconds if seconds > 0 else float("nan"),
         }
-
-    def evaluate(self, entry: dict) -> None:
-        """Add the validation scores of the current weights to ``entry``."""
-        if self.valid_source is None:
-            return
-        logits = predict_logits(self.module, self.valid_source,
-                                max(self.config.batch_size, 64), self.device,
-                                self.config.precision)
-        entry["valid_loss"] = nn.functional.cross_entropy(logits, self.y_valid).item()
-        entry.update(_scores("valid", logits.argmax(1).cpu().numpy(), self.y_valid.cpu().numpy(),
-                             self.n_classes))
+        if self.valid_source is not None:
+            logits = predict_logits(self.module, self.valid_source,
+                                    max(self.config.batch_size, 64), self.device,
+                                    self.config.precision)
+            entry["valid_loss"] = nn.functional.cross_entropy(logits, self.y_valid).item()
+            entry.update(_scores("valid", logits.argmax(1).cpu().numpy(),
+                                 self.y_valid.cpu().numpy(), self.n_classes))
+        return entry
 
     def finish(self, early: EarlyStopping | None,
                diverged: TrainingDivergedError | None) -> None:
