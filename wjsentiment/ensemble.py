@@ -24,12 +24,7 @@ from sklearn.utils import Bunch, get_tags
 from sklearn.utils.metaestimators import _BaseComposition
 from sklearn.utils.validation import check_is_fitted, has_fit_parameter
 
-from .calibration import (
-    DecisionMixin,
-    fit_soft_vote,
-    normalised_weights,
-    soft_vote,
-)
+from .calibration import DecisionMixin, fit_soft_vote, normalised_weights, soft_vote
 from .estimator import SentimentClassifier, _from_saved, _saved_state
 from .exceptions import InputError
 from .holdout import holdout_split

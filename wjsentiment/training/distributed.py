@@ -169,9 +169,8 @@ class DataParallel(Local):
     def __init__(self) -> None:
         self.rank, self.world_size = dist.get_rank(), dist.get_world_size()
         self.local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-        self.backend = dist.get_backend()
         self.comm_device = (torch.device("cuda", torch.cuda.current_device())
-                            if self.backend == "nccl" else torch.device("cpu"))
+                            if dist.get_backend() == "nccl" else torch.device("cpu"))
 
     def device(self, device: torch.device) -> torch.device:
         """``cuda:LOCAL_RANK`` for a CUDA device without an index (one GPU per process)."""
