@@ -34,7 +34,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 from scipy.optimize import minimize, minimize_scalar
-from scipy.special import log_softmax
+from scipy.special import log_softmax, softmax
 from sklearn.metrics import log_loss
 from sklearn.utils.validation import check_is_fitted
 
@@ -125,12 +125,17 @@ def calibrated_proba(logits: Any, temperature: float = 1.0,
     >>> calibrated_proba([[2.0, 0.0]], temperature=2.0).round(3)
     array([[0.731, 0.269]])
     """
-    if isinstance(temperature, bool) or not np.isfinite(temperature) or temperature <= 0:
+    if isinstance(temperature, bool) or not isinstance(temperature, Real) \
+            or not np.isfinite(temperature) or temperature <= 0:
         raise InputError(f"temperature must be a positive number, got {temperature!r}.")
+    return np.exp(_log_proba(logits, temperature, adjustment))
+
+
+def _log_proba(logits: Any, temperature: float, adjustment: Any) -> np.ndarray:
+    """``log_softmax(logits / temperature + adjustment)`` per row, in float64."""
     z = np.asarray(logits, dtype=float) / float(temperature)
-    if adjustment is not None:
-        z = z + np.asarray(adjustment, dtype=float)
-    return np.exp(log_softmax(z, axis=1))
+    return log_softmax(z if adjustment is None else z + np.asarray(adjustment, dtype=float),
+                       axis=1)
 
 
 def log_loss_of(logits: Any, y: Any, temperature: float = 1.0, adjustment: Any = None,
@@ -143,12 +148,9 @@ def log_loss_of(logits: Any, y: Any, temperature: float = 1.0, adjustment: Any =
     >>> round(log_loss_of([[0.0, 0.0]], [1]), 4)  # log(2)
     0.6931
     """
-    z = np.asarray(logits, dtype=float) / float(temperature)
-    if adjustment is not None:
-        z = z + np.asarray(adjustment, dtype=float)
     y = np.asarray(y, dtype=np.intp)
-    return float(-np.average(log_softmax(z, axis=1)[np.arange(len(y)), y],
-                             weights=sample_weight))
+    log_p = _log_proba(logits, temperature, adjustment)[np.arange(len(y)), y]
+    return float(-np.average(log_p, weights=sample_weight))
 
 
 def fit_temperature(logits: Any, y: Any, adjustment: Any = None, *,
@@ -174,6 +176,7 @@ def fit_temperature(logits: Any, y: Any, adjustment: Any = None, *,
     Returns
     -------
     float
+        The temperature (1.0 when no other lowers the log-loss).
 
     Raises
     ------
@@ -224,8 +227,7 @@ def logit_adjustment(class_prior: Any, trained_prior: Any) -> np.ndarray:
     """
     prior = np.asarray(class_prior, dtype=float)
     trained = np.asarray(trained_prior, dtype=float)
-    shift = np.log(np.clip(prior / prior.sum(), EPS, None)) \
-        - np.log(np.clip(trained / trained.sum(), EPS, None))
+    shift = _log(prior / prior.sum()) - _log(trained / trained.sum())
     return shift - shift.mean()
 
 
@@ -271,7 +273,9 @@ def decide(proba: Any, rule: str, class_prior: Any = None) -> np.ndarray:
     Parameters
     ----------
     proba : array-like of shape (n_samples, n_classes)
+        Class probabilities, one row per sample.
     rule : {"argmax", "balanced"}
+        The decision rule (a model's ``decision_rule_``).
     class_prior : array-like of shape (n_classes,), optional
         Needed by "balanced": the training class frequencies.
 
@@ -293,16 +297,25 @@ def decide(proba: Any, rule: str, class_prior: Any = None) -> np.ndarray:
 
 
 class DecisionMixin:
-    """What both estimators derive from their probabilities: ``predict`` and
-    ``predict_from_proba`` (the ``decision`` rule over them), and ``transform`` with
+    """What both estimators derive from their probabilities and parameters:
+    ``decision_rule_`` (what their ``decision`` stands for), ``predict`` and
+    ``predict_from_proba`` (that rule over the probabilities), and ``transform`` with
     ``get_feature_names_out`` (the probabilities as features for another estimator).
 
-    The estimator provides ``predict_proba``, ``classes_``, ``decision_rule_`` ("balanced"
-    or "argmax") and ``class_prior_``, and names in ``_fitted_attribute`` the attribute
-    that ``fit`` sets.
+    The estimator provides ``predict_proba``, ``classes_``, ``class_prior_``, ``members_``
+    and the ``decision`` parameter, and names in ``_fitted_attribute`` the attribute that
+    ``fit`` sets.
     """
 
     _fitted_attribute = "classes_"
+
+    @property
+    def decision_rule_(self) -> str:
+        """The rule ``predict`` applies: "balanced" or "argmax" (what ``decision`` stands
+        for: "auto" is "balanced" when a member trains balanced, see :func:`trains_balanced`
+        and :func:`decide`)."""
+        balanced = any(trains_balanced(member.classifier) for member in self.members_)
+        return resolve_decision(self.decision, balanced)  # (members_ checks it is fitted)
 
     def predict(self, X: Any) -> np.ndarray:
         """The class of each sample, by the ``decision`` rule over ``predict_proba(X)``.
@@ -374,6 +387,7 @@ class DecisionMixin:
         Returns
         -------
         numpy.ndarray of str
+            One name per class, in the order of ``classes_``.
         """
         check_is_fitted(self, self._fitted_attribute)
         return np.asarray([f"proba_{c}" for c in self.classes_], dtype=object)
@@ -412,13 +426,10 @@ def apply_temperature(proba: Any, temperature: float) -> np.ndarray:
     >>> apply_temperature([[0.8, 0.2]], 2.0).round(3)
     array([[0.667, 0.333]])
     """
-    if isinstance(temperature, bool) or not isinstance(temperature, Real) \
-            or not np.isfinite(temperature) or temperature <= 0:
-        raise InputError(f"temperature must be a positive number, got {temperature!r}.")
     proba = np.asarray(proba, dtype=float)
-    if temperature == 1.0:
+    if temperature == 1.0 and not isinstance(temperature, bool):
         return proba
-    return calibrated_proba(_log(proba), float(temperature))
+    return calibrated_proba(_log(proba), temperature)  # which checks the temperature
 
 
 def fit_proba_temperature(proba: Any, y: Any, sample_weight: Any = None) -> float:
@@ -508,22 +519,17 @@ def fit_weights(probas: Sequence[Any], y: Any, sample_weight: Any = None) -> np.
     share = share / share.sum()  # of each row in the mean log-loss
 
     def objective(theta: np.ndarray) -> tuple[float, np.ndarray]:
-        w = np.exp(theta - theta.max())
-        w /= w.sum()
+        """The log-loss of the weights ``softmax(theta)``, and its gradient."""
+        w = softmax(theta)
         mix = np.clip(w @ q, EPS, None)
         grad_w = -(q / mix) @ share
         return float(-np.log(mix) @ share), w * (grad_w - w @ grad_w)
 
-    baseline = objective(np.zeros(n_members))[0]
-    result = minimize(objective, np.zeros(n_members), jac=True, method="L-BFGS-B")
-    theta = np.asarray(result.x, dtype=float)
-    if not np.all(np.isfinite(theta)):
+    start = np.zeros(n_members)  # equal weights
+    result = minimize(objective, start, jac=True, method="L-BFGS-B")
+    if not np.all(np.isfinite(result.x)) or objective(result.x)[0] >= objective(start)[0]:
         return equal
-    weights = np.exp(theta - theta.max())
-    weights /= weights.sum()
-    if objective(np.log(np.clip(weights, 1e-300, None)))[0] >= baseline:
-        return equal
-    return weights
+    return softmax(result.x)
 
 
 def normalised_weights(weights: Any, n_members: int) -> np.ndarray:
@@ -571,6 +577,7 @@ def fit_soft_vote(probas: Sequence[Any], y: Any, *, calibrate: bool,
     Returns
     -------
     SoftVote
+        The temperatures, the weights and the holdout's log-losses.
 
     Examples
     --------

@@ -24,19 +24,12 @@ from sklearn.utils import Bunch, get_tags
 from sklearn.utils.metaestimators import _BaseComposition
 from sklearn.utils.validation import check_is_fitted, has_fit_parameter
 
-from .calibration import (
-    DecisionMixin,
-    fit_soft_vote,
-    normalised_weights,
-    resolve_decision,
-    soft_vote,
-    trains_balanced,
-)
+from .calibration import DecisionMixin, fit_soft_vote, normalised_weights, soft_vote
 from .estimator import SentimentClassifier, _from_saved, _saved_state
 from .exceptions import InputError
 from .holdout import holdout_split
 from .inference import Member
-from .inputs import ImageInputs, check_groups, check_targets, drop_weightless, n_samples, take
+from .inputs import ImageInputs, check_fit_inputs, take
 from .params import ENSEMBLE_PARAMS, check_params, constraints
 from .persistence import ENSEMBLE_FILE, load_ensemble, save_ensemble
 from .persistence.model_files import model_file_errors
@@ -196,6 +189,7 @@ class SentimentEnsemble(DecisionMixin, ClassifierMixin, _BaseComposition):
         Returns
         -------
         dict
+            Parameter names mapped to their values.
         """
         if deep and self.estimators is None:
             out = super().get_params(deep=False)
@@ -214,6 +208,7 @@ class SentimentEnsemble(DecisionMixin, ClassifierMixin, _BaseComposition):
         Returns
         -------
         self : SentimentEnsemble
+            This ensemble, with the new parameters.
         """
         if self.estimators is None and "estimators" not in params:
             names = {name for name, _ in default_estimators()}
@@ -273,14 +268,6 @@ class SentimentEnsemble(DecisionMixin, ClassifierMixin, _BaseComposition):
                                  "classifier.")
         return names, members
 
-    def _holdout_seed(self, members: list[Any]) -> int:
-        for est in members:
-            seed = est.get_params(deep=False).get("random_state") \
-                if hasattr(est, "get_params") else None
-            if isinstance(seed, Integral) and not isinstance(seed, bool):
-                return int(seed)
-        return DEFAULT_HOLDOUT_SEED
-
     # ---------------------------------------------------------------- running the members
     @staticmethod
     def _n_gpus() -> int:
@@ -292,38 +279,32 @@ class SentimentEnsemble(DecisionMixin, ClassifierMixin, _BaseComposition):
         """Put members with device="auto" on separate GPUs; return their original devices."""
         n_gpus = self._n_gpus()
         moved = {}
-        if n_gpus < 2:
-            return moved
-        for i, est in enumerate(members):
+        for i, est in enumerate(members if n_gpus > 1 else []):
             if hasattr(est, "get_params") and est.get_params(deep=False).get("device") == "auto":
                 est.set_params(device=f"cuda:{i % n_gpus}")
                 moved[i] = "auto"
         return moved
 
     def _run(self, fn: Callable[[Any], Any], members: list[Any], desc: str) -> list[Any]:
+        """``fn`` of every member, in order: in threads (``n_jobs``, one per GPU by default)
+        when several GPUs exist, else one after the other."""
         n_gpus = self._n_gpus()
+        n_jobs = (n_gpus if self.n_jobs is None else self.n_jobs) if n_gpus > 1 else 1
+        results = []
         with progress(len(members), desc, "member", self.verbose) as bar:
-            if n_gpus > 1 and len(members) > 1:
-                n_jobs = self.n_jobs if self.n_jobs is not None else n_gpus
-                results = []
-                in_this_call = carried(fn)  # (made here: joblib may dispatch from a thread)
-                gen = Parallel(n_jobs=n_jobs, backend="threading", return_as="generator")(
-                    delayed(in_this_call)(est) for est in members)
-                for res in gen:
-                    results.append(res)
-                    bar.update()
-                return results
-            results = []
-            for est in members:
-                results.append(fn(est))
+            in_this_call = carried(fn)  # (made here: joblib may dispatch from a thread)
+            for result in Parallel(n_jobs=n_jobs, backend="threading", return_as="generator")(
+                    delayed(in_this_call)(est) for est in members):
+                results.append(result)
                 bar.update()
-            return results
+        return results
 
-    def _member_probas(self, X: Any, members: list[Any], names: list[str]) -> list[np.ndarray]:
-        probas = self._run(lambda est: np.asarray(est.predict_proba(X), dtype=float), members,
-                           desc="Predicting members")
+    def _member_probas(self, X: Any) -> list[np.ndarray]:
+        """Each fitted member's probabilities of X, checked to have a column per class."""
+        probas = self._run(lambda est: np.asarray(est.predict_proba(X), dtype=float),
+                           self.estimators_, desc="Predicting members")
         n_classes = len(self.classes_)
-        for name, proba in zip(names, probas):
+        for name, proba in zip(self.named_estimators_, probas):
             if proba.ndim != 2 or proba.shape[1] != n_classes:
                 raise InputError(f"Member {name!r} returned probabilities of shape "
                                  f"{proba.shape}; expected (n_samples, {n_classes}).")
@@ -360,6 +341,7 @@ class SentimentEnsemble(DecisionMixin, ClassifierMixin, _BaseComposition):
         Returns
         -------
         self : SentimentEnsemble
+            This ensemble, fitted.
 
         Raises
         ------
@@ -369,11 +351,12 @@ class SentimentEnsemble(DecisionMixin, ClassifierMixin, _BaseComposition):
             ``fit`` does not take it.
         """
         names, specs = self._members()
-        n = n_samples(X)
-        X, y, groups, weights, _ = drop_weightless(X, check_targets(y, n, unit="sample"),
-                                                   check_groups(groups, n), sample_weight)
-        if sample_weight is not None:
-            _check_weighted_fit(names, specs)
+        X, y, groups, weights, _ = check_fit_inputs(X, y, groups, sample_weight, unit="sample")
+        unweighted = [name for name, est in zip(names, specs)
+                      if not has_fit_parameter(est, "sample_weight")]
+        if sample_weight is not None and unweighted:
+            raise InputError(f"sample_weight was given but the fit of member(s) {unweighted} "
+                             "takes none; use members that take sample_weight, or no weights.")
         members = [clone(est) for est in specs]
         self._moved_devices = self._spread_over_gpus(members)
         holdout = isinstance(self.weights, str) or bool(self.calibrate)
@@ -391,16 +374,23 @@ class SentimentEnsemble(DecisionMixin, ClassifierMixin, _BaseComposition):
         self.temperatures_ = np.ones(len(fitted))
         self.validation_log_loss_ = None
         if holdout:
-            self._fit_vote(take(X, val_idx), y[val_idx], names, weights[val_idx])
+            self._fit_vote(take(X, val_idx), y[val_idx], weights[val_idx])
         else:
             self.weights_ = normalised_weights(self.weights, len(fitted))
         return self
 
     def _holdout_split(self, y: np.ndarray, groups: np.ndarray | None,
                        specs: list[Any]) -> tuple[np.ndarray, np.ndarray]:
-        """The members' training part and the holdout of ``calibrate``/``weights="auto"``."""
+        """The members' training part and the holdout of ``calibrate``/``weights="auto"``,
+        seeded by the first int ``random_state`` among the members (else
+        :data:`DEFAULT_HOLDOUT_SEED`)."""
+        seeds = [est.get_params(deep=False).get("random_state") for est in specs
+                 if hasattr(est, "get_params")]
+        seed = next((int(seed) for seed in seeds
+                     if isinstance(seed, Integral) and not isinstance(seed, bool)),
+                    DEFAULT_HOLDOUT_SEED)
         fit_idx, val_idx = holdout_split(y, self.validation_fraction, groups=groups,
-                                         random_state=self._holdout_seed(specs))
+                                         random_state=seed)
         if len(val_idx) == 0:
             raise InputError(
                 f"validation_fraction={self.validation_fraction} holds out no sample for "
@@ -409,8 +399,7 @@ class SentimentEnsemble(DecisionMixin, ClassifierMixin, _BaseComposition):
             )
         return fit_idx, val_idx
 
-    def _fit_vote(self, X_val: Any, y_val: np.ndarray, names: list[str],
-                  sample_weight: np.ndarray) -> None:
+    def _fit_vote(self, X_val: Any, y_val: np.ndarray, sample_weight: np.ndarray) -> None:
         """Fit ``temperatures_`` and ``weights_`` on the (weighted) holdout; set
         ``validation_log_loss_``."""
         index = {c: i for i, c in enumerate(self.classes_.tolist())}
@@ -419,12 +408,12 @@ class SentimentEnsemble(DecisionMixin, ClassifierMixin, _BaseComposition):
             raise InputError(f"y has labels {unknown} that are not in the members' classes_ "
                              f"({self.classes_.tolist()}).")
         y_idx = np.array([index[v] for v in y_val.tolist()], dtype=np.intp)
-        probas = self._member_probas(X_val, self.estimators_, names)
+        probas = self._member_probas(X_val)
         vote = fit_soft_vote(probas, y_idx, calibrate=bool(self.calibrate), weights=self.weights,
                              sample_weight=sample_weight)
         self.temperatures_, self.weights_ = vote.temperatures, vote.weights
-        self.validation_log_loss_ = {**vote.log_loss,
-                                     "members": dict(zip(names, vote.log_loss["members"]))}
+        self.validation_log_loss_ = {
+            **vote.log_loss, "members": dict(zip(self.named_estimators_, vote.log_loss["members"]))}
 
     # ------------------------------------------------------------------------ predicting
     def predict_proba(self, X: ImageInputs | ArrayLike) -> np.ndarray:
@@ -446,9 +435,7 @@ class SentimentEnsemble(DecisionMixin, ClassifierMixin, _BaseComposition):
             Before ``fit``.
         """
         check_is_fitted(self, "estimators_")
-        names = list(self.named_estimators_)
-        probas = self._member_probas(X, self.estimators_, names)
-        return soft_vote(probas, self.temperatures_, self.weights_)
+        return soft_vote(self._member_probas(X), self.temperatures_, self.weights_)
 
     # ------------------------------------------------------------------ the inference seam
     @property
@@ -469,18 +456,9 @@ class SentimentEnsemble(DecisionMixin, ClassifierMixin, _BaseComposition):
         [('a', 0.5, 1.0), ('b', 0.5, 1.0)]
         """
         check_is_fitted(self, "estimators_")
-        weights = np.asarray(self.weights_, dtype=float)
-        weights = weights / weights.sum()
+        weights = normalised_weights(self.weights_, len(self.estimators_))
         return [Member(name, est, float(w), float(t)) for name, est, w, t in zip(
             self.named_estimators_, self.estimators_, weights, self.temperatures_)]
-
-    @property
-    def decision_rule_(self) -> str:
-        """The rule ``predict`` applies: "balanced" or "argmax" (what ``decision`` stands
-        for; see :func:`~wjsentiment.calibration.decide`)."""
-        check_is_fitted(self, "estimators_")
-        return resolve_decision(self.decision,
-                                any(trains_balanced(est) for est in self.estimators_))
 
     def check_params(self) -> SentimentEnsemble:
         """Check the ensemble's and its members' parameters now, without fitting.
@@ -488,6 +466,7 @@ class SentimentEnsemble(DecisionMixin, ClassifierMixin, _BaseComposition):
         Returns
         -------
         self : SentimentEnsemble
+            This ensemble, unchanged.
 
         Raises
         ------
@@ -534,14 +513,12 @@ class SentimentEnsemble(DecisionMixin, ClassifierMixin, _BaseComposition):
             saved model; nothing is written.
         """
         check_is_fitted(self, "estimators_")
-        names = list(self.named_estimators_)
-        for name, est in zip(names, self.estimators_):
+        members = []
+        for i, (name, est) in enumerate(self.named_estimators_.items()):
             if type(est) is not SentimentClassifier:
                 raise TypeError(f"Member {name!r} is a {type(est).__name__}; save() stores only "
                                 "SentimentClassifier members. Use joblib.dump for other "
                                 "ensembles.")
-        members = []
-        for i, (name, est) in enumerate(zip(names, self.estimators_)):
             state = _saved_state(est)
             # the device the member was given, not the GPU that fit spread it to
             state["params"]["device"] = getattr(self, "_moved_devices", {}).get(i, est.device)
@@ -597,7 +574,6 @@ class SentimentEnsemble(DecisionMixin, ClassifierMixin, _BaseComposition):
         ens.temperatures_ = np.array(config["temperatures"], dtype=float)
         ens.class_prior_ = np.array(config["class_prior"], dtype=float)
         ens.validation_log_loss_ = config["validation_log_loss"]
-        ens._moved_devices = {}
         return ens
 
     def export_onnx(self, path: str | os.PathLike, *, opset: int | None = None) -> str:
@@ -620,7 +596,7 @@ def _is_numeric_list(value: Any) -> bool:
         arr = np.asarray(value)
     except (TypeError, ValueError):
         return False
-    return arr.dtype.kind in "iuf" and arr.dtype != bool
+    return arr.dtype.kind in "iuf"  # (booleans are kind "b")
 
 
 def _fit_member(est: Any, X: Any, y: np.ndarray, **metadata: np.ndarray | None) -> Any:
@@ -630,15 +606,6 @@ def _fit_member(est: Any, X: Any, y: np.ndarray, **metadata: np.ndarray | None) 
     return est.fit(X, y, **taken)
 
 
-def _check_weighted_fit(names: list[str], members: list[Any]) -> None:
-    """Refuse ``sample_weight`` when a member's ``fit`` would ignore it."""
-    unweighted = [name for name, est in zip(names, members)
-                  if not has_fit_parameter(est, "sample_weight")]
-    if unweighted:
-        raise InputError(f"sample_weight was given but the fit of member(s) {unweighted} "
-                         "takes none; use members that take sample_weight, or no weights.")
-
-
 def _frequencies(y: np.ndarray, classes: np.ndarray, weights: np.ndarray) -> np.ndarray:
     """Each of ``classes``' share of the ``weights`` of ``y``."""
     mass = np.array([weights[np.asarray(y) == c].sum() for c in classes], dtype=float)
@@ -646,10 +613,8 @@ def _frequencies(y: np.ndarray, classes: np.ndarray, weights: np.ndarray) -> np.
 
 
 def _shared_classes(names: list[str], members: list[Any]) -> np.ndarray:
-    classes = [np.asarray(est.classes_) for est in members]
-    ref = classes[0]
-    differ = [(name, c) for name, c in zip(names[1:], classes[1:])
-              if c.shape != ref.shape or not np.array_equal(c, ref)]
+    ref, *classes = [np.asarray(est.classes_) for est in members]
+    differ = [(name, c) for name, c in zip(names[1:], classes) if not np.array_equal(c, ref)]
     if differ:
         others = "; ".join(f"{name!r} has {c.tolist()}" for name, c in differ)
         raise InputError(f"The members disagree on classes_: {names[0]!r} has {ref.tolist()}; "

@@ -9,7 +9,6 @@ augmentation and the loop itself live in :mod:`wjsentiment.images` and
 from __future__ import annotations
 
 import contextlib
-import functools
 import os
 from collections.abc import Callable, Iterator
 from numbers import Integral, Real
@@ -31,9 +30,7 @@ from .calibration import (
     calibrated_proba,
     fit_temperature,
     logit_adjustment,
-    resolve_decision,
     too_few_to_calibrate,
-    trains_balanced,
 )
 from .config import decode_threads, get_config
 from .datasets.splits import balance
@@ -45,13 +42,12 @@ from .exceptions import (
     warn,
 )
 from .holdout import holdout_split
-from .images.cache import get_store
-from .images.decode import input_key
+from .images.cache import DecodedImageStore, DecodeResult, get_store
 from .images.device import decode_device
 from .inference import DecodedImages, Member
-from .inputs import ImageInputs, as_image_inputs, check_groups, check_targets, drop_weightless
+from .inputs import ImageInputs, as_image_inputs, check_fit_inputs
 from .models.backbones import check_backbone_name
-from .models.features import frozen_features
+from .models.features import frozen_features, weights_key
 from .models.network import SentimentNet, build_network
 from .params import CLASSIFIER_PARAMS, check_params, constraints
 from .persistence import CONFIG_FILE, WEIGHTS_FILE, load_classifier, save_classifier
@@ -73,12 +69,13 @@ class SkippedImage(NamedTuple):
 BAD_IMAGE_HINTS = {
     "fit": "Fix or remove it, or pass on_bad_image='skip' to leave bad images out of training.",
     "predict": "Fix it, or leave it out of X.",
+    "transform": "Fix it, or leave its row out of X.",
 }
 
 
-def _first_error(errors: list[tuple[int, BadImageError]], during: str) -> BadImageError:
+def first_bad_image(errors: list[tuple[int, BadImageError]], during: str) -> BadImageError:
     """A fresh error for the first bad image that counts the others and says what to do
-    ``during`` "fit" or "predict" (cached errors stay as they are)."""
+    ``during`` "fit", "predict" or "transform" (cached errors stay as they are)."""
     first = errors[0][1]
     more = f"; {len(errors) - 1} more bad image(s) in X" if len(errors) > 1 else ""
     return BadImageError(first.source, first.reason + more, BAD_IMAGE_HINTS[during])
@@ -105,7 +102,45 @@ def torch_device(device: str) -> torch.device:
     return resolved
 
 
-class SentimentClassifier(DecisionMixin, ClassifierMixin, BaseEstimator):
+class ImageEstimatorMixin:
+    """What the estimators that read images share: the torch device, precision and decoding
+    threads their parameters ask for, decoding into the shared image cache, and
+    scikit-learn's tags for image inputs (a 1-D sequence of paths or images, not a table).
+
+    The estimator has the parameters ``image_size``, ``grayscale``, ``device``,
+    ``precision``, ``num_workers`` and ``verbose``, and may have ``decoder``.
+    """
+
+    #: Where images are decoded, for an estimator without a ``decoder`` parameter.
+    decoder = "auto"
+
+    def _torch_device(self) -> torch.device:
+        return torch_device(self.device)
+
+    def _precision(self, device: torch.device) -> str:
+        auto = "bf16" if device.type == "cuda" else "fp32"
+        return auto if self.precision == "auto" else self.precision
+
+    def _workers(self) -> int:
+        return decode_threads() if self.num_workers == "auto" else int(self.num_workers)
+
+    def _decode(self, items: list) -> tuple[DecodedImageStore, DecodeResult]:
+        # The rows stay pinned (never evicted or reused) while the returned result lives:
+        # to the end of the call that holds it (if it raises, until the exception is dropped).
+        store = get_store(self.image_size, self.grayscale)
+        result = store.add(items, num_workers=self._workers(), verbose=self.verbose, pin=True,
+                           device=decode_device(self.decoder, self._torch_device()))
+        return store, result
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.two_d_array = False
+        tags.input_tags.one_d_array = True
+        tags.input_tags.string = True
+        return tags
+
+
+class SentimentClassifier(ImageEstimatorMixin, DecisionMixin, ClassifierMixin, BaseEstimator):
     """Image sentiment classifier: a timm backbone fine-tuned by transfer learning.
 
     ``X`` is a sequence of image paths, PIL images, or a uint8 array of shape
@@ -239,6 +274,7 @@ class SentimentClassifier(DecisionMixin, ClassifierMixin, BaseEstimator):
     classes_ : numpy.ndarray
         The class labels, sorted.
     n_classes_ : int
+        The number of classes.
     model_ : SentimentNet
         The trained network (normalisation, backbone, head).
     history_ : list of dict
@@ -366,44 +402,13 @@ class SentimentClassifier(DecisionMixin, ClassifierMixin, BaseEstimator):
             )
         decode_device(self.decoder, self._torch_device())
 
-    def _torch_device(self) -> torch.device:
-        return torch_device(self.device)
-
-    def _precision(self, device: torch.device) -> str:
-        auto = "bf16" if device.type == "cuda" else "fp32"
-        return auto if self.precision == "auto" else self.precision
-
-    def _workers(self) -> int:
-        return decode_threads() if self.num_workers == "auto" else int(self.num_workers)
-
-    def _weights_key(self, seed: int) -> tuple | None:
-        if self.weights is None:
-            return (self.backbone, "random", seed) if self.random_state is not None else None
-        if isinstance(self.weights, str) and self.weights == "imagenet":
-            # Where they came from (the Hugging Face cache, the lite0 package, a download)
-            # matters to features kept on disk for another process.
-            return (self.backbone, "imagenet", self.weights_source_)
-        return (self.backbone, input_key(os.fspath(self.weights)))
-
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
-        tags.input_tags.two_d_array = False
-        tags.input_tags.one_d_array = True
-        tags.input_tags.string = True
         tags.classifier_tags.poor_score = True
         tags.non_deterministic = True  # bitwise on CPU with a seed; not on CUDA
         return tags
 
     # --------------------------------------------------------------------------- fitting
-    def _decode(self, items: list):
-        # The rows stay pinned (never evicted or reused) while the returned result lives:
-        # to the end of the fit or predict_proba that holds it (if it raises, until the
-        # exception is dropped).
-        store = get_store(self.image_size, self.grayscale)
-        result = store.add(items, num_workers=self._workers(), verbose=self.verbose, pin=True,
-                           device=decode_device(self.decoder, self._torch_device()))
-        return store, result
-
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X: ImageInputs, y: ArrayLike, groups: ArrayLike | None = None,
             sample_weight: ArrayLike | None = None) -> SentimentClassifier:
@@ -439,6 +444,7 @@ class SentimentClassifier(DecisionMixin, ClassifierMixin, BaseEstimator):
         Returns
         -------
         self : SentimentClassifier
+            This classifier, fitted.
 
         Raises
         ------
@@ -452,8 +458,8 @@ class SentimentClassifier(DecisionMixin, ClassifierMixin, BaseEstimator):
         """
         items = as_image_inputs(X)
         n = len(items)
-        items, y, groups, sample_weight, present = drop_weightless(
-            items, check_targets(y, n), check_groups(groups, n), sample_weight)
+        items, y, groups, sample_weight, present = check_fit_inputs(items, y, groups,
+                                                                    sample_weight)
         parallel = data_parallel(self.distributed, self._torch_device())
         device = parallel.device(self._torch_device())
         precision = self._precision(device)
@@ -461,11 +467,11 @@ class SentimentClassifier(DecisionMixin, ClassifierMixin, BaseEstimator):
         with cpu_threads(get_config()["torch_threads"]), parallel.failures():
             seed = parallel.from_rank0(seed)  # one split, initialisation and order
             store, decoded = self._decode(items)
-            self.skipped_, keep = _skip_bad_images(decoded.errors, present, self.on_bad_image)
+            self.skipped_ = _skip_bad_images(decoded.errors, present, self.on_bad_image)
+            keep = decoded.rows >= 0  # the images that could be decoded
             rows, sample_weight = decoded.rows[keep], sample_weight[keep]
             y_enc = self._set_classes(y[keep], n - len(present))
-            *split, n_held = _holdout(y_enc, None if groups is None else groups[keep], seed,
-                                      self.validation_fraction, self.calibration)
+            split = self._holdout(y_enc, None if groups is None else groups[keep], seed)
             net = self._build_network(seed, device)
             result = self._train(net, store, rows, y_enc, sample_weight, split, device,
                                  precision, seed, parallel)
@@ -473,7 +479,7 @@ class SentimentClassifier(DecisionMixin, ClassifierMixin, BaseEstimator):
             self.model_ = net.eval()
             self.history_, self.n_epochs_ = result.history, result.n_epochs
             self.best_epoch_ = result.best_epoch
-            self._calibrate(y_enc, sample_weight, store, rows, split[1], n_held, device, precision)
+            self._calibrate(y_enc, sample_weight, store, rows, split[1], device, precision)
             self.temperature_ = parallel.from_rank0(self.temperature_)  # see distributed
         return self
 
@@ -502,18 +508,45 @@ class SentimentClassifier(DecisionMixin, ClassifierMixin, BaseEstimator):
         self._spec = spec
         return net.to(device)
 
-    def _sources(self, net: SentimentNet, store, rows: np.ndarray, split: tuple,
-                 device: torch.device, precision: str, seed: int,
-                 parallel: Local = LOCAL) -> tuple:
-        """The module to train and its training and validation batch sources: the head on
+    def _holdout(self, y_enc: np.ndarray, groups: np.ndarray | None, seed: int
+                 ) -> tuple[np.ndarray, np.ndarray | None]:
+        """Training and held-out positions: the validation split, or with calibration and
+        no validation split, a :data:`~wjsentiment.calibration.CALIBRATION_FRACTION` holdout
+        (none when it would be too small to calibrate: then every image trains). Warns when
+        calibration gets too few held-out images."""
+        if self.validation_fraction > 0:
+            train_idx, valid_idx = holdout_split(y_enc, self.validation_fraction,
+                                                 groups=groups, random_state=seed)
+            if len(valid_idx) == 0:
+                raise InputError(
+                    f"validation_fraction={self.validation_fraction} holds out no image: every "
+                    "class is too small. Use more images per class or a larger fraction."
+                )
+        elif self.calibration is None:
+            return np.arange(len(y_enc)), None
+        else:
+            train_idx, valid_idx = holdout_split(y_enc, CALIBRATION_FRACTION, groups=groups,
+                                                 random_state=seed, name="calibration")
+        if self.calibration is not None and len(valid_idx) < MIN_CALIBRATION_SAMPLES:
+            warn(too_few_to_calibrate(len(y_enc), len(valid_idx), self.validation_fraction,
+                                      self.n_classes_), CalibrationWarning)
+            if self.validation_fraction == 0:
+                return np.arange(len(y_enc)), None
+        return train_idx, valid_idx
+
+    def _train(self, net: SentimentNet, store, rows: np.ndarray, y_enc: np.ndarray,
+               sample_weight: np.ndarray, split: tuple, device: torch.device, precision: str,
+               seed: int, parallel: Local = LOCAL) -> TrainResult:
+        """Train on the training part of ``split``, validating on the other: the head on
         cached backbone features (``finetune="head"``; each rank computes its share of them
         in a data-parallel fit), else the whole network on images."""
         if self.finetune == "head":
             net.backbone.requires_grad_(False)
-            self._features_key = self._weights_key(seed)
-            feats = parallel.map_shards(functools.partial(
-                _features_at, net, self._features_key, store, rows, device, precision,
-                max(64, self.batch_size), self.verbose), len(rows))
+            self._features_key = weights_key(self.backbone, self.weights, self.weights_source_,
+                                             None if self.random_state is None else seed)
+            feats = parallel.map_shards(lambda at: frozen_features(
+                net, self._features_key, store, rows[at], device, precision,
+                batch_size=max(64, self.batch_size), verbose=self.verbose), len(rows))
             module = net.head
 
             def source(idx: np.ndarray):
@@ -525,34 +558,24 @@ class SentimentClassifier(DecisionMixin, ClassifierMixin, BaseEstimator):
 
             def source(idx: np.ndarray):
                 return ImageBatches(store, rows[idx], device)
-        train_idx, valid_idx = split
-        return module, source(train_idx), None if valid_idx is None else source(valid_idx)
-
-    def _train(self, net: SentimentNet, store, rows: np.ndarray, y_enc: np.ndarray,
-               sample_weight: np.ndarray, split: tuple, device: torch.device, precision: str,
-               seed: int, parallel: Local = LOCAL) -> TrainResult:
-        """Train ``net`` on the training part of ``split``, validating on the other."""
         config = TrainConfig.from_params(
             self.get_params(deep=False), precision=precision, seed=seed,
             class_weights=_class_weights(self.class_weight, self.classes_, y_enc, sample_weight),
             cuda_graphs=self.cuda_graphs if self.finetune == "full" else False)
-        module, train_source, valid_source = self._sources(net, store, rows, split, device,
-                                                           precision, seed, parallel)
         train_idx, valid_idx = split
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             return train_model(
-                module, train_source, y_enc[train_idx], config, device, self.n_classes_,
-                valid_source=valid_source,
-                y_valid=y_enc[valid_idx] if valid_idx is not None else None,
+                module, source(train_idx), y_enc[train_idx], config, device, self.n_classes_,
+                valid_source=None if valid_idx is None else source(valid_idx),
+                y_valid=None if valid_idx is None else y_enc[valid_idx],
                 sample_weight=sample_weight[train_idx],
                 epoch_order=epoch_order(y_enc[train_idx], self.sampling),
                 callbacks=self.callbacks or (), owner=self, parallel=parallel,
             )
 
     def _calibrate(self, y_enc: np.ndarray, sample_weight: np.ndarray, store, rows: np.ndarray,
-                   valid_idx: np.ndarray | None, n_held: int, device: torch.device,
-                   precision: str) -> None:
+                   valid_idx: np.ndarray | None, device: torch.device, precision: str) -> None:
         """Set ``class_prior_``, ``logit_adjustment_`` and (with calibration) ``temperature_``.
 
         All weighted by the sample weights: the prior is the classes' share of the weight,
@@ -565,20 +588,14 @@ class SentimentClassifier(DecisionMixin, ClassifierMixin, BaseEstimator):
         trained = seen * _class_weights(self.class_weight, self.classes_, y_enc, sample_weight)
         self.logit_adjustment_ = logit_adjustment(self.class_prior_, trained)
         self.temperature_ = 1.0
-        if self.calibration is None:
-            return
-        if valid_idx is None or len(valid_idx) < MIN_CALIBRATION_SAMPLES:
-            warn(too_few_to_calibrate(len(y_enc), n_held, self.validation_fraction,
-                                      self.n_classes_), CalibrationWarning)
+        if self.calibration is None or valid_idx is None \
+                or len(valid_idx) < MIN_CALIBRATION_SAMPLES:  # (_holdout warned)
             return
         logits = self._logits(store, rows[valid_idx], device, precision)
         self.temperature_ = fit_temperature(logits, y_enc[valid_idx], self.logit_adjustment_,
                                             sample_weight=sample_weight[valid_idx])
 
     # -------------------------------------------------------------------------- predicting
-    def _predict_batch_size(self, device: torch.device) -> int:
-        return max(self.batch_size, 256) if device.type == "cuda" else max(self.batch_size, 64)
-
     def _model_on(self, device: torch.device) -> SentimentNet:
         if next(self.model_.parameters()).device != device:
             self.model_.to(device)
@@ -587,9 +604,8 @@ class SentimentClassifier(DecisionMixin, ClassifierMixin, BaseEstimator):
     def _logits(self, store, rows: np.ndarray, device: torch.device,
                 precision: str) -> np.ndarray:
         """The network's logits for decoded rows of ``store``, as float64, checked finite."""
-        net = self._model_on(device)
-        net.eval()
-        batch = self._predict_batch_size(device)
+        net = self._model_on(device)  # predict_logits and frozen_features run it in eval mode
+        batch = max(self.batch_size, 256 if device.type == "cuda" else 64)
         if self.finetune == "head" and getattr(self, "_features_key", None) is not None:
             feats = frozen_features(net, self._features_key, store, rows, device,
                                     precision, batch_size=batch, verbose=self.verbose)
@@ -637,7 +653,7 @@ class SentimentClassifier(DecisionMixin, ClassifierMixin, BaseEstimator):
         check_is_fitted(self, "model_")
         store, decoded = self._decode(as_image_inputs(X))
         if decoded.errors:
-            raise _first_error(decoded.errors, "predict")
+            raise first_bad_image(decoded.errors, "predict")
         device = self._torch_device()
         with cpu_threads(get_config()["torch_threads"]):
             logits = self._logits(store, decoded.rows, device, self._precision(device))
@@ -654,13 +670,6 @@ class SentimentClassifier(DecisionMixin, ClassifierMixin, BaseEstimator):
         """
         check_is_fitted(self, "model_")
         return [Member(type(self).__name__, self, 1.0, 1.0)]
-
-    @property
-    def decision_rule_(self) -> str:
-        """The rule ``predict`` applies: "balanced" or "argmax" (what ``decision`` stands
-        for; see :func:`~wjsentiment.calibration.decide`)."""
-        check_is_fitted(self, "model_")
-        return resolve_decision(self.decision, trains_balanced(self))
 
     def decode(self, X: ImageInputs) -> DecodedImages:
         """Decode ``X`` as ``predict_proba`` would (this model's image size, colour mode,
@@ -728,6 +737,7 @@ class SentimentClassifier(DecisionMixin, ClassifierMixin, BaseEstimator):
         Returns
         -------
         self : SentimentClassifier
+            This classifier, unchanged.
 
         Raises
         ------
@@ -827,41 +837,6 @@ class SentimentClassifier(DecisionMixin, ClassifierMixin, BaseEstimator):
 
 
 
-def _features_at(net: SentimentNet, key: tuple | None, store, rows: np.ndarray,
-                 device: torch.device, precision: str, batch_size: int, verbose: int,
-                 positions: np.ndarray) -> np.ndarray:
-    """The frozen-backbone features of ``rows[positions]`` (a rank's share of them in a
-    data-parallel fit)."""
-    return frozen_features(net, key, store, rows[positions], device, precision,
-                           batch_size=batch_size, verbose=verbose)
-
-
-def _holdout(y_enc: np.ndarray, groups: np.ndarray | None, seed: int,
-             validation_fraction: float, calibration: str | None
-             ) -> tuple[np.ndarray, np.ndarray | None, int]:
-    """Training and held-out positions: the validation split, or with calibration and
-    no validation split, a :data:`~wjsentiment.calibration.CALIBRATION_FRACTION` holdout
-    (none when it would be too small to calibrate: then every image trains); and how many
-    images that holdout held (for the calibration warning)."""
-    everything = np.arange(len(y_enc))
-    if validation_fraction > 0:
-        train_idx, valid_idx = holdout_split(y_enc, validation_fraction, groups=groups,
-                                             random_state=seed)
-        if len(valid_idx) == 0:
-            raise InputError(
-                f"validation_fraction={validation_fraction} holds out no image: every class "
-                "is too small. Use more images per class or a larger fraction."
-            )
-        return train_idx, valid_idx, len(valid_idx)
-    if calibration is None:
-        return everything, None, 0
-    train_idx, valid_idx = holdout_split(y_enc, CALIBRATION_FRACTION, groups=groups,
-                                         random_state=seed, name="calibration")
-    if len(valid_idx) >= MIN_CALIBRATION_SAMPLES:
-        return train_idx, valid_idx, len(valid_idx)
-    return everything, None, len(valid_idx)
-
-
 def _class_weights(class_weight: str | dict | None, classes: np.ndarray,
                    y_enc: np.ndarray, sample_weight: np.ndarray | None = None) -> np.ndarray:
     """The loss weight of each class that ``class_weight`` asks for (scikit-learn's
@@ -890,24 +865,27 @@ def _check_class_weight(class_weight: str | dict | None) -> None:
 
 
 def _skip_bad_images(errors: list[tuple[int, BadImageError]], positions: np.ndarray,
-                     on_bad_image: str) -> tuple[list[SkippedImage], np.ndarray]:
-    """The images ``fit`` leaves out (by their ``positions`` in X) and the mask of those it
-    keeps; raises for bad images unless ``on_bad_image="skip"``, then warns."""
-    skipped = [SkippedImage(int(positions[pos]), err.source, err.reason) for pos, err in errors]
-    n = len(positions)
-    keep = np.ones(n, dtype=bool)
-    if not skipped:
-        return skipped, keep
+                     on_bad_image: str) -> list[SkippedImage]:
+    """The images ``fit`` leaves out (by their ``positions`` in X): raises for bad images
+    unless ``on_bad_image="skip"``, then warns."""
+    if not errors:
+        return []
     if on_bad_image == "raise":
-        raise _first_error(errors, "fit")
-    if len(skipped) == n:
-        raise InputError(f"All {n} images were skipped as unreadable (first: "
+        raise first_bad_image(errors, "fit")
+    skipped = [SkippedImage(int(positions[pos]), err.source, err.reason) for pos, err in errors]
+    if len(skipped) == len(positions):
+        raise InputError(f"All {len(positions)} images were skipped as unreadable (first: "
                          f"{skipped[0].source}: {skipped[0].reason}); nothing is left to train "
                          "on.")
-    warn(f"Skipped {len(skipped)} of {n} images that could not be decoded (first: "
+    warn(f"Skipped {len(skipped)} of {len(positions)} images that could not be decoded (first: "
          f"{skipped[0].source}: {skipped[0].reason}); see skipped_.", SkippedImagesWarning)
-    keep[[pos for pos, _ in errors]] = False
-    return skipped, keep
+    return skipped
+
+
+#: The fitted attributes ``save`` writes to ``config.json`` as they are, by their key there.
+SAVED_AS_IS = {"classes": "classes_", "spec": "_spec", "history": "history_",
+               "n_epochs": "n_epochs_", "best_epoch": "best_epoch_",
+               "weights_source": "weights_source_"}
 
 
 def _from_saved(cls: type, saved: SavedModel, device: str | None = None
@@ -921,10 +899,9 @@ def _from_saved(cls: type, saved: SavedModel, device: str | None = None
         # when used, and load(device=...) overrides it.
         cls(**{**params, "device": "cpu"})._validate_params()
         est = cls(**params) if device is None else cls(**{**params, "device": device})
-        est.classes_, est.n_classes_ = config["classes"], len(config["classes"])
-        est._spec, est.history_ = config["spec"], config["history"]
-        est.n_epochs_, est.best_epoch_ = config["n_epochs"], config["best_epoch"]
-        est.weights_source_ = config["weights_source"]
+        for key, attribute in SAVED_AS_IS.items():
+            setattr(est, attribute, config[key])
+        est.n_classes_ = len(est.classes_)
         est.skipped_ = [SkippedImage(*s) for s in config["skipped"]]
         for key in ("backbone", "head"):
             if config["spec"][key] != getattr(est, key):
@@ -966,12 +943,7 @@ def _saved_state(est: SentimentClassifier) -> dict[str, Any]:
     return {
         "params": params,
         "class_weight": params.pop("class_weight"),
-        "classes": est.classes_,
-        "spec": est._spec,
-        "history": est.history_,
-        "n_epochs": est.n_epochs_,
-        "best_epoch": est.best_epoch_,
-        "weights_source": est.weights_source_,
+        **{key: getattr(est, attribute) for key, attribute in SAVED_AS_IS.items()},
         "skipped": [list(s) for s in est.skipped_],
         "calibration": {"temperature": float(est.temperature_),
                         "logit_adjustment": est.logit_adjustment_,

@@ -28,11 +28,8 @@ from sklearn.base import (
 )
 from sklearn.utils.validation import check_is_fitted, check_random_state
 
-from .config import decode_threads, get_config
-from .estimator import torch_device
-from .images.cache import get_store
-from .images.decode import BadImageError
-from .images.device import decode_device
+from .config import get_config
+from .estimator import ImageEstimatorMixin, first_bad_image
 from .inputs import ImageInputs, as_image_inputs
 from .models.backbones import check_backbone_name, create_backbone
 from .models.features import frozen_features, weights_key
@@ -59,15 +56,8 @@ IMAGE_FEATURES_PARAMS: tuple[Param, ...] = tuple(
                  "batch_size", "num_workers", "random_state", "verbose"))
 
 
-def _bad_image(errors: list[tuple[int, BadImageError]]) -> BadImageError:
-    """The error for the first bad image of X, counting the others."""
-    first = errors[0][1]
-    more = f"; {len(errors) - 1} more bad image(s) in X" if len(errors) > 1 else ""
-    return BadImageError(first.source, first.reason + more,
-                         "Fix it, or leave its row out of X.")
-
-
-class ImageFeatures(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
+class ImageFeatures(ImageEstimatorMixin, ClassNamePrefixFeaturesOutMixin, TransformerMixin,
+                    BaseEstimator):
     """Pooled features of a pretrained backbone, one row per image, for scikit-learn pipelines.
 
     ``transform`` decodes the images (paths, PIL images or uint8 arrays), resizes them to
@@ -168,13 +158,10 @@ class ImageFeatures(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
         name."""
         check_params(IMAGE_FEATURES_PARAMS, self.get_params(deep=False), type(self).__name__)
         check_backbone_name(self.backbone)
-        torch_device(self.device)
+        self._torch_device()
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
-        tags.input_tags.two_d_array = False
-        tags.input_tags.one_d_array = True
-        tags.input_tags.string = True
         tags.transformer_tags.preserves_dtype = []  # always float32 features
         return tags
 
@@ -211,7 +198,7 @@ class ImageFeatures(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
             torch.manual_seed(seed)  # as the classifier seeds its network: the same backbone
             backbone, info = create_backbone(self.backbone, self.weights)
         model = SentimentNet(backbone, torch.nn.Identity(), info["mean"], info["std"])
-        self.model_ = model.eval().to(torch_device(self.device))
+        self.model_ = model.eval().to(self._torch_device())
         self.n_features_out_ = int(info["num_features"])
         self.weights_source_ = info["weights_source"]
         self._features_key = weights_key(self.backbone, self.weights, self.weights_source_,
@@ -242,19 +229,14 @@ class ImageFeatures(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
             If the backbone gives non-finite features.
         """
         check_is_fitted(self, "model_")
-        items = as_image_inputs(X)
-        device = torch_device(self.device)
-        precision = self.precision if self.precision != "auto" else (
-            "bf16" if device.type == "cuda" else "fp32")
-        workers = decode_threads() if self.num_workers == "auto" else int(self.num_workers)
-        store = get_store(self.image_size, self.grayscale)
-        with store.add(items, num_workers=workers, verbose=self.verbose, pin=True,
-                       device=decode_device("auto", device)) as decoded:
+        device = self._torch_device()
+        store, decoded = self._decode(as_image_inputs(X))
+        with decoded:
             if decoded.errors:
-                raise _bad_image(decoded.errors)
+                raise first_bad_image(decoded.errors, "transform")
             with cpu_threads(get_config()["torch_threads"]):
                 features = frozen_features(self.model_.to(device), self._features_key, store,
-                                           decoded.rows, device, precision,
+                                           decoded.rows, device, self._precision(device),
                                            batch_size=self.batch_size, verbose=self.verbose)
         if not np.isfinite(features).all():
             raise FloatingPointError(

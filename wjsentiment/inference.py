@@ -112,16 +112,6 @@ class DecodedImages(contextlib.AbstractContextManager):
     def __len__(self) -> int:
         return len(self._result.rows)
 
-    @property
-    def readable(self) -> np.ndarray:
-        """Boolean mask of the inputs that were decoded."""
-        return self._result.rows >= 0
-
-    def pixels(self, positions: np.ndarray | None = None) -> np.ndarray:
-        """The decoded uint8 images ``(n, size, size, 3)`` at ``positions`` (default: all,
-        which must all be readable)."""
-        return self._store.gather(self._rows(positions))
-
     def batches(self, batch_size: int, positions: np.ndarray | None = None
                 ) -> Iterator[tuple[np.ndarray, torch.Tensor]]:
         """Float ``[0, 1]`` NCHW batches on :attr:`device`, ``batch_size`` images at a time.
@@ -131,18 +121,14 @@ class DecodedImages(contextlib.AbstractContextManager):
         which must all be readable.
         """
         positions = np.arange(len(self)) if positions is None else np.asarray(positions)
-        rows = self._rows(positions)
+        rows = self._result.rows[positions]
+        if (rows < 0).any():
+            raise InputError("Some of these inputs could not be decoded (see errors); pass "
+                             "the positions of readable ones.")
         index = split_batches(np.arange(len(rows)), int(batch_size))
         source = ImageBatches(self._store, rows, self.device, resident=False)
         for batch, x in zip(index, source.iterate(index)):
             yield positions[batch], x
-
-    def _rows(self, positions: np.ndarray | None) -> np.ndarray:
-        rows = self._result.rows if positions is None else self._result.rows[positions]
-        if (rows < 0).any():
-            raise InputError("Some of these inputs could not be decoded (see errors); pass "
-                             "the positions of readable ones.")
-        return rows
 
     def release(self) -> None:
         """Unpin the images: the cache may evict them from now on. Safe to repeat."""

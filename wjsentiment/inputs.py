@@ -206,10 +206,11 @@ def check_sample_weight(sample_weight: Any, n: int) -> np.ndarray:
     return weights
 
 
-def drop_weightless(X: Any, y: np.ndarray, groups: np.ndarray | None, sample_weight: Any
-                    ) -> tuple[Any, np.ndarray, np.ndarray | None, np.ndarray, np.ndarray]:
-    """Check ``sample_weight`` (:func:`check_sample_weight`) and leave out the samples of
-    weight 0, so that they count as absent from ``X``.
+def check_fit_inputs(X: Any, y: Any, groups: Any, sample_weight: Any, unit: str = "image"
+                     ) -> tuple[Any, np.ndarray, np.ndarray | None, np.ndarray, np.ndarray]:
+    """Check what ``fit`` is given beside ``X`` (:func:`check_targets`, :func:`check_groups`,
+    :func:`check_sample_weight`) and leave out the samples of weight 0, so that they count
+    as absent from ``X``.
 
     Returns
     -------
@@ -219,14 +220,16 @@ def drop_weightless(X: Any, y: np.ndarray, groups: np.ndarray | None, sample_wei
 
     Examples
     --------
-    >>> X, y, groups, weights, present = drop_weightless(["a", "b"], np.array([0, 1]), None,
-    ...                                                  [0.0, 2.0])
+    >>> X, y, groups, weights, present = check_fit_inputs(["a", "b"], [0, 1], None,
+    ...                                                    [0.0, 2.0])
     >>> X, y.tolist(), weights.tolist(), present.tolist()
     (['b'], [1], [2.0], [1])
     """
-    weights = check_sample_weight(sample_weight, len(y))
+    n = n_samples(X)
+    y, groups = check_targets(y, n, unit), check_groups(groups, n)
+    weights = check_sample_weight(sample_weight, n)
     present = np.flatnonzero(weights)
-    if len(present) < len(y):
+    if len(present) < n:
         X, y, weights = take(X, present), y[present], weights[present]
         groups = None if groups is None else groups[present]
     return X, y, groups, weights, present

@@ -67,7 +67,6 @@ class Callback:
 
     def on_epoch_end(self, estimator: Any, record: dict) -> bool | None:
         """Called after every epoch with its ``history_`` entry; return True to stop."""
-        return None
 
     def on_fit_end(self, estimator: Any) -> None:
         """Called once when training is over, before calibration."""

@@ -123,7 +123,11 @@ class Local:
 
     def gather(self, array: np.ndarray) -> np.ndarray:
         """Every rank's ``array`` (of one shape on all), joined along the last axis."""
-        return array
+        return np.concatenate(self._all_gather(array), axis=-1)
+
+    def _all_gather(self, array: np.ndarray) -> list[np.ndarray]:
+        """Every rank's ``array`` (of one shape and type on all ranks), by rank."""
+        return [array]
 
     def from_rank0(self, value: Any) -> Any:
         """Rank 0's ``value`` (a picklable object), on every rank."""
@@ -137,8 +141,14 @@ class Local:
         """Give every rank rank 0's parameters and buffers of ``module``, in place."""
 
     def map_shards(self, compute: Callable[[np.ndarray], np.ndarray], n: int) -> np.ndarray:
-        """``compute(np.arange(n))``, each rank computing a share of the positions."""
-        return compute(np.arange(n))
+        """``compute(np.arange(n))``, each rank computing a share of the positions: rank
+        ``r`` computes positions ``r, r + world_size, ...`` (its :meth:`shard`, padded to one
+        length); the results of all ranks are gathered and put back in order."""
+        values = compute(self.shard(np.arange(n)))
+        out = np.empty((n, *values.shape[1:]), dtype=values.dtype)
+        for rank, part in enumerate(self._all_gather(values)):
+            out[rank::self.world_size] = part[:len(range(rank, n, self.world_size))]
+        return out
 
     @contextlib.contextmanager
     def failures(self) -> Iterator[None]:
@@ -159,9 +169,8 @@ class DataParallel(Local):
     def __init__(self) -> None:
         self.rank, self.world_size = dist.get_rank(), dist.get_world_size()
         self.local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-        self.backend = dist.get_backend()
         self.comm_device = (torch.device("cuda", torch.cuda.current_device())
-                            if self.backend == "nccl" else torch.device("cpu"))
+                            if dist.get_backend() == "nccl" else torch.device("cpu"))
 
     def device(self, device: torch.device) -> torch.device:
         """``cuda:LOCAL_RANK`` for a CUDA device without an index (one GPU per process)."""
@@ -182,11 +191,7 @@ class DataParallel(Local):
         ids = [params.device] if params.device.type == "cuda" else None
         return nn.parallel.DistributedDataParallel(module, device_ids=ids)
 
-    def gather(self, array: np.ndarray) -> np.ndarray:
-        return np.concatenate(self._all_gather(array), axis=-1)
-
     def _all_gather(self, array: np.ndarray) -> list[np.ndarray]:
-        """Every rank's ``array`` (of one shape and type on all ranks), by rank."""
         tensor = torch.from_numpy(np.ascontiguousarray(array)).to(self.comm_device)
         parts = [torch.empty_like(tensor) for _ in range(self.world_size)]
         dist.all_gather(parts, tensor)
@@ -206,17 +211,6 @@ class DataParallel(Local):
     def broadcast_state(self, module: nn.Module) -> None:
         for tensor in module.state_dict().values():
             dist.broadcast(tensor, src=0)
-
-    def map_shards(self, compute: Callable[[np.ndarray], np.ndarray], n: int) -> np.ndarray:
-        """Rank ``r`` computes positions ``r, r + world_size, ...``; the results of all ranks
-        are gathered (padded to one length) and put back in order."""
-        mine = np.arange(self.rank, n, self.world_size)
-        per_rank = math.ceil(n / self.world_size)
-        values = compute(np.resize(mine, per_rank) if len(mine) else np.zeros(per_rank, int))
-        out = np.empty((n, *values.shape[1:]), dtype=values.dtype)
-        for rank, part in enumerate(self._all_gather(values)):
-            out[rank::self.world_size] = part[:len(range(rank, n, self.world_size))]
-        return out
 
     @contextlib.contextmanager
     def failures(self) -> Iterator[None]:

@@ -1,9 +1,8 @@
 """The epoch loop: batches -> (augment) -> mixed-precision step -> history.
 
-Each epoch is small steps (:meth:`_Run.train_epoch`, :meth:`_Run.record`,
-:meth:`_Run.evaluate`); what happens between them is told to callbacks
-(:mod:`wjsentiment.training.callbacks`), two of which are the loop's own: the progress bar and
-early stopping.
+Each epoch is small steps (:meth:`_Run.train_epoch`, :meth:`_Run.record`); what happens
+between them is told to callbacks (:mod:`wjsentiment.training.callbacks`), two of which are the
+loop's own: the progress bar and early stopping.
 """
 
 from __future__ import annotations
@@ -77,16 +76,11 @@ class TrainConfig:
 
 @dataclass
 class TrainResult:
-    """What a run leaves: one history entry per epoch, and the epoch whose weights were kept.
-
-    ``diverged`` holds the error of a run that diverged and kept (``on_divergence="restore"``)
-    the weights of an earlier epoch; None otherwise.
-    """
+    """What a run leaves: one history entry per epoch, and the epoch whose weights were kept."""
 
     history: list[dict] = field(default_factory=list)
     best_epoch: int = 0
     n_epochs: int = 0
-    diverged: TrainingDivergedError | None = None
 
 
 def weighted_cross_entropy(class_weights: torch.Tensor | None, label_smoothing: float
@@ -195,26 +189,20 @@ def predict_logits(module: nn.Module, source, batch_size: int, device: torch.dev
     return torch.cat(outputs)
 
 
-def _valid_scores(logits: torch.Tensor, y: torch.Tensor, n_classes: int) -> dict[str, float]:
-    loss = nn.functional.cross_entropy(logits, y).item()
-    pred = logits.argmax(1).cpu().numpy()
-    truth = y.cpu().numpy()
+def _scores(split: str, pred: np.ndarray, truth: np.ndarray, n_classes: int) -> dict[str, float]:
+    """Accuracy and macro-F1 of ``pred`` against ``truth``, named for the ``split``."""
     return {
-        "valid_loss": loss,
-        "valid_accuracy": float((pred == truth).mean()),
-        "valid_f1": float(f1_score(truth, pred, labels=np.arange(n_classes), average="macro",
-                                   zero_division=0)),
+        f"{split}_accuracy": float((pred == truth).mean()),
+        f"{split}_f1": float(f1_score(truth, pred, labels=np.arange(n_classes), average="macro",
+                                      zero_division=0)),
     }
 
 
 @contextlib.contextmanager
 def cpu_threads(n: int | None):
     """Run the block with ``n`` torch CPU threads (None: leave the count alone)."""
-    if n is None:
-        yield
-        return
     previous = torch.get_num_threads()
-    torch.set_num_threads(n)
+    torch.set_num_threads(previous if n is None else n)
     try:
         yield
     finally:
@@ -248,8 +236,11 @@ def train_model(
     y_train : numpy.ndarray
         Encoded labels, ``0 .. n_classes - 1``.
     config : TrainConfig
+        The run's settings.
     device : torch.device
+        Where ``module`` is and the batches go.
     n_classes : int
+        The number of classes (for the macro-F1 of ``history_``).
     valid_source, y_valid : optional
         Holdout for the validation curves and early stopping (unweighted).
     sample_weight : numpy.ndarray, optional
@@ -292,8 +283,8 @@ class _Run:
     """One training run: what its epochs share, and each part of an epoch as one method.
 
     :meth:`fit` runs the epochs: :meth:`train_epoch` (one pass over the batches),
-    :meth:`record` and :meth:`evaluate` (the epoch's ``history_`` entry), then the callbacks
-    decide whether to stop.
+    :meth:`record` (the epoch's ``history_`` entry, with the validation scores), then the
+    callbacks decide whether to stop.
     """
 
     def __init__(self, module: nn.Module, source, y_train: np.ndarray, config: TrainConfig,
@@ -316,27 +307,22 @@ class _Run:
                         if valid[0] is not None else None)
         self.steps_per_epoch = len(split_batches(self.order(np.random.default_rng(config.seed)),
                                                  config.batch_size, drop_single=True))
-        self._make_step()
         self.steps_done = 0
         self.last_good: dict | None = None  # weights after the last finite epoch ("restore")
         self.result = TrainResult()
-
-    def _make_step(self) -> None:
-        """The optimizer, its learning-rate schedule and the train step (graphed or eager)."""
-        config, total = self.config, self.steps_per_epoch * self.config.epochs
-        class_weights = (torch.as_tensor(config.class_weights, dtype=torch.float32,
-                                         device=self.device)
-                         if config.class_weights is not None else None)
+        # The optimizer, its learning-rate schedule and the train step (graphed or eager).
+        class_weights = (None if config.class_weights is None else
+                         torch.as_tensor(config.class_weights, dtype=torch.float32, device=device))
         criterion = weighted_cross_entropy(class_weights, config.label_smoothing)
         # A DDP step all-reduces between ranks: it is not captured in a CUDA graph.
-        graphs = (config.optimizer == "adamw" and self.parallel.world_size == 1
-                  and use_cuda_graphs(config.cuda_graphs, self.device, config.batch_size))
-        optimizer = make_optimizer(self.module.parameters(), config.optimizer, config.lr,
+        graphs = (config.optimizer == "adamw" and parallel.world_size == 1
+                  and use_cuda_graphs(config.cuda_graphs, device, config.batch_size))
+        optimizer = make_optimizer(module.parameters(), config.optimizer, config.lr,
                                    config.weight_decay, capturable=graphs)
-        self.schedule = make_scheduler(optimizer, config.lr_schedule, total)
+        self.schedule = make_scheduler(optimizer, config.lr_schedule,
+                                       self.steps_per_epoch * config.epochs)
         self.last_lr = self.schedule.get_last_lr()[0]
-        args = (self.parallel.wrap(self.module), criterion, optimizer, self.device,
-                config.precision)
+        args = (parallel.wrap(module), criterion, optimizer, device, config.precision)
         self.step = (GraphedStep(*args, batch_size=config.batch_size) if graphs
                      else EagerStep(*args))
 
@@ -347,17 +333,16 @@ class _Run:
         early = (EarlyStopping(self.module, self.config.n_iter_no_change)
                  if self.config.early_stopping else None)
         hooks = [progress, *([early] if early is not None else []), *callbacks]
+        diverged = None
         try:
             _tell(hooks, "on_fit_begin", owner)
             for epoch in range(1, self.config.epochs + 1):
                 losses, pairs, seconds = self.train_epoch(epoch, hooks, owner)
                 diverged = _divergence(losses, self.module, epoch, self.steps_per_epoch)
                 if diverged is not None:
-                    self.keep_last_good(diverged, early)
                     break
-                entry = self.record(epoch, losses, pairs, seconds)
-                self.evaluate(entry)
-                entry = self.parallel.from_rank0(entry)  # one history_ on every rank
+                # one history_ on every rank
+                entry = self.parallel.from_rank0(self.record(epoch, losses, pairs, seconds))
                 self.result.history.append(entry)
                 self.result.n_epochs = epoch
                 if self.config.on_divergence == "restore" and early is None:
@@ -365,7 +350,7 @@ class _Run:
                     self.last_good = copy.deepcopy(self.module.state_dict())
                 if self.parallel.any(any(_tell(hooks, "on_epoch_end", owner, entry))):
                     break
-            self.finish(early)
+            self.finish(early, diverged)
             _tell(hooks, "on_fit_end", owner)
         finally:
             progress.close()
@@ -395,71 +380,59 @@ class _Run:
             correct.append(torch.stack([logits.argmax(1), target]))
             for hook in per_batch:
                 hook.on_batch_end(owner, self.steps_done)
-        losses = (torch.cat(step_losses).cpu().numpy() if step_losses
-                  else np.zeros(0, dtype=np.float32))
-        pairs = torch.cat(correct, dim=1).cpu().numpy() if correct else np.zeros((2, 0), int)
+        # Every epoch has a step: the estimator trains on at least one image, a rank's shard
+        # is never empty and split_batches keeps a lone batch of one.
+        losses = torch.cat(step_losses).cpu().numpy()
+        pairs = torch.cat(correct, dim=1).cpu().numpy()
         # Every rank runs as many steps of one size: the gathered arrays cover all ranks.
         return (self.parallel.gather(losses), self.parallel.gather(pairs),
                 time.perf_counter() - start)
 
     def record(self, epoch: int, losses: np.ndarray, pairs: np.ndarray,
                seconds: float) -> dict:
-        """The epoch's ``history_`` entry from its training steps."""
+        """The epoch's ``history_`` entry: its training steps' scores, and with a validation
+        set those of the current weights on it."""
         seen = pairs.shape[1]
-        return {
+        entry = {
             "epoch": epoch,
-            "train_loss": float(losses.sum() / max(1, seen)),
-            "train_accuracy": float((pairs[0] == pairs[1]).mean()) if seen else float("nan"),
-            "train_f1": float(f1_score(pairs[1], pairs[0], labels=np.arange(self.n_classes),
-                                       average="macro", zero_division=0)),
+            "train_loss": float(losses.sum() / seen),
+            **_scores("train", pairs[0], pairs[1], self.n_classes),
             "samples": seen,
             "lr": float(self.last_lr),
             "seconds": seconds,
             "images_per_second": seen / seconds if seconds > 0 else float("nan"),
         }
+        if self.valid_source is not None:
+            logits = predict_logits(self.module, self.valid_source,
+                                    max(self.config.batch_size, 64), self.device,
+                                    self.config.precision)
+            entry["valid_loss"] = nn.functional.cross_entropy(logits, self.y_valid).item()
+            entry.update(_scores("valid", logits.argmax(1).cpu().numpy(),
+                                 self.y_valid.cpu().numpy(), self.n_classes))
+        return entry
 
-    def evaluate(self, entry: dict) -> None:
-        """Add the validation scores of the current weights to ``entry``."""
-        if self.valid_source is None:
-            return
-        logits = predict_logits(self.module, self.valid_source,
-                                max(self.config.batch_size, 64), self.device,
-                                self.config.precision)
-        entry.update(_valid_scores(logits, self.y_valid, self.n_classes))
-
-    def keep_last_good(self, diverged: TrainingDivergedError,
-                       early: EarlyStopping | None) -> None:
-        """After a non-finite epoch: raise, or (``on_divergence="restore"``) keep the weights
-        of the best epoch with early stopping, else of the last finite one, and warn."""
+    def finish(self, early: EarlyStopping | None,
+               diverged: TrainingDivergedError | None) -> None:
+        """Set the epoch whose weights the module keeps: the best one with early stopping
+        (which restores them at ``on_fit_end``), else the last. After a non-finite epoch
+        (``diverged``): raise, or with ``on_divergence="restore"`` keep those weights (of the
+        last finite epoch without early stopping) and warn."""
         best = early is not None and early.best_state is not None
-        if self.config.on_divergence != "restore" or not (best or self.last_good is not None):
-            raise diverged
-        if not best:
-            self.module.load_state_dict(self.last_good)
-        self.result.diverged = diverged
+        if diverged is not None:
+            if self.config.on_divergence != "restore" or not (best or self.last_good is not None):
+                raise diverged
+            if not best:
+                self.module.load_state_dict(self.last_good)
         self.result.best_epoch = early.best_epoch if best else self.result.n_epochs
-        warn(f"{diverged} Kept the weights of epoch {self.result.best_epoch}.",
-             DivergenceWarning)
-
-    def finish(self, early: EarlyStopping | None) -> None:
-        """Set the epoch whose weights the module keeps (early stopping restores them at
-        ``on_fit_end``; without it, the last epoch's)."""
-        if self.result.diverged is not None:
-            return
-        if early is not None and early.best_state is not None:
-            self.result.best_epoch = early.best_epoch
-            return
-        self.result.best_epoch = self.result.n_epochs
+        if diverged is not None:
+            warn(f"{diverged} Kept the weights of epoch {self.result.best_epoch}.",
+                 DivergenceWarning)
 
 
 def _tell(hooks: list[Any], name: str, owner: Any, *args: Any) -> list[Any]:
     """Call the hook ``name`` of every callback that has it (a record as a copy each)."""
-    answers = []
-    for hook in hooks:
-        method = getattr(hook, name, None)
-        if callable(method):
-            answers.append(method(owner, *(dict(a) for a in args)))
-    return answers
+    methods = [getattr(hook, name, None) for hook in hooks]
+    return [method(owner, *(dict(a) for a in args)) for method in methods if callable(method)]
 
 
 

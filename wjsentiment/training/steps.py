@@ -96,8 +96,7 @@ class GraphedStep(EagerStep):
             try:
                 self._capture(x, target, weight)
             except Exception as exc:  # noqa: BLE001 - any capture failure falls back to eager
-                self.failed = True
-                self.graph = None
+                self.failed = True  # (self.graph is still None: it is set once captured)
                 warn(f"CUDA graph capture failed ({type(exc).__name__}: {exc}); training "
                      "continues without it.", CudaGraphWarning)
                 torch.cuda.synchronize(self.device)
