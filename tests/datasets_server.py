@@ -101,19 +101,23 @@ class _Handler(BaseHTTPRequestHandler):
             n = srv.hits[path]
             srv.in_flight += 1
             srv.max_in_flight = max(srv.max_in_flight, srv.in_flight)
+        replies = srv.routes.get(path)
+        reply = replies[min(n, len(replies)) - 1] if replies else Reply(404, b"not found")
         try:
-            replies = srv.routes.get(path)
-            reply = replies[min(n, len(replies)) - 1] if replies else Reply(404, b"not found")
+            stopped = reply.delay and srv.stopping.wait(reply.delay)
+        finally:
+            # Counted out before the reply is written: once a client has read a reply it
+            # may send its next request before this thread would reach a later ``finally``.
+            with srv.lock:
+                srv.in_flight -= 1
+        if stopped:
+            return
+        try:
             self._answer(reply, srv.stopping)
         except OSError:
             pass  # the client went away (e.g. after its timeout)
-        finally:
-            with srv.lock:
-                srv.in_flight -= 1
 
     def _answer(self, reply: Reply, stopping: threading.Event) -> None:
-        if reply.delay and stopping.wait(reply.delay):
-            return
         self.send_response(reply.status)
         self.send_header("Content-Type", reply.content_type)
         if reply.send_length:
@@ -155,7 +159,8 @@ class LocalImageServer:
 
     ``add(path, r1, r2, ...)`` makes the k-th request to ``path`` get ``rk`` (the last
     reply repeats); unknown paths get 404. ``hits`` counts requests per path and
-    ``max_in_flight`` records the most requests handled at the same time.
+    ``max_in_flight`` records the most requests waiting out their ``delay`` at the same
+    time.
     """
 
     def __init__(self) -> None:

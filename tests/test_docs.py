@@ -40,13 +40,14 @@ API_MODULES = ("wjsentiment", "wjsentiment.calibration", "wjsentiment.datasets",
                "wjsentiment.ensemble",
                "wjsentiment.evaluation", "wjsentiment.plotting", "wjsentiment.explain",
                "wjsentiment.export", "wjsentiment.training", "wjsentiment.models",
-               "wjsentiment.images", "wjsentiment.config", "wjsentiment.inputs",
-               "wjsentiment.labels", "wjsentiment.params", "wjsentiment.exceptions")
+               "wjsentiment.images", "wjsentiment.config", "wjsentiment.labels",
+               "wjsentiment.exceptions", "wjsentiment.inference", "wjsentiment.quantize",
+               "wjsentiment.serve")
 
 #: The API pages, one per module or group of modules.
-API_PAGES = ("estimator", "ensemble", "features", "calibration", "training", "datasets",
-             "evaluation", "plotting", "explain", "export", "configuration", "models",
-             "exceptions", "cli")
+API_PAGES = ("estimator", "inference", "ensemble", "features", "calibration", "training",
+             "datasets", "evaluation", "plotting", "explain", "export", "serve", "configuration",
+             "models", "scale", "exceptions", "cli")
 
 #: The quickstart code that the README, the quickstart page and the home page all show.
 SNIPPET = ROOT / "docs" / "snippets" / "quickstart.py"

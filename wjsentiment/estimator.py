@@ -934,8 +934,8 @@ def _rebuild(spec: dict, tensors: dict[str, torch.Tensor],
 
 
 def _saved_state(est: SentimentClassifier) -> dict[str, Any]:
-    """What ``save`` writes to ``config.json`` (see
-    :data:`~wjsentiment.persistence.CLASSIFIER_SCHEMA`)."""
+    """What ``save`` writes to ``config.json``: the "classifier" schema of
+    ``wjsentiment/persistence/saved_model.schema.json``."""
     params = est.get_params(deep=False)
     params.pop("callbacks")  # objects of the caller's, not part of the model
     if not isinstance(params["random_state"], (Integral, type(None))):

@@ -67,6 +67,6 @@ def run(args: argparse.Namespace) -> int:
           f"model saved to {model_dir}")
     from ..plotting import plot_training_curves, save_figure
 
-    save_figure(plot_training_curves(clf.history_), out / "training_curves.png")
+    save_figure(plot_training_curves(clf), out / "training_curves.png")
     a.info(args, f"Training curves: {out / 'training_curves.png'}")
     return 0

@@ -113,7 +113,9 @@ class ServiceGate:
     Parameters
     ----------
     app : ASGI application
+        The application whose requests pass through the gate.
     state : GateState
+        The counters shared with the routes: requests in flight, whether the service drains.
     guarded : tuple of str
         The paths whose requests are counted in flight (the model's endpoints).
     """

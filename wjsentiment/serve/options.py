@@ -23,9 +23,10 @@ class ServeOptions:
     Attributes
     ----------
     host : str
-        The address to listen on: "127.0.0.1" (this machine only), "0.0.0.0" or "::" (every
+        The address to listen on: "127.0.0.1" (local connections only), "0.0.0.0" or "::" (every
         interface, as in a container).
     port : int
+        The TCP port to listen on, from 1024 to 65535.
     workers : int
         Inference worker processes, each with its own copy of the model (per device).
     max_batch_size : int

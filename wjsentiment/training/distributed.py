@@ -27,6 +27,7 @@ the other ranks as soon as one exits with an error), never hang.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import datetime
 import math
@@ -242,7 +243,7 @@ def data_parallel(setting: str | bool, device: torch.device) -> Local:
     :data:`LOCAL` with ``setting=False`` or outside torchrun. Otherwise the default process
     group (created here if there is none: ``nccl`` on CUDA, ``gloo`` on the CPU, with a
     timeout of :func:`timeout_seconds`) as a :class:`DataParallel`. A group created here
-    stays for later fits of the process.
+    stays for later fits of the process, and is destroyed when it exits.
 
     Raises
     ------
@@ -261,4 +262,12 @@ def data_parallel(setting: str | bool, device: torch.device) -> Local:
             torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
         dist.init_process_group("nccl" if cuda else "gloo",
                                 timeout=datetime.timedelta(seconds=timeout_seconds()))
+        # Torn down before the interpreter exits: a gloo group left to the exit's destructors
+        # may abort the process ("terminate called") while another rank closes its sockets.
+        atexit.register(_destroy_group)
     return DataParallel()
+
+
+def _destroy_group() -> None:
+    if dist.is_initialized():
+        dist.destroy_process_group()
