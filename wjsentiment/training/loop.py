@@ -19,7 +19,7 @@ import torch
 from sklearn.metrics import f1_score
 from torch import nn
 
-from ..batches import autocast, device_batches, split_batches
+from ..batches import FeatureBatches, ImageBatches, autocast, device_batches, split_batches
 from ..config import get_config
 from ..exceptions import DivergenceWarning, InputError, TrainingDivergedError, warn
 from .augment import random_resized_crop_flip
@@ -272,7 +272,7 @@ def train_model(
     small to gain from more (see ``benchmarks/RESULTS.md``). Otherwise torch's CPU threads
     follow ``wjsentiment.set_config(torch_threads=...)``.
     """
-    small = getattr(train_source, "kind", "") == "features" and device.type == "cpu"
+    small = isinstance(train_source, FeatureBatches) and device.type == "cpu"
     with cpu_threads(1 if small else get_config()["torch_threads"]):
         run = _Run(module, train_source, y_train, config, device, n_classes,
                    (valid_source, y_valid), epoch_order, parallel, sample_weight)
@@ -298,7 +298,7 @@ class _Run:
         self.rng = np.random.default_rng(config.seed)
         # Augmentation differs between ranks: each crops its own images its own way.
         self.generator = torch.Generator(device=device).manual_seed(config.seed + parallel.rank)
-        self.augment = config.augment and getattr(source, "kind", "") == "images"
+        self.augment = config.augment and isinstance(source, ImageBatches)
         self.y = torch.as_tensor(y_train, dtype=torch.long, device=device)
         self.weights = torch.as_tensor(np.ones(len(y_train)) if sample_weight is None
                                        else sample_weight, dtype=torch.float32, device=device)
