@@ -153,6 +153,11 @@ def test_the_calibration_warning_says_why_and_what_to_do():
     assert len(holdout_split(np.unique(y, return_inverse=True)[1], 0.55, random_state=0)[1]) \
         >= 20
     assert "validation_fraction=0.2 held out 8 of the 40" in too_few_to_calibrate(40, 8, 0.2, 2)
+    # Groups made the holdout small though the fraction is already large enough: no advice
+    # to pass a fraction the caller has passed.
+    grouped = too_few_to_calibrate(40, 12, 0.6, 2)
+    assert "validation_fraction=0.6 held out 12 of the 40" in grouped
+    assert "pass validation_fraction" not in grouped and "use more images" in grouped
 
 
 def test_predict_proba_applies_temperature_and_adjustment(balanced_on_noise):

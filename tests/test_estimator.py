@@ -14,6 +14,7 @@ from PIL import Image
 from sklearn.exceptions import NotFittedError
 
 from wjsentiment import SentimentClassifier
+from wjsentiment.exceptions import CalibrationWarning
 from wjsentiment.images import BadImageError
 
 
@@ -330,6 +331,11 @@ def test_groups_that_are_all_one_group_say_so(tiny_params):
     X, y = make_bright_dark(4)
     with pytest.raises(ValueError, match="groups puts all 8 images in one group \\('a'\\)"):
         SentimentClassifier(**tiny_params, validation_fraction=0.5).fit(X, y, groups=["a"] * 8)
+    # Without a validation split nothing must be held out: the fit trains on every image,
+    # and only calibration, which needed a holdout, is left out (and says so).
+    with pytest.warns(CalibrationWarning, match="all 8 images in one group, so calibration"):
+        clf = SentimentClassifier(**tiny_params).fit(X, y, groups=["a"] * 8)
+    assert clf.temperature_ == 1.0 and sum(e["samples"] for e in clf.history_) == 8 * 2
 
 
 def test_class_weights_come_from_scikit_learn(tiny_params):

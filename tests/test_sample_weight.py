@@ -230,6 +230,19 @@ def test_transform_gives_the_probabilities_for_the_next_estimator():
     assert ens.get_feature_names_out().tolist() == ["proba_Negative", "proba_Positive"]
 
 
+def test_pipelines_with_pandas_output_take_both_estimators():
+    X, y = make_bright_dark(8)
+    pipe = make_pipeline(SentimentClassifier(**TINY, finetune="head", calibration=None),
+                         LogisticRegression()).set_output(transform="pandas").fit(X, y)
+    table = pipe[:-1].transform(X)
+    assert table.columns.tolist() == ["proba_Negative", "proba_Positive"]
+    np.testing.assert_array_equal(table.to_numpy(), pipe[0].predict_proba(X))
+    X2, y2 = _points()
+    ens = SentimentEnsemble([("lr", LogisticRegression())], verbose=0).set_output(
+        transform="pandas")
+    assert ens.fit_transform(X2, y2).columns.tolist() == ["proba_Negative", "proba_Positive"]
+
+
 # ------------------------------------------------------------------------- the command line
 def test_fit_crowdflower_weight_by_confidence_passes_the_confidence(monkeypatch, tmp_path):
     X, y = make_bright_dark(4)

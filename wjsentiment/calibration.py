@@ -35,6 +35,7 @@ from typing import Any, NamedTuple
 import numpy as np
 from scipy.optimize import minimize, minimize_scalar
 from scipy.special import log_softmax, softmax
+from sklearn.base import TransformerMixin
 from sklearn.metrics import log_loss
 from sklearn.utils.validation import check_is_fitted
 
@@ -96,7 +97,10 @@ validation_fraction=0.55 or more, use more images, or pass calibration=None.'
             f"class, which is {n_held} of these {n_images} images")
     enough = MIN_CALIBRATION_SAMPLES + n_classes  # a class may hold out one image less
     needed = math.ceil(enough / n_images * 20) / 20
-    fix = f"pass validation_fraction={needed:g} or more, " if needed <= 0.6 else ""
+    # With groups, whole groups go to one side, so the holdout may be smaller than the
+    # fraction: advise a fraction only where it is larger than the one given.
+    fix = (f"pass validation_fraction={needed:g} or more, "
+           if validation_fraction < needed <= 0.6 else "")
     return (f"calibration needs at least {MIN_CALIBRATION_SAMPLES} held-out images, but "
             f"{held}, so the temperature stays 1: {fix}use more images, or pass "
             "calibration=None.")
@@ -296,11 +300,13 @@ def decide(proba: Any, rule: str, class_prior: Any = None) -> np.ndarray:
     return np.argmax(proba / prior, axis=1)
 
 
-class DecisionMixin:
+class DecisionMixin(TransformerMixin):
     """What both estimators derive from their probabilities and parameters:
     ``decision_rule_`` (what their ``decision`` stands for), ``predict`` and
     ``predict_from_proba`` (that rule over the probabilities), and ``transform`` with
-    ``get_feature_names_out`` (the probabilities as features for another estimator).
+    ``get_feature_names_out`` (the probabilities as features for another estimator; as a
+    scikit-learn transformer, with ``fit_transform`` and ``set_output``, as
+    ``VotingClassifier`` is).
 
     The estimator provides ``predict_proba``, ``classes_``, ``class_prior_``, ``members_``
     and the ``decision`` parameter, and names in ``_fitted_attribute`` the attribute that

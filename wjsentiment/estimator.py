@@ -524,6 +524,11 @@ class SentimentClassifier(ImageEstimatorMixin, DecisionMixin, ClassifierMixin, B
                 )
         elif self.calibration is None:
             return np.arange(len(y_enc)), None
+        elif groups is not None and len(set(groups.tolist())) == 1:
+            warn(f"groups puts all {len(y_enc)} images in one group, so calibration cannot "
+                 "hold any out without splitting it and the temperature stays 1: pass one "
+                 "group per set of related images, or calibration=None.", CalibrationWarning)
+            return np.arange(len(y_enc)), None
         else:
             train_idx, valid_idx = holdout_split(y_enc, CALIBRATION_FRACTION, groups=groups,
                                                  random_state=seed, name="calibration")
@@ -846,7 +851,8 @@ def _class_weights(class_weight: str | dict | None, classes: np.ndarray,
         unknown = [k for k in class_weight if k not in set(classes.tolist())]
         if unknown:
             raise InputError(f"class_weight has keys {unknown} that are not classes of y "
-                             f"({classes.tolist()}).")
+                             f"({classes.tolist()}; a class whose images all have "
+                             "sample_weight 0 is left out): drop those keys.")
         # by position: scikit-learn would read a label such as "1" as the integer 1
         class_weight = {i: class_weight[c] for i, c in enumerate(classes.tolist())
                         if c in class_weight}
