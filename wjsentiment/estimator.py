@@ -431,7 +431,8 @@ class SentimentClassifier(ImageEstimatorMixin, DecisionMixin, ClassifierMixin, B
             Weight of each image (e.g. the crowd's agreement on its label), finite and
             non-negative. The loss of a batch is the mean of each image's loss weighted by
             its weight times its class weight (``class_weight``), as scikit-learn combines
-            them; the temperature is fitted on the weighted held-out log-loss, and
+            them (under torchrun, of each process's share of the batch, whose gradients
+            are then averaged); the temperature is fitted on the weighted held-out log-loss, and
             ``class_prior_`` (hence ``logit_adjustment_``) holds the weighted class
             frequencies, so the probabilities estimate the classes of the weighted data.
             The validation scores of ``history_`` and early stopping are unweighted. Images of
