@@ -209,6 +209,30 @@ def _bomb_png() -> bytes:
     return bytes(data)
 
 
+def _eps() -> bytes:
+    """An EPS file: PIL reads it through Ghostscript, which the service must never run."""
+    buffer = io.BytesIO()
+    Image.new("RGB", (8, 8), "red").save(buffer, format="EPS")
+    return buffer.getvalue()
+
+
+def test_uploads_decode_within_the_decoding_memory_budget(monkeypatch, images):
+    from wjsentiment.images import decode
+    from wjsentiment.serve.uploads import decode_upload
+
+    held, hold = [], decode._DECODE_MEMORY.hold
+
+    def recorded(nbytes):
+        held.append(nbytes)
+        return hold(nbytes)
+
+    monkeypatch.setattr(decode._DECODE_MEMORY, "hold", recorded)
+    small = images[3]  # small.png: 20 x 20 RGB
+    pixels = decode_upload(small.read_bytes(), 32)
+    assert held == [20 * 20 * 3]
+    np.testing.assert_array_equal(pixels, decode.decode_image(small, 32))
+
+
 def test_bad_images_get_415_or_422_naming_the_part(base, images):
     good = images[0].read_bytes()
     cases = [
@@ -226,6 +250,8 @@ def test_bad_images_get_415_or_422_naming_the_part(base, images):
          "part 2 ('c.txt')"),
         ({"files": [("other", ("a.jpg", good))]}, 422, "named 'file'"),
         ({"data": b"", "headers": {**AUTH, "Content-Type": "image/jpeg"}}, 422, "empty"),
+        ({"data": _eps(), "headers": {**AUTH, "Content-Type": "application/postscript"}},
+         415, "not an image"),
     ]
     for kwargs, status, words in cases:
         kwargs.setdefault("headers", AUTH)

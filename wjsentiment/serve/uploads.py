@@ -14,8 +14,6 @@ message names the part.
 from __future__ import annotations
 
 import io
-import math
-import warnings
 from collections.abc import Sequence
 from typing import NamedTuple
 
@@ -23,7 +21,7 @@ import numpy as np
 from fastapi import HTTPException, Request
 from PIL import Image
 
-from ..images.decode import DRAFT_COVERAGE, BadImageError, check_pixel_count, decode_image
+from ..images.decode import BadImageError, decode_image_file
 
 __all__ = ["Upload", "decode_upload", "read_body", "read_images"]
 
@@ -31,6 +29,9 @@ __all__ = ["Upload", "decode_upload", "read_body", "read_images"]
 TEXT_TYPES = ("application/json", "application/x-www-form-urlencoded", "text/")
 #: The multipart field that holds an image.
 FIELD = "file"
+#: The image formats the service reads (PIL's names). Others, such as EPS, which PIL would
+#: hand to Ghostscript, are refused with 415 before any of their bytes are decoded.
+FORMATS = ("JPEG", "PNG", "GIF", "WEBP", "BMP", "TIFF")
 
 
 class Upload(NamedTuple):
@@ -49,19 +50,11 @@ class Upload(NamedTuple):
     names: list[str]
 
 
-class NotAnImage(ValueError):
-    """The bytes are no image format the decoder reads."""
-
-
-def _draft_side(size: int) -> int:
-    """The least side a JPEG may be decoded at in draft mode for a ``size`` px target, as
-    :func:`~wjsentiment.images.decode.draft_scale` rules for files."""
-    return math.ceil(DRAFT_COVERAGE * size)
-
-
 def decode_upload(data: bytes, size: int, source: str = "upload") -> np.ndarray:
     """Decode image bytes into a ``(size, size, 3)`` uint8 RGB array, as
-    :func:`~wjsentiment.images.decode_image` decodes a file with these bytes.
+    :func:`~wjsentiment.images.decode_image` decodes a file with these bytes (through
+    :func:`~wjsentiment.images.decode.decode_image_file`: the same checks, draft mode and
+    memory budget), if they are of one of :data:`FORMATS`.
 
     Parameters
     ----------
@@ -74,10 +67,10 @@ def decode_upload(data: bytes, size: int, source: str = "upload") -> np.ndarray:
 
     Raises
     ------
-    NotAnImage
-        When the bytes are no image format PIL reads.
     BadImageError
-        When the image is truncated, damaged, or has more pixels than the decoder allows.
+        When the image is truncated, damaged, or has more pixels than the decoder allows;
+        when the bytes are of none of :data:`FORMATS`, its ``__cause__`` is PIL's
+        ``UnidentifiedImageError``.
 
     Examples
     --------
@@ -86,24 +79,7 @@ def decode_upload(data: bytes, size: int, source: str = "upload") -> np.ndarray:
     >>> decode_upload(buffer.getvalue(), 32).shape
     (32, 32, 3)
     """
-    try:
-        with warnings.catch_warnings():
-            # As for files: PIL's own warning zone counts as a bomb too.
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(io.BytesIO(data)) as img:
-                check_pixel_count(img, source)
-                if img.format == "JPEG":  # decoded smaller in the DCT domain, as files are
-                    img.draft("RGB", (_draft_side(size), _draft_side(size)))
-                return decode_image(img, size)
-    except Image.UnidentifiedImageError as exc:
-        raise NotAnImage(f"{source} is not an image file the decoder reads (JPEG, PNG, "
-                         "GIF, WebP, BMP, TIFF...)") from exc
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise BadImageError(source, f"refused as a decompression bomb ({exc})") from exc
-    except (OSError, SyntaxError, ValueError) as exc:
-        if isinstance(exc, BadImageError):
-            raise
-        raise BadImageError(source, f"unreadable or truncated ({exc})") from exc
+    return decode_image_file(io.BytesIO(data), size, source, formats=FORMATS)
 
 
 def decode_all(parts: Sequence[tuple[str, bytes]], sizes: Sequence[int]) -> Upload:
@@ -119,17 +95,21 @@ def decode_all(parts: Sequence[tuple[str, bytes]], sizes: Sequence[int]) -> Uplo
                 raise BadImageError(label, "it is empty")
             for size in sizes:
                 pixels[size].append(decode_upload(data, size, label))
-        except NotAnImage as exc:
-            raise HTTPException(422 if several else 415, detail=str(exc)) from exc
         except BadImageError as exc:
+            if isinstance(exc.__cause__, Image.UnidentifiedImageError):
+                raise HTTPException(422 if several else 415, detail=(
+                    f"{label} is not an image file of a format the service reads "
+                    f"({', '.join(FORMATS)}).")) from exc
             raise HTTPException(422, detail=f"{label}: {exc.reason}.") from exc
     return Upload({size: np.stack(images) for size, images in pixels.items()},
                   [name for name, _ in parts])
 
 
-async def read_body(request: Request, limit: int) -> bytes:
+async def read_body(request: Request, limit: int, timeout: float) -> bytes:
     """The request's body, refused with 413 once it is larger than ``limit`` bytes (at once
-    when its Content-Length says so, else as soon as that many bytes have come)."""
+    when its Content-Length says so, else as soon as that many bytes have come), and with 408
+    when it has not all come within ``timeout`` seconds: a slow client must not hold its
+    place in the queue."""
     too_large = HTTPException(413, detail=f"The body is larger than the limit of {limit} "
                                           "bytes; send fewer or smaller images per request.")
     declared = request.headers.get("content-length", "")
