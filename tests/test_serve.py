@@ -318,6 +318,48 @@ def test_full_queue_gets_503_with_retry_after(base, images):
             assert answer.headers["Retry-After"] == "1"
 
 
+def _partial_upload(base: str, sent: bytes, declared: int) -> socket.socket:
+    """A connection that has sent a /predict request's head and ``sent`` of a body of
+    ``declared`` bytes, and sends no more."""
+    port = int(base.rsplit(":", 1)[1])
+    sock = socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT)
+    sock.sendall(b"POST /predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: image/jpeg\r\n"
+                 + f"X-API-Key: {KEY}\r\nContent-Length: {declared}\r\n\r\n".encode() + sent)
+    return sock
+
+
+def _wait_for(condition, what: str, seconds: float = 15) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.1)
+
+
+def test_stalled_body_gets_408_and_frees_its_place(base, images):
+    data = images[0].read_bytes()
+    with _partial_upload(base, data[:1000], len(data)) as sock:
+        answer = b""
+        while chunk := sock.recv(65536):  # the server answers within --timeout, then closes
+            answer += chunk
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.split()[1] == b"408", answer[:500]
+    assert "did not arrive within" in json.loads(body)["detail"]
+    _wait_for(lambda: _metric(base, "wjsentiment_requests_in_flight") == 0,
+              "the stalled request still holds its place in the queue")
+
+
+def test_client_gone_before_the_answer_is_recorded_as_499(base, images, workdir):
+    counted = 'wjsentiment_requests_total{path="/predict",status="%d"}'
+    errors = _metric(base, counted % 500)
+    gone = _metric(base, counted % 499)
+    data = images[0].read_bytes()
+    _partial_upload(base, data[:1000], len(data)).close()
+    _wait_for(lambda: _metric(base, counted % 499) == gone + 1,
+              "a request whose client went away was not counted as 499")
+    assert _metric(base, counted % 500) == errors
+    assert "ClientDisconnect" not in (workdir / "server.log").read_text()  # not a crash
+
+
 # ------------------------------------------------------------------------------ the page
 CHROMIUM = "/usr/bin/chromium"
 

@@ -63,6 +63,7 @@ class UploadRules:
     max_body_bytes: int
     max_images: int
     sizes: tuple[int, ...]
+    timeout_s: float  #: longest the body may take to arrive
 
 
 @lru_cache(maxsize=1)
@@ -77,9 +78,9 @@ def _decoding_slots() -> anyio.CapacityLimiter:
 
 async def read_upload(request: Request) -> Upload:
     """FastAPI dependency of the model's endpoints: the request's images, decoded in a
-    thread at every size the model reads (bad input gets its 413, 415 or 422 here)."""
+    thread at every size the model reads (bad input gets its 408, 413, 415 or 422 here)."""
     rules: UploadRules = request.app.state.upload_rules
-    parts = await read_images(request, rules.max_body_bytes, rules.max_images)
+    parts = await read_images(request, rules.max_body_bytes, rules.max_images, rules.timeout_s)
     request.state.images = len(parts)
     return await anyio.to_thread.run_sync(decode_all, parts, rules.sizes,
                                           limiter=_decoding_slots())
@@ -206,7 +207,7 @@ def _add_routes(server: ls.LitServer, engine: Engine, options: ServeOptions,
                       dependencies=[Depends(check_key)])
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     app.state.upload_rules = UploadRules(int(options.max_body_mb * 1e6), options.max_images,
-                                         engine.sizes)
+                                         engine.sizes, options.timeout_s)
 
 
 def _log_to_stderr() -> None:

@@ -3,12 +3,12 @@ can act on.
 
 The service takes image bytes only, as multipart parts named ``file`` or as the raw body: no
 path or URL, so it never reads a local file nor fetches anything. The body is read up to a
-size limit (413 past it), and each image is decoded by wjsentiment's own decoder
-(:func:`~wjsentiment.images.decode_image`) behind its decompression-bomb guard
-(:func:`~wjsentiment.images.decode.check_pixel_count`), as ``predict_proba`` decodes a file
-with the same bytes, so the service's probabilities are those of ``predict_proba``. Bytes that
-are no image get 415; an image that is truncated, damaged or too large gets 422; either way the
-message names the part.
+size limit (413 past it) and within the service's timeout (408 past it), and each image is
+decoded by the path that decodes files (:func:`~wjsentiment.images.decode.decode_image_file`:
+its decompression-bomb guard, draft mode and decoding memory budget), as ``predict_proba``
+decodes a file with the same bytes, so the service's probabilities are those of
+``predict_proba``. Bytes of none of :data:`FORMATS` get 415; an image that is truncated,
+damaged or too large gets 422; either way the message names the part.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import io
 from collections.abc import Sequence
 from typing import NamedTuple
 
+import anyio
 import numpy as np
 from fastapi import HTTPException, Request
 from PIL import Image
@@ -116,11 +117,17 @@ async def read_body(request: Request, limit: int, timeout: float) -> bytes:
     if declared.isdigit() and int(declared) > limit:
         raise too_large
     chunks, total = [], 0
-    async for chunk in request.stream():
-        total += len(chunk)
-        if total > limit:
-            raise too_large
-        chunks.append(chunk)
+    try:
+        with anyio.fail_after(timeout):
+            async for chunk in request.stream():
+                total += len(chunk)
+                if total > limit:
+                    raise too_large
+                chunks.append(chunk)
+    except TimeoutError:
+        raise HTTPException(408, headers={"Connection": "close"}, detail=(
+            f"The body did not arrive within {timeout:g} s ({total} bytes came): send the "
+            "whole request at once, or fewer or smaller images over a slow link.")) from None
     return b"".join(chunks)
 
 
@@ -143,11 +150,12 @@ async def _multipart_parts(request: Request, body: bytes, max_images: int
         await form.close()
 
 
-async def read_images(request: Request, limit: int, max_images: int
+async def read_images(request: Request, limit: int, max_images: int, timeout: float
                       ) -> list[tuple[str, bytes]]:
     """The images of a request as (name, bytes): the ``file`` parts of a multipart body, or
-    the raw body. Raises the HTTP errors a client can act on (413, 415, 422)."""
-    body = await read_body(request, limit)
+    the raw body, read within ``timeout`` seconds. Raises the HTTP errors a client can act on
+    (408, 413, 415, 422)."""
+    body = await read_body(request, limit, timeout)
     content_type = request.headers.get("content-type", "").lower()
     if content_type.startswith("multipart/form-data"):
         parts = await _multipart_parts(request, body, max_images)
