@@ -431,6 +431,44 @@ def test_subcommand_parses_and_fails_fast_on_a_missing_model(tmp_path):
         parser.parse_args(["serve", "m", "--workers", "0"])
 
 
+@pytest.mark.parametrize("options, words", [
+    (["--port", "80"], "argument --port: expected an integer from 1024 to 65535"),
+    (["--port", "70000"], "argument --port"),
+    (["--batch-timeout-ms", "-1"], "argument --batch-timeout-ms"),
+    (["--device", "cuda:x"], "--device must be one of auto, cpu, cuda, cuda:N"),
+    (["--batch-timeout-ms", "5000", "--timeout", "2"], "--batch-timeout-ms must be"),
+])
+def test_bad_option_values_exit_2_with_the_usage_naming_the_option(model_dir, options, words,
+                                                                    capsys):
+    from wjsentiment.cli import main
+
+    started = time.monotonic()
+    with pytest.raises(SystemExit) as exit_:
+        main(["serve", str(model_dir), *options])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("usage: wjsentiment serve") and words in err, err
+    assert "_ms" not in err and "Traceback" not in err
+    assert time.monotonic() - started < 5  # refused before the model is loaded
+
+
+def test_output_options_are_accepted():
+    from wjsentiment.cli import parse_args
+
+    assert parse_args(["serve", "m", "-v"]).verbose == 2
+    assert parse_args(["serve", "m", "--quiet"]).verbose == 0
+
+
+def test_a_non_ascii_api_key_is_refused_at_start_up(monkeypatch, model_dir):
+    from wjsentiment.exceptions import InputError
+    from wjsentiment.serve import create_server
+
+    monkeypatch.setenv("WJS_ODD_KEY", "clé-secrète")
+    with pytest.raises(InputError, match="WJS_ODD_KEY.*outside ASCII") as refused:
+        create_server(model_dir, api_key_env="WJS_ODD_KEY", device="cpu")
+    assert "secr" not in str(refused.value)  # the key itself is never shown
+
+
 # ------------------------------------------------------------------ last: SIGTERM drains
 def test_sigterm_finishes_requests_in_flight_then_exits_0(server, base, images):
     url, proc = server

@@ -166,11 +166,10 @@ class ExplainAPI(_ModelAPI):
 
 
 def _accelerator(device: str) -> tuple[str, Any]:
-    """LitServe's ``accelerator`` and ``devices`` for a device name."""
+    """LitServe's ``accelerator`` and ``devices`` for a device name (checked by
+    :class:`ServeOptions`)."""
     if device.startswith("cuda:"):
         return "cuda", [int(device.split(":", 1)[1])]
-    if device not in ("auto", "cpu", "cuda"):
-        raise InputError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {device!r}.")
     return device, "auto" if device != "cpu" else 1
 
 
@@ -181,6 +180,11 @@ def _api_key(options: ServeOptions) -> str | None:
     if not key:
         raise InputError(f"--api-key-env {options.api_key_env}: that environment variable is "
                          "empty or not set; export the key in it first.")
+    if not key.isascii():  # HTTP carries header values as Latin-1 bytes: such a key never matches
+        raise InputError(f"--api-key-env {options.api_key_env}: the key in that environment "
+                         "variable has characters outside ASCII, which clients cannot send "
+                         "in a header as they are; choose a key of ASCII letters, digits and "
+                         "punctuation.")
     return key
 
 
@@ -198,7 +202,7 @@ def _add_routes(server: ls.LitServer, engine: Engine, options: ServeOptions,
     async def page() -> FileResponse:
         return FileResponse(STATIC / "index.html")
 
-    async def metrics_text() -> Response:
+    def metrics_text() -> Response:  # reads the metric files: FastAPI runs it in a thread
         return Response(metrics.render(gate.in_flight, gate.max_queue),
                         media_type=metrics.CONTENT_TYPE)
 
