@@ -12,6 +12,7 @@ time, the request log and metrics) is in :mod:`.gate` and :mod:`.metrics`.
 # No `from __future__ import annotations` here: LitServe reads the annotation of
 # `decode_request` at run time to choose how FastAPI parses the request.
 
+import atexit
 import json
 import logging
 import multiprocessing
@@ -100,7 +101,9 @@ class _ModelAPI(ls.LitAPI):
         self._gate = gate
 
     def __getstate__(self) -> dict:
-        # What goes to the inference workers: neither the key nor the HTTP side's counters.
+        # What is pickled to the inference workers: not the key check nor the HTTP side's
+        # counters, which they do not use. The workers still inherit the environment, the
+        # key's variable included.
         state = self.__dict__.copy()
         state["_check_key"] = state["_gate"] = None
         return state
@@ -245,8 +248,10 @@ def create_server(model: str | os.PathLike, options: ServeOptions | None = None,
     Returns
     -------
     litserve.LitServer
-        Run it with ``server.run(port=...)``, or use :func:`serve`, which also drains on
-        SIGTERM.
+        Run it with ``server.run(host=..., port=...)`` (``host`` and ``port`` of the options
+        are not used here, and LitServe's ``run`` listens on every interface unless told
+        otherwise), or use :func:`serve`, which passes them and also drains on SIGTERM. The
+        folder made for the metric files is removed when the process exits.
 
     Raises
     ------
@@ -257,9 +262,9 @@ def create_server(model: str | os.PathLike, options: ServeOptions | None = None,
 
     Examples
     --------
-    >>> server = create_server("runs/demo/model", port=8080)  # doctest: +SKIP
+    >>> server = create_server("runs/demo/model", workers=2)  # doctest: +SKIP
     >>> server.app.add_api_route("/version", lambda: {"version": "1"})  # doctest: +SKIP
-    >>> server.run(port=8080, generate_client_file=False)  # doctest: +SKIP
+    >>> server.run(host="127.0.0.1", port=8080, generate_client_file=False)  # doctest: +SKIP
     """
     options = ServeOptions(**{**asdict(options or ServeOptions()), **overrides})
     _log_to_stderr()
@@ -268,6 +273,7 @@ def create_server(model: str | os.PathLike, options: ServeOptions | None = None,
     heatmaps = options.heatmaps and engine.heatmaps
     del engine.model
     metrics_folder = metrics.prepare()
+    atexit.register(metrics.remove, metrics_folder)  # serve() removes it sooner
     gate = GateState(options.max_queue)
     cores = os.cpu_count() or 1
     common = {"api_key": key, "gate": gate,
