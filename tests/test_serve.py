@@ -209,6 +209,30 @@ def _bomb_png() -> bytes:
     return bytes(data)
 
 
+def _eps() -> bytes:
+    """An EPS file: PIL reads it through Ghostscript, which the service must never run."""
+    buffer = io.BytesIO()
+    Image.new("RGB", (8, 8), "red").save(buffer, format="EPS")
+    return buffer.getvalue()
+
+
+def test_uploads_decode_within_the_decoding_memory_budget(monkeypatch, images):
+    from wjsentiment.images import decode
+    from wjsentiment.serve.uploads import decode_upload
+
+    held, hold = [], decode._DECODE_MEMORY.hold
+
+    def recorded(nbytes):
+        held.append(nbytes)
+        return hold(nbytes)
+
+    monkeypatch.setattr(decode._DECODE_MEMORY, "hold", recorded)
+    small = images[3]  # small.png: 20 x 20 RGB
+    pixels = decode_upload(small.read_bytes(), 32)
+    assert held == [20 * 20 * 3]
+    np.testing.assert_array_equal(pixels, decode.decode_image(small, 32))
+
+
 def test_bad_images_get_415_or_422_naming_the_part(base, images):
     good = images[0].read_bytes()
     cases = [
@@ -226,6 +250,8 @@ def test_bad_images_get_415_or_422_naming_the_part(base, images):
          "part 2 ('c.txt')"),
         ({"files": [("other", ("a.jpg", good))]}, 422, "named 'file'"),
         ({"data": b"", "headers": {**AUTH, "Content-Type": "image/jpeg"}}, 422, "empty"),
+        ({"data": _eps(), "headers": {**AUTH, "Content-Type": "application/postscript"}},
+         415, "not an image"),
     ]
     for kwargs, status, words in cases:
         kwargs.setdefault("headers", AUTH)
@@ -290,6 +316,48 @@ def test_full_queue_gets_503_with_retry_after(base, images):
     for answer in answers:
         if answer.status_code == 503:
             assert answer.headers["Retry-After"] == "1"
+
+
+def _partial_upload(base: str, sent: bytes, declared: int) -> socket.socket:
+    """A connection that has sent a /predict request's head and ``sent`` of a body of
+    ``declared`` bytes, and sends no more."""
+    port = int(base.rsplit(":", 1)[1])
+    sock = socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT)
+    sock.sendall(b"POST /predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: image/jpeg\r\n"
+                 + f"X-API-Key: {KEY}\r\nContent-Length: {declared}\r\n\r\n".encode() + sent)
+    return sock
+
+
+def _wait_for(condition, what: str, seconds: float = 15) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.1)
+
+
+def test_stalled_body_gets_408_and_frees_its_place(base, images):
+    data = images[0].read_bytes()
+    with _partial_upload(base, data[:1000], len(data)) as sock:
+        answer = b""
+        while chunk := sock.recv(65536):  # the server answers within --timeout, then closes
+            answer += chunk
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.split()[1] == b"408", answer[:500]
+    assert "did not arrive within" in json.loads(body)["detail"]
+    _wait_for(lambda: _metric(base, "wjsentiment_requests_in_flight") == 0,
+              "the stalled request still holds its place in the queue")
+
+
+def test_client_gone_before_the_answer_is_recorded_as_499(base, images, workdir):
+    counted = 'wjsentiment_requests_total{path="/predict",status="%d"}'
+    errors = _metric(base, counted % 500)
+    gone = _metric(base, counted % 499)
+    data = images[0].read_bytes()
+    _partial_upload(base, data[:1000], len(data)).close()
+    _wait_for(lambda: _metric(base, counted % 499) == gone + 1,
+              "a request whose client went away was not counted as 499")
+    assert _metric(base, counted % 500) == errors
+    assert "ClientDisconnect" not in (workdir / "server.log").read_text()  # not a crash
 
 
 # ------------------------------------------------------------------------------ the page
@@ -361,6 +429,44 @@ def test_subcommand_parses_and_fails_fast_on_a_missing_model(tmp_path):
     assert time.monotonic() - started < 5
     with pytest.raises(SystemExit):
         parser.parse_args(["serve", "m", "--workers", "0"])
+
+
+@pytest.mark.parametrize("options, words", [
+    (["--port", "80"], "argument --port: expected an integer from 1024 to 65535"),
+    (["--port", "70000"], "argument --port"),
+    (["--batch-timeout-ms", "-1"], "argument --batch-timeout-ms"),
+    (["--device", "cuda:x"], "--device must be one of auto, cpu, cuda, cuda:N"),
+    (["--batch-timeout-ms", "5000", "--timeout", "2"], "--batch-timeout-ms must be"),
+])
+def test_bad_option_values_exit_2_with_the_usage_naming_the_option(model_dir, options, words,
+                                                                    capsys):
+    from wjsentiment.cli import main
+
+    started = time.monotonic()
+    with pytest.raises(SystemExit) as exit_:
+        main(["serve", str(model_dir), *options])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("usage: wjsentiment serve") and words in err, err
+    assert "_ms" not in err and "Traceback" not in err
+    assert time.monotonic() - started < 5  # refused before the model is loaded
+
+
+def test_output_options_are_accepted():
+    from wjsentiment.cli import parse_args
+
+    assert parse_args(["serve", "m", "-v"]).verbose == 2
+    assert parse_args(["serve", "m", "--quiet"]).verbose == 0
+
+
+def test_a_non_ascii_api_key_is_refused_at_start_up(monkeypatch, model_dir):
+    from wjsentiment.exceptions import InputError
+    from wjsentiment.serve import create_server
+
+    monkeypatch.setenv("WJS_ODD_KEY", "clé-secrète")
+    with pytest.raises(InputError, match="WJS_ODD_KEY.*outside ASCII") as refused:
+        create_server(model_dir, api_key_env="WJS_ODD_KEY", device="cpu")
+    assert "secr" not in str(refused.value)  # the key itself is never shown
 
 
 # ------------------------------------------------------------------ last: SIGTERM drains

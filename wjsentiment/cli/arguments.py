@@ -110,6 +110,17 @@ fraction = _number(float, lambda v: 0.0 <= v <= 1.0, "a number from 0 to 1")
 positive_float = _number(float, lambda v: v > 0, "a positive number")
 non_negative_float = _number(float, lambda v: v >= 0, "a number >= 0")
 
+
+def int_from(low: int, high: int) -> Callable[[str], int]:
+    """An argparse type: an integer from ``low`` to ``high``.
+
+    Examples
+    --------
+    >>> int_from(1, 9)("7")
+    7
+    """
+    return _number(int, lambda v: low <= v <= high, f"an integer from {low} to {high}")
+
 #: The types above by the interval they accept: an estimator parameter declared with one of
 #: these intervals alone is parsed (and refused, in the same words) by its type.
 _NUMBER_TYPES = {Range(Integral, 1, None): positive_int,

@@ -47,7 +47,7 @@ import math
 import os
 import threading
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import BinaryIO, NamedTuple, Union
 
@@ -394,26 +394,36 @@ def _decoded_bytes(img: Image.Image, factor: int = 1) -> int:
 
 
 @contextlib.contextmanager
-def opened_image(fh: BinaryIO, source: str) -> Iterator[Image.Image]:
+def opened_image(fh: BinaryIO, source: str,
+                 formats: Sequence[str] | None = None) -> Iterator[Image.Image]:
     """The image of an open file, its header read and checked (:func:`check_pixel_count`);
-    PIL's decompression-bomb warnings are errors."""
+    PIL's decompression-bomb warnings are errors. ``formats``: the PIL formats tried (None:
+    every one PIL knows)."""
     with warnings.catch_warnings():
         # PIL only warns between its own limit and twice that: refuse those too.
         warnings.simplefilter("error", Image.DecompressionBombWarning)
-        with Image.open(fh) as img:
+        with Image.open(fh, formats=formats) as img:
             check_pixel_count(img, source)
             yield img
 
 
 def _decode_file(path: str, size: int, grayscale: bool, host_decoder: str) -> np.ndarray:
-    """Open, check, draft, load, turn upright and finish one file, within the decoding memory
-    budget; both the file and the image are closed on the way out, whatever happens."""
-    with open(path, "rb") as fh, opened_image(fh, repr(path)) as img:
+    """Decode the file at ``path``; it is closed on the way out, whatever happens."""
+    with open(path, "rb") as fh:
+        return _decode_open(fh, repr(path), size, grayscale, host_decoder)
+
+
+def _decode_open(fh: BinaryIO, source: str, size: int, grayscale: bool, host_decoder: str,
+                 formats: Sequence[str] | None = None) -> np.ndarray:
+    """Open, check, draft, load, turn upright and finish one open file, within the decoding
+    memory budget; the image is closed on the way out, whatever happens."""
+    start = fh.tell()
+    with opened_image(fh, source, formats) as img:
         header = baseline_jpeg(img) if host_decoder == "simplejpeg" else None
         factor = draft_scale(img.width, img.height, size) if img.format == "JPEG" else 1
         with _DECODE_MEMORY.hold(_decoded_bytes(img, factor)):
             if header is not None:
-                fh.seek(0)
+                fh.seek(start)
                 pixels = _decode_jpeg_fast(fh.read(), header, size, grayscale)
                 if pixels is not None:
                     return pixels
@@ -559,13 +569,7 @@ def decode_image(item: ImageInput, size: int, grayscale: bool = False, *,
     >>> decode_image(np.zeros((40, 60, 3), dtype=np.uint8), size=32).shape
     (32, 32, 3)
     """
-    host_decoder = HOST_DECODER if host_decoder is None else host_decoder
-    if host_decoder not in HOST_DECODERS:
-        raise InputError(f"host_decoder must be one of {list(HOST_DECODERS)}, got "
-                         f"{host_decoder!r}.")
-    if host_decoder == "simplejpeg" and simplejpeg is None:
-        raise InputError("host_decoder='simplejpeg' needs the simplejpeg package: pip install "
-                         "simplejpeg (or wjsentiment[fast]), or use 'pil'.")
+    host_decoder = _host_decoder(host_decoder)
     if isinstance(item, np.ndarray):
         return _decode_array(item, size, grayscale, host_decoder)
     if not isinstance(item, (str, os.PathLike, Image.Image)):
@@ -577,6 +581,52 @@ def decode_image(item: ImageInput, size: int, grayscale: bool = False, *,
         if isinstance(item, Image.Image):
             return _finish(_upright(item), size, grayscale, host_decoder)
         return _decode_file(os.fspath(item), size, grayscale, host_decoder)
+
+
+def decode_image_file(fh: BinaryIO, size: int, source: str, grayscale: bool = False, *,
+                      host_decoder: str | None = None,
+                      formats: Sequence[str] | None = None) -> np.ndarray:
+    """Decode an open image file, such as the bytes of an upload in :class:`io.BytesIO`,
+    exactly as :func:`decode_image` decodes a file at a path with these bytes: the same
+    decompression-bomb check, draft mode, memory budget (:data:`DECODE_MEMORY_BYTES`) and
+    errors, which name ``source``.
+
+    Parameters
+    ----------
+    fh : binary file
+        Open for reading, read from where it stands; it is left open.
+    size, grayscale, host_decoder
+        As for :func:`decode_image`.
+    source : str
+        How errors name the image.
+    formats : sequence of str, optional
+        The PIL formats the file may have (e.g. ``("JPEG", "PNG")``); bytes of any other are
+        "not an image file". None: every format PIL reads.
+
+    Examples
+    --------
+    >>> import io
+    >>> buffer = io.BytesIO()
+    >>> Image.new("RGB", (300, 200), "red").save(buffer, format="PNG")
+    >>> _ = buffer.seek(0)
+    >>> decode_image_file(buffer, 32, "upload", formats=("JPEG", "PNG")).shape
+    (32, 32, 3)
+    """
+    host_decoder = _host_decoder(host_decoder)
+    with _named_errors(source):
+        return _decode_open(fh, source, size, grayscale, host_decoder,
+                            None if formats is None else tuple(formats))
+
+
+def _host_decoder(name: str | None) -> str:
+    """The host decoder to use for ``name`` (None: :data:`HOST_DECODER`), checked."""
+    name = HOST_DECODER if name is None else name
+    if name not in HOST_DECODERS:
+        raise InputError(f"host_decoder must be one of {list(HOST_DECODERS)}, got {name!r}.")
+    if name == "simplejpeg" and simplejpeg is None:
+        raise InputError("host_decoder='simplejpeg' needs the simplejpeg package: pip install "
+                         "simplejpeg (or wjsentiment[fast]), or use 'pil'.")
+    return name
 
 
 @contextlib.contextmanager

@@ -12,6 +12,7 @@ time, the request log and metrics) is in :mod:`.gate` and :mod:`.metrics`.
 # No `from __future__ import annotations` here: LitServe reads the annotation of
 # `decode_request` at run time to choose how FastAPI parses the request.
 
+import atexit
 import json
 import logging
 import multiprocessing
@@ -63,6 +64,7 @@ class UploadRules:
     max_body_bytes: int
     max_images: int
     sizes: tuple[int, ...]
+    timeout_s: float  #: longest the body may take to arrive
 
 
 @lru_cache(maxsize=1)
@@ -77,9 +79,9 @@ def _decoding_slots() -> anyio.CapacityLimiter:
 
 async def read_upload(request: Request) -> Upload:
     """FastAPI dependency of the model's endpoints: the request's images, decoded in a
-    thread at every size the model reads (bad input gets its 413, 415 or 422 here)."""
+    thread at every size the model reads (bad input gets its 408, 413, 415 or 422 here)."""
     rules: UploadRules = request.app.state.upload_rules
-    parts = await read_images(request, rules.max_body_bytes, rules.max_images)
+    parts = await read_images(request, rules.max_body_bytes, rules.max_images, rules.timeout_s)
     request.state.images = len(parts)
     return await anyio.to_thread.run_sync(decode_all, parts, rules.sizes,
                                           limiter=_decoding_slots())
@@ -99,7 +101,9 @@ class _ModelAPI(ls.LitAPI):
         self._gate = gate
 
     def __getstate__(self) -> dict:
-        # What goes to the inference workers: neither the key nor the HTTP side's counters.
+        # What is pickled to the inference workers: not the key check nor the HTTP side's
+        # counters, which they do not use. The workers still inherit the environment, the
+        # key's variable included.
         state = self.__dict__.copy()
         state["_check_key"] = state["_gate"] = None
         return state
@@ -165,11 +169,10 @@ class ExplainAPI(_ModelAPI):
 
 
 def _accelerator(device: str) -> tuple[str, Any]:
-    """LitServe's ``accelerator`` and ``devices`` for a device name."""
+    """LitServe's ``accelerator`` and ``devices`` for a device name (checked by
+    :class:`ServeOptions`)."""
     if device.startswith("cuda:"):
         return "cuda", [int(device.split(":", 1)[1])]
-    if device not in ("auto", "cpu", "cuda"):
-        raise InputError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {device!r}.")
     return device, "auto" if device != "cpu" else 1
 
 
@@ -180,6 +183,11 @@ def _api_key(options: ServeOptions) -> str | None:
     if not key:
         raise InputError(f"--api-key-env {options.api_key_env}: that environment variable is "
                          "empty or not set; export the key in it first.")
+    if not key.isascii():  # HTTP carries header values as Latin-1 bytes: such a key never matches
+        raise InputError(f"--api-key-env {options.api_key_env}: the key in that environment "
+                         "variable has characters outside ASCII, which clients cannot send "
+                         "in a header as they are; choose a key of ASCII letters, digits and "
+                         "punctuation.")
     return key
 
 
@@ -197,7 +205,7 @@ def _add_routes(server: ls.LitServer, engine: Engine, options: ServeOptions,
     async def page() -> FileResponse:
         return FileResponse(STATIC / "index.html")
 
-    async def metrics_text() -> Response:
+    def metrics_text() -> Response:  # reads the metric files: FastAPI runs it in a thread
         return Response(metrics.render(gate.in_flight, gate.max_queue),
                         media_type=metrics.CONTENT_TYPE)
 
@@ -206,7 +214,7 @@ def _add_routes(server: ls.LitServer, engine: Engine, options: ServeOptions,
                       dependencies=[Depends(check_key)])
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     app.state.upload_rules = UploadRules(int(options.max_body_mb * 1e6), options.max_images,
-                                         engine.sizes)
+                                         engine.sizes, options.timeout_s)
 
 
 def _log_to_stderr() -> None:
@@ -240,8 +248,10 @@ def create_server(model: str | os.PathLike, options: ServeOptions | None = None,
     Returns
     -------
     litserve.LitServer
-        Run it with ``server.run(port=...)``, or use :func:`serve`, which also drains on
-        SIGTERM.
+        Run it with ``server.run(host=..., port=...)`` (``host`` and ``port`` of the options
+        are not used here, and LitServe's ``run`` listens on every interface unless told
+        otherwise), or use :func:`serve`, which passes them and also drains on SIGTERM. The
+        folder made for the metric files is removed when the process exits.
 
     Raises
     ------
@@ -252,9 +262,9 @@ def create_server(model: str | os.PathLike, options: ServeOptions | None = None,
 
     Examples
     --------
-    >>> server = create_server("runs/demo/model", port=8080)  # doctest: +SKIP
+    >>> server = create_server("runs/demo/model", workers=2)  # doctest: +SKIP
     >>> server.app.add_api_route("/version", lambda: {"version": "1"})  # doctest: +SKIP
-    >>> server.run(port=8080, generate_client_file=False)  # doctest: +SKIP
+    >>> server.run(host="127.0.0.1", port=8080, generate_client_file=False)  # doctest: +SKIP
     """
     options = ServeOptions(**{**asdict(options or ServeOptions()), **overrides})
     _log_to_stderr()
@@ -263,6 +273,7 @@ def create_server(model: str | os.PathLike, options: ServeOptions | None = None,
     heatmaps = options.heatmaps and engine.heatmaps
     del engine.model
     metrics_folder = metrics.prepare()
+    atexit.register(metrics.remove, metrics_folder)  # serve() removes it sooner
     gate = GateState(options.max_queue)
     cores = os.cpu_count() or 1
     common = {"api_key": key, "gate": gate,

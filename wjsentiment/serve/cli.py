@@ -20,15 +20,24 @@ examples:
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from collections.abc import Sequence
 from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
-from ..cli.arguments import add_command, positive_float, positive_int
+from ..cli.arguments import (
+    add_command,
+    add_output_options,
+    int_from,
+    non_negative_float,
+    positive_float,
+    positive_int,
+)
 from ..cli.checks import CommandError
-from .options import HOSTS, ServeOptions
+from ..exceptions import InputError
+from .options import DEVICES, HOSTS, PORTS, ServeOptions
 
 __all__ = ["add_serve_parser", "main", "run_serve"]
 
@@ -39,7 +48,7 @@ def add_serve_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Add the ``serve`` subcommand to ``subparsers`` (from ``add_subparsers()``).
 
     Its defaults are ``run=run_serve`` and ``parser`` (the subparser), as the command line's
-    other subcommands have them, and ``verbose=1``.
+    other subcommands have them; ``-v/--verbose`` and ``-q/--quiet`` as they have them.
 
     Examples
     --------
@@ -54,17 +63,17 @@ def add_serve_parser(subparsers: Any) -> argparse.ArgumentParser:
                                  "`wjsentiment export`")
     p.add_argument("--host", choices=HOSTS,
                    help="address to listen on (default: %(default)s, this machine only)")
-    p.add_argument("--port", type=int, help="port to listen on")
+    p.add_argument("--port", type=int_from(*PORTS), help="port to listen on")
     p.add_argument("--workers", type=positive_int, metavar="N",
                    help="inference worker processes, each with the model")
     p.add_argument("--max-batch-size", type=positive_int, metavar="N",
                    help="requests batched into one forward pass")
-    p.add_argument("--batch-timeout-ms", type=float, metavar="MS",
+    p.add_argument("--batch-timeout-ms", type=non_negative_float, metavar="MS",
                    help="how long a batch waits to fill")
     p.add_argument("--api-key-env", metavar="VAR",
                    help="require the API key held in this environment variable on /predict, "
                         "/explain and /metrics (X-API-Key or Authorization: Bearer)")
-    p.add_argument("--device", help="auto, cpu, cuda or cuda:N (default: %(default)s; an .onnx "
+    p.add_argument("--device", help=f"{', '.join(DEVICES)} (default: %(default)s; an .onnx "
                                     "file runs on the CPU)")
     p.add_argument("--max-body-mb", type=positive_float, metavar="MB",
                    help="largest request body; larger get 413")
@@ -77,7 +86,8 @@ def add_serve_parser(subparsers: Any) -> argparse.ArgumentParser:
                         "on SIGTERM")
     p.add_argument("--no-heatmaps", dest="heatmaps", action="store_false",
                    help="do not start the Grad-CAM worker behind POST /explain")
-    p.set_defaults(**_DEFAULTS, verbose=1)
+    add_output_options(p)
+    p.set_defaults(**_DEFAULTS)
     return p
 
 
@@ -90,15 +100,21 @@ def run_serve(args: argparse.Namespace) -> int:
         When there is no model at ``args.model`` (before LitServe or torch is imported).
     CommandError
         Without the ``serve`` extra, with the command that installs it.
+    SystemExit
+        With status 2 and the usage line, for options that do not go together (as argparse
+        answers a value out of range).
     InputError
-        For an option out of range or an API key variable that is not set.
+        For an API key variable that is not set.
     """
     model = Path(args.model)
     if not model.exists():
         raise FileNotFoundError(f"No model at {str(model)!r}: pass a folder written by "
                                 "`wjsentiment fit` (or .save()) or an .onnx file written by "
                                 "`wjsentiment export`.")
-    options = ServeOptions(**{name: getattr(args, name) for name in _DEFAULTS})
+    try:
+        options = ServeOptions(**{name: getattr(args, name) for name in _DEFAULTS})
+    except InputError as exc:
+        args.parser.error(_option_words(args.parser, str(exc)))
     try:
         from .app import serve
     except ImportError as exc:
@@ -106,6 +122,15 @@ def run_serve(args: argparse.Namespace) -> int:
                            'pip install "wjsentiment[serve]".') from exc
     serve(model, options)
     return 0
+
+
+def _option_words(parser: argparse.ArgumentParser, text: str) -> str:
+    """``text`` (a message of :class:`ServeOptions`) with its field names written as the
+    options that set them: ``timeout_s`` as ``--timeout``."""
+    for action in parser._actions:
+        if action.dest in _DEFAULTS and action.option_strings:
+            text = re.sub(rf"\b{action.dest}\b", action.option_strings[-1], text)
+    return text
 
 
 def main(argv: Sequence[str] | None = None) -> int:

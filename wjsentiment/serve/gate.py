@@ -11,7 +11,8 @@ middleware (:class:`ServiceGate`) and one FastAPI dependency (:func:`key_checker
   ``/health`` says not ready, while those in flight finish.
 - **API key.** Compared in constant time (:func:`hmac.compare_digest`), from ``X-API-Key`` or
   ``Authorization: Bearer``; never logged.
-- **One log line per request**, as JSON on the ``wjsentiment.serve`` logger.
+- **One log line per request**, as JSON on the ``wjsentiment.serve`` logger, with the status
+  499 when the client went away before it was answered.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import time
 from collections.abc import Callable
 
 from fastapi import HTTPException, Request
+from starlette.requests import ClientDisconnect
 
 from .metrics import instruments
 
@@ -33,6 +35,9 @@ __all__ = ["GateState", "ServiceGate", "key_checker", "request_log"]
 request_log = logging.getLogger("wjsentiment.serve")
 #: Seconds a client is asked to wait before trying again after a 503.
 RETRY_AFTER_S = 1
+#: The status recorded (in the log and the metrics; nothing is sent) for a request whose
+#: client went away before it was answered, as nginx records it: not a failure of the service.
+CLIENT_GONE = 499
 #: Paths named in the metrics as they are; any other is counted as "other".
 KNOWN_PATHS = ("/", "/predict", "/explain", "/health", "/metrics", "/info", "/docs",
                "/openapi.json")
@@ -130,23 +135,32 @@ class ServiceGate:
             await self.app(scope, receive, send)
             return
         start = time.perf_counter()
-        answer = {"status": 500}
+        answer: dict[str, int] = {}
 
         async def send_and_note(message: dict) -> None:
             if message["type"] == "http.response.start":
-                answer["status"] = message["status"]
+                answer.setdefault("status", message["status"])
             await send(message)
+
+        async def receive_and_note() -> dict:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                answer.setdefault("status", CLIENT_GONE)  # unless the answer went out
+            return message
 
         refused = self.state.admit() if scope["path"] in self.guarded else "open"
         try:
             if refused in ("full", "draining"):
                 await self._refuse(send_and_note, refused)
             else:
-                await self.app(scope, receive, send_and_note)
+                await self.app(scope, receive_and_note, send_and_note)
+        except ClientDisconnect:  # raised while reading the body: nobody is left to answer
+            answer.setdefault("status", CLIENT_GONE)
         finally:
             if refused is None:
                 self.state.leave()
-            self._record(scope, answer["status"], time.perf_counter() - start, refused)
+            self._record(scope, answer.get("status", 500), time.perf_counter() - start,
+                         refused)
 
     async def _refuse(self, send, reason: str) -> None:
         detail = ("The service is shutting down; send the request to another replica."

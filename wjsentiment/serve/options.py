@@ -6,14 +6,19 @@ Standard library only, so that the command line's parser builds without LitServe
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from ..exceptions import InputError
 
-__all__ = ["HOSTS", "ServeOptions"]
+__all__ = ["DEVICES", "HOSTS", "PORTS", "ServeOptions"]
 
 #: The addresses LitServe listens on: this machine only, or every IPv4 or IPv6 interface.
 HOSTS = ("127.0.0.1", "0.0.0.0", "::")
+#: The ports the service may listen on, first and last: none that needs root.
+PORTS = (1024, 65535)
+#: The devices the inference workers may run on ("cuda:N": the GPU numbered N).
+DEVICES = ("auto", "cpu", "cuda", "cuda:N")
 
 
 @dataclass(frozen=True)
@@ -67,8 +72,11 @@ class ServeOptions:
         if self.host not in HOSTS:
             raise InputError(f"host must be one of {list(HOSTS)} (LitServe binds no other), "
                              f"got {self.host!r}.")
-        if not 1024 <= self.port <= 65535:
-            raise InputError(f"port must be from 1024 to 65535, got {self.port!r}.")
+        if not PORTS[0] <= self.port <= PORTS[1]:
+            raise InputError(f"port must be from {PORTS[0]} to {PORTS[1]}, got {self.port!r}.")
+        if not re.fullmatch(r"auto|cpu|cuda(:[0-9]+)?", self.device):
+            raise InputError(f"device must be one of {', '.join(DEVICES)} (N: a GPU's number), "
+                             f"got {self.device!r}.")
         for name in ("workers", "max_batch_size", "max_images", "max_queue"):
             if getattr(self, name) < 1:
                 raise InputError(f"{name} must be >= 1, got {getattr(self, name)!r}.")

@@ -3,27 +3,26 @@ can act on.
 
 The service takes image bytes only, as multipart parts named ``file`` or as the raw body: no
 path or URL, so it never reads a local file nor fetches anything. The body is read up to a
-size limit (413 past it), and each image is decoded by wjsentiment's own decoder
-(:func:`~wjsentiment.images.decode_image`) behind its decompression-bomb guard
-(:func:`~wjsentiment.images.decode.check_pixel_count`), as ``predict_proba`` decodes a file
-with the same bytes, so the service's probabilities are those of ``predict_proba``. Bytes that
-are no image get 415; an image that is truncated, damaged or too large gets 422; either way the
-message names the part.
+size limit (413 past it) and within the service's timeout (408 past it), and each image is
+decoded by the path that decodes files (:func:`~wjsentiment.images.decode.decode_image_file`:
+its decompression-bomb guard, draft mode and decoding memory budget), as ``predict_proba``
+decodes a file with the same bytes, so the service's probabilities are those of
+``predict_proba``. Bytes of none of :data:`FORMATS` get 415; an image that is truncated,
+damaged or too large gets 422; either way the message names the part.
 """
 
 from __future__ import annotations
 
 import io
-import math
-import warnings
 from collections.abc import Sequence
 from typing import NamedTuple
 
+import anyio
 import numpy as np
 from fastapi import HTTPException, Request
 from PIL import Image
 
-from ..images.decode import DRAFT_COVERAGE, BadImageError, check_pixel_count, decode_image
+from ..images.decode import BadImageError, decode_image_file
 
 __all__ = ["Upload", "decode_upload", "read_body", "read_images"]
 
@@ -31,6 +30,9 @@ __all__ = ["Upload", "decode_upload", "read_body", "read_images"]
 TEXT_TYPES = ("application/json", "application/x-www-form-urlencoded", "text/")
 #: The multipart field that holds an image.
 FIELD = "file"
+#: The image formats the service reads (PIL's names). Others, such as EPS, which PIL would
+#: hand to Ghostscript, are refused with 415 before any of their bytes are decoded.
+FORMATS = ("JPEG", "PNG", "GIF", "WEBP", "BMP", "TIFF")
 
 
 class Upload(NamedTuple):
@@ -49,19 +51,11 @@ class Upload(NamedTuple):
     names: list[str]
 
 
-class NotAnImage(ValueError):
-    """The bytes are no image format the decoder reads."""
-
-
-def _draft_side(size: int) -> int:
-    """The least side a JPEG may be decoded at in draft mode for a ``size`` px target, as
-    :func:`~wjsentiment.images.decode.draft_scale` rules for files."""
-    return math.ceil(DRAFT_COVERAGE * size)
-
-
 def decode_upload(data: bytes, size: int, source: str = "upload") -> np.ndarray:
     """Decode image bytes into a ``(size, size, 3)`` uint8 RGB array, as
-    :func:`~wjsentiment.images.decode_image` decodes a file with these bytes.
+    :func:`~wjsentiment.images.decode_image` decodes a file with these bytes (through
+    :func:`~wjsentiment.images.decode.decode_image_file`: the same checks, draft mode and
+    memory budget), if they are of one of :data:`FORMATS`.
 
     Parameters
     ----------
@@ -74,10 +68,10 @@ def decode_upload(data: bytes, size: int, source: str = "upload") -> np.ndarray:
 
     Raises
     ------
-    NotAnImage
-        When the bytes are no image format PIL reads.
     BadImageError
-        When the image is truncated, damaged, or has more pixels than the decoder allows.
+        When the image is truncated, damaged, or has more pixels than the decoder allows;
+        when the bytes are of none of :data:`FORMATS`, its ``__cause__`` is PIL's
+        ``UnidentifiedImageError``.
 
     Examples
     --------
@@ -86,24 +80,7 @@ def decode_upload(data: bytes, size: int, source: str = "upload") -> np.ndarray:
     >>> decode_upload(buffer.getvalue(), 32).shape
     (32, 32, 3)
     """
-    try:
-        with warnings.catch_warnings():
-            # As for files: PIL's own warning zone counts as a bomb too.
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(io.BytesIO(data)) as img:
-                check_pixel_count(img, source)
-                if img.format == "JPEG":  # decoded smaller in the DCT domain, as files are
-                    img.draft("RGB", (_draft_side(size), _draft_side(size)))
-                return decode_image(img, size)
-    except Image.UnidentifiedImageError as exc:
-        raise NotAnImage(f"{source} is not an image file the decoder reads (JPEG, PNG, "
-                         "GIF, WebP, BMP, TIFF...)") from exc
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise BadImageError(source, f"refused as a decompression bomb ({exc})") from exc
-    except (OSError, SyntaxError, ValueError) as exc:
-        if isinstance(exc, BadImageError):
-            raise
-        raise BadImageError(source, f"unreadable or truncated ({exc})") from exc
+    return decode_image_file(io.BytesIO(data), size, source, formats=FORMATS)
 
 
 def decode_all(parts: Sequence[tuple[str, bytes]], sizes: Sequence[int]) -> Upload:
@@ -119,28 +96,38 @@ def decode_all(parts: Sequence[tuple[str, bytes]], sizes: Sequence[int]) -> Uplo
                 raise BadImageError(label, "it is empty")
             for size in sizes:
                 pixels[size].append(decode_upload(data, size, label))
-        except NotAnImage as exc:
-            raise HTTPException(422 if several else 415, detail=str(exc)) from exc
         except BadImageError as exc:
+            if isinstance(exc.__cause__, Image.UnidentifiedImageError):
+                raise HTTPException(422 if several else 415, detail=(
+                    f"{label} is not an image file of a format the service reads "
+                    f"({', '.join(FORMATS)}).")) from exc
             raise HTTPException(422, detail=f"{label}: {exc.reason}.") from exc
     return Upload({size: np.stack(images) for size, images in pixels.items()},
                   [name for name, _ in parts])
 
 
-async def read_body(request: Request, limit: int) -> bytes:
+async def read_body(request: Request, limit: int, timeout: float) -> bytes:
     """The request's body, refused with 413 once it is larger than ``limit`` bytes (at once
-    when its Content-Length says so, else as soon as that many bytes have come)."""
+    when its Content-Length says so, else as soon as that many bytes have come), and with 408
+    when it has not all come within ``timeout`` seconds: a slow client must not hold its
+    place in the queue."""
     too_large = HTTPException(413, detail=f"The body is larger than the limit of {limit} "
                                           "bytes; send fewer or smaller images per request.")
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > limit:
         raise too_large
     chunks, total = [], 0
-    async for chunk in request.stream():
-        total += len(chunk)
-        if total > limit:
-            raise too_large
-        chunks.append(chunk)
+    try:
+        with anyio.fail_after(timeout):
+            async for chunk in request.stream():
+                total += len(chunk)
+                if total > limit:
+                    raise too_large
+                chunks.append(chunk)
+    except TimeoutError:
+        raise HTTPException(408, headers={"Connection": "close"}, detail=(
+            f"The body did not arrive within {timeout:g} s ({total} bytes came): send the "
+            "whole request at once, or fewer or smaller images over a slow link.")) from None
     return b"".join(chunks)
 
 
@@ -163,11 +150,12 @@ async def _multipart_parts(request: Request, body: bytes, max_images: int
         await form.close()
 
 
-async def read_images(request: Request, limit: int, max_images: int
+async def read_images(request: Request, limit: int, max_images: int, timeout: float
                       ) -> list[tuple[str, bytes]]:
     """The images of a request as (name, bytes): the ``file`` parts of a multipart body, or
-    the raw body. Raises the HTTP errors a client can act on (413, 415, 422)."""
-    body = await read_body(request, limit)
+    the raw body, read within ``timeout`` seconds. Raises the HTTP errors a client can act on
+    (408, 413, 415, 422)."""
+    body = await read_body(request, limit, timeout)
     content_type = request.headers.get("content-type", "").lower()
     if content_type.startswith("multipart/form-data"):
         parts = await _multipart_parts(request, body, max_images)
