@@ -239,3 +239,21 @@ def test_overlay_blends_the_colormap():
     assert (blue[..., 2] > blue[..., 0]).all()
     with pytest.raises(ValueError, match="same size"):
         overlay_heatmap(image, np.zeros((3, 3)))
+
+
+def test_explain_images_with_no_cache_budget_and_a_bad_image(tiny, tmp_path, monkeypatch):
+    """With a zero cache budget the store keeps nothing it does not hold pinned: the images
+    must stay pinned from decoding to gathering; an unreadable file is an error (found
+    before any prediction), not the pixels of another image."""
+    from wjsentiment import config_context
+    from wjsentiment.exceptions import BadImageError
+
+    clf, X, _ = tiny
+    with config_context(cache_memory_bytes=0, cache_disk_bytes=0):
+        result = explain_images(clf, X[:3])
+        np.testing.assert_array_equal(result.images, X[:3])
+        bad = tmp_path / "bad.png"
+        bad.write_bytes(b"not an image")
+        monkeypatch.setattr(clf, "predict_proba", lambda items: pytest.fail("predicted"))
+        with pytest.raises(BadImageError, match="bad.png"):
+            explain_images(clf, [X[0], str(bad)])

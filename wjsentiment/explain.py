@@ -336,15 +336,21 @@ def explain_images(estimator: FittedModel, X: Any, *,
     """
     members = network_members(estimator, _NEEDS)
     items = as_image_inputs(X)
-    proba = np.asarray(estimator.predict_proba(items))
-    predicted = np.asarray(estimator.predict_from_proba(proba))
-    column = _target_indices(estimator, items, predicted)
-    explained = predicted if isinstance(target, str) and target == PREDICTED else \
-        estimator.classes_[_target_indices(estimator, items, target)]
-    heatmaps = grad_cam(estimator, items, target=explained, batch_size=batch_size, layer=layer)
     store = get_store(_output_size(members), grayscale=False)
-    decoded = store.add(items, num_workers=decode_threads())
-    return Explanations(images=store.gather(decoded.rows), heatmaps=heatmaps,
+    # Pinned until gathered: unpinned rows may be evicted or reused (by another thread's
+    # images, say) as soon as the store needs room.
+    with store.add(items, num_workers=decode_threads(), pin=True) as decoded:
+        if decoded.errors:
+            raise decoded.errors[0][1]
+        proba = np.asarray(estimator.predict_proba(items))
+        predicted = np.asarray(estimator.predict_from_proba(proba))
+        column = _target_indices(estimator, items, predicted)
+        explained = predicted if isinstance(target, str) and target == PREDICTED else \
+            estimator.classes_[_target_indices(estimator, items, target)]
+        heatmaps = grad_cam(estimator, items, target=explained, batch_size=batch_size,
+                            layer=layer)
+        images = store.gather(decoded.rows)
+    return Explanations(images=images, heatmaps=heatmaps,
                         predicted=predicted, probability=proba[np.arange(len(items)), column],
                         explained=np.asarray(explained))
 
