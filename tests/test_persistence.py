@@ -370,6 +370,35 @@ def test_a_running_saves_temporary_folder_is_left_alone(fitted, tmp_path):
     assert _hidden(tmp_path) == []
 
 
+def test_a_failed_swap_without_the_atomic_exchange_puts_the_old_folder_back(tmp_path,
+                                                                          monkeypatch):
+    """Where there is no renameat2 the old folder is renamed away before the new one is
+    renamed in; if that second rename fails, the old folder goes back to its place."""
+    import os
+
+    from wjsentiment.persistence import atomic_folder, files
+
+    target = tmp_path / "model"
+    target.mkdir()
+    (target / "old.txt").write_text("old")
+    rename, calls = os.rename, []
+
+    def failing_rename(src, dst):
+        calls.append((Path(src).name, Path(dst).name))
+        if len(calls) == 2:  # the new folder into place
+            raise OSError(5, "Input/output error")
+        rename(src, dst)
+
+    monkeypatch.setattr(files, "_renameat2", lambda: None)
+    monkeypatch.setattr(os, "rename", failing_rename)
+    with pytest.raises(OSError, match="Input/output"), \
+            atomic_folder(target, replaceable=lambda _: True) as tmp:
+        (tmp / "new.txt").write_text("new")
+    assert calls[1][1] == "model"
+    assert sorted(p.name for p in target.iterdir()) == ["old.txt"]
+    assert _hidden(tmp_path) == []
+
+
 def test_saved_files_follow_the_umask(fitted, tmp_path):
     import os
     import stat

@@ -198,7 +198,11 @@ def _swap_into_place(tmp: Path, path: Path) -> Path | None:
             raise OSError(code, os.strerror(code), os.fspath(path))
     old = _temp_name(path)
     os.rename(path, old)  # without an atomic exchange, path is missing until the next line
-    os.rename(tmp, path)
+    try:
+        os.rename(tmp, path)
+    except BaseException:
+        os.rename(old, path)  # the old folder back, rather than nothing at path
+        raise
     return old
 
 
