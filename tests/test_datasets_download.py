@@ -63,6 +63,20 @@ def test_ok_png_and_jpeg_saved_byte_identical(server, tmp_path):
     assert "2 downloaded" in repr(report)
 
 
+def test_downloaded_files_follow_the_umask(server, tmp_path):
+    """An image gets the mode any new file gets, not a temporary file's 0600."""
+    import stat
+
+    url = server.add("/img/a.png", Reply(body=PNG))
+    previous = os.umask(0o027)
+    try:
+        assert _get([url], tmp_path).ok == [url]
+    finally:
+        os.umask(previous)
+    mode = stat.S_IMODE((tmp_path / default_filename(url)).stat().st_mode)
+    assert mode == 0o666 & ~0o027, oct(mode)
+
+
 def test_404_is_not_retried_and_lands_in_manifest(server, tmp_path):
     url = server.add("/gone.jpg", Reply(404, b"no", content_type="text/plain"))
     report = _get([url], tmp_path, retries=3)

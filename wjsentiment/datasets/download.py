@@ -24,6 +24,7 @@ import hashlib
 import math
 import os
 import re
+import secrets
 import tempfile
 import threading
 import time
@@ -42,7 +43,7 @@ from urllib3.util import Retry
 
 from wjsentiment.exceptions import DownloadWarning, InputError, warn
 from wjsentiment.images.decode import BadImageError, verify_image_file
-from wjsentiment.persistence import atomic_file
+from wjsentiment.persistence import atomic_file, open_new_file
 
 __all__ = ["DownloadReport", "default_filename", "download_images"]
 
@@ -410,10 +411,11 @@ def _stream_body(response: urllib3.BaseHTTPResponse, fh: BinaryIO, run: _Run,
 @contextlib.contextmanager
 def _partial_file(target: Path) -> Iterator[BinaryIO]:
     """A temporary file beside ``target`` (read and write), renamed to it if the block ends
-    well and removed in any case."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=TEMP_SUFFIX, dir=target.parent)
+    well and removed in any case. The image gets the mode any new file gets."""
+    tmp = target.with_name(f".{target.name}.{secrets.token_hex(6)}{TEMP_SUFFIX}")
+    fh = open_new_file(tmp, "w+b")
     try:
-        with os.fdopen(fd, "w+b") as fh:
+        with fh:
             yield fh
         os.replace(tmp, target)
     finally:

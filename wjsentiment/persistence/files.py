@@ -26,7 +26,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
-__all__ = ["TEMP_MARK", "atomic_file", "atomic_folder", "remove_stale_temporaries"]
+__all__ = ["TEMP_MARK", "atomic_file", "atomic_folder", "open_new_file",
+           "remove_stale_temporaries"]
 
 #: What the name of every temporary file or folder of this module holds.
 TEMP_MARK = ".wjs-tmp-"
@@ -57,6 +58,32 @@ def _fsync(path: str | os.PathLike) -> None:
             raise
 
 
+def open_new_file(path: str | os.PathLike, mode: str = "w+b", **open_kwargs: Any) -> IO:
+    """Create ``path``, which must not exist, and open it for reading and writing.
+
+    The file gets the mode any new file gets (0644 under umask 022): unlike
+    :func:`tempfile.mkstemp`'s 0600, which the rename would carry to the final name.
+
+    Raises
+    ------
+    FileExistsError
+        If ``path`` exists (a symbolic link included: it is not followed).
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> with open_new_file(Path(tempfile.mkdtemp()) / "part", "w+") as fh:
+    ...     _ = fh.write("abc"); _ = fh.seek(0); fh.read()
+    'abc'
+    """
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
+    try:
+        return os.fdopen(fd, mode, **open_kwargs)
+    except BaseException:
+        os.close(fd)
+        raise
+
+
 @contextlib.contextmanager
 def atomic_file(path: str | os.PathLike, mode: str = "w", **open_kwargs: Any) -> Iterator[IO]:
     """Open a temporary file beside ``path`` for writing; rename it to ``path`` on success.
@@ -77,10 +104,9 @@ def atomic_file(path: str | os.PathLike, mode: str = "w", **open_kwargs: Any) ->
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = _temp_name(path)
-    # os.open with 0o666 lets the umask decide the mode, as for any new file (mkstemp: 0600).
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
+    handle = open_new_file(tmp, mode, **open_kwargs)
     try:
-        with os.fdopen(fd, mode, **open_kwargs) as handle:
+        with handle:
             yield handle
             handle.flush()
             os.fsync(handle.fileno())
