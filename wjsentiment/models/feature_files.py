@@ -15,9 +15,11 @@ its device, inode, size and modification time, so a rewritten file is computed a
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import shutil
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -33,6 +35,9 @@ _DIGEST_BYTES = 16
 
 #: The file in a table's folder that :meth:`FeatureFiles.lock` locks.
 LOCK_FILE = ".lock"
+
+#: The table folders that could not be locked (warned about once each).
+_UNLOCKED: set[Path] = set()
 
 
 def feature_cache_dir() -> Path | None:
@@ -126,6 +131,30 @@ class FeatureFiles:
         """
         self.folder.mkdir(parents=True, exist_ok=True)
         return FileLock(self.folder / LOCK_FILE)
+
+    @contextlib.contextmanager
+    def locked(self) -> Iterator[None]:
+        """Hold :meth:`lock` for the block, where the filesystem can lock.
+
+        A lock that cannot be taken for another reason than contention (no locks on an NFS
+        mount: ``ENOLCK``) is warned about, once per folder, and the block runs without it:
+        the features stay right, though two processes may then compute the same ones.
+        """
+        lock = self.lock()
+        try:
+            lock.acquire()
+        except (OSError, NotImplementedError) as exc:  # filelock: NotImplementedError, ENOSYS
+            if self.folder not in _UNLOCKED:
+                _UNLOCKED.add(self.folder)
+                warn(f"Cannot lock the feature cache folder {self.folder} ({exc}); features "
+                     "are computed without the lock, so processes sharing the folder may "
+                     "compute the same ones.", FeatureCacheWarning)
+            lock = None
+        try:
+            yield
+        finally:
+            if lock is not None:
+                lock.release()
 
     def write(self, digests: list[bytes | None], values: np.ndarray) -> None:
         """Add a shard with the features of the digests that are not None."""
