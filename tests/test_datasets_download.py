@@ -417,6 +417,38 @@ def test_failures_manifest_merges_runs(server, tmp_path):
     assert _manifest(tmp_path) == {(gone, default_filename(gone)), (other, default_filename(other))}
 
 
+@pytest.mark.parametrize("content", [
+    "url,filename,reason\nhttp://x/caf\xe9.png,caf\xe9.png,HTTP 404\n".encode("latin-1"),
+    b"url,filename,reason\n\"" + b"x" * 200_000 + b"\n",  # csv.Error: over the field limit
+    b"other,columns\n",
+])
+def test_a_failures_manifest_that_cannot_be_read_is_replaced_with_a_warning(server, tmp_path,
+                                                                            content):
+    from wjsentiment.exceptions import DownloadWarning
+
+    (tmp_path / "_failures.csv").write_bytes(content)
+    gone = server.add("/m/gone.png", Reply(404))
+    with pytest.warns(DownloadWarning, match="_failures.csv.*replaced by this run's failures"):
+        report = _get([gone], tmp_path)
+    assert list(report.failed) == [gone]
+    assert _manifest(tmp_path) == {(gone, default_filename(gone))}
+
+
+def test_the_connections_are_closed_when_a_run_fails(server, tmp_path, monkeypatch):
+    import urllib3
+
+    cleared = []
+    monkeypatch.setattr(urllib3.PoolManager, "clear", lambda self: cleared.append(self))
+
+    def full_disk(*args):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(download_module, "_update_failures", full_disk)
+    with pytest.raises(OSError, match="No space"):
+        _get([server.add("/m/a.png", Reply(body=PNG))], tmp_path)
+    assert len(cleared) == 1
+
+
 def test_young_or_locked_temp_files_are_kept_old_unlocked_ones_removed(tmp_path, monkeypatch):
     young = tmp_path / ".a.jpg.0123456789ab.wjs-partial"
     old = tmp_path / ".b.jpg.0123456789ab.wjs-partial"

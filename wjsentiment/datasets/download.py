@@ -437,15 +437,19 @@ def _remove_abandoned_temp_files(directory: Path, run: _Run) -> None:
 
 
 def _read_failures(path: Path) -> list[tuple[str, str, str]]:
-    """The rows of an existing failures manifest (none if there is no file)."""
+    """The rows of an existing failures manifest (none if there is no file, or one that is
+    not a manifest: it is warned about, and replaced)."""
+    detail = ""
     try:
         with open(path, encoding="utf-8", newline="") as fh:
             rows = list(csv.reader(fh))
     except FileNotFoundError:
         return []
+    except (UnicodeDecodeError, csv.Error) as exc:  # latin-1, say, or a field over csv's limit
+        rows, detail = [[]], f" (it is not UTF-8 CSV: {exc})"
     if rows and (tuple(rows[0]) != _MANIFEST_HEADER or any(len(r) != 3 for r in rows[1:])):
-        warn(f"{path} is not a failures manifest with columns {', '.join(_MANIFEST_HEADER)}; "
-             "it is replaced by this run's failures.", DownloadWarning)
+        warn(f"{path} is not a failures manifest with columns {', '.join(_MANIFEST_HEADER)}"
+             f"{detail}; it is replaced by this run's failures.", DownloadWarning)
         return []
     return [(url, name, reason) for url, name, reason in rows[1:]]
 
@@ -569,18 +573,20 @@ def download_images(
     outcomes: dict[str, str | None] = {  # None: already on disk
         url: None for url, name in plan if (directory / name).is_file()}
     todo = [(url, name) for url, name in plan if url not in outcomes]
-    outcomes |= _run_downloads(todo, directory, run, n_jobs=n_jobs, verbose=verbose,
-                               total=len(plan))
-    report = DownloadReport(directory=str(directory))
-    for url, _ in plan:  # in input order
-        if (outcome := outcomes[url]) is None:
-            report.skipped.append(url)
-        elif outcome == "ok":
-            report.ok.append(url)
-        else:
-            report.failed[url] = outcome
-    _update_failures(directory, run, plan, report.failed)
-    run.http.clear()
+    try:
+        outcomes |= _run_downloads(todo, directory, run, n_jobs=n_jobs, verbose=verbose,
+                                   total=len(plan))
+        report = DownloadReport(directory=str(directory))
+        for url, _ in plan:  # in input order
+            if (outcome := outcomes[url]) is None:
+                report.skipped.append(url)
+            elif outcome == "ok":
+                report.ok.append(url)
+            else:
+                report.failed[url] = outcome
+        _update_failures(directory, run, plan, report.failed)
+    finally:
+        run.http.clear()  # the pool's connections closed, however the run ended
     return report
 
 
