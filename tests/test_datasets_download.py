@@ -702,3 +702,20 @@ def test_a_compressed_body_is_kept_as_sent_not_inflated(server, tmp_path):
     report = _get([url], tmp_path, max_bytes=len(bomb) + 1)
     assert "not a valid image" in report.failed[url]
     assert assert_clean_image_dir(tmp_path) == []
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="user ids are POSIX's")
+def test_locks_are_kept_in_this_accounts_folder_only(server, tmp_path, monkeypatch):
+    import tempfile
+
+    root = tmp_path / "tmp"
+    root.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(root))
+    url = server.add("/img/a.png", Reply(body=PNG))
+    _get([url], tmp_path / "images")
+    (mine,) = root.iterdir()
+    assert mine.name == f"wjsentiment-locks-{os.getuid()}" and len(list(mine.iterdir())) == 1
+    mine.rename(root / "moved")
+    mine.symlink_to(root / "moved")  # as another account could have made it
+    with pytest.raises(PermissionError, match="symbolic link"):
+        _get([url], tmp_path / "images")

@@ -25,7 +25,6 @@ import math
 import os
 import re
 import secrets
-import tempfile
 import threading
 import time
 import urllib.parse
@@ -43,7 +42,7 @@ from urllib3.util import Retry
 
 from wjsentiment.exceptions import DownloadWarning, InputError, warn
 from wjsentiment.images.decode import BadImageError, verify_image_file
-from wjsentiment.persistence import atomic_file, open_new_file
+from wjsentiment.persistence import atomic_file, lock_folder, open_new_file
 
 __all__ = ["DownloadReport", "default_filename", "download_images"]
 
@@ -270,12 +269,11 @@ def _lock(folder: Path, name: str) -> FileLock:
 
 
 def _lock_folder(directory: Path) -> Path:
-    """Where the locks of ``directory`` live: a folder of this account in the system's
-    temporary folder, named by the directory's resolved path."""
-    account = getattr(os, "getuid", lambda: os.environ.get("USERNAME", "user"))()
+    """Where the locks of ``directory`` live: a folder, named by the directory's resolved
+    path, in this account's lock folder (:func:`~wjsentiment.persistence.lock_folder`)."""
     key = hashlib.sha256(os.fsencode(directory.resolve())).hexdigest()[:32]
-    folder = Path(tempfile.gettempdir()) / f"wjsentiment-locks-{account}" / key
-    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    folder = lock_folder() / key
+    folder.mkdir(mode=0o700, exist_ok=True)
     return folder
 
 

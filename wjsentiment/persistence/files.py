@@ -21,12 +21,14 @@ import re
 import secrets
 import shutil
 import socket
+import stat
 import sys
+import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
-__all__ = ["TEMP_MARK", "atomic_file", "atomic_folder", "open_new_file",
+__all__ = ["TEMP_MARK", "atomic_file", "atomic_folder", "lock_folder", "open_new_file",
            "remove_stale_temporaries"]
 
 #: What the name of every temporary file or folder of this module holds.
@@ -230,6 +232,47 @@ def _swap_into_place(tmp: Path, path: Path) -> Path | None:
         os.rename(old, path)  # the old folder back, rather than nothing at path
         raise
     return old
+
+
+def lock_folder() -> Path:
+    """This account's folder for lock files in the system's temporary folder,
+    ``wjsentiment-locks-ACCOUNT`` (``ACCOUNT``: the user id), created with mode 0700.
+
+    Locks keep this account's processes apart (downloads into one folder, predictions into
+    one file). The temporary folder is shared by every account, so a folder found there is
+    used only if it is a real folder (not a symbolic link) that this account owns; a group
+    or other permission on it is taken away.
+
+    Raises
+    ------
+    PermissionError
+        If the path is a symbolic link, not a folder, or a folder another account owns:
+        someone else put it there; remove it, or set ``TMPDIR`` to a folder of your own.
+
+    Examples
+    --------
+    >>> import stat
+    >>> stat.S_IMODE(lock_folder().stat().st_mode) == 0o700
+    True
+    """
+    getuid = getattr(os, "getuid", None)
+    account = getuid() if getuid is not None else re.sub(
+        r"[^A-Za-z0-9._-]", "_", os.environ.get("USERNAME", "user"))
+    folder = Path(tempfile.gettempdir()) / f"wjsentiment-locks-{account}"
+    with contextlib.suppress(FileExistsError):
+        os.mkdir(folder, 0o700)
+    info = os.lstat(folder)
+    problem = ("is a symbolic link" if stat.S_ISLNK(info.st_mode) else
+               "is not a folder" if not stat.S_ISDIR(info.st_mode) else
+               f"belongs to another account (user id {info.st_uid})"
+               if getuid is not None and info.st_uid != getuid() else None)
+    if problem is not None:
+        raise PermissionError(f"{str(folder)!r} {problem}, so wjsentiment will not keep its "
+                              "locks there: another account may have made it. Remove it, or "
+                              "set TMPDIR to a folder of your own.")
+    if stat.S_IMODE(info.st_mode) & 0o077:
+        os.chmod(folder, 0o700)
+    return folder
 
 
 def _alive(pid: int) -> bool:
