@@ -7,10 +7,13 @@ image size, colour mode, torch and timm versions) holds shards: ``.npz`` files o
 and float32 feature vectors, each written under a temporary name and renamed, so a reader
 never sees half a shard and two processes can add shards side by side. A process that has
 features to compute holds the table's lock file (:meth:`FeatureFiles.lock`) from its last
-look at the shards until its own shard is written, so processes sharing the folder (the
-workers of a Dask cluster, say) compute each image's features once between them. An image's
-digest comes from its :func:`~wjsentiment.images.decode.input_key`: a file is identified by
-its device, inode, size and modification time, so a rewritten file is computed again.
+look at the shards until its own shard is written, so the processes of one machine that share
+the folder (Dask workers on one host, say) compute each image's features once between them.
+An image's digest comes from its :func:`~wjsentiment.images.decode.input_key`: a file is
+identified by its device, inode, size and modification time, so a rewritten file is computed
+again. The device number is the one this machine's mount gives, so a process on another
+machine, whose mount may number the device differently, does not find these features: it
+computes and stores its own (right, but not shared).
 """
 
 from __future__ import annotations

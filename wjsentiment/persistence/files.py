@@ -6,8 +6,11 @@ place; both follow the umask like any other file (0644 files and 0755 folders un
 (``renameat2(RENAME_EXCHANGE)``), so a process polling the path always finds a whole folder;
 elsewhere the old folder is renamed away just before the new one is renamed in.
 
-Temporary names are ``.NAME.wjs-tmp-HOST-PID-RANDOM``: a save killed half-way leaves one,
-which the next save of that folder on the same machine removes once process PID is gone.
+Temporary names are ``.NAME.wjs-tmp-HOST-PID-RANDOM``. A folder save killed half-way leaves
+its temporary folder, which the next save of that folder on the same machine removes once
+process PID is gone (:func:`remove_stale_temporaries`). A file write killed half-way leaves
+its hidden temporary file, which nothing removes: delete it by hand (an error short of a kill
+removes it at once).
 """
 
 from __future__ import annotations
@@ -91,8 +94,9 @@ def atomic_file(path: str | os.PathLike, mode: str = "w", **open_kwargs: Any) ->
     """Open a temporary file beside ``path`` for writing; rename it to ``path`` on success.
 
     Readers never see a half-written file: the data is synced to disk before the rename,
-    and on any error the temporary file is removed and ``path`` keeps its old content. The
-    file gets the mode any new file gets (0644 under umask 022).
+    and on any error the temporary file is removed and ``path`` keeps its old content (a
+    process killed meanwhile leaves the temporary file, ``.NAME.wjs-tmp-...``, which is not
+    removed later). The file gets the mode any new file gets (0644 under umask 022).
 
     Examples
     --------
