@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from wjsentiment import config_context, get_config, set_config
+from wjsentiment.exceptions import InputError
 from wjsentiment.images import clear_image_cache, get_store
 from wjsentiment.models import feature_cache_dir
 
@@ -57,8 +58,10 @@ def test_context_restores_the_settings_even_after_an_error(restored):
 ])
 def test_bad_values_are_refused_and_change_nothing(restored, settings, match):
     before = get_config()
-    with pytest.raises(ValueError, match=match):
+    with pytest.raises(InputError, match=match):
         set_config(**{"torch_threads": 1, **settings})
+    with pytest.raises(InputError, match=match), config_context(**settings):
+        pass
     assert get_config() == before
 
 
@@ -86,6 +89,7 @@ def test_a_bad_environment_value_names_the_variable_when_first_used():
             "wjsentiment.get_config()")
     out = _in_a_fresh_process(code, WJSENTIMENT_CACHE_MEMORY="lots")
     assert out.returncode != 0 and "WJSENTIMENT_CACHE_MEMORY='lots'" in out.stderr
+    assert "wjsentiment.exceptions.InputError" in out.stderr
 
 
 def test_old_setters_are_wrappers_over_set_config(restored, tmp_path):

@@ -63,6 +63,20 @@ def test_ok_png_and_jpeg_saved_byte_identical(server, tmp_path):
     assert "2 downloaded" in repr(report)
 
 
+def test_downloaded_files_follow_the_umask(server, tmp_path):
+    """An image gets the mode any new file gets, not a temporary file's 0600."""
+    import stat
+
+    url = server.add("/img/a.png", Reply(body=PNG))
+    previous = os.umask(0o027)
+    try:
+        assert _get([url], tmp_path).ok == [url]
+    finally:
+        os.umask(previous)
+    mode = stat.S_IMODE((tmp_path / default_filename(url)).stat().st_mode)
+    assert mode == 0o666 & ~0o027, oct(mode)
+
+
 def test_404_is_not_retried_and_lands_in_manifest(server, tmp_path):
     url = server.add("/gone.jpg", Reply(404, b"no", content_type="text/plain"))
     report = _get([url], tmp_path, retries=3)
@@ -403,6 +417,38 @@ def test_failures_manifest_merges_runs(server, tmp_path):
     assert _manifest(tmp_path) == {(gone, default_filename(gone)), (other, default_filename(other))}
 
 
+@pytest.mark.parametrize("content", [
+    "url,filename,reason\nhttp://x/caf\xe9.png,caf\xe9.png,HTTP 404\n".encode("latin-1"),
+    b"url,filename,reason\n\"" + b"x" * 200_000 + b"\n",  # csv.Error: over the field limit
+    b"other,columns\n",
+])
+def test_a_failures_manifest_that_cannot_be_read_is_replaced_with_a_warning(server, tmp_path,
+                                                                            content):
+    from wjsentiment.exceptions import DownloadWarning
+
+    (tmp_path / "_failures.csv").write_bytes(content)
+    gone = server.add("/m/gone.png", Reply(404))
+    with pytest.warns(DownloadWarning, match="_failures.csv.*replaced by this run's failures"):
+        report = _get([gone], tmp_path)
+    assert list(report.failed) == [gone]
+    assert _manifest(tmp_path) == {(gone, default_filename(gone))}
+
+
+def test_the_connections_are_closed_when_a_run_fails(server, tmp_path, monkeypatch):
+    import urllib3
+
+    cleared = []
+    monkeypatch.setattr(urllib3.PoolManager, "clear", lambda self: cleared.append(self))
+
+    def full_disk(*args):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(download_module, "_update_failures", full_disk)
+    with pytest.raises(OSError, match="No space"):
+        _get([server.add("/m/a.png", Reply(body=PNG))], tmp_path)
+    assert len(cleared) == 1
+
+
 def test_young_or_locked_temp_files_are_kept_old_unlocked_ones_removed(tmp_path, monkeypatch):
     young = tmp_path / ".a.jpg.0123456789ab.wjs-partial"
     old = tmp_path / ".b.jpg.0123456789ab.wjs-partial"
@@ -656,3 +702,20 @@ def test_a_compressed_body_is_kept_as_sent_not_inflated(server, tmp_path):
     report = _get([url], tmp_path, max_bytes=len(bomb) + 1)
     assert "not a valid image" in report.failed[url]
     assert assert_clean_image_dir(tmp_path) == []
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="user ids are POSIX's")
+def test_locks_are_kept_in_this_accounts_folder_only(server, tmp_path, monkeypatch):
+    import tempfile
+
+    root = tmp_path / "tmp"
+    root.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(root))
+    url = server.add("/img/a.png", Reply(body=PNG))
+    _get([url], tmp_path / "images")
+    (mine,) = root.iterdir()
+    assert mine.name == f"wjsentiment-locks-{os.getuid()}" and len(list(mine.iterdir())) == 1
+    mine.rename(root / "moved")
+    mine.symlink_to(root / "moved")  # as another account could have made it
+    with pytest.raises(PermissionError, match="symbolic link"):
+        _get([url], tmp_path / "images")

@@ -239,3 +239,53 @@ def test_overlay_blends_the_colormap():
     assert (blue[..., 2] > blue[..., 0]).all()
     with pytest.raises(ValueError, match="same size"):
         overlay_heatmap(image, np.zeros((3, 3)))
+
+
+def test_explain_images_with_no_cache_budget_and_a_bad_image(tiny, tmp_path, monkeypatch):
+    """With a zero cache budget the store keeps nothing it does not hold pinned: the images
+    must stay pinned from decoding to gathering; an unreadable file is an error (found
+    before any prediction), not the pixels of another image."""
+    from wjsentiment import config_context
+    from wjsentiment.exceptions import BadImageError
+
+    clf, X, _ = tiny
+    with config_context(cache_memory_bytes=0, cache_disk_bytes=0):
+        result = explain_images(clf, X[:3])
+        np.testing.assert_array_equal(result.images, X[:3])
+        bad = tmp_path / "bad.png"
+        bad.write_bytes(b"not an image")
+        monkeypatch.setattr(clf, "predict_proba", lambda items: pytest.fail("predicted"))
+        with pytest.raises(BadImageError, match="bad.png"):
+            explain_images(clf, [X[0], str(bad)])
+
+
+def test_save_explanations_slices_a_per_image_target_per_chunk(tiny, tmp_path):
+    """One label per input, over chunks of two, with an unreadable file and a folder entry
+    that could not be walked among them: each map explains its own input's label."""
+    from PIL import Image
+
+    from wjsentiment.datasets import SkippedEntry
+    from wjsentiment.explain import save_explanations
+
+    clf, X, _ = tiny
+    paths = []
+    for i in range(4):
+        paths.append(str(tmp_path / f"img{i}.png"))
+        Image.fromarray(X[i]).save(paths[-1])
+    (tmp_path / "bad.png").write_bytes(b"not an image")
+    inputs = [paths[0], str(tmp_path / "bad.png"), paths[1], SkippedEntry("locked", "no access"),
+              paths[2], paths[3]]
+    target = ["Positive", "Negative", "Negative", "Positive", "Positive", "Negative"]
+    saved = save_explanations(clf, inputs, tmp_path / "out", target=target, batch_size=2)
+    assert [(path, explained) for path, _, _, _, explained in saved.rows] == [
+        (paths[0], "Positive"), (paths[1], "Negative"), (paths[2], "Positive"),
+        (paths[3], "Negative")]
+    assert [path for path, _ in saved.skipped] == [str(tmp_path / "bad.png"), "locked"]
+    with pytest.raises(ValueError, match="6 labels for 5 inputs"):
+        save_explanations(clf, inputs[:5], tmp_path / "again", target=target, batch_size=2)
+    with pytest.raises(ValueError, match="6 labels for 5 inputs"):  # counted as they come
+        save_explanations(clf, iter(inputs[:5]), tmp_path / "again", target=target,
+                          batch_size=2)
+    with pytest.raises(ValueError, match="5 labels for more inputs"):
+        save_explanations(clf, iter(inputs), tmp_path / "again", target=target[:5],
+                          batch_size=2)

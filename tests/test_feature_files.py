@@ -99,6 +99,44 @@ def test_a_damaged_shard_is_skipped_with_a_warning(cache_dir, image_files, tiny_
     np.testing.assert_allclose(again.predict_proba(paths), expected, atol=1e-6)
 
 
+def test_a_folder_that_cannot_be_locked_is_used_without_the_lock(cache_dir, image_files,
+                                                                  tiny_params, computed_rows,
+                                                                  monkeypatch):
+    """A lock error other than contention (no locks on an NFS mount, say) is warned about
+    once; the features are computed and stored without the lock."""
+    import errno
+    import warnings
+
+    from wjsentiment.exceptions import FeatureCacheWarning
+    from wjsentiment.models.feature_files import FeatureFiles
+
+    class NoLocks:
+        def acquire(self, *args, **kwargs):
+            raise OSError(errno.ENOLCK, "No locks available")
+
+        def release(self, *args, **kwargs):
+            raise AssertionError("released a lock never taken")
+
+        def __enter__(self):
+            return self.acquire()
+
+        def __exit__(self, *exc_info):
+            self.release()
+
+    monkeypatch.setattr(FeatureFiles, "lock", lambda self: NoLocks())
+    paths, y = image_files
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        SentimentClassifier(**tiny_params, finetune="head").fit(paths[:8], y[:8])
+        _fresh_process_state()
+        SentimentClassifier(**tiny_params, finetune="head").fit(paths, y)
+    unlocked = [w for w in caught if issubclass(w.category, FeatureCacheWarning)]
+    assert len(unlocked) == 1 and "without the lock" in str(unlocked[0].message)
+    assert "No locks available" in str(unlocked[0].message)
+    assert computed_rows == [8, len(paths) - 8]
+    assert len(list(cache_dir.glob("*/*.npz"))) == 2
+
+
 def test_clear_with_disk_deletes_the_stored_tables(cache_dir, image_files, tiny_params):
     paths, y = image_files
     SentimentClassifier(**tiny_params, finetune="head").fit(paths, y)

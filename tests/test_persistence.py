@@ -370,6 +370,35 @@ def test_a_running_saves_temporary_folder_is_left_alone(fitted, tmp_path):
     assert _hidden(tmp_path) == []
 
 
+def test_a_failed_swap_without_the_atomic_exchange_puts_the_old_folder_back(tmp_path,
+                                                                          monkeypatch):
+    """Where there is no renameat2 the old folder is renamed away before the new one is
+    renamed in; if that second rename fails, the old folder goes back to its place."""
+    import os
+
+    from wjsentiment.persistence import atomic_folder, files
+
+    target = tmp_path / "model"
+    target.mkdir()
+    (target / "old.txt").write_text("old")
+    rename, calls = os.rename, []
+
+    def failing_rename(src, dst):
+        calls.append((Path(src).name, Path(dst).name))
+        if len(calls) == 2:  # the new folder into place
+            raise OSError(5, "Input/output error")
+        rename(src, dst)
+
+    monkeypatch.setattr(files, "_renameat2", lambda: None)
+    monkeypatch.setattr(os, "rename", failing_rename)
+    with pytest.raises(OSError, match="Input/output"), \
+            atomic_folder(target, replaceable=lambda _: True) as tmp:
+        (tmp / "new.txt").write_text("new")
+    assert calls[1][1] == "model"
+    assert sorted(p.name for p in target.iterdir()) == ["old.txt"]
+    assert _hidden(tmp_path) == []
+
+
 def test_saved_files_follow_the_umask(fitted, tmp_path):
     import os
     import stat
@@ -458,3 +487,52 @@ def test_an_ensembles_weights_are_checked_on_load(tmp_path, weights, problem):
     with pytest.raises(ModelFileError) as info:
         SentimentEnsemble.load(folder)
     assert problem in str(info.value) and info.value.path == str(folder / ENSEMBLE_FILE)
+
+
+# ------------------------------------------------- the lock folder in the shared temporary folder
+@pytest.fixture
+def temp_root(tmp_path, monkeypatch):
+    """A system temporary folder of the test's own."""
+    import tempfile
+
+    root = tmp_path / "tmp"
+    root.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(root))
+    return root
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="user ids and modes are POSIX's")
+def test_the_lock_folder_is_this_accounts_with_mode_0700(temp_root):
+    import os
+    import stat
+
+    from wjsentiment.persistence import lock_folder
+
+    folder = lock_folder()
+    assert folder == temp_root / f"wjsentiment-locks-{os.getuid()}"
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o700
+    folder.chmod(0o777)  # made by an older release, or by hand: taken back
+    assert lock_folder() == folder and stat.S_IMODE(folder.stat().st_mode) == 0o700
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="user ids and modes are POSIX's")
+def test_a_lock_folder_planted_by_another_account_is_refused(temp_root, monkeypatch):
+    import os
+
+    from wjsentiment.persistence import lock_folder
+
+    elsewhere = temp_root / "elsewhere"
+    elsewhere.mkdir()
+    link = temp_root / f"wjsentiment-locks-{os.getuid()}"
+    link.symlink_to(elsewhere)
+    with pytest.raises(PermissionError, match=f"'{link}' is a symbolic link.*TMPDIR"):
+        lock_folder()
+    link.unlink()
+    link.write_text("")
+    with pytest.raises(PermissionError, match="is not a folder"):
+        lock_folder()
+    other = os.getuid() + 1  # this account made the folder; pretend to be another one
+    (temp_root / f"wjsentiment-locks-{other}").mkdir(mode=0o700)
+    monkeypatch.setattr(os, "getuid", lambda: other)
+    with pytest.raises(PermissionError, match=f"belongs to another account .user id {other - 1}"):
+        lock_folder()

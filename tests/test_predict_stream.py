@@ -165,3 +165,22 @@ def test_a_killed_run_resumes_to_the_uninterrupted_output(uninterrupted, model, 
     theirs = np.array([[float(r[c] or "nan") for c in classes] for r in reference])
     np.testing.assert_allclose(ours, theirs, atol=2e-6)
     assert out.read_bytes().endswith(b"\n")
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="user ids are POSIX's")
+def test_the_output_lock_lives_in_this_accounts_lock_folder(tmp_path, monkeypatch):
+    import tempfile
+
+    from wjsentiment.scale.stream import output_lock
+
+    root = tmp_path / "tmp"
+    root.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(root))
+    with output_lock(tmp_path / "out.csv"):
+        (mine,) = root.iterdir()
+        assert mine.name == f"wjsentiment-locks-{os.getuid()}"
+        assert [p.suffix for p in mine.iterdir()] == [".lock"]
+    mine.rename(root / "moved")
+    mine.symlink_to(root / "moved")
+    with pytest.raises(PermissionError, match="symbolic link"), output_lock(tmp_path / "out.csv"):
+        pass

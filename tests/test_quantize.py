@@ -135,6 +135,40 @@ def test_fold_shapes_keeps_every_batch_size(data, tmp_path):
     assert any(made_by.get(c.input[1]) == "DequantizeLinear" for c in convs.values())
 
 
+def test_quantizing_leaves_the_callers_log_settings_alone(float_file, data, tmp_path,
+                                                         monkeypatch):
+    import logging
+
+    import onnxruntime
+
+    X, _ = data
+    severities = []
+    monkeypatch.setattr(onnxruntime, "set_default_logger_severity", severities.append)
+    previous = logging.root.manager.disable
+    logging.disable(logging.INFO)
+    try:
+        quantize_onnx(float_file, tmp_path / "m.int8.onnx", X[:8])
+        assert logging.root.manager.disable == logging.INFO
+    finally:
+        logging.disable(previous)
+    assert severities == []  # onnxruntime has no getter: what it cannot restore, it leaves
+
+
+def test_fold_shapes_replaces_the_file_instead_of_rewriting_it(float_file, data, tmp_path):
+    """A reader that has the old file open keeps reading the old file: the new one is written
+    under a temporary name and renamed into place."""
+    import os
+
+    X, _ = data
+    target = tmp_path / "folded.onnx"
+    target.write_bytes(b"old")
+    os.link(target, tmp_path / "reader")
+    fold_shapes(float_file, target, X[:4])
+    assert (tmp_path / "reader").read_bytes() == b"old"
+    assert load_onnx(target).metadata == load_onnx(float_file).metadata
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["folded.onnx", "reader"]
+
+
 # ------------------------------------------------------------ ONNX files in the service
 def test_engine_runs_an_int8_file_as_the_float_model(int8, model, data):
     from wjsentiment.labels import ordinal_labels

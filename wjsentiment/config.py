@@ -22,7 +22,8 @@ so a budget that differed between threads would have no meaning. A :func:`config
 therefore seen by every thread while it lasts; use it from one thread at a time (for example
 around a whole grid search, not inside its workers). Reading and setting are guarded by a lock.
 
-This module imports only the standard library: every other module may use it.
+This module imports only the standard library and :mod:`wjsentiment.exceptions` (which
+imports only the standard library): every other module may use it.
 """
 
 from __future__ import annotations
@@ -32,6 +33,8 @@ import os
 import threading
 from collections.abc import Callable, Iterator
 from typing import Any
+
+from .exceptions import InputError
 
 __all__ = ["config_context", "get_config", "set_config"]
 
@@ -90,10 +93,10 @@ def _env_bytes(name: str, default: int) -> int:
     try:
         number = int(float(value))
     except (ValueError, OverflowError):
-        raise ValueError(f"{name}={value!r} is not a number of bytes; set it to a number such "
+        raise InputError(f"{name}={value!r} is not a number of bytes; set it to a number such "
                          "as 4e9, or unset it.") from None
     if number < 0:
-        raise ValueError(f"{name}={value!r} must be >= 0 bytes.")
+        raise InputError(f"{name}={value!r} must be >= 0 bytes.")
     return number
 
 
@@ -125,10 +128,10 @@ def _settings() -> dict[str, Any]:
 
 
 def _checked(name: str, value: Any) -> Any:
-    """``value`` as the setting ``name`` keeps it, or a ValueError saying what is allowed."""
+    """``value`` as the setting ``name`` keeps it, or an InputError saying what is allowed."""
     accepts, allowed = _ALLOWED[name]
     if not accepts(value):
-        raise ValueError(f"{name} must be {allowed}, got {value!r}.")
+        raise InputError(f"{name} must be {allowed}, got {value!r}.")
     return os.fspath(value) if isinstance(value, os.PathLike) else value
 
 
@@ -187,8 +190,9 @@ def set_config(
 
     Raises
     ------
-    ValueError
-        For a value of the wrong kind or out of range; nothing is changed then.
+    InputError
+        For a value of the wrong kind or out of range (a ValueError); nothing is changed
+        then.
 
     Examples
     --------
@@ -229,8 +233,8 @@ def config_context(**settings: Any) -> Iterator[None]:
     ------
     TypeError
         For a name that is not a setting.
-    ValueError
-        For a value of the wrong kind or out of range (nothing is changed).
+    InputError
+        For a value of the wrong kind or out of range (a ValueError; nothing is changed).
 
     Examples
     --------

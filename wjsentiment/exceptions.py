@@ -154,7 +154,8 @@ class QuantizationWarning(WjsentimentWarning):
 
 
 class FeatureCacheWarning(WjsentimentWarning, RuntimeWarning):
-    """A file of the frozen-feature cache could not be read and is ignored."""
+    """A file of the frozen-feature cache could not be read and is ignored, or its folder
+    could not be locked and features are computed without the lock."""
 
 
 def _library_folders() -> tuple[str, ...]:

@@ -19,7 +19,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sized
 from dataclasses import dataclass
 from functools import partial
 from html import escape
@@ -336,15 +336,21 @@ def explain_images(estimator: FittedModel, X: Any, *,
     """
     members = network_members(estimator, _NEEDS)
     items = as_image_inputs(X)
-    proba = np.asarray(estimator.predict_proba(items))
-    predicted = np.asarray(estimator.predict_from_proba(proba))
-    column = _target_indices(estimator, items, predicted)
-    explained = predicted if isinstance(target, str) and target == PREDICTED else \
-        estimator.classes_[_target_indices(estimator, items, target)]
-    heatmaps = grad_cam(estimator, items, target=explained, batch_size=batch_size, layer=layer)
     store = get_store(_output_size(members), grayscale=False)
-    decoded = store.add(items, num_workers=decode_threads())
-    return Explanations(images=store.gather(decoded.rows), heatmaps=heatmaps,
+    # Pinned until gathered: unpinned rows may be evicted or reused (by another thread's
+    # images, say) as soon as the store needs room.
+    with store.add(items, num_workers=decode_threads(), pin=True) as decoded:
+        if decoded.errors:
+            raise decoded.errors[0][1]
+        proba = np.asarray(estimator.predict_proba(items))
+        predicted = np.asarray(estimator.predict_from_proba(proba))
+        column = _target_indices(estimator, items, predicted)
+        explained = predicted if isinstance(target, str) and target == PREDICTED else \
+            estimator.classes_[_target_indices(estimator, items, target)]
+        heatmaps = grad_cam(estimator, items, target=explained, batch_size=batch_size,
+                            layer=layer)
+        images = store.gather(decoded.rows)
+    return Explanations(images=images, heatmaps=heatmaps,
                         predicted=predicted, probability=proba[np.arange(len(items)), column],
                         explained=np.asarray(explained))
 
@@ -407,6 +413,27 @@ def _png_name(position: int, path: str) -> str:
     return f"{position:04d}_{stem}.png"
 
 
+def _input_targets(target: Any, paths: Iterable[Any]) -> np.ndarray | None:
+    """A per-input ``target`` of :func:`save_explanations` as an array (checked against the
+    inputs' number where it is known), or None for one target for all."""
+    if np.ndim(target) == 0:  # "predicted" or one label
+        return None
+    labels = np.asarray(target)
+    if isinstance(paths, Sized) and len(labels) != len(paths):
+        raise InputError(f"target has {len(labels)} labels for {len(paths)} inputs; pass one "
+                         f"label per input, one label for all, or {PREDICTED!r}.")
+    return labels
+
+
+def _labels_of(labels: np.ndarray, kept: list[int], seen: int) -> np.ndarray:
+    """The labels of the inputs at positions ``kept``, refused when the inputs (``seen`` so
+    far) outnumber the labels."""
+    if seen > len(labels):
+        raise InputError(f"target has {len(labels)} labels for more inputs; pass one label "
+                         f"per input, one label for all, or {PREDICTED!r}.")
+    return labels[kept]
+
+
 def save_explanations(estimator: FittedModel, paths: Iterable[Any],
                       out: str | os.PathLike, *, target: Any = PREDICTED,
                       layer: str | None = None, batch_size: int = 32, title: str = "a model",
@@ -428,7 +455,9 @@ def save_explanations(estimator: FittedModel, paths: Iterable[Any],
         Image files, read ``batch_size`` at a time.
     out : path-like
         The folder to write into (created).
-    target, layer
+    target : "predicted", a label, or array-like of labels, default="predicted"
+        As for :func:`grad_cam`; one label per input of ``paths``, skipped ones included.
+    layer : str, optional
         As for :func:`grad_cam`.
     batch_size : int, default=32
         Images explained per step.
@@ -458,19 +487,24 @@ def save_explanations(estimator: FittedModel, paths: Iterable[Any],
     """
     from .datasets.folders import SkippedEntry
 
+    labels = _input_targets(target, paths)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     saved = SavedExplanations([], [], out / "index.html")
-    inputs = iter(paths)
+    inputs, done = iter(paths), 0
     while chunk := list(islice(inputs, int(batch_size))):
         saved.skipped.extend((i.path, i.reason) for i in chunk if isinstance(i, SkippedEntry))
-        files = [os.fspath(i) for i in chunk if not isinstance(i, SkippedEntry)]
+        at = [k for k, i in enumerate(chunk) if not isinstance(i, SkippedEntry)]
+        files = [os.fspath(chunk[k]) for k in at]
         with contextlib.ExitStack() as held:
             reasons = decode_pinned(estimator, files, held)
             saved.skipped.extend((files[i], reason) for i, reason in sorted(reasons.items()))
             good = [path for i, path in enumerate(files) if i not in reasons]
-            result = explain_images(estimator, good, target=target, batch_size=batch_size,
-                                    layer=layer) if good else None
+            kept = [done + k for i, k in enumerate(at) if i not in reasons]
+            result = explain_images(estimator, good, batch_size=batch_size, layer=layer,
+                                    target=target if labels is None else
+                                    _labels_of(labels, kept, done + len(chunk))) if good else None
+        done += len(chunk)
         for k, path in enumerate(good):
             png = _png_name(len(saved.rows), path)
             _write_heatmap(out / png, path, result.heatmaps[k])
@@ -478,6 +512,9 @@ def save_explanations(estimator: FittedModel, paths: Iterable[Any],
                                result.explained[k]))
         if on_chunk is not None:
             on_chunk(len(chunk))
+    if labels is not None and len(labels) != done:
+        raise InputError(f"target has {len(labels)} labels for {done} inputs; pass one label "
+                         f"per input, one label for all, or {PREDICTED!r}.")
     with atomic_file(saved.index, "w", encoding="utf-8") as fh:
         fh.write(_index_html(saved, estimator.decision_rule_, title))
     return saved

@@ -53,6 +53,7 @@ from .export import (
     write_onnx,
 )
 from .inputs import as_image_inputs
+from .persistence import atomic_file
 
 __all__ = ["PARITY_TOLERANCE", "POLICIES", "Int8Policy", "Int8Report", "QuantizationWarning",
            "compare_int8", "export_int8", "fold_shapes", "quantize_onnx"]
@@ -130,7 +131,8 @@ def fold_shapes(source: str | os.PathLike, path: str | os.PathLike,
         write_onnx(result, folded, _metadata(model))
         images = check if check is not None else np.zeros((4, size, size, 3), np.uint8)
         same = _same_outputs(source, folded, images)
-        shutil.copyfile(folded if same else source, path)
+        with open(folded if same else source, "rb") as chosen, atomic_file(path, "wb") as fh:
+            shutil.copyfileobj(chosen, fh)
     return same
 
 
@@ -199,7 +201,6 @@ def quantize_onnx(source: str | os.PathLike, path: str | os.PathLike, calibratio
         The file written.
     """
     onnx = _runtime()
-    import onnxruntime
     from onnxruntime.quantization import (
         CalibrationDataReader,
         CalibrationMethod,
@@ -221,10 +222,11 @@ def quantize_onnx(source: str | os.PathLike, path: str | os.PathLike, calibratio
             return None if start is None else {
                 INPUT_NAME: pixels[start:start + CALIBRATION_BATCH]}
 
-    # Quiet: the calibration sessions warn about every pruned constant, and the quantizer
-    # asks for a pre-processing that fold_shapes does.
-    onnxruntime.set_default_logger_severity(3)
-    logging.disable(logging.WARNING)
+    # Quiet: the quantizer asks (through the root logger) for a pre-processing that
+    # fold_shapes does. The caller's setting comes back after. (onnxruntime's own log
+    # severity is left alone: it has no getter, so a change could not be undone.)
+    previous = logging.root.manager.disable
+    logging.disable(max(previous, logging.WARNING))
     try:
         with tempfile.TemporaryDirectory() as tmp:
             out = Path(tmp) / "int8.onnx"
@@ -235,8 +237,7 @@ def quantize_onnx(source: str | os.PathLike, path: str | os.PathLike, calibratio
                             nodes_to_exclude=_float_nodes(model, policy))
             result = onnx.load(str(out))
     finally:
-        logging.disable(logging.NOTSET)
-        onnxruntime.set_default_logger_severity(2)
+        logging.disable(previous)
     return write_onnx(result, path, {**_metadata(model), "quantization": json.dumps(
         {"type": "int8 static QDQ, per-channel weights, MinMax", "policy": policy.name,
          "calibration_images": len(pixels)})})

@@ -24,7 +24,7 @@ import hashlib
 import math
 import os
 import re
-import tempfile
+import secrets
 import threading
 import time
 import urllib.parse
@@ -42,7 +42,7 @@ from urllib3.util import Retry
 
 from wjsentiment.exceptions import DownloadWarning, InputError, warn
 from wjsentiment.images.decode import BadImageError, verify_image_file
-from wjsentiment.persistence import atomic_file
+from wjsentiment.persistence import atomic_file, lock_folder, open_new_file
 
 __all__ = ["DownloadReport", "default_filename", "download_images"]
 
@@ -269,12 +269,11 @@ def _lock(folder: Path, name: str) -> FileLock:
 
 
 def _lock_folder(directory: Path) -> Path:
-    """Where the locks of ``directory`` live: a folder of this account in the system's
-    temporary folder, named by the directory's resolved path."""
-    account = getattr(os, "getuid", lambda: os.environ.get("USERNAME", "user"))()
+    """Where the locks of ``directory`` live: a folder, named by the directory's resolved
+    path, in this account's lock folder (:func:`~wjsentiment.persistence.lock_folder`)."""
     key = hashlib.sha256(os.fsencode(directory.resolve())).hexdigest()[:32]
-    folder = Path(tempfile.gettempdir()) / f"wjsentiment-locks-{account}" / key
-    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    folder = lock_folder() / key
+    folder.mkdir(mode=0o700, exist_ok=True)
     return folder
 
 
@@ -410,10 +409,11 @@ def _stream_body(response: urllib3.BaseHTTPResponse, fh: BinaryIO, run: _Run,
 @contextlib.contextmanager
 def _partial_file(target: Path) -> Iterator[BinaryIO]:
     """A temporary file beside ``target`` (read and write), renamed to it if the block ends
-    well and removed in any case."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=TEMP_SUFFIX, dir=target.parent)
+    well and removed in any case. The image gets the mode any new file gets."""
+    tmp = target.with_name(f".{target.name}.{secrets.token_hex(6)}{TEMP_SUFFIX}")
+    fh = open_new_file(tmp, "w+b")
     try:
-        with os.fdopen(fd, "w+b") as fh:
+        with fh:
             yield fh
         os.replace(tmp, target)
     finally:
@@ -435,15 +435,19 @@ def _remove_abandoned_temp_files(directory: Path, run: _Run) -> None:
 
 
 def _read_failures(path: Path) -> list[tuple[str, str, str]]:
-    """The rows of an existing failures manifest (none if there is no file)."""
+    """The rows of an existing failures manifest (none if there is no file, or one that is
+    not a manifest: it is warned about, and replaced)."""
+    detail = ""
     try:
         with open(path, encoding="utf-8", newline="") as fh:
             rows = list(csv.reader(fh))
     except FileNotFoundError:
         return []
+    except (UnicodeDecodeError, csv.Error) as exc:  # latin-1, say, or a field over csv's limit
+        rows, detail = [[]], f" (it is not UTF-8 CSV: {exc})"
     if rows and (tuple(rows[0]) != _MANIFEST_HEADER or any(len(r) != 3 for r in rows[1:])):
-        warn(f"{path} is not a failures manifest with columns {', '.join(_MANIFEST_HEADER)}; "
-             "it is replaced by this run's failures.", DownloadWarning)
+        warn(f"{path} is not a failures manifest with columns {', '.join(_MANIFEST_HEADER)}"
+             f"{detail}; it is replaced by this run's failures.", DownloadWarning)
         return []
     return [(url, name, reason) for url, name, reason in rows[1:]]
 
@@ -567,18 +571,20 @@ def download_images(
     outcomes: dict[str, str | None] = {  # None: already on disk
         url: None for url, name in plan if (directory / name).is_file()}
     todo = [(url, name) for url, name in plan if url not in outcomes]
-    outcomes |= _run_downloads(todo, directory, run, n_jobs=n_jobs, verbose=verbose,
-                               total=len(plan))
-    report = DownloadReport(directory=str(directory))
-    for url, _ in plan:  # in input order
-        if (outcome := outcomes[url]) is None:
-            report.skipped.append(url)
-        elif outcome == "ok":
-            report.ok.append(url)
-        else:
-            report.failed[url] = outcome
-    _update_failures(directory, run, plan, report.failed)
-    run.http.clear()
+    try:
+        outcomes |= _run_downloads(todo, directory, run, n_jobs=n_jobs, verbose=verbose,
+                                   total=len(plan))
+        report = DownloadReport(directory=str(directory))
+        for url, _ in plan:  # in input order
+            if (outcome := outcomes[url]) is None:
+                report.skipped.append(url)
+            elif outcome == "ok":
+                report.ok.append(url)
+            else:
+                report.failed[url] = outcome
+        _update_failures(directory, run, plan, report.failed)
+    finally:
+        run.http.clear()  # the pool's connections closed, however the run ended
     return report
 
 

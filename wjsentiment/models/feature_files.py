@@ -7,17 +7,22 @@ image size, colour mode, torch and timm versions) holds shards: ``.npz`` files o
 and float32 feature vectors, each written under a temporary name and renamed, so a reader
 never sees half a shard and two processes can add shards side by side. A process that has
 features to compute holds the table's lock file (:meth:`FeatureFiles.lock`) from its last
-look at the shards until its own shard is written, so processes sharing the folder (the
-workers of a Dask cluster, say) compute each image's features once between them. An image's
-digest comes from its :func:`~wjsentiment.images.decode.input_key`: a file is identified by
-its device, inode, size and modification time, so a rewritten file is computed again.
+look at the shards until its own shard is written, so the processes of one machine that share
+the folder (Dask workers on one host, say) compute each image's features once between them.
+An image's digest comes from its :func:`~wjsentiment.images.decode.input_key`: a file is
+identified by its device, inode, size and modification time, so a rewritten file is computed
+again. The device number is the one this machine's mount gives, so a process on another
+machine, whose mount may number the device differently, does not find these features: it
+computes and stores its own (right, but not shared).
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import shutil
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -33,6 +38,9 @@ _DIGEST_BYTES = 16
 
 #: The file in a table's folder that :meth:`FeatureFiles.lock` locks.
 LOCK_FILE = ".lock"
+
+#: The table folders that could not be locked (warned about once each).
+_UNLOCKED: set[Path] = set()
 
 
 def feature_cache_dir() -> Path | None:
@@ -126,6 +134,30 @@ class FeatureFiles:
         """
         self.folder.mkdir(parents=True, exist_ok=True)
         return FileLock(self.folder / LOCK_FILE)
+
+    @contextlib.contextmanager
+    def locked(self) -> Iterator[None]:
+        """Hold :meth:`lock` for the block, where the filesystem can lock.
+
+        A lock that cannot be taken for another reason than contention (no locks on an NFS
+        mount: ``ENOLCK``) is warned about, once per folder, and the block runs without it:
+        the features stay right, though two processes may then compute the same ones.
+        """
+        lock = self.lock()
+        try:
+            lock.acquire()
+        except (OSError, NotImplementedError) as exc:  # filelock: NotImplementedError, ENOSYS
+            if self.folder not in _UNLOCKED:
+                _UNLOCKED.add(self.folder)
+                warn(f"Cannot lock the feature cache folder {self.folder} ({exc}); features "
+                     "are computed without the lock, so processes sharing the folder may "
+                     "compute the same ones.", FeatureCacheWarning)
+            lock = None
+        try:
+            yield
+        finally:
+            if lock is not None:
+                lock.release()
 
     def write(self, digests: list[bytes | None], values: np.ndarray) -> None:
         """Add a shard with the features of the digests that are not None."""

@@ -161,7 +161,7 @@ def _load_or_compute(key: tuple, store: DecodedImageStore, rows: np.ndarray,
     """Features of ``rows``: read from the cache folder where there, computed (by
     ``compute``, and saved) where not.
 
-    Computing happens under the table's lock (:meth:`FeatureFiles.lock`), after a second
+    Computing happens under the table's lock (:meth:`FeatureFiles.locked`), after a second
     look at the folder: another process may have written the missing features meanwhile.
     """
     root = feature_cache_dir()
@@ -173,7 +173,7 @@ def _load_or_compute(key: tuple, store: DecodedImageStore, rows: np.ndarray,
     if all(found[i] or digests[i] is None for i in range(len(rows))):
         # Nothing another process could write: all there, or inputs known by identity only.
         return _fill(files, digests, found, stored, rows, compute)
-    with files.lock():
+    with files.locked():
         found, stored = files.read(digests)
         return _fill(files, digests, found, stored, rows, compute)
 

@@ -13,7 +13,7 @@ which build themselves from what it returns.
 """
 
 from ..exceptions import ModelFileError
-from .files import atomic_file, atomic_folder
+from .files import atomic_file, atomic_folder, lock_folder, open_new_file
 from .model_files import (
     CONFIG_FILE,
     ENSEMBLE_FILE,
@@ -30,4 +30,5 @@ from .schemas import FORMAT_VERSION
 
 __all__ = ["CONFIG_FILE", "ENSEMBLE_FILE", "FORMAT_VERSION", "WEIGHTS_FILE", "ModelFileError",
            "atomic_file", "atomic_folder", "decode_classes", "encode_classes", "json_default",
-           "load_classifier", "load_ensemble", "save_classifier", "save_ensemble"]
+           "load_classifier", "load_ensemble", "lock_folder", "open_new_file",
+           "save_classifier", "save_ensemble"]

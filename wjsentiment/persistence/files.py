@@ -6,8 +6,11 @@ place; both follow the umask like any other file (0644 files and 0755 folders un
 (``renameat2(RENAME_EXCHANGE)``), so a process polling the path always finds a whole folder;
 elsewhere the old folder is renamed away just before the new one is renamed in.
 
-Temporary names are ``.NAME.wjs-tmp-HOST-PID-RANDOM``: a save killed half-way leaves one,
-which the next save of that folder on the same machine removes once process PID is gone.
+Temporary names are ``.NAME.wjs-tmp-HOST-PID-RANDOM``. A folder save killed half-way leaves
+its temporary folder, which the next save of that folder on the same machine removes once
+process PID is gone (:func:`remove_stale_temporaries`). A file write killed half-way leaves
+its hidden temporary file, which nothing removes: delete it by hand (an error short of a kill
+removes it at once).
 """
 
 from __future__ import annotations
@@ -21,12 +24,15 @@ import re
 import secrets
 import shutil
 import socket
+import stat
 import sys
+import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
-__all__ = ["TEMP_MARK", "atomic_file", "atomic_folder", "remove_stale_temporaries"]
+__all__ = ["TEMP_MARK", "atomic_file", "atomic_folder", "lock_folder", "open_new_file",
+           "remove_stale_temporaries"]
 
 #: What the name of every temporary file or folder of this module holds.
 TEMP_MARK = ".wjs-tmp-"
@@ -57,13 +63,40 @@ def _fsync(path: str | os.PathLike) -> None:
             raise
 
 
+def open_new_file(path: str | os.PathLike, mode: str = "w+b", **open_kwargs: Any) -> IO:
+    """Create ``path``, which must not exist, and open it for reading and writing.
+
+    The file gets the mode any new file gets (0644 under umask 022): unlike
+    :func:`tempfile.mkstemp`'s 0600, which the rename would carry to the final name.
+
+    Raises
+    ------
+    FileExistsError
+        If ``path`` exists (a symbolic link included: it is not followed).
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> with open_new_file(Path(tempfile.mkdtemp()) / "part", "w+") as fh:
+    ...     _ = fh.write("abc"); _ = fh.seek(0); fh.read()
+    'abc'
+    """
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
+    try:
+        return os.fdopen(fd, mode, **open_kwargs)
+    except BaseException:
+        os.close(fd)
+        raise
+
+
 @contextlib.contextmanager
 def atomic_file(path: str | os.PathLike, mode: str = "w", **open_kwargs: Any) -> Iterator[IO]:
     """Open a temporary file beside ``path`` for writing; rename it to ``path`` on success.
 
     Readers never see a half-written file: the data is synced to disk before the rename,
-    and on any error the temporary file is removed and ``path`` keeps its old content. The
-    file gets the mode any new file gets (0644 under umask 022).
+    and on any error the temporary file is removed and ``path`` keeps its old content (a
+    process killed meanwhile leaves the temporary file, ``.NAME.wjs-tmp-...``, which is not
+    removed later). The file gets the mode any new file gets (0644 under umask 022).
 
     Examples
     --------
@@ -77,10 +110,9 @@ def atomic_file(path: str | os.PathLike, mode: str = "w", **open_kwargs: Any) ->
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = _temp_name(path)
-    # os.open with 0o666 lets the umask decide the mode, as for any new file (mkstemp: 0600).
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
+    handle = open_new_file(tmp, mode, **open_kwargs)
     try:
-        with os.fdopen(fd, mode, **open_kwargs) as handle:
+        with handle:
             yield handle
             handle.flush()
             os.fsync(handle.fileno())
@@ -198,8 +230,53 @@ def _swap_into_place(tmp: Path, path: Path) -> Path | None:
             raise OSError(code, os.strerror(code), os.fspath(path))
     old = _temp_name(path)
     os.rename(path, old)  # without an atomic exchange, path is missing until the next line
-    os.rename(tmp, path)
+    try:
+        os.rename(tmp, path)
+    except BaseException:
+        os.rename(old, path)  # the old folder back, rather than nothing at path
+        raise
     return old
+
+
+def lock_folder() -> Path:
+    """This account's folder for lock files in the system's temporary folder,
+    ``wjsentiment-locks-ACCOUNT`` (``ACCOUNT``: the user id), created with mode 0700.
+
+    Locks keep this account's processes apart (downloads into one folder, predictions into
+    one file). The temporary folder is shared by every account, so a folder found there is
+    used only if it is a real folder (not a symbolic link) that this account owns; a group
+    or other permission on it is taken away.
+
+    Raises
+    ------
+    PermissionError
+        If the path is a symbolic link, not a folder, or a folder another account owns:
+        someone else put it there; remove it, or set ``TMPDIR`` to a folder of your own.
+
+    Examples
+    --------
+    >>> import stat
+    >>> stat.S_IMODE(lock_folder().stat().st_mode) == 0o700
+    True
+    """
+    getuid = getattr(os, "getuid", None)
+    account = getuid() if getuid is not None else re.sub(
+        r"[^A-Za-z0-9._-]", "_", os.environ.get("USERNAME", "user"))
+    folder = Path(tempfile.gettempdir()) / f"wjsentiment-locks-{account}"
+    with contextlib.suppress(FileExistsError):
+        os.mkdir(folder, 0o700)
+    info = os.lstat(folder)
+    problem = ("is a symbolic link" if stat.S_ISLNK(info.st_mode) else
+               "is not a folder" if not stat.S_ISDIR(info.st_mode) else
+               f"belongs to another account (user id {info.st_uid})"
+               if getuid is not None and info.st_uid != getuid() else None)
+    if problem is not None:
+        raise PermissionError(f"{str(folder)!r} {problem}, so wjsentiment will not keep its "
+                              "locks there: another account may have made it. Remove it, or "
+                              "set TMPDIR to a folder of your own.")
+    if stat.S_IMODE(info.st_mode) & 0o077:
+        os.chmod(folder, 0o700)
+    return folder
 
 
 def _alive(pid: int) -> bool:

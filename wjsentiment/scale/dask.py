@@ -195,9 +195,11 @@ def worker_setup(*, feature_cache_dir: str | os.PathLike | None = None,
     ----------
     feature_cache_dir : path-like, optional
         A folder every worker can reach (shared disk) for the frozen-backbone features
-        (``feature_cache_dir`` of :func:`wjsentiment.set_config`): workers then compute each
-        image's features once between them. ``WJSENTIMENT_FEATURE_CACHE_DIR`` in the
-        workers' environment does the same.
+        (``feature_cache_dir`` of :func:`wjsentiment.set_config`): the workers of one
+        machine then compute each image's features once between them. An image file is
+        known by its device number too, which each machine's mount gives, so workers on
+        different machines may each compute their own (right, but not shared).
+        ``WJSENTIMENT_FEATURE_CACHE_DIR`` in the workers' environment does the same.
     torch_threads : int, optional
         ``torch.set_num_threads`` on each worker; give each worker process its share of the
         machine's cores (e.g. 1 per worker with one thread each).

@@ -29,6 +29,7 @@ import numpy as np
 
 from ..exceptions import InputError
 from ..labels import ordinal_labels
+from ..persistence.files import lock_folder
 
 if TYPE_CHECKING:  # pandas is imported by the functions that use it
     import pandas
@@ -315,18 +316,14 @@ def output_lock(out: str | os.PathLike) -> Iterator[None]:
     ``TimeoutError`` saying so) while another run holds it.
 
     The lock is a :class:`filelock.FileLock` on a file named after the real path of ``out``
-    in the system's temporary folder (``wjsentiment-locks``), so nothing is added beside the
-    output, and the lock holds between the processes of one machine. The system drops it when
-    its holder ends, even when it is killed.
+    in this account's lock folder (:func:`~wjsentiment.persistence.lock_folder`), so nothing
+    is added beside the output, and the lock holds between this account's processes on one
+    machine. The system drops it when its holder ends, even when it is killed.
     """
     from filelock import FileLock, Timeout
 
-    folder = Path(tempfile.gettempdir()) / "wjsentiment-locks"
-    folder.mkdir(exist_ok=True)
-    with contextlib.suppress(OSError):  # every user's locks live here, as in /tmp
-        os.chmod(folder, 0o1777)
-    lock = FileLock(folder / f"{_path_digest(os.path.realpath(out)).hex()}.lock", timeout=0,
-                    mode=0o666)
+    lock = FileLock(lock_folder() / f"{_path_digest(os.path.realpath(out)).hex()}.lock",
+                    timeout=0)
     try:
         held = lock.acquire()  # releases the lock at the end of a with block
     except Timeout:
