@@ -852,8 +852,8 @@ def _class_weights(class_weight: str | dict | None, classes: np.ndarray,
         unknown = [k for k in class_weight if k not in set(classes.tolist())]
         if unknown:
             raise InputError(f"class_weight has keys {unknown} that are not classes of y "
-                             f"({classes.tolist()}; a class whose images all have "
-                             "sample_weight 0 is left out): drop those keys.")
+                             f"({classes.tolist()}): drop those keys (a class whose images "
+                             "all have sample_weight 0 is left out of the classes).")
         # by position: scikit-learn would read a label such as "1" as the integer 1
         class_weight = {i: class_weight[c] for i, c in enumerate(classes.tolist())
                         if c in class_weight}
