@@ -475,9 +475,13 @@ def test_sigterm_finishes_requests_in_flight_then_exits_0(server, base, images):
     files = _files(images)
     with ThreadPoolExecutor(MAX_QUEUE) as pool:
         pending = [pool.submit(_post, base, "/explain", files=files) for _ in range(MAX_QUEUE)]
-        deadline = time.monotonic() + TIMEOUT
-        while _metric(base, "wjsentiment_requests_in_flight") < MAX_QUEUE:
-            assert time.monotonic() < deadline, "the requests never were in flight together"
+        # One in work and at least one waiting when SIGTERM comes (all of them, unless the
+        # first ones are answered before the last arrive on a busy machine).
+        deadline, seen = time.monotonic() + TIMEOUT, 0
+        while (seen := _metric(base, "wjsentiment_requests_in_flight")) < 2:
+            done = [p.result().status_code for p in pending if p.done()]
+            assert time.monotonic() < deadline and len(done) < MAX_QUEUE - 1, \
+                f"never two requests in flight together (in flight {seen}, answered {done})"
             time.sleep(0.02)
         proc.send_signal(signal.SIGTERM)
         answers = [p.result(timeout=TIMEOUT) for p in pending]
