@@ -14,6 +14,7 @@ This module imports only the standard library, so every part of the package may 
 
 from __future__ import annotations
 
+import inspect
 import os
 import sys
 import warnings
@@ -183,7 +184,9 @@ def warn(message: str, category: type[Warning]) -> None:
     'CalibrationWarning'
     """
     skip = _library_folders()
-    frame, level = sys._getframe(1), 2
-    while frame.f_back is not None and frame.f_code.co_filename.startswith(skip):
+    here = inspect.currentframe()  # None on Pythons without frames: then the direct caller
+    frame, level = (here.f_back, 2) if here is not None else (None, 2)
+    while frame is not None and frame.f_back is not None \
+            and frame.f_code.co_filename.startswith(skip):
         frame, level = frame.f_back, level + 1
     warnings.warn(message, category, stacklevel=level)
